@@ -1,0 +1,72 @@
+# The two commands a new user needs: `make run` and `make test`. Everything else is for
+# maintainers. The virtual environment is built on Python 3.13 (the Lambda runtime) from the
+# lock file requirements/dev.txt, the first time any target needs it.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# sam build needs a `python3.13` on PATH: the venv provides one.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export AWS_DEFAULT_REGION ?= eu-west-1
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv run demo test lint types template unit integration e2e build deploy bench lock clean
+
+help:
+	@echo "make run     start the whole system locally (no AWS account needed)"
+	@echo "make test    lint, type-check, validate the template, run every test"
+	@echo "make demo    a scripted tour on the local stack"
+	@echo "make build   sam build       make deploy   sam deploy (ENV=prod for production)"
+	@echo "make bench   the benchmark suite, figures in bench/results.json"
+
+venv: $(STAMP)
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	@test -x $(PY) || "$$(scripts/find-python313)" -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+run: $(STAMP)
+	$(PY) -m postback_ops.local
+
+demo: $(STAMP)
+	$(PY) -m postback_ops.local.demo
+
+test: lint types template unit integration e2e
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+template: $(STAMP)
+	$(VENV)/bin/sam validate --lint
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(VENV)/bin/pytest -q tests/integration
+
+e2e: $(STAMP)
+	$(VENV)/bin/pytest -q -m e2e tests/e2e
+
+build: $(STAMP)
+	$(VENV)/bin/sam build
+
+deploy: build
+	$(VENV)/bin/sam deploy --config-env $${ENV:-default}
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lock:
+	$(PY) -m piptools compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
+		--allow-unsafe -o requirements/dev.txt requirements/dev.in
+
+clean:
+	rm -rf .aws-sam $(VENV) .mypy_cache .ruff_cache .hypothesis

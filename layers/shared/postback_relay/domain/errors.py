@@ -1,0 +1,74 @@
+"""Every error the domain raises. Adapters translate AWS and HTTP errors into these.
+
+Each error carries a machine-readable `kind` (stable, used in results, logs and metrics)
+and a sentence a person can act on.
+"""
+
+
+class DomainError(Exception):
+    """Base of every domain error."""
+
+    kind = "domain_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LinkError(DomainError):
+    """A network link that cannot be read (not a URL, no tracker, no `id`)."""
+
+    kind = "bad_link"
+
+
+class TrackerError(DomainError):
+    """A tracker that does not match the affiliate's structure."""
+
+    kind = "tracker_mismatch"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        # one of: wrapper_missing, field_count, placeholder_unfilled, affiliate_mismatch,
+        # value_too_long, empty_value
+        self.reason = reason
+
+
+class ConfigError(DomainError):
+    """An affiliate configuration refused, with the field at fault."""
+
+    kind = "invalid_config"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+class UnsafeUrlError(DomainError):
+    """A URL whose scheme or address must never be called (SSRF protection)."""
+
+    kind = "unsafe_url"
+
+
+class SignatureError(DomainError):
+    """A conversion request whose signature is missing, wrong or expired."""
+
+    kind = "bad_signature"
+
+
+class InfrastructureError(DomainError):
+    """An AWS or network dependency failed; the caller may retry. Never the caller's fault."""
+
+    kind = "unavailable"
+
+
+class ConflictError(DomainError):
+    """A conditional write lost: someone changed the item since it was read."""
+
+    kind = "conflict"
+
+
+class NotFoundError(DomainError):
+    """The thing asked for does not exist."""
+
+    kind = "not_found"

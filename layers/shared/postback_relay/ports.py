@@ -1,0 +1,102 @@
+"""The ports: what the services need from the outside world, as Protocols.
+
+Adapters (boto3, requests) implement them in `postback_relay.adapters`; tests of the
+services use in-memory fakes (tests/fakes.py).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from postback_relay.domain.config import AffiliateConfig
+from postback_relay.domain.conversion import Conversion, ConversionResult
+from postback_relay.domain.delivery import Attempt, DeliveryState, PostbackMessage
+
+
+@dataclass(frozen=True)
+class StoredAffiliate:
+    config: AffiliateConfig
+    version: int
+    updated_at: str
+    updated_by: str | None = None
+
+
+class AffiliateStore(Protocol):
+    def get(self, affiliate_id: str) -> StoredAffiliate | None: ...
+
+    def put(self, config: AffiliateConfig, *, expected_version: int | None, updated_by: str) -> StoredAffiliate:
+        """Create (expected_version None: must not exist) or update (must still be at
+        expected_version). Raises ConflictError otherwise."""
+        ...
+
+    def list(self) -> list[StoredAffiliate]: ...
+
+    def set_enabled(self, affiliate_id: str, enabled: bool, *, updated_by: str) -> StoredAffiliate: ...
+
+
+class ConversionLog(Protocol):
+    def record(self, conversion: Conversion, result: ConversionResult) -> ConversionResult | None:
+        """Record an accepted conversion with its result, if it is new.
+
+        Returns None when recorded, or the first result when (transaction_id, event) was
+        already recorded. One conditional write."""
+        ...
+
+    def forget(self, conversion_ids: Sequence[str]) -> None:
+        """Delete records again (after the queue refused their postbacks)."""
+        ...
+
+
+class PostbackQueue(Protocol):
+    def send(self, messages: Sequence[PostbackMessage]) -> list[PostbackMessage]:
+        """Queue the messages; returns those the queue refused (empty on success)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    delivery_id: str
+    message: PostbackMessage
+    state: DeliveryState
+    attempts: tuple[Attempt, ...]
+    created_at: str
+    updated_at: str
+    last_error: str | None = None
+    replays: int = 0
+
+    @property
+    def http_status(self) -> int | None:
+        return self.attempts[-1].status if self.attempts else None
+
+
+class DeliveryLog(Protocol):
+    def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    def record_attempt(self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, *, reason: str | None = None) -> None:
+        """Append the attempt and set the state, in one conditional write that refuses to
+        touch a delivery already `delivered` (raises ConflictError then)."""
+        ...
+
+    def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]: ...
+
+    def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]: ...
+
+    def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]: ...
+
+    def mark_replayed(self, delivery_id: str) -> None:
+        """Set a failed delivery back to pending, attempts kept, replay count + 1."""
+        ...
+
+
+class PostbackSender(Protocol):
+    def send(self, message: PostbackMessage, *, headers: dict[str, str] | None = None) -> "SendResult": ...
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: int | None
+    latency_ms: int
+    excerpt: str | None
+    retry_after_s: float | None = None
+    error_kind: str | None = None  # timeout, connection_error, unsafe_url
+    error: str | None = None

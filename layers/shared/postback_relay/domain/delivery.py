@@ -5,6 +5,7 @@ body excerpt and the ExpectedAnswer; the retry schedule with jitter, Retry-After
 60 s floor after a 429 or a timeout; delivery_id_for.
 """
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 
@@ -56,3 +57,10 @@ class Attempt(BaseModel):
     excerpt: str | None = None  # the first bytes of the answer, for a person
     error_kind: str | None = None  # timeout, connection_error, unsafe_url, http_status, unexpected_body, circuit_open
     outcome: str = ""  # delivered, retry, failed
+
+
+def delivery_id_for(transaction_id: str, event: Event, affiliate_id: str, index: int) -> str:
+    """The ID of one postback of one conversion: deterministic, so that a message queued twice
+    (the platform retried after a partial failure) is still one delivery."""
+    key = f"{transaction_id}|{event.value}|{affiliate_id}|{index}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -1,0 +1,182 @@
+"""Create the stack's tables, queues and secret on moto from template.yaml itself.
+
+The template is the one source of truth for names, keys, indexes, TTL and redrive: the local
+stack, the tests and the benchmarks all build their AWS resources through this module, so a
+change to the template reaches them without a second schema to keep in step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+LOCAL_REGION = "eu-west-1"
+LOCAL_ACCOUNT = "123456789012"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that reads CloudFormation's short tags (`!Ref X` -> {"Ref": "X"})."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as f:
+        template: dict[str, Any] = yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return template
+
+
+def resources_of_type(template: Mapping[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == resource_type}
+
+
+@dataclass
+class LocalStack:
+    """Physical names of what was created, by logical ID, and the stack outputs."""
+
+    stack_name: str
+    refs: dict[str, str] = field(default_factory=dict)  # logical ID -> what !Ref gives
+    attrs: dict[tuple[str, str], str] = field(default_factory=dict)  # (logical ID, attribute) -> value
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, value: Any, parameters: Mapping[str, str]) -> Any:
+        """Resolve the intrinsic functions the template uses in environment values."""
+        if isinstance(value, dict) and len(value) == 1:
+            ((fn, arg),) = value.items()
+            if fn == "Ref":
+                if arg in parameters:
+                    return parameters[arg]
+                if arg == "AWS::Region":
+                    return LOCAL_REGION
+                if arg == "AWS::StackName":
+                    return self.stack_name
+                return self.refs.get(arg, f"{self.stack_name}-{arg}")
+            if fn == "Fn::GetAtt":
+                logical_id, attribute = arg
+                return self.attrs.get((logical_id, attribute), f"{self.stack_name}-{logical_id}-{attribute}")
+        return value
+
+
+def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
+    return {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
+
+
+def create_resources(
+    session: boto3.Session | None = None,
+    *,
+    stack_name: str = "postback-relay-local",
+    signing_secret: str = "local-dev-secret",  # noqa: S107 - the local stack's documented secret
+    template: Mapping[str, Any] | None = None,
+) -> LocalStack:
+    """Create every DynamoDB table, SQS queue and Secrets Manager secret of the template.
+
+    Works against whatever endpoint the session's clients reach: moto in-process under
+    `mock_aws`, or the local stack's moto server through AWS_ENDPOINT_URL.
+    """
+    template = template or load_template()
+    session = session or boto3.Session(region_name=LOCAL_REGION)
+    stack = LocalStack(stack_name=stack_name)
+    parameters = parameter_defaults(template)
+
+    dynamodb = session.client("dynamodb")
+    for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        props = resource["Properties"]
+        name = f"{stack_name}-{logical_id}"
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if "GlobalSecondaryIndexes" in props:
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("SSESpecification", {}).get("SSEEnabled"):
+            kwargs["SSESpecification"] = {"Enabled": True}
+        dynamodb.create_table(**kwargs)
+        if "TimeToLiveSpecification" in props:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+        stack.refs[logical_id] = name
+        stack.attrs[(logical_id, "Arn")] = f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{name}"
+
+    sqs = session.client("sqs")
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    # Dead-letter targets first, so that a RedrivePolicy can name their ARN.
+    for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {})):
+        props = queues[logical_id].get("Properties", {})
+        name = f"{stack_name}-{logical_id}"
+        attributes: dict[Any, str] = {}  # keys are the template's, the names SQS knows
+        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
+            if key in props:
+                attributes[key] = str(props[key])
+        if props.get("SqsManagedSseEnabled"):
+            attributes["SqsManagedSseEnabled"] = "true"
+        if "RedrivePolicy" in props:
+            redrive = props["RedrivePolicy"]
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": stack.resolve(redrive["deadLetterTargetArn"], parameters),
+                    "maxReceiveCount": int(redrive["maxReceiveCount"]),
+                }
+            )
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        stack.refs[logical_id] = url
+        stack.attrs[(logical_id, "Arn")] = f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"
+        stack.attrs[(logical_id, "QueueName")] = name
+
+    secrets = session.client("secretsmanager")
+    for logical_id in resources_of_type(template, "AWS::SecretsManager::Secret"):
+        name = f"{stack_name}-{logical_id}"
+        arn = secrets.create_secret(Name=name, SecretString=signing_secret)["ARN"]
+        stack.refs[logical_id] = arn
+
+    for output_name, output in template.get("Outputs", {}).items():
+        value = output["Value"]
+        if isinstance(value, dict) and ("Ref" in value or "Fn::GetAtt" in value):
+            ref = value.get("Ref")
+            if ref is None or ref in stack.refs:
+                stack.outputs[output_name] = str(stack.resolve(value, parameters))
+    return stack
+
+
+def function_environment(
+    stack: LocalStack, function_logical_id: str, *, template: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The environment variables the template gives a function (Globals, then its own)."""
+    template = template or load_template()
+    parameters = parameter_defaults(template)
+    global_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    function = template["Resources"][function_logical_id]["Properties"]
+    own_env = function.get("Environment", {}).get("Variables", {})
+    merged = {**global_env, **own_env}
+    return {key: str(stack.resolve(value, parameters)) for key, value in merged.items()}
+
+
+def function_code(function_logical_id: str, *, template: Mapping[str, Any] | None = None) -> tuple[Path, str, str]:
+    """Where a function's code is and its handler: (code folder, module name, function name)."""
+    template = template or load_template()
+    props = template["Resources"][function_logical_id]["Properties"]
+    module, _, attribute = props["Handler"].rpartition(".")
+    return REPO_ROOT / props["CodeUri"], module, attribute

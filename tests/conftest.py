@@ -1,0 +1,92 @@
+"""Shared test set-up: a fake AWS account, the handlers' settings from template.yaml, and moto.
+
+The environment is set at import, before any handler module is imported, because each
+handler validates its settings at import (cold start) just as it does in Lambda.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from postback_ops.local.resources import (
+    LOCAL_ACCOUNT,
+    LOCAL_REGION,
+    LocalStack,
+    create_resources,
+    function_environment,
+    load_template,
+    resources_of_type,
+)
+
+STACK_NAME = "postback-relay-test"
+SIGNING_SECRET = "local-dev-secret"
+TEMPLATE = load_template()
+
+
+def _expected_stack() -> LocalStack:
+    """The names create_resources will give, known before moto starts."""
+    stack = LocalStack(stack_name=STACK_NAME)
+    for logical_id in resources_of_type(TEMPLATE, "AWS::DynamoDB::Table"):
+        stack.refs[logical_id] = f"{STACK_NAME}-{logical_id}"
+    for logical_id in resources_of_type(TEMPLATE, "AWS::SQS::Queue"):
+        name = f"{STACK_NAME}-{logical_id}"
+        stack.refs[logical_id] = f"https://sqs.{LOCAL_REGION}.amazonaws.com/{LOCAL_ACCOUNT}/{name}"
+    for logical_id in resources_of_type(TEMPLATE, "AWS::SecretsManager::Secret"):
+        stack.refs[logical_id] = f"{STACK_NAME}-{logical_id}"  # Secrets Manager takes a name or an ARN
+    return stack
+
+
+def _handler_environment() -> dict[str, str]:
+    stack = _expected_stack()
+    env: dict[str, str] = {}
+    for logical_id in resources_of_type(TEMPLATE, "AWS::Serverless::Function"):
+        env.update(function_environment(stack, logical_id, template=TEMPLATE))
+    env.pop("POWERTOOLS_SERVICE_NAME", None)
+    return env
+
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        "AWS_REGION": LOCAL_REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "postback-relay-tests",
+        **_handler_environment(),
+        # Tests point postbacks at receivers on 127.0.0.1, as the local stack does; the SSRF
+        # tests exercise allow_loopback=False directly on the domain and the sender.
+        "ALLOW_LOOPBACK": "true",
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture
+def aws() -> Iterator[dict[str, str]]:
+    """GIVEN a fresh moto account with every table, queue and secret of template.yaml.
+
+    Yields the stack outputs (AffiliatesTableName, PostbackQueueUrl, ...). Step Functions
+    executions run their real definitions (Lambda tasks must be routed in-process).
+    """
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[typeddict-item]
+        stack = create_resources(
+            boto3.Session(region_name=LOCAL_REGION),
+            stack_name=STACK_NAME,
+            signing_secret=SIGNING_SECRET,
+            template=TEMPLATE,
+        )
+        expected = _expected_stack()
+        for logical_id, ref in expected.refs.items():
+            if logical_id in resources_of_type(TEMPLATE, "AWS::SecretsManager::Secret"):
+                continue
+            assert stack.refs[logical_id] == ref, f"{logical_id}: the env set at import does not match moto's name"
+        yield stack.outputs

@@ -1,16 +1,142 @@
 """The affiliate's postback configuration (contract section 3), loaded from YAML or JSON.
 
-TO BE COMPLETED (issue 3): validators (unknown macros, URL safety, event names, structure
-consistency: `rest` among `fields`, macros naming tracker fields), load_config_text,
-dump_config.
+Validation happens here, once, when a config is saved or read back: an unknown macro, a URL
+that could reach a private address, a macro placed where it could change the host, a body
+template that would not stay valid JSON: all are refused with the field at fault.
+
+Whether loopback URLs are allowed (the local stack only) comes from the pydantic validation
+context, key "allow_loopback": `AffiliateConfig.model_validate(data, context={"allow_loopback": True})`.
 """
 
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from postback_relay.domain.addresses import check_url
+from postback_relay.domain.errors import ConfigError, UnsafeUrlError
 from postback_relay.domain.events import Event
 from postback_relay.domain.tracker import TrackerStructure
+
+BUILTIN_MACROS: frozenset[str] = frozenset(
+    {
+        "transaction_id",
+        "event",
+        "amount",
+        "currency",
+        "offer_id",
+        "offer_name",
+        "offer_type",
+        "affiliate_id",
+        "occurred_at",
+        "timestamp",
+    }
+)
+MACRO = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+CONTENT_TYPES = (FORM, JSON)
+MAX_CONFIG_CHARS = 65536
+AFFILIATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+
+
+class FieldProblems(ValueError):
+    """Problems found by a validator that sees several fields, each with its path relative to
+    the model validated. `parse_config` turns them into dotted paths from the config's root."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {reason}" for path, reason in problems))
+        self.problems = problems
+
+
+def _allow_loopback(info: ValidationInfo) -> bool:
+    context = info.context
+    return bool(context.get("allow_loopback", False)) if isinstance(context, Mapping) else False
+
+
+def macro_names(template: str) -> list[str]:
+    """The macros a template uses, in order, repeats included."""
+    return MACRO.findall(template)
+
+
+def _sample(template: str) -> str:
+    return MACRO.sub("x", template)
+
+
+def check_url_template(template: str, *, allow_loopback: bool = False) -> None:
+    """Raise ValueError when a postback URL template is unsafe or ill-formed.
+
+    Macros may sit in the path and in query values only: the host, port, scheme and parameter
+    names are fixed by the config, so that no conversion can point a postback elsewhere.
+    """
+    scheme, sep, after = template.partition("://")
+    if not sep:
+        raise ValueError("the URL must start with http:// or https://")
+    authority = re.split(r"[/?#]", after, maxsplit=1)[0]
+    if "{" in scheme or "}" in scheme or "{" in authority or "}" in authority:
+        raise ValueError("macros are not allowed in the scheme, host or port, only in the path and query values")
+    leftover = MACRO.sub("", template)
+    if "{" in leftover or "}" in leftover:
+        raise ValueError("a '{' or '}' that is not part of a {macro}: a macro is a name in braces, like {clickid}")
+    query = template.partition("?")[2].partition("#")[0]
+    for piece in query.split("&"):
+        name = piece.partition("=")[0]
+        if MACRO.search(name):
+            raise ValueError(f"a macro cannot be a parameter name ({name!r}), only a parameter value")
+    try:
+        check_url(_sample(template), allow_loopback=allow_loopback)
+    except UnsafeUrlError as exc:
+        raise ValueError(exc.message) from exc
+
+
+def _check_form_body(body: str) -> None:
+    for piece in body.split("&"):
+        name = piece.partition("=")[0]
+        if MACRO.search(name):
+            raise ValueError(f"a macro cannot be a form field name ({name!r}), only a value")
+
+
+def _check_json_body(body: str) -> None:
+    # Each macro becomes a bare token: the template parses only if every macro sits inside a
+    # JSON string, which is where a JSON-escaped value cannot change the document's shape.
+    tokens = {f"MACRO{i}TOKEN" for i in range(len(macro_names(body)))}
+    counter = iter(range(len(tokens)))
+    probe = MACRO.sub(lambda _m: f"MACRO{next(counter)}TOKEN", body)
+    try:
+        document = json.loads(probe)
+    except ValueError as exc:
+        raise ValueError(
+            'the JSON body template is not valid JSON, or a macro sits outside a JSON string (write "{amount}", '
+            f"quotes included): {exc}"
+        ) from exc
+
+    def keys_with_macros(node: object) -> bool:
+        if isinstance(node, dict):
+            return any(any(t in key for t in tokens) or keys_with_macros(v) for key, v in node.items())
+        if isinstance(node, list):
+            return any(keys_with_macros(v) for v in node)
+        return False
+
+    if keys_with_macros(document):
+        raise ValueError("a macro cannot be a JSON key, only (part of) a string value")
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or FORM).split(";", 1)[0].strip().lower()
 
 
 class HttpMethod(StrEnum):
@@ -29,11 +155,31 @@ class ExpectedAnswer(BaseModel):
     status: tuple[int, ...] = ()  # empty: any 2xx
     body_contains: str | None = Field(default=None, max_length=256)
 
+    @field_validator("status", mode="before")
+    @classmethod
+    def _one_status_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, int) else value
+
+    @field_validator("status")
+    @classmethod
+    def _status_codes(cls, status: tuple[int, ...]) -> tuple[int, ...]:
+        for code in status:
+            if not 100 <= code <= 599:
+                raise ValueError(f"{code} is not an HTTP status code (100 to 599)")
+        return status
+
+    @field_validator("body_contains")
+    @classmethod
+    def _body_contains_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("leave body_contains out rather than empty")
+        return value
+
 
 class PostbackSpec(BaseModel):
     """One postback: which events (and offers) fire it, and what to call."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
     events: tuple[Event, ...] = Field(min_length=1)
     url: str = Field(min_length=1, max_length=2048)
@@ -46,11 +192,71 @@ class PostbackSpec(BaseModel):
     def matches(self, event: Event, offer_id: str) -> bool:
         return event in self.events and (self.offers is None or offer_id in self.offers)
 
+    @field_validator("events", mode="before")
+    @classmethod
+    def _one_event_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("events")
+    @classmethod
+    def _events_once_each(cls, events: tuple[Event, ...]) -> tuple[Event, ...]:
+        if len(set(events)) != len(events):
+            raise ValueError("an event is listed twice")
+        return events
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_safe(cls, url: str, info: ValidationInfo) -> str:
+        check_url_template(url, allow_loopback=_allow_loopback(info))
+        return url
+
+    @field_validator("offers", mode="before")
+    @classmethod
+    def _one_offer_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+
+    @field_validator("offers")
+    @classmethod
+    def _offers_named(cls, offers: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if offers is None:
+            return None
+        if not offers:
+            raise ValueError("leave offers out to match every offer; an empty list would match none")
+        if any(not offer.strip() for offer in offers):
+            raise ValueError("an offer ID is empty")
+        return offers
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _body_fits_method(self) -> Self:
+        problems: list[tuple[str, str]] = []
+        if self.method is HttpMethod.GET:
+            if self.body is not None:
+                problems.append(("body", "a GET postback has no body: use method POST"))
+            if self.content_type is not None:
+                problems.append(("content_type", "a GET postback has no content type: use method POST"))
+        else:
+            media = _media_type(self.content_type)
+            if media not in CONTENT_TYPES:
+                problems.append(("content_type", f"must be {FORM} (the default) or {JSON}"))
+            elif self.body is not None:
+                try:
+                    _check_json_body(self.body) if media == JSON else _check_form_body(self.body)
+                except ValueError as exc:
+                    problems.append(("body", str(exc)))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
 
 class AffiliateConfig(BaseModel):
     """One affiliate's postback configuration, for all offers."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
     affiliate_id: str = Field(min_length=1, max_length=32)
     name: str = Field(min_length=1, max_length=128)
@@ -65,3 +271,214 @@ class AffiliateConfig(BaseModel):
     def postbacks_for(self, event: Event, offer_id: str) -> list[tuple[int, PostbackSpec]]:
         """The postbacks this conversion fires, with their index in the config."""
         return [(i, p) for i, p in enumerate(self.postbacks) if p.matches(event, offer_id)]
+
+    @property
+    def macros(self) -> frozenset[str]:
+        """Every macro this affiliate's postbacks may use."""
+        return BUILTIN_MACROS | frozenset(self.tracker.fields)
+
+    @field_validator("affiliate_id")
+    @classmethod
+    def _affiliate_id_shape(cls, affiliate_id: str) -> str:
+        if not AFFILIATE_ID.match(affiliate_id):
+            raise ValueError(
+                "the affiliate's ID on the network (e.g. 1234567): letters, digits, '.' and '-' only; "
+                "'_' would end it inside a PPS tracker"
+            )
+        return affiliate_id
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("the name cannot be blank")
+        return name.strip()
+
+    @field_validator("test_link")
+    @classmethod
+    def _test_link_is_safe(cls, test_link: str | None, info: ValidationInfo) -> str | None:
+        if test_link is not None:
+            try:
+                check_url(test_link, allow_loopback=_allow_loopback(info))
+            except UnsafeUrlError as exc:
+                raise ValueError(exc.message) from exc
+        return test_link
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _secret_format(cls, secret: str | None) -> str | None:
+        if secret is not None:
+            signing_key(secret)
+        return secret
+
+    @field_validator("tracker")
+    @classmethod
+    def _fields_not_builtin(cls, tracker: TrackerStructure) -> TrackerStructure:
+        clashes = sorted(set(tracker.fields) & BUILTIN_MACROS)
+        if clashes:
+            raise FieldProblems(
+                [("fields", f"{clashes} clash with built-in macros of the same name: rename the field(s)")]
+            )
+        return tracker
+
+    @field_validator("postbacks")
+    @classmethod
+    def _macros_known(cls, postbacks: tuple[PostbackSpec, ...], info: ValidationInfo) -> tuple[PostbackSpec, ...]:
+        tracker = info.data.get("tracker")
+        if not isinstance(tracker, TrackerStructure):
+            return postbacks  # the tracker's own error is reported; macros cannot be judged without it
+        allowed = BUILTIN_MACROS | frozenset(tracker.fields)
+        problems: list[tuple[str, str]] = []
+        for index, postback in enumerate(postbacks):
+            for name, template in (("url", postback.url), ("body", postback.body)):
+                unknown = [m for m in macro_names(template or "") if m not in allowed]
+                if unknown:
+                    problems.append(
+                        (
+                            f"{index}.{name}",
+                            f"unknown macro {{{unknown[0]}}}: use the tracker fields {list(tracker.fields)} "
+                            f"or the built-in macros {sorted(BUILTIN_MACROS)}",
+                        )
+                    )
+        if problems:
+            raise FieldProblems(problems)
+        return postbacks
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: base64 after an optional `whsec_` prefix.
+
+    Raises ValueError when the secret is not 24 to 64 bytes of base64.
+    """
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(
+            "a signing secret is whsec_ followed by base64 of 24 to 64 random bytes (e.g. `openssl rand -base64 32`)"
+        ) from exc
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"the signing secret decodes to {len(key)} bytes; use 24 to 64 random bytes")
+    return key
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(config)"
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    errors = exc.errors(include_url=False)
+    deeper = {tuple(error["loc"][:i]) for error in errors for i in range(len(error["loc"]))}
+    for error in errors:
+        if error["type"] == "too_short" and tuple(error["loc"]) in deeper:
+            continue  # a list whose items failed is also "too short": the items' errors say it all
+        cause = error.get("ctx", {}).get("error")
+        loc = tuple(error["loc"])
+        if isinstance(cause, FieldProblems):
+            found.extend((_dotted((*loc, *path.split("."))), reason) for path, reason in cause.problems)
+            continue
+        message = str(error["msg"]).removeprefix("Value error, ")
+        found.append((_dotted(loc), message))
+    return found
+
+
+def parse_config(data: Mapping[str, object], *, allow_loopback: bool = False) -> AffiliateConfig:
+    """Validate a config read from a file or from storage. Raises ConfigError naming every bad field."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("the config must be a mapping of fields (affiliate_id, name, postbacks...)", field="(config)")
+    try:
+        return AffiliateConfig.model_validate(dict(data), context={"allow_loopback": allow_loopback})
+    except ValidationError as exc:
+        problems = _problems(exc) or [("(config)", "the config is invalid")]
+        field, reason = problems[0]
+        raise ConfigError(reason, field=field, errors=problems) from exc
+    except RecursionError as exc:
+        raise ConfigError("the config is nested too deeply", field="(config)") from exc
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {key!r} appears twice")
+        document[key] = value
+    return document
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _load_json(text: str) -> object:
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+
+
+def _load_yaml(text: str) -> object:
+    # Imported here: PyYAML is for the config script only; the Lambda layer does not ship it
+    # and a cold start should not pay for it.
+    import yaml
+    from yaml.composer import ComposerError
+    from yaml.constructor import ConstructorError
+    from yaml.nodes import MappingNode, Node
+
+    class StrictLoader(yaml.SafeLoader):
+        """Safe YAML without aliases (no billion laughs) and without silently repeated keys."""
+
+        def compose_node(self, parent: Node | None, index: int) -> Node | None:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise ComposerError(None, None, "aliases (*name) are not allowed in a config", event.start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    continue  # unhashable: the base class refuses it with its own message
+                if duplicate:
+                    raise ConstructorError(None, None, f"the key {key!r} appears twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def load_config_text(text: str, *, allow_loopback: bool = False) -> AffiliateConfig:
+    """Read a config file's text, JSON or YAML. Raises ConfigError naming every bad field.
+
+    JSON is tried first and needs nothing beyond the standard library (this is what runs in
+    Lambda); YAML needs PyYAML, present wherever the config script runs.
+    """
+    if not isinstance(text, str):
+        raise ConfigError("the config must be text", field="(file)")
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"the config is longer than {MAX_CONFIG_CHARS} characters", field="(file)")
+    if not text.strip():
+        raise ConfigError("the config is empty", field="(file)")
+    try:
+        data = _load_json(text)
+    except (ValueError, RecursionError) as json_error:
+        try:
+            data = _load_yaml(text)
+        except ImportError:
+            raise ConfigError(
+                f"not valid JSON ({json_error}); YAML is read by the config script only", field="(file)"
+            ) from None
+        except (ValueError, RecursionError) as yaml_error:
+            shown = json_error if text.lstrip().startswith(("{", "[")) else yaml_error
+            raise ConfigError(f"the file is neither valid JSON nor valid YAML: {shown}", field="(file)") from None
+    if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
+        raise ConfigError("the config must be a mapping of fields (affiliate_id, name, postbacks...)", field="(config)")
+    return parse_config(data, allow_loopback=allow_loopback)
+
+
+def dump_config(config: AffiliateConfig) -> dict[str, object]:
+    """The config as plain JSON-ready data; `parse_config` reads it back to an equal config."""
+    return config.model_dump(mode="json", exclude_none=True)

@@ -1,24 +1,81 @@
 """A conversion as the platform posts it, and the result we answer with.
 
-TO BE COMPLETED (issue 3/4): validators (link or tracker present, currency ISO 4217, amount
-as Decimal keeping the text the platform sent, occurred_at timezone-aware).
+The amount is a Decimal and keeps the exact text the platform sent (`amount_text`): an
+affiliate that receives `25.00` for a `25.00` sale can match it to the cent. To keep `25.00`
+when the platform sends a JSON number, parse the body with `json.loads(body, parse_float=Decimal)`;
+a float that does arrive is read through its shortest repr, never stored as a float.
 """
 
+import math
+import re
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from postback_relay.domain.events import Event, OfferType
 
+MAX_AMOUNT_DECIMALS = 6
+MAX_AMOUNT_INTEGER_DIGITS = 15
+MAX_LINK_LENGTH = 8192
+MAX_TRACKER_LENGTH = 4096
+_AMOUNT = re.compile(rf"^[0-9]{{1,{MAX_AMOUNT_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{MAX_AMOUNT_DECIMALS}}})?$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def amount_text(value: object) -> str:
+    """The amount as text, exactly as sent. Raises ValueError for anything not a plain decimal >= 0."""
+    if isinstance(value, bool):
+        raise ValueError("the amount must be a decimal number, not a boolean")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("the amount must be a finite number")
+        text = repr(value)
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("the amount must be a finite number")
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValueError("the amount must be a decimal number, as a JSON string or number")
+    if text.startswith("-"):
+        raise ValueError("the amount cannot be negative")
+    if not _AMOUNT.match(text):
+        raise ValueError(
+            f"the amount {text[:40]!r} must be a plain decimal like 25.00: digits, at most "
+            f"{MAX_AMOUNT_DECIMALS} decimals, no exponent or sign"
+        )
+    return text
+
+
+def _utf8(value: str, what: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"the {what} is not valid Unicode text") from exc
+    return value
+
 
 class Offer(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
     id: str = Field(min_length=1, max_length=64)
     type: OfferType
     name: str | None = Field(default=None, max_length=256)
+
+    @field_validator("id", "name")
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _utf8(value, f"offer {info.field_name}")
+            if not value.isprintable():
+                raise ValueError(f"the offer {info.field_name} contains control characters")
+        return value
 
 
 class Conversion(BaseModel):
@@ -33,13 +90,99 @@ class Conversion(BaseModel):
     amount_text: str = ""  # the amount exactly as the platform sent it (filled by validation)
     currency: str
     link: str | None = None
-    tracker: str | None = None
-    affiliate_id: str | None = None
+    tracker: str | None = Field(default=None, validate_default=True)
+    affiliate_id: str | None = Field(default=None, validate_default=True)
     occurred_at: datetime
 
     @property
     def conversion_id(self) -> str:
         return f"{self.transaction_id}#{self.event.value}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_amount_text(cls, data: Any) -> Any:
+        # Before pydantic turns the amount into a Decimal, keep its text (and refuse a float's
+        # artefacts): amount_text is always what was sent, whatever the caller put there.
+        if isinstance(data, dict) and "amount" in data:
+            data = dict(data)
+            try:
+                text = amount_text(data["amount"])
+            except ValueError:
+                return data  # the amount validator reports it, with the field's name
+            data["amount"] = text
+            data["amount_text"] = text
+        return data
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount_is_decimal_text(cls, value: object) -> Decimal:
+        text = amount_text(value)
+        try:
+            return Decimal(text)
+        except InvalidOperation as exc:  # unreachable after the pattern check, kept for safety
+            raise ValueError("the amount is not a decimal number") from exc
+
+    @field_validator("transaction_id")
+    @classmethod
+    def _transaction_id_printable(cls, value: str) -> str:
+        _utf8(value, "transaction_id")
+        if not value.isprintable() or any(ch.isspace() for ch in value):
+            raise ValueError("the transaction_id must be printable, without spaces or control characters")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_iso_4217(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("the currency must be an ISO 4217 code: three upper-case letters, like EUR")
+        return value
+
+    @field_validator("link")
+    @classmethod
+    def _link_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.strip():
+                raise ValueError("the link is empty: send the network link, or leave it out and send tracker")
+            if len(value) > MAX_LINK_LENGTH:
+                raise ValueError(f"the link is longer than {MAX_LINK_LENGTH} characters")
+            _utf8(value, "link")
+        return value
+
+    @field_validator("tracker")
+    @classmethod
+    def _link_or_tracker(cls, value: str | None, info: ValidationInfo) -> str | None:
+        link = info.data.get("link")
+        if value is not None:
+            if not value.strip():
+                raise ValueError("the tracker is empty")
+            if len(value) > MAX_TRACKER_LENGTH:
+                raise ValueError(f"the tracker is longer than {MAX_TRACKER_LENGTH} characters")
+            _utf8(value, "tracker")
+            if link is not None:
+                raise ValueError("send either link or tracker, not both")
+        elif link is None and "link" in info.data:
+            raise ValueError("a conversion needs its network link, or its tracker (trID_..._trID)")
+        return value
+
+    @field_validator("affiliate_id")
+    @classmethod
+    def _affiliate_for_revshare_tracker(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            if not value or len(value) > 64 or not value.isprintable() or any(ch.isspace() for ch in value):
+                raise ValueError("the affiliate_id must be 1 to 64 printable characters without spaces")
+            _utf8(value, "affiliate_id")
+            return value
+        offer = info.data.get("offer")
+        if isinstance(offer, Offer) and offer.type is OfferType.REVSHARE and info.data.get("tracker") is not None:
+            raise ValueError("a revshare conversion sent with a tracker must also carry affiliate_id")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _timezone_aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("occurred_at needs a timezone, like 2026-11-25T12:00:00Z")
+        return value
 
 
 class Outcome(StrEnum):

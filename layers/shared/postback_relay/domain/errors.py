@@ -38,8 +38,12 @@ class ConfigError(DomainError):
 
     kind = "invalid_config"
 
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(f"{field}: {message}")
+    def __init__(self, message: str, *, field: str, errors: list[tuple[str, str]] | None = None) -> None:
+        # Every problem found, as (dotted field path, reason); the first one is `field`/`reason`,
+        # so that a caller showing one error shows the first, and a CLI can show them all.
+        self.errors: list[tuple[str, str]] = errors if errors else [(field, message)]
+        summary = "; ".join(f"{f}: {r}" for f, r in self.errors)
+        super().__init__(summary)
         self.field = field
         self.reason = message
 

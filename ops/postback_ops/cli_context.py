@@ -1,0 +1,291 @@
+"""What every command of the config script shares: the target, its adapters, output and exit codes."""
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import cached_property
+from typing import Protocol
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from postback_ops import target as target_module
+from postback_ops.target import Target, TargetUnavailable, unavailable_reason
+from postback_relay.domain.delivery import Circuit
+from postback_relay.domain.errors import (
+    ConfigError,
+    ConflictError,
+    DomainError,
+    InfrastructureError,
+    LinkError,
+    NotFoundError,
+    TrackerError,
+    UnsafeUrlError,
+)
+from postback_relay.ports import AffiliateStore, DeliveryLog, PostbackQueue
+from postback_relay.services.testlink import TestRun
+
+
+class ExitCode(IntEnum):
+    """Exit codes scripts can rely on."""
+
+    OK = 0
+    FAILED = 1  # the command failed, or the test run's verdict is `failed`
+    INVALID = 2  # usage error or invalid input (a refused config)
+    UNREACHABLE = 3  # target unknown or unreachable, credentials missing
+    NOT_FOUND = 4
+    CONFLICT = 5  # someone else changed the affiliate since it was read
+
+
+class UsageProblem(Exception):
+    """Options that do not make sense together; exits 2 with the message."""
+
+
+class TestRunner(Protocol):
+    """The test-link runs (adapters/sfn_runner.py TestRunStarter)."""
+
+    def start(self, affiliate_id: str, started_by: str, waits: Sequence[int], deadline_s: int) -> str: ...
+
+    def status(self, run_id: str) -> TestRun:
+        """Raises NotFoundError for an unknown run."""
+        ...
+
+
+class EndpointDirectory(Protocol):
+    """The circuit breaker state per affiliate endpoint (adapters/dynamodb_endpoints.py)."""
+
+    def list(self) -> Sequence[Circuit]: ...
+
+
+class Backends(Protocol):
+    """The adapters the commands use; tests pass in-memory fakes with the same attributes."""
+
+    @property
+    def affiliates(self) -> AffiliateStore: ...
+
+    @property
+    def deliveries(self) -> DeliveryLog: ...
+
+    @property
+    def queue(self) -> PostbackQueue: ...
+
+    @property
+    def test_runs(self) -> TestRunner: ...
+
+    @property
+    def endpoints(self) -> EndpointDirectory: ...
+
+    def caller(self) -> str: ...
+
+
+class StackBackends:
+    """The real adapters over a resolved target, each built on first use (a command needs one or two)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    @cached_property
+    def affiliates(self) -> AffiliateStore:
+        from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+
+        # Consistent reads: `put` compares against the version it read, just before its conditional write.
+        store: AffiliateStore = DynamoAffiliateStore(
+            self.target.output("AffiliatesTableName"),
+            client=self.target.client("dynamodb"),
+            allow_loopback=self.target.allow_loopback,
+            consistent_read=True,
+        )
+        return store
+
+    @cached_property
+    def deliveries(self) -> DeliveryLog:
+        from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+
+        log: DeliveryLog = DynamoDeliveryLog(
+            self.target.output("DeliveriesTableName"), client=self.target.client("dynamodb")
+        )
+        return log
+
+    @cached_property
+    def queue(self) -> PostbackQueue:
+        from postback_relay.adapters.sqs_queue import SqsPostbackQueue
+
+        queue: PostbackQueue = SqsPostbackQueue(
+            self.target.output("PostbackQueueUrl"), client=self.target.client("sqs")
+        )
+        return queue
+
+    @cached_property
+    def test_runs(self) -> TestRunner:
+        from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+        from postback_relay.adapters.sfn_runner import TestRunStarter
+
+        runs = DynamoTestRunStore(self.target.output("TestRunsTableName"), client=self.target.client("dynamodb"))
+        runner: TestRunner = TestRunStarter(
+            self.target.client("stepfunctions"), self.target.output("TestLinkStateMachineArn"), runs
+        )
+        return runner
+
+    @cached_property
+    def endpoints(self) -> EndpointDirectory:
+        from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
+
+        directory: EndpointDirectory = DynamoEndpointStore(
+            self.target.output("EndpointsTableName"), client=self.target.client("dynamodb")
+        )
+        return directory
+
+    def caller(self) -> str:
+        caller: str = self.target.caller()
+        return caller
+
+
+def build_backends(target: Target) -> Backends:
+    return StackBackends(target)
+
+
+@dataclass
+class Ops:
+    """The global options of one invocation, and what they resolve to (lazily: `--help` needs no AWS)."""
+
+    local: bool = False
+    stack_name: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    json: bool = False
+    _target: Target | None = field(default=None, repr=False)
+    _backends: Backends | None = field(default=None, repr=False)
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            try:
+                self._target = target_module.resolve_target(
+                    local=self.local, stack_name=self.stack_name, region=self.region, profile=self.profile
+                )
+            except ValueError as exc:
+                raise UsageProblem(str(exc)) from exc
+        return self._target
+
+    @property
+    def backends(self) -> Backends:
+        if self._backends is None:
+            self._backends = build_backends(self.target)
+        return self._backends
+
+    def emit(self, data: object, show: Callable[[Console], None]) -> None:
+        """JSON on stdout for scripts, or whatever `show` draws for people."""
+        if self.json:
+            sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+        else:
+            show(people_console())
+
+    def note(self, message: str) -> None:
+        """A remark for people, kept off stdout so that `--json` output stays parseable."""
+        if self.json:
+            typer.echo(message, err=True)
+        else:
+            people_console().print(message, markup=False, highlight=False)
+
+
+def people_console() -> Console:
+    # Built per call: tests swap sys.stdout. Plain text is never wrapped (a diff, a URL must stay
+    # copyable); piped output is given room so that tables keep whole URLs.
+    console = Console(soft_wrap=True, highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 240)
+    return console
+
+
+def people_table(*headers: str) -> Table:
+    """A table whose cells fold rather than being cut with an ellipsis: nothing is hidden."""
+    table = Table()
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def ops_of(ctx: typer.Context) -> Ops:
+    ops = ctx.find_object(Ops)
+    if ops is None:  # a sub-app invoked on its own, in a test
+        ops = Ops()
+        ctx.obj = ops
+    return ops
+
+
+def _ops_among(values: Sequence[object]) -> Ops | None:
+    for value in values:
+        if isinstance(value, typer.Context):
+            return value.find_object(Ops)
+    return None
+
+
+def fail(code: ExitCode, message: str) -> typer.Exit:
+    """Print one sentence on stderr and return the exit to raise."""
+    typer.echo(message, err=True)
+    return typer.Exit(int(code))
+
+
+def config_error_lines(exc: ConfigError) -> list[str]:
+    errors: list[tuple[str, str]] = list(getattr(exc, "errors", None) or [(exc.field, exc.reason)])
+    return [f"{field_path}: {reason}" for field_path, reason in errors]
+
+
+def validation_error_lines(exc: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}" for err in exc.errors()]
+
+
+def _aws_exit(exc: BaseException, ops: Ops | None) -> typer.Exit:
+    """Exit 3 when AWS could not be reached or the credentials are missing, else exit 1."""
+    target = ops._target if ops is not None else None
+    local = target.local if target is not None else bool(ops and ops.local)
+    endpoint = target.endpoint_url if target is not None else None
+    for candidate in (exc, exc.__cause__):
+        if candidate is not None:
+            reason = unavailable_reason(candidate, local=local, endpoint_url=endpoint)
+            if reason is not None:
+                return fail(ExitCode.UNREACHABLE, reason)
+    message = exc.message if isinstance(exc, DomainError) else f"AWS refused the request: {exc}"
+    return fail(ExitCode.FAILED, message)
+
+
+def handle_errors[**P, R](command: Callable[P, R]) -> Callable[P, R]:
+    """Map every expected failure to its exit code and one sentence on stderr, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except UsageProblem as exc:
+            raise fail(ExitCode.INVALID, str(exc)) from None
+        except TargetUnavailable as exc:
+            raise fail(ExitCode.UNREACHABLE, str(exc)) from None
+        except ConfigError as exc:
+            lines = config_error_lines(exc)
+            raise fail(ExitCode.INVALID, "Config refused:\n  " + "\n  ".join(lines)) from None
+        except ValidationError as exc:
+            raise fail(ExitCode.INVALID, "Invalid input:\n  " + "\n  ".join(validation_error_lines(exc))) from None
+        except TrackerError as exc:
+            raise fail(ExitCode.INVALID, f"The tracker does not fit ({exc.reason}): {exc.message}") from None
+        except LinkError as exc:
+            raise fail(ExitCode.INVALID, f"The link cannot be read: {exc.message}") from None
+        except UnsafeUrlError as exc:
+            raise fail(ExitCode.INVALID, f"Unsafe URL: {exc.message}") from None
+        except NotFoundError as exc:
+            raise fail(ExitCode.NOT_FOUND, exc.message) from None
+        except ConflictError as exc:
+            raise fail(ExitCode.CONFLICT, exc.message) from None
+        except (InfrastructureError, BotoCoreError, ClientError) as exc:
+            raise _aws_exit(exc, _ops_among([*args, *kwargs.values()])) from None
+        except DomainError as exc:
+            raise fail(ExitCode.FAILED, exc.message) from None
+
+    return run

@@ -1,0 +1,160 @@
+"""`postback deliveries`, `replay` and `endpoints`: what happened to the postbacks."""
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people_table
+from postback_relay.domain.delivery import Circuit, DeliveryState, circuit_wait
+from postback_relay.ports import DeliveryRecord
+from postback_relay.services.replay import replay_failed
+
+# With a state filter the log is read wider than --limit, since the filter applies after the read.
+_FILTER_READ_LIMIT = 1000
+
+
+def delivery_row(record: DeliveryRecord) -> dict[str, Any]:
+    """A delivery in the contract's field names (`attempts` is a count, `http_status` the last one's)."""
+    message = record.message
+    last = record.attempts[-1] if record.attempts else None
+    return {
+        "delivery_id": record.delivery_id,
+        "transaction_id": message.transaction_id,
+        "event": message.event.value,
+        "affiliate_id": message.affiliate_id,
+        "offer_id": message.offer_id,
+        "method": message.method.value,
+        "url": last.url if last else message.url,
+        "state": record.state.value,
+        "attempts": len(record.attempts),
+        "http_status": record.http_status,
+        "latency_ms": last.latency_ms if last else None,
+        "last_error": record.last_error,
+        "replays": record.replays,
+        "test_run_id": message.test_run_id,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+@handle_errors
+def deliveries(
+    ctx: typer.Context,
+    affiliate: Annotated[str | None, typer.Option("--affiliate", help="One affiliate's postbacks.")] = None,
+    transaction: Annotated[str | None, typer.Option("--transaction", help="One conversion's postbacks.")] = None,
+    state: Annotated[DeliveryState | None, typer.Option("--state", help="Only postbacks in this state.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.", min=1)] = 50,
+) -> None:
+    """List postbacks newest first: state, attempts, last HTTP status, latency, URL."""
+    ops = ops_of(ctx)
+    log = ops.backends.deliveries
+    read_limit = _FILTER_READ_LIMIT if state is not None else limit
+    if state is DeliveryState.FAILED:
+        records = log.failed(affiliate_id=affiliate, transaction_id=transaction)
+    elif transaction is not None:
+        records = log.by_transaction(transaction, limit=read_limit)
+    elif affiliate is not None:
+        records = log.by_affiliate(affiliate, limit=read_limit)
+    else:
+        raise UsageProblem("Give --affiliate or --transaction (or --state failed for every failed postback).")
+    selected = [
+        r
+        for r in records
+        if (affiliate is None or r.message.affiliate_id == affiliate)
+        and (transaction is None or r.message.transaction_id == transaction)
+        and (state is None or r.state is state)
+    ]
+    selected.sort(key=lambda r: r.created_at, reverse=True)
+    rows = [delivery_row(r) for r in selected[:limit]]
+
+    def show(console: Console) -> None:
+        if not rows:
+            console.print("No postbacks match.", markup=False)
+            return
+        table = people_table("created", "transaction", "event", "state", "attempts", "status", "latency", "url")
+        for row in rows:
+            table.add_row(
+                row["created_at"],
+                row["transaction_id"],
+                row["event"],
+                row["state"],
+                str(row["attempts"]),
+                "" if row["http_status"] is None else str(row["http_status"]),
+                "" if row["latency_ms"] is None else f"{row['latency_ms']} ms",
+                row["url"],
+            )
+        console.print(table)
+
+    ops.emit(rows, show)
+
+
+@handle_errors
+def replay(
+    ctx: typer.Context,
+    affiliate: Annotated[
+        str | None, typer.Option("--affiliate", help="Replay this affiliate's failed postbacks.")
+    ] = None,
+    transaction: Annotated[
+        str | None, typer.Option("--transaction", help="Replay this conversion's failed ones.")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every failed postback of the stack.")] = False,
+) -> None:
+    """Send failed postbacks again: back on the queue, pending, their earlier attempts kept in the log."""
+    ops = ops_of(ctx)
+    if affiliate is None and transaction is None and not replay_all:
+        raise UsageProblem("Say what to replay: --affiliate, --transaction, or --all.")
+    backends = ops.backends
+    replayed = replay_failed(backends.deliveries, backends.queue, affiliate_id=affiliate, transaction_id=transaction)
+    data = {"replayed": len(replayed), "delivery_ids": list(replayed)}
+    ops.emit(
+        data,
+        lambda console: console.print(
+            f"{len(replayed)} failed postback(s) queued again." if replayed else "No failed postbacks to replay.",
+            markup=False,
+        ),
+    )
+
+
+def circuit_row(circuit: Circuit, *, now: float) -> dict[str, Any]:
+    opened_until = (
+        datetime.fromtimestamp(circuit.opened_until, UTC).isoformat(timespec="seconds")
+        if circuit.opened_until
+        else None
+    )
+    return {
+        "endpoint": circuit.endpoint,
+        "state": circuit.status.value,
+        "failures": circuit.failures,
+        "opened_until": opened_until,
+        "cool_down_s": circuit.cool_down_s,
+        # What the dispatcher does with a postback to this endpoint right now.
+        "deferring_s": round(circuit_wait(circuit, now=now)),
+    }
+
+
+@handle_errors
+def endpoints(ctx: typer.Context) -> None:
+    """Show the circuit breaker of each affiliate endpoint: closed, open (until when), half-open."""
+    ops = ops_of(ctx)
+    now = time.time()
+    rows = [circuit_row(c, now=now) for c in sorted(ops.backends.endpoints.list(), key=lambda c: c.endpoint)]
+
+    def show(console: Console) -> None:
+        if not rows:
+            console.print("No endpoint has a circuit state yet.", markup=False)
+            return
+        table = people_table("endpoint", "state", "failures", "open until", "deferring")
+        for row in rows:
+            table.add_row(
+                row["endpoint"],
+                row["state"],
+                str(row["failures"]),
+                row["opened_until"] or "",
+                f"{row['deferring_s']} s" if row["deferring_s"] else "",
+            )
+        console.print(table)
+
+    ops.emit(rows, show)

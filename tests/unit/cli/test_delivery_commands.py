@@ -1,0 +1,122 @@
+"""`postback deliveries`, `replay` and `endpoints`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from cli_fakes import FakeBackends, delivery
+from typer.testing import Result
+
+from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState
+
+
+@pytest.fixture
+def log(backends: FakeBackends) -> FakeBackends:
+    """GIVEN five postbacks of two affiliates, two of them failed."""
+    backends.deliveries.records = {
+        r.delivery_id: r
+        for r in (
+            delivery(1),
+            delivery(2, state=DeliveryState.FAILED, statuses=(500, 500, 404)),
+            delivery(3, state=DeliveryState.RETRYING, statuses=(None,)),
+            delivery(4, affiliate_id="7654321", state=DeliveryState.FAILED, statuses=(410,)),
+            delivery(5, state=DeliveryState.PENDING, statuses=()),
+        )
+    }
+    return backends
+
+
+@pytest.mark.usefixtures("log")
+def test_deliveries_of_an_affiliate_newest_first_in_contract_fields(postback: Callable[..., Result]) -> None:
+    # WHEN ops list one affiliate's postbacks
+    result = postback("--json", "deliveries", "--affiliate", "1234567", "--limit", "3")
+    # THEN the newest three come first, with attempts as a count and the last status
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["delivery_id"] for r in rows] == ["d5", "d3", "d2"]
+    failed = rows[2]
+    assert {k: failed[k] for k in ("transaction_id", "event", "url", "state", "attempts", "http_status")} == {
+        "transaction_id": "T-2",
+        "event": "sale",
+        "url": "https://track.acme.example/postback?cid=c2",
+        "state": "failed",
+        "attempts": 3,
+        "http_status": 404,
+    }
+    assert failed["latency_ms"] == 42
+    assert rows[0]["attempts"] == 0
+    assert rows[0]["http_status"] is None
+
+
+@pytest.mark.usefixtures("log")
+def test_deliveries_filtered_by_transaction_and_state(postback: Callable[..., Result]) -> None:
+    by_transaction = json.loads(postback("--json", "deliveries", "--transaction", "T-3").stdout)
+    failed = json.loads(postback("--json", "deliveries", "--state", "failed").stdout)
+    retrying = json.loads(postback("--json", "deliveries", "--affiliate", "1234567", "--state", "retrying").stdout)
+    assert [r["delivery_id"] for r in by_transaction] == ["d3"]
+    assert [r["delivery_id"] for r in failed] == ["d4", "d2"]
+    assert [r["delivery_id"] for r in retrying] == ["d3"]
+
+
+@pytest.mark.usefixtures("log")
+def test_deliveries_as_a_table_for_people(postback: Callable[..., Result]) -> None:
+    result = postback("deliveries", "--affiliate", "1234567")
+    assert result.exit_code == 0
+    assert "https://track.acme.example/postback?cid=c2" in result.stdout
+    assert "42 ms" in result.stdout
+
+
+def test_deliveries_needs_a_filter(postback: Callable[..., Result]) -> None:
+    result = postback("deliveries")
+    assert result.exit_code == 2
+    assert "--affiliate or --transaction" in result.stderr
+
+
+def test_an_unknown_state_is_a_usage_error(postback: Callable[..., Result]) -> None:
+    result = postback("deliveries", "--affiliate", "1", "--state", "lost")
+    assert result.exit_code == 2
+
+
+@pytest.mark.usefixtures("log")
+def test_replay_requeues_an_affiliates_failed_postbacks(
+    postback: Callable[..., Result], backends: FakeBackends
+) -> None:
+    # WHEN ops replay one affiliate's failed postbacks
+    result = postback("--json", "replay", "--affiliate", "1234567")
+    # THEN only its failed one is queued again and marked pending
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"replayed": 1, "delivery_ids": ["d2"]}
+    assert [m.delivery_id for m in backends.queue.sent] == ["d2"]
+    assert backends.deliveries.records["d2"].state is DeliveryState.PENDING
+    assert backends.deliveries.records["d4"].state is DeliveryState.FAILED
+
+
+def test_replay_needs_a_filter_or_all(postback: Callable[..., Result], backends: FakeBackends) -> None:
+    result = postback("replay")
+    assert result.exit_code == 2
+    assert backends.queue.sent == []
+
+
+def test_endpoints_shows_each_circuit(postback: Callable[..., Result], backends: FakeBackends) -> None:
+    # GIVEN one circuit open for the next hour and one closed
+    backends.endpoints.circuits = [
+        Circuit("https://dead.example:443", CircuitStatus.OPEN, failures=5, opened_until=time.time() + 3600),
+        Circuit("https://alive.example:443"),
+    ]
+    # WHEN ops look at the endpoints
+    table = postback("endpoints")
+    data = postback("--json", "endpoints")
+    # THEN people and scripts see which one defers its postbacks
+    assert table.exit_code == 0, table.stderr
+    assert "https://dead.example:443" in table.stdout
+    rows = json.loads(data.stdout)
+    assert [(r["endpoint"], r["state"], r["failures"]) for r in rows] == [
+        ("https://alive.example:443", "closed", 0),
+        ("https://dead.example:443", "open", 5),
+    ]
+    assert rows[0]["deferring_s"] == 0
+    assert 3500 < rows[1]["deferring_s"] <= 3600
+    assert rows[1]["opened_until"].endswith("+00:00")

@@ -29,7 +29,9 @@ def _size_mb(path: Path) -> float:
 def main() -> int:
     template = yaml.load((BUILD / "template.yaml").read_text(), Loader=_AnyTagLoader)  # noqa: S506 - SafeLoader subclass
     resources = template["Resources"]
-    layers = {name: _size_mb(BUILD / name) for name, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
+    layers = {
+        name: _size_mb(BUILD / name) for name, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"
+    }
     failed = False
     for name, resource in resources.items():
         if resource["Type"] != "AWS::Serverless::Function":

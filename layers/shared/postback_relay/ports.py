@@ -72,7 +72,9 @@ class DeliveryRecord:
 class DeliveryLog(Protocol):
     def get(self, delivery_id: str) -> DeliveryRecord | None: ...
 
-    def record_attempt(self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, *, reason: str | None = None) -> None:
+    def record_attempt(
+        self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, *, reason: str | None = None
+    ) -> None:
         """Append the attempt and set the state, in one conditional write that refuses to
         touch a delivery already `delivered` (raises ConflictError then)."""
         ...

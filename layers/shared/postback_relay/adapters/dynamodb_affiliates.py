@@ -1,0 +1,203 @@
+"""AffiliatesTable: one postback configuration per affiliate (ports.AffiliateStore).
+
+Item: `affiliate_id` (key), `config` (JSON string of the configuration as dump_config writes
+it), `enabled` (BOOL, authoritative over the config's own flag), `version` (N, the optimistic
+lock), `updated_at`, `updated_by`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from postback_relay.domain.config import AffiliateConfig, dump_config, parse_config
+from postback_relay.domain.errors import ConfigError, ConflictError, InfrastructureError, NotFoundError
+from postback_relay.ports import AffiliateStore, StoredAffiliate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class DynamoAffiliateStore:
+    """The affiliate configurations in DynamoDB."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: DynamoDBClient | None = None,
+        allow_loopback: bool = False,
+        consistent_read: bool = False,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._table = table_name
+        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        # Configs were checked when saved; reading them back checks them again with the same
+        # rule, so that a local stack's loopback receiver stays readable.
+        self._allow_loopback = allow_loopback
+        self._consistent_read = consistent_read
+        self._clock = clock
+
+    def get(self, affiliate_id: str) -> StoredAffiliate | None:
+        try:
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key={"affiliate_id": {"S": affiliate_id}},
+                ConsistentRead=self._consistent_read,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise InfrastructureError(f"Reading affiliate {affiliate_id} failed: {exc}") from exc
+        item = answer.get("Item")
+        return self._stored(item) if item else None
+
+    def put(self, config: AffiliateConfig, *, expected_version: int | None, updated_by: str) -> StoredAffiliate:
+        version = 1 if expected_version is None else expected_version + 1
+        updated_at = _iso(self._clock())
+        item: dict[str, AttributeValueTypeDef] = {
+            "affiliate_id": {"S": config.affiliate_id},
+            "config": {"S": json.dumps(dump_config(config), separators=(",", ":"), sort_keys=True)},
+            "enabled": {"BOOL": config.enabled},
+            "version": {"N": str(version)},
+            "updated_at": {"S": updated_at},
+            "updated_by": {"S": updated_by},
+        }
+        try:
+            if expected_version is None:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(affiliate_id)",
+                )
+            else:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="#version = :expected",
+                    ExpressionAttributeNames={"#version": "version"},
+                    ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
+                if expected_version is None:
+                    message = f"Affiliate {config.affiliate_id} already exists."
+                else:
+                    message = f"Affiliate {config.affiliate_id} changed since version {expected_version}."
+                raise ConflictError(message) from exc
+            raise InfrastructureError(f"Saving affiliate {config.affiliate_id} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise InfrastructureError(f"Saving affiliate {config.affiliate_id} failed: {exc}") from exc
+        return StoredAffiliate(config=config, version=version, updated_at=updated_at, updated_by=updated_by)
+
+    def list(self) -> list[StoredAffiliate]:
+        affiliates: list[StoredAffiliate] = []
+        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": self._consistent_read}
+        try:
+            while True:
+                page = self._client.scan(**request)
+                affiliates.extend(self._stored(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise InfrastructureError(f"Listing affiliates failed: {exc}") from exc
+        return sorted(affiliates, key=lambda stored: stored.config.affiliate_id)
+
+    def set_enabled(self, affiliate_id: str, enabled: bool, *, updated_by: str) -> StoredAffiliate:
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"affiliate_id": {"S": affiliate_id}},
+                UpdateExpression="SET #enabled = :enabled, #version = #version + :one, "
+                "updated_at = :updated_at, updated_by = :updated_by",
+                ConditionExpression="attribute_exists(affiliate_id)",
+                ExpressionAttributeNames={"#enabled": "enabled", "#version": "version"},
+                ExpressionAttributeValues={
+                    ":enabled": {"BOOL": enabled},
+                    ":one": {"N": "1"},
+                    ":updated_at": {"S": _iso(self._clock())},
+                    ":updated_by": {"S": updated_by},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
+                raise NotFoundError(f"Affiliate {affiliate_id} does not exist.") from exc
+            raise InfrastructureError(f"Updating affiliate {affiliate_id} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise InfrastructureError(f"Updating affiliate {affiliate_id} failed: {exc}") from exc
+        return self._stored(answer["Attributes"])
+
+    def _stored(self, item: dict[str, Any]) -> StoredAffiliate:
+        affiliate_id = item["affiliate_id"]["S"]
+        try:
+            config = parse_config(json.loads(item["config"]["S"]), allow_loopback=self._allow_loopback)
+        except (ConfigError, ValueError) as exc:
+            # Not the caller's fault and not theirs to fix: a stored config the code no longer
+            # accepts must be put again by ops.
+            raise InfrastructureError(
+                f"The stored configuration of affiliate {affiliate_id} is unreadable: {exc}"
+            ) from exc
+        enabled = item.get("enabled", {}).get("BOOL", True)
+        updated_by = item.get("updated_by", {}).get("S")
+        return StoredAffiliate(
+            config=config.model_copy(update={"enabled": enabled}),
+            version=int(item.get("version", {}).get("N", "0")),
+            updated_at=item.get("updated_at", {}).get("S", ""),
+            updated_by=updated_by,
+        )
+
+
+class CachedAffiliateStore:
+    """An AffiliateStore that keeps what `get` read for `ttl_s` seconds, unknown IDs included.
+
+    Warm ingest then reads no configuration at all; a changed or disabled configuration takes
+    effect within `ttl_s` (CONFIG_CACHE_SECONDS). Writes go through and refresh the entry.
+    """
+
+    def __init__(self, store: AffiliateStore, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, StoredAffiliate | None]] = {}
+
+    def get(self, affiliate_id: str) -> StoredAffiliate | None:
+        now = self._clock()
+        entry = self._entries.get(affiliate_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        stored = self._store.get(affiliate_id)
+        self._entries[affiliate_id] = (now + self._ttl_s, stored)
+        return stored
+
+    def put(self, config: AffiliateConfig, *, expected_version: int | None, updated_by: str) -> StoredAffiliate:
+        stored = self._store.put(config, expected_version=expected_version, updated_by=updated_by)
+        self._entries[config.affiliate_id] = (self._clock() + self._ttl_s, stored)
+        return stored
+
+    def list(self) -> list[StoredAffiliate]:
+        return self._store.list()
+
+    def set_enabled(self, affiliate_id: str, enabled: bool, *, updated_by: str) -> StoredAffiliate:
+        stored = self._store.set_enabled(affiliate_id, enabled, updated_by=updated_by)
+        self._entries[affiliate_id] = (self._clock() + self._ttl_s, stored)
+        return stored
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,376 @@
+"""Accept conversions: validate the request, resolve each conversion to its postbacks, record
+it (the idempotency guard), then queue the postbacks.
+
+The order is record first, then queue. A conversion whose postbacks the queue refused is
+forgotten again, so that the platform's retry of the whole request queues it afresh; the
+deterministic delivery IDs make a postback queued twice still one delivery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from postback_relay.domain.addresses import check_url
+from postback_relay.domain.config import AffiliateConfig
+from postback_relay.domain.conversion import Conversion, ConversionResult, Outcome
+from postback_relay.domain.delivery import PostbackMessage, delivery_id_for
+from postback_relay.domain.errors import (
+    ConfigError,
+    DomainError,
+    InfrastructureError,
+    LinkError,
+    TrackerError,
+    UnsafeUrlError,
+)
+from postback_relay.domain.links import LinkInfo, read_link, read_tracker
+from postback_relay.domain.render import macro_values, render_postback
+from postback_relay.domain.tracker import parse_tracker
+from postback_relay.ports import AffiliateStore, ConversionLog, PostbackQueue
+
+MAX_BATCH = 100
+MAX_FIELD_ERRORS = 100
+BODY_FIELD = "body"  # the `field` of an error about the body as a whole
+
+
+# --- the request ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with the request: `field` is a dotted path like `conversions.3.amount`."""
+
+    field: str
+    message: str
+
+
+class InvalidConversionRequest(DomainError):
+    """The request body is not one valid conversion or a valid batch: nothing is taken."""
+
+    kind = "invalid_request"
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        shown = list(errors[:MAX_FIELD_ERRORS])
+        if len(errors) > MAX_FIELD_ERRORS:
+            # A hostile body can hold tens of thousands of errors; the answer must stay small.
+            shown.append(FieldError(BODY_FIELD, f"{len(errors) - MAX_FIELD_ERRORS} more errors not shown."))
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in shown))
+        self.errors: tuple[FieldError, ...] = tuple(shown)
+
+
+class ConversionsNotQueued(InfrastructureError):
+    """The queue refused postbacks of some conversions; their records were deleted again."""
+
+    def __init__(self, conversion_ids: Sequence[str]) -> None:
+        super().__init__(f"The postback queue refused the postbacks of {len(conversion_ids)} conversion(s).")
+        self.conversion_ids = tuple(conversion_ids)
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    """A parsed request: one conversion, or a batch of 1 to MAX_BATCH."""
+
+    conversions: tuple[Conversion, ...]
+    is_batch: bool
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number this API accepts")
+
+
+def _dotted(prefix: str, loc: Sequence[int | str]) -> str:
+    parts = ([prefix] if prefix else []) + [str(part) for part in loc]
+    return ".".join(parts) if parts else BODY_FIELD
+
+
+def _validation_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
+    errors = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        errors.append(FieldError(_dotted(prefix, error["loc"]), message))
+    return errors
+
+
+def _conversion(document: object, prefix: str, errors: list[FieldError]) -> Conversion | None:
+    if not isinstance(document, dict):
+        errors.append(FieldError(prefix or BODY_FIELD, "A conversion must be a JSON object."))
+        return None
+    try:
+        return Conversion.model_validate(document)
+    except ValidationError as exc:
+        errors.extend(_validation_errors(exc, prefix))
+        return None
+
+
+def parse_conversion_request(body: bytes) -> ConversionRequest:
+    """Read the body as one conversion or `{"conversions": [...]}`.
+
+    Raises InvalidConversionRequest with every field error found. Numbers are read as Decimal,
+    so an amount sent as a JSON number keeps its exact text.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidConversionRequest([FieldError(BODY_FIELD, "The body is not UTF-8 text.")]) from exc
+    try:
+        document = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        message = f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        raise InvalidConversionRequest([FieldError(BODY_FIELD, message)]) from exc
+    except (ValueError, RecursionError) as exc:
+        # NaN/Infinity, integers too long to convert, nesting too deep for the parser
+        raise InvalidConversionRequest([FieldError(BODY_FIELD, f"The body is not acceptable JSON: {exc}.")]) from exc
+    if not isinstance(document, dict):
+        message = 'The body must be a JSON object: one conversion, or {"conversions": [...]}.'
+        raise InvalidConversionRequest([FieldError(BODY_FIELD, message)])
+
+    errors: list[FieldError] = []
+    if "conversions" not in document:
+        conversion = _conversion(document, "", errors)
+        if errors or conversion is None:
+            raise InvalidConversionRequest(errors)
+        return ConversionRequest((conversion,), is_batch=False)
+
+    for key in document:
+        if key != "conversions":
+            errors.append(FieldError(key, 'A batch holds only "conversions".'))
+    items = document["conversions"]
+    if not isinstance(items, list):
+        errors.append(FieldError("conversions", "Must be an array of conversions."))
+        raise InvalidConversionRequest(errors)
+    if not 1 <= len(items) <= MAX_BATCH:
+        message = f"Must hold 1 to {MAX_BATCH} conversions; it holds {len(items)}."
+        errors.append(FieldError("conversions", message))
+        raise InvalidConversionRequest(errors)
+    conversions = [_conversion(item, f"conversions.{i}", errors) for i, item in enumerate(items)]
+    if errors:
+        raise InvalidConversionRequest(errors)
+    return ConversionRequest(tuple(c for c in conversions if c is not None), is_batch=True)
+
+
+# --- the answer --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer for one conversion of the request: its result, and whether it was a repeat."""
+
+    result: ConversionResult
+    repeat: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        result = self.result
+        return {
+            "transaction_id": result.transaction_id,
+            "event": result.event.value,
+            "affiliate_id": result.affiliate_id,
+            "outcome": result.outcome.value,
+            "postbacks_queued": result.postbacks_queued,
+            "reason": result.reason,
+            "error_kind": result.error_kind,
+            "repeat": self.repeat,
+        }
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The answers in the order of the request."""
+
+    answers: tuple[Answer, ...]
+    postbacks_queued: int = 0
+    new_conversions: tuple[Conversion, ...] = field(default=())
+
+    @property
+    def all_repeats(self) -> bool:
+        return all(answer.repeat for answer in self.answers)
+
+
+# --- the use case ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    result: ConversionResult
+    messages: tuple[PostbackMessage, ...] = ()
+
+
+def _nothing(
+    conversion: Conversion, affiliate_id: str | None, outcome: Outcome, reason: str, error_kind: str | None = None
+) -> _Resolved:
+    return _Resolved(
+        ConversionResult(
+            transaction_id=conversion.transaction_id,
+            event=conversion.event,
+            affiliate_id=affiliate_id,
+            outcome=outcome,
+            reason=reason,
+            error_kind=error_kind,
+        )
+    )
+
+
+class IngestService:
+    """Turns accepted conversions into recorded results and queued postback messages."""
+
+    def __init__(
+        self,
+        affiliates: AffiliateStore,
+        conversions: ConversionLog,
+        queue: PostbackQueue,
+        *,
+        clock: Callable[[], datetime],
+        allow_loopback: bool = False,
+    ) -> None:
+        self._affiliates = affiliates
+        self._conversions = conversions
+        self._queue = queue
+        self._clock = clock
+        self._allow_loopback = allow_loopback
+
+    def ingest(self, conversions: Sequence[Conversion]) -> IngestReport:
+        """Record each new conversion with its result and queue its postbacks.
+
+        A repeat (already recorded, or twice in this request) answers its first result and
+        queues nothing. Raises InfrastructureError (nothing of the failed part is kept) when a
+        store or the queue fails.
+        """
+        now = self._clock()
+        first_of: dict[str, int] = {}
+        for position, conversion in enumerate(conversions):
+            first_of.setdefault(conversion.conversion_id, position)
+        unique = [conversions[position] for position in first_of.values()]
+        resolved = {c.conversion_id: self.resolve(c, now=now) for c in unique}
+
+        answers_by_id: dict[str, Answer] = {}
+        recorded: list[str] = []
+        try:
+            for conversion in unique:
+                result = resolved[conversion.conversion_id].result
+                first_result = self._conversions.record(conversion, result)
+                if first_result is None:
+                    recorded.append(conversion.conversion_id)
+                    answers_by_id[conversion.conversion_id] = Answer(result)
+                else:
+                    answers_by_id[conversion.conversion_id] = Answer(first_result, repeat=True)
+            messages = [m for cid in recorded for m in resolved[cid].messages]
+            refused = self._queue.send(messages) if messages else []
+        except Exception:
+            # Without its postbacks queued a record would make the platform's retry a repeat
+            # that fires nothing: take back what this request recorded.
+            self._forget_quietly(recorded)
+            raise
+        if refused:
+            refused_ids = sorted({f"{m.transaction_id}#{m.event.value}" for m in refused})
+            self._conversions.forget(refused_ids)
+            raise ConversionsNotQueued(refused_ids)
+
+        answers = []
+        for position, conversion in enumerate(conversions):
+            answer = answers_by_id[conversion.conversion_id]
+            if first_of[conversion.conversion_id] != position:
+                answer = Answer(answer.result, repeat=True)
+            answers.append(answer)
+        by_id = {c.conversion_id: c for c in unique}
+        return IngestReport(
+            answers=tuple(answers),
+            postbacks_queued=len(messages),
+            new_conversions=tuple(by_id[cid] for cid in recorded),
+        )
+
+    def _forget_quietly(self, conversion_ids: Sequence[str]) -> None:
+        if not conversion_ids:
+            return
+        # The original failure is what the caller must see; records left behind answer the
+        # platform's retry as repeats, which the conversion records make visible to ops.
+        with contextlib.suppress(InfrastructureError):
+            self._conversions.forget(conversion_ids)
+
+    def resolve(self, conversion: Conversion, *, now: datetime) -> _Resolved:
+        """The result of one conversion and the postback messages it fires (pure but for the
+        affiliate lookup)."""
+        try:
+            if conversion.link is not None:
+                link = read_link(conversion.link, conversion.offer.type)
+            else:
+                link = read_tracker(conversion.tracker or "", conversion.offer.type, conversion.affiliate_id)
+        except TrackerError as exc:
+            return _nothing(conversion, conversion.affiliate_id, Outcome.TRACKER_MISMATCH, exc.message, exc.reason)
+        except LinkError as exc:
+            # Without a readable link there is no affiliate to look up.
+            return _nothing(conversion, conversion.affiliate_id, Outcome.UNKNOWN_AFFILIATE, exc.message, exc.kind)
+
+        if conversion.affiliate_id is not None and conversion.affiliate_id != link.affiliate_id:
+            reason = f"The conversion names affiliate {conversion.affiliate_id}, its link {link.affiliate_id}."
+            return _nothing(conversion, link.affiliate_id, Outcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
+        stored = self._affiliates.get(link.affiliate_id)
+        if stored is None:
+            reason = f"No postback configuration for affiliate {link.affiliate_id}."
+            return _nothing(conversion, link.affiliate_id, Outcome.UNKNOWN_AFFILIATE, reason)
+        return self._fire(conversion, link, stored.config, now=now)
+
+    def _fire(self, conversion: Conversion, link: LinkInfo, config: AffiliateConfig, *, now: datetime) -> _Resolved:
+        affiliate_id = link.affiliate_id
+        if config.affiliate_id != affiliate_id:
+            reason = f"The tracker names affiliate {affiliate_id}, the configuration {config.affiliate_id}."
+            return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
+        if not config.enabled:
+            reason = f"Affiliate {affiliate_id} is disabled."
+            return _nothing(conversion, affiliate_id, Outcome.AFFILIATE_DISABLED, reason)
+        postbacks = config.postbacks_for(conversion.event, conversion.offer.id)
+        if not postbacks:
+            reason = (
+                f"Affiliate {affiliate_id} has no postback for event {conversion.event.value} "
+                f"on offer {conversion.offer.id}."
+            )
+            return _nothing(conversion, affiliate_id, Outcome.EVENT_NOT_SUBSCRIBED, reason)
+        try:
+            tracker_values = parse_tracker(link.values, config.tracker)
+        except TrackerError as exc:
+            return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, exc.message, exc.reason)
+
+        values = macro_values(conversion, affiliate_id, tracker_values)
+        messages = []
+        for index, spec in postbacks:
+            try:
+                rendered = render_postback(spec, values)
+            except ConfigError as exc:
+                # Saved configs name only known macros; this guards a config saved by older rules.
+                reason = f"Postback {index} cannot be rendered: {exc.message}"
+                return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, ConfigError.kind)
+            try:
+                check_url(rendered.url, allow_loopback=self._allow_loopback)
+            except UnsafeUrlError as exc:
+                reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
+                return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind)
+            messages.append(
+                PostbackMessage(
+                    delivery_id=delivery_id_for(conversion.transaction_id, conversion.event, affiliate_id, index),
+                    affiliate_id=affiliate_id,
+                    transaction_id=conversion.transaction_id,
+                    event=conversion.event,
+                    offer_id=conversion.offer.id,
+                    method=rendered.method,
+                    url=rendered.url,
+                    body=rendered.body,
+                    content_type=rendered.content_type,
+                    expect=spec.expect,
+                    signed=config.signing_secret is not None,
+                    created_at=now,
+                )
+            )
+        result = ConversionResult(
+            transaction_id=conversion.transaction_id,
+            event=conversion.event,
+            affiliate_id=affiliate_id,
+            outcome=Outcome.QUEUED,
+            postbacks_queued=len(messages),
+            delivery_ids=tuple(m.delivery_id for m in messages),
+        )
+        return _Resolved(result, tuple(messages))

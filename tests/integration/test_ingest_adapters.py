@@ -1,0 +1,247 @@
+"""The ingest adapters against moto (and botocore's Stubber where the exact request matters)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from fakes import INGEST_AFFILIATE_ID, ingest_config, ingest_conversion
+
+from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog, conversion_item
+from postback_relay.adapters.sqs_queue import SqsPostbackQueue
+from postback_relay.domain.conversion import ConversionResult, Outcome
+from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
+from postback_relay.domain.events import Event
+
+NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)
+
+
+def queued_result(**changes: Any) -> ConversionResult:
+    data: dict[str, Any] = {
+        "transaction_id": "T-2026-000123",
+        "event": Event.SALE,
+        "affiliate_id": INGEST_AFFILIATE_ID,
+        "outcome": Outcome.QUEUED,
+        "postbacks_queued": 1,
+        "delivery_ids": ("d" * 32,),
+    }
+    data.update(changes)
+    return ConversionResult(**data)
+
+
+def message(n: int) -> PostbackMessage:
+    return PostbackMessage(
+        delivery_id=f"{n:032x}",
+        affiliate_id=INGEST_AFFILIATE_ID,
+        transaction_id=f"T-{n}",
+        event=Event.SALE,
+        offer_id="89",
+        url=f"https://track.acme.example/postback?cid={n}",
+        created_at=NOW,
+    )
+
+
+# --- affiliates -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def affiliates(aws: dict[str, str]) -> DynamoAffiliateStore:
+    return DynamoAffiliateStore(aws["AffiliatesTableName"], allow_loopback=True, clock=lambda: NOW)
+
+
+def test_affiliate_put_then_get_round_trips_the_config(affiliates: DynamoAffiliateStore) -> None:
+    # GIVEN a config saved
+    stored = affiliates.put(ingest_config(), expected_version=None, updated_by="ops@example")
+
+    # WHEN it is read back, THEN it is equal, at version 1, with who and when
+    read = affiliates.get(INGEST_AFFILIATE_ID)
+    assert read == stored
+    assert (read.version, read.updated_by, read.updated_at) == (1, "ops@example", "2026-11-25T12:00:05Z")
+    assert affiliates.get("7654321") is None
+
+
+def test_affiliate_put_is_optimistically_locked(affiliates: DynamoAffiliateStore) -> None:
+    # GIVEN version 1 saved
+    affiliates.put(ingest_config(), expected_version=None, updated_by="a")
+
+    # THEN creating it again, or updating from a stale version, is a conflict
+    with pytest.raises(ConflictError):
+        affiliates.put(ingest_config(), expected_version=None, updated_by="b")
+    assert affiliates.put(ingest_config(name="Acme 2"), expected_version=1, updated_by="b").version == 2
+    with pytest.raises(ConflictError):
+        affiliates.put(ingest_config(name="Acme 3"), expected_version=1, updated_by="c")
+    stored = affiliates.get(INGEST_AFFILIATE_ID)
+    assert stored is not None and stored.config.name == "Acme 2"
+
+
+def test_affiliate_enable_disable(affiliates: DynamoAffiliateStore) -> None:
+    affiliates.put(ingest_config(), expected_version=None, updated_by="a")
+
+    # WHEN disabled, THEN the config reads as disabled at the next version
+    disabled = affiliates.set_enabled(INGEST_AFFILIATE_ID, False, updated_by="ops")
+    assert (disabled.config.enabled, disabled.version) == (False, 2)
+    stored = affiliates.get(INGEST_AFFILIATE_ID)
+    assert stored is not None and stored.config.enabled is False
+
+    # AND an unknown affiliate cannot be disabled
+    with pytest.raises(NotFoundError):
+        affiliates.set_enabled("7654321", False, updated_by="ops")
+
+
+def test_affiliate_list_is_sorted_by_id(affiliates: DynamoAffiliateStore) -> None:
+    for affiliate_id in ("300", "100", "200"):
+        affiliates.put(ingest_config(affiliate_id), expected_version=None, updated_by="a")
+    assert [s.config.affiliate_id for s in affiliates.list()] == ["100", "200", "300"]
+
+
+def test_affiliate_store_errors_are_infrastructure_errors() -> None:
+    # GIVEN a table that does not exist (no moto set-up: the Stubber answers)
+    client = boto3.client("dynamodb")
+    store = DynamoAffiliateStore("missing", client=client)
+    with Stubber(client) as stub:
+        stub.add_client_error("get_item", service_error_code="ResourceNotFoundException")
+        with pytest.raises(InfrastructureError):
+            store.get(INGEST_AFFILIATE_ID)
+
+
+# --- conversions ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def conversions(aws: dict[str, str]) -> DynamoConversionLog:
+    return DynamoConversionLog(aws["ConversionsTableName"], clock=lambda: NOW)
+
+
+def test_record_once_then_repeats_answer_the_first_result(conversions: DynamoConversionLog) -> None:
+    # GIVEN a conversion recorded with its result
+    first = queued_result()
+    assert conversions.record(ingest_conversion(), first) is None
+
+    # WHEN it is recorded again with another result
+    again = conversions.record(ingest_conversion(amount="99.00"), queued_result(outcome=Outcome.TRACKER_MISMATCH))
+
+    # THEN the first result comes back (without the delivery IDs, which the record leaves out)
+    assert again == first.model_copy(update={"delivery_ids": ()})
+
+
+def test_forget_lets_the_conversion_be_recorded_afresh(conversions: DynamoConversionLog) -> None:
+    conversions.record(ingest_conversion(), queued_result())
+    conversions.forget(["T-2026-000123#sale", "T-2026-000123#sale", "never#sale"])
+    assert conversions.record(ingest_conversion(), queued_result()) is None
+
+
+def test_record_is_one_conditional_put_returning_the_old_item() -> None:
+    # GIVEN a stubbed client, WHEN a conversion is recorded
+    client = boto3.client("dynamodb")
+    log = DynamoConversionLog("Conversions", client=client, clock=lambda: NOW)
+    with Stubber(client) as stub:
+        stub.add_response(
+            "put_item",
+            {},
+            {
+                "TableName": "Conversions",
+                "Item": ANY,
+                "ConditionExpression": "attribute_not_exists(conversion_id)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            },
+        )
+        # THEN exactly that one request is made
+        assert log.record(ingest_conversion(), queued_result()) is None
+        stub.assert_no_pending_responses()
+
+
+def dynamodb_size(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (numbers about one byte per two digits)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if "S" in value:
+            size += len(value["S"].encode())
+        else:
+            size += len(value["N"]) // 2 + 2
+    return size
+
+
+def test_record_of_a_worst_case_conversion_stays_under_one_kilobyte() -> None:
+    # GIVEN every recorded field at its longest and a long reason sentence
+    conversion = ingest_conversion(
+        transaction_id="T" * 128,
+        offer={"id": "9" * 64, "type": "revshare", "name": "N" * 256},
+        amount="123456789012345.123456",
+    )
+    result = ConversionResult(
+        transaction_id=conversion.transaction_id,
+        event=conversion.event,
+        affiliate_id="1" * 64,
+        outcome=Outcome.EVENT_NOT_SUBSCRIBED,
+        reason="r" * 2000,
+        error_kind="placeholder_unfilled",
+    )
+
+    # THEN the item is one write unit
+    item = conversion_item(conversion, result, received_at=NOW)
+    assert dynamodb_size(dict(item)) < 1024
+    assert int(item["expires_at"]["N"]) == int(NOW.timestamp()) + 400 * 86400
+
+
+# --- queue ------------------------------------------------------------------------------
+
+
+def test_queue_sends_in_batches_of_ten(aws: dict[str, str]) -> None:
+    # GIVEN 25 messages, WHEN they are sent
+    sqs = boto3.client("sqs")
+    calls: list[int] = []
+    sqs.meta.events.register(
+        "provide-client-params.sqs.SendMessageBatch", lambda params, **kwargs: calls.append(len(params["Entries"]))
+    )
+    refused = SqsPostbackQueue(aws["PostbackQueueUrl"], client=sqs).send([message(n) for n in range(25)])
+
+    # THEN three calls of 10, 10 and 5, and all 25 are on the queue as PostbackMessage JSON
+    assert refused == []
+    assert calls == [10, 10, 5]
+    received: list[PostbackMessage] = []
+    while answer := sqs.receive_message(QueueUrl=aws["PostbackQueueUrl"], MaxNumberOfMessages=10).get("Messages"):
+        for entry in answer:
+            received.append(PostbackMessage.model_validate_json(entry["Body"]))
+            sqs.delete_message(QueueUrl=aws["PostbackQueueUrl"], ReceiptHandle=entry["ReceiptHandle"])
+    assert sorted(m.delivery_id for m in received) == sorted(message(n).delivery_id for n in range(25))
+
+
+def test_queue_retries_refused_entries_once() -> None:
+    # GIVEN SQS refuses entry 1 of 3, then takes it on the retry
+    sqs = boto3.client("sqs")
+    queue = SqsPostbackQueue("https://sqs.eu-west-1.amazonaws.com/123456789012/q", client=sqs)
+    failed = {"Id": "1", "SenderFault": False, "Code": "InternalError"}
+    with Stubber(sqs) as stub:
+        stub.add_response(
+            "send_message_batch",
+            {"Successful": [ok("0"), ok("2")], "Failed": [failed]},
+        )
+        stub.add_response(
+            "send_message_batch",
+            {"Successful": [ok("0")], "Failed": []},
+            {"QueueUrl": ANY, "Entries": [{"Id": "0", "MessageBody": message(1).model_dump_json()}]},
+        )
+        # WHEN three are sent, THEN nothing is left refused
+        assert queue.send([message(0), message(1), message(2)]) == []
+        stub.assert_no_pending_responses()
+
+
+def test_queue_returns_what_is_still_refused_after_the_retry() -> None:
+    # GIVEN SQS is down for both tries
+    sqs = boto3.client("sqs")
+    queue = SqsPostbackQueue("https://sqs.eu-west-1.amazonaws.com/123456789012/q", client=sqs)
+    with Stubber(sqs) as stub:
+        stub.add_client_error("send_message_batch", service_error_code="ServiceUnavailable", http_status_code=503)
+        stub.add_client_error("send_message_batch", service_error_code="ServiceUnavailable", http_status_code=503)
+        # THEN every message comes back refused
+        assert queue.send([message(0), message(1)]) == [message(0), message(1)]
+
+
+def ok(entry_id: str) -> dict[str, str]:
+    return {"Id": entry_id, "MessageId": f"m-{entry_id}", "MD5OfMessageBody": "0" * 32}

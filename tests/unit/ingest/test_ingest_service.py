@@ -1,0 +1,293 @@
+"""The ingest use case over in-memory fakes: resolve, record, queue, undo."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fakes import (
+    INGEST_AFFILIATE_ID,
+    INGEST_PPS_LINK,
+    FakeAffiliateStore,
+    FakeConversionLog,
+    FakePostbackQueue,
+    ingest_config,
+    ingest_conversion,
+)
+
+from postback_relay.domain.conversion import Outcome
+from postback_relay.domain.delivery import delivery_id_for
+from postback_relay.domain.errors import InfrastructureError
+from postback_relay.domain.events import Event
+from postback_relay.services.ingest import ConversionsNotQueued, IngestService
+
+NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)
+
+
+class World:
+    def __init__(self, *, allow_loopback: bool = False) -> None:
+        self.affiliates = FakeAffiliateStore(ingest_config())
+        self.log = FakeConversionLog()
+        self.queue = FakePostbackQueue()
+        self.service = IngestService(
+            self.affiliates, self.log, self.queue, clock=lambda: NOW, allow_loopback=allow_loopback
+        )
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_revshare_sale_queues_its_postback_with_the_tracker_values(world: World) -> None:
+    # GIVEN affiliate 1234567 subscribed to sales, WHEN a revshare sale arrives by link
+    report = world.service.ingest([ingest_conversion()])
+
+    # THEN one postback is queued, filled with the tracker's click ID and the exact amount
+    (answer,) = report.answers
+    assert answer.repeat is False
+    assert answer.result.outcome is Outcome.QUEUED
+    assert answer.result.postbacks_queued == 1
+    (message,) = world.queue.sent
+    query = parse_qs(urlsplit(message.url).query)
+    assert query == {"cid": ["c123"], "payout": ["25.00"], "cur": ["EUR"], "ev": ["sale"], "offer": ["89"]}
+    assert message.delivery_id == delivery_id_for("T-2026-000123", Event.SALE, INGEST_AFFILIATE_ID, 0)
+    assert message.created_at == NOW
+    # AND the conversion is recorded with that result
+    assert world.log.records["T-2026-000123#sale"][1] == answer.result
+
+
+def test_pps_conversion_reads_the_affiliate_from_the_tracker(world: World) -> None:
+    # GIVEN a PPS offer link whose tracker starts with the affiliate ID
+    conversion = ingest_conversion(offer={"id": "66013", "type": "pps"}, link=INGEST_PPS_LINK)
+
+    # WHEN it is ingested
+    report = world.service.ingest([conversion])
+
+    # THEN affiliate 1234567's postback is queued for offer 66013
+    assert report.answers[0].result.affiliate_id == INGEST_AFFILIATE_ID
+    assert "offer=66013" in world.queue.sent[0].url
+
+
+def test_tracker_instead_of_link_is_accepted(world: World) -> None:
+    # GIVEN a revshare conversion sent with its tracker and affiliate_id instead of the link
+    conversion = ingest_conversion(link=None, tracker="trID_a1-T9-c999-x_trID", affiliate_id=INGEST_AFFILIATE_ID)
+
+    # WHEN it is ingested, THEN the postback carries that tracker's click ID
+    world.service.ingest([conversion])
+    assert "cid=c999" in world.queue.sent[0].url
+
+
+def test_repeat_answers_the_first_result_and_queues_nothing(world: World) -> None:
+    # GIVEN a conversion already taken
+    first = world.service.ingest([ingest_conversion()]).answers[0]
+
+    # WHEN the platform posts it again
+    again = world.service.ingest([ingest_conversion(amount="99.00")]).answers[0]
+
+    # THEN it is a repeat with the first result, and nothing more is queued
+    assert again.repeat is True
+    assert again.result == first.result
+    assert len(world.queue.sent) == 1
+
+
+def test_same_conversion_twice_in_one_request_counts_once(world: World) -> None:
+    # WHEN one request carries the same (transaction_id, event) twice and a rebill of it
+    report = world.service.ingest([ingest_conversion(), ingest_conversion(), ingest_conversion(event="rebill")])
+
+    # THEN the second is answered as a repeat of the first, and two postbacks are queued
+    assert [a.repeat for a in report.answers] == [False, True, False]
+    assert report.answers[1].result == report.answers[0].result
+    assert len(world.queue.sent) == 2
+    assert world.log.writes == 2
+
+
+def test_unknown_affiliate_is_recorded_without_postbacks(world: World) -> None:
+    # GIVEN a link naming an affiliate without a configuration
+    link = ingest_conversion().link
+    assert link is not None
+    report = world.service.ingest([ingest_conversion(link=link.replace("id=1234567", "id=7654321"))])
+
+    # THEN the outcome says so, it is recorded, and nothing is queued
+    result = report.answers[0].result
+    assert result.outcome is Outcome.UNKNOWN_AFFILIATE
+    assert result.affiliate_id == "7654321"
+    assert result.reason and "7654321" in result.reason
+    assert "T-2026-000123#sale" in world.log.records
+    assert world.queue.sent == []
+
+
+def test_unreadable_link_is_an_unknown_affiliate(world: World) -> None:
+    # GIVEN a link without the affiliate's `id`
+    report = world.service.ingest(
+        [ingest_conversion(link="http://www.espace-plus.net/redir/x.php?tracker=trID_a-b-c-d_trID")]
+    )
+
+    # THEN it is recorded as unknown_affiliate with the link's problem
+    result = report.answers[0].result
+    assert result.outcome is Outcome.UNKNOWN_AFFILIATE
+    assert result.error_kind == "bad_link"
+    assert world.queue.sent == []
+
+
+def test_disabled_affiliate_fires_nothing(world: World) -> None:
+    # GIVEN the affiliate is disabled
+    world.affiliates.set_enabled(INGEST_AFFILIATE_ID, False, updated_by="ops")
+
+    # WHEN a sale arrives, THEN it is recorded as affiliate_disabled
+    result = world.service.ingest([ingest_conversion()]).answers[0].result
+    assert result.outcome is Outcome.AFFILIATE_DISABLED
+    assert world.queue.sent == []
+
+
+@pytest.mark.parametrize(
+    ("event", "offer_id"),
+    [("trial", "89"), ("registration", "90")],
+    ids=["event-without-postback", "offer-filtered-out"],
+)
+def test_event_not_subscribed(world: World, event: str, offer_id: str) -> None:
+    # GIVEN no postback for trials, and registrations only for offer 89
+    conversion = ingest_conversion(event=event, offer={"id": offer_id, "type": "revshare"})
+
+    # WHEN such a conversion arrives, THEN nothing is queued and the reason says why
+    result = world.service.ingest([conversion]).answers[0].result
+    assert result.outcome is Outcome.EVENT_NOT_SUBSCRIBED
+    assert result.reason and event in result.reason
+    assert world.queue.sent == []
+
+
+@pytest.mark.parametrize(
+    ("tracker", "error_kind"),
+    [
+        ("trID_a1-#TransID#-c123-x_trID", "placeholder_unfilled"),
+        ("trID_a1-T9-c123_trID", "field_count"),
+    ],
+)
+def test_tracker_mismatch_reports_the_trackers_error(world: World, tracker: str, error_kind: str) -> None:
+    # GIVEN a tracker that does not fit the affiliate's structure
+    conversion = ingest_conversion(link=None, tracker=tracker, affiliate_id=INGEST_AFFILIATE_ID)
+
+    # WHEN it arrives, THEN the outcome is tracker_mismatch with the tracker error's reason
+    result = world.service.ingest([conversion]).answers[0].result
+    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.error_kind == error_kind
+    assert world.queue.sent == []
+    assert "T-2026-000123#sale" in world.log.records
+
+
+def test_pps_tracker_naming_another_affiliate_is_a_mismatch(world: World) -> None:
+    # GIVEN a PPS tracker whose prefix is not the affiliate the conversion names
+    conversion = ingest_conversion(
+        offer={"id": "66013", "type": "pps"}, link=None, tracker="trID_999_a1-T9-c1-x_trID", affiliate_id="1234567"
+    )
+
+    # THEN it is a tracker mismatch (affiliate_mismatch)
+    result = world.service.ingest([conversion]).answers[0].result
+    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.error_kind == "affiliate_mismatch"
+
+
+def test_link_naming_another_affiliate_than_the_conversion_is_a_mismatch(world: World) -> None:
+    # GIVEN a revshare link for 1234567 but the conversion names affiliate 42
+    result = world.service.ingest([ingest_conversion(affiliate_id="42")]).answers[0].result
+
+    # THEN nothing is queued: the two disagree
+    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.error_kind == "affiliate_mismatch"
+
+
+def test_rendered_url_to_a_forbidden_address_is_refused_at_send_time() -> None:
+    # GIVEN a config pointing at loopback (saved where loopback was allowed) and a service that refuses it
+    world = World(allow_loopback=False)
+    loopback = ingest_config(postbacks=[{"events": ["sale"], "url": "http://127.0.0.1:9/pb?cid={clickid}"}])
+    world.affiliates.put(loopback, expected_version=1, updated_by="test")
+
+    # WHEN a sale arrives, THEN nothing is queued and the outcome says unsafe_url
+    result = world.service.ingest([ingest_conversion()]).answers[0].result
+    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.error_kind == "unsafe_url"
+    assert world.queue.sent == []
+
+
+def test_each_matching_postback_is_one_message_with_its_config_index(world: World) -> None:
+    # GIVEN two postbacks for sales (index 0 and 2), one for registrations (index 1)
+    config = ingest_config(
+        postbacks=[
+            {"events": ["sale"], "url": "https://a.example/s?c={clickid}"},
+            {"events": ["registration"], "url": "https://a.example/r?c={clickid}"},
+            {
+                "events": ["sale"],
+                "url": "https://b.example/s?t={transaction_id}",
+                "method": "POST",
+                "body": "c={clickid}",
+            },
+        ]
+    )
+    world.affiliates.put(config, expected_version=1, updated_by="test")
+
+    # WHEN a sale arrives
+    result = world.service.ingest([ingest_conversion()]).answers[0].result
+
+    # THEN two messages are queued, their delivery IDs from the config indexes 0 and 2
+    assert result.postbacks_queued == 2
+    assert [m.delivery_id for m in world.queue.sent] == [
+        delivery_id_for("T-2026-000123", Event.SALE, INGEST_AFFILIATE_ID, index) for index in (0, 2)
+    ]
+    assert world.queue.sent[1].body == "c=c123"
+    assert list(result.delivery_ids) == [m.delivery_id for m in world.queue.sent]
+
+
+def test_queue_refusal_forgets_the_refused_conversions_and_a_retry_queues_them(world: World) -> None:
+    # GIVEN the queue refuses the rebill's postback once
+    world.queue.refuse = lambda message: message.event is Event.REBILL
+    batch = [ingest_conversion(), ingest_conversion(event="rebill")]
+
+    # WHEN the batch is ingested, THEN it fails as unavailable and only the rebill's record is deleted
+    with pytest.raises(ConversionsNotQueued) as failure:
+        world.service.ingest(batch)
+    assert failure.value.conversion_ids == ("T-2026-000123#rebill",)
+    assert set(world.log.records) == {"T-2026-000123#sale"}
+
+    # WHEN the platform retries after the queue recovered
+    world.queue.refuse = lambda message: False
+    report = world.service.ingest(batch)
+
+    # THEN the sale is a repeat and the rebill is queued afresh
+    assert [a.repeat for a in report.answers] == [True, False]
+    assert [m.event for m in world.queue.sent] == [Event.SALE, Event.REBILL]
+
+
+def test_queue_down_forgets_everything_this_request_recorded(world: World) -> None:
+    # GIVEN the queue raises
+    world.queue.down = True
+
+    # WHEN a batch is ingested, THEN the error surfaces and no record is left
+    with pytest.raises(InfrastructureError):
+        world.service.ingest([ingest_conversion(), ingest_conversion(event="rebill")])
+    assert world.log.records == {}
+
+
+def test_log_failure_mid_batch_forgets_what_was_recorded_and_queues_nothing() -> None:
+    # GIVEN the conversion log fails on its second write
+    world = World()
+    world.log.fail_after = 1
+
+    # WHEN a batch of two is ingested
+    with pytest.raises(InfrastructureError):
+        world.service.ingest([ingest_conversion(), ingest_conversion(event="rebill")])
+
+    # THEN the first record was taken back and nothing was queued
+    assert world.log.records == {}
+    assert world.queue.calls == 0
+
+
+def test_batch_sends_all_postbacks_in_one_queue_call(world: World) -> None:
+    # WHEN 25 distinct sales arrive in one request
+    report = world.service.ingest([ingest_conversion(transaction_id=f"T-{n}") for n in range(25)])
+
+    # THEN the queue is called once with 25 messages
+    assert world.queue.calls == 1
+    assert report.postbacks_queued == 25
+    assert len(report.new_conversions) == 25
+    assert not report.all_repeats

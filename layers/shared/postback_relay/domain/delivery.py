@@ -1,17 +1,29 @@
 """Postback messages and delivery rules (contract section 4).
 
-TO BE COMPLETED (issue 5): attempt classification (delivered / retry / fail) from a status,
-body excerpt and the ExpectedAnswer; the retry schedule with jitter, Retry-After and the
-60 s floor after a 429 or a timeout; delivery_id_for.
+Pure: the classification of one attempt (delivered / retry / failed), the retry schedule
+(jitter, Retry-After, the floor after a 429 or a timeout) and the circuit breaker's
+transitions. The dispatch service applies them; adapters do the I/O.
+
+A 2xx whose body lacks the expected text (`expect.body_contains`, e.g. `success=true`) is
+`failed` at once, as Everflow does: the tracker answered, and refused the postback (unknown
+click, duplicate); sending it again would not change its mind and could double-count if it
+did record it. Ops can replay it after fixing the cause.
 """
 
 import hashlib
-from datetime import datetime
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from postback_relay.domain.config import ExpectedAnswer, HttpMethod
+from postback_relay.domain.errors import DomainError
 from postback_relay.domain.events import Event
 
 
@@ -64,3 +76,194 @@ def delivery_id_for(transaction_id: str, event: Event, affiliate_id: str, index:
     (the platform retried after a partial failure) is still one delivery."""
     key = f"{transaction_id}|{event.value}|{affiliate_id}|{index}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class DeliveryTransportError(DomainError):
+    """A postback call that got no HTTP answer; always worth another attempt."""
+
+    kind = "transport"
+
+    def __init__(self, kind: Literal["timeout", "connection_error"], message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --- classification ------------------------------------------------------------------------
+
+EXCERPT_CHARS = 200  # what the delivery log keeps of an answer: enough for a person, cheap to store
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one attempt means for the delivery."""
+
+    outcome: Outcome
+    error_kind: str | None = None  # None when delivered
+    reason: str | None = None  # a sentence for ops; None when delivered
+
+
+_RETRYABLE_ERRORS = frozenset({"timeout", "connection_error"})
+
+
+def is_retryable_status(status: int) -> bool:
+    """408, 429 and 5xx: the server is busy or broken now, not refusing this postback."""
+    return status in (408, 429) or 500 <= status <= 599
+
+
+def classify(
+    status: int | None,
+    excerpt: str | None,
+    expect: ExpectedAnswer | None,
+    *,
+    error_kind: str | None = None,
+    error: str | None = None,
+) -> Verdict:
+    """Classify one attempt from the answer (or the transport error when there was none)."""
+    if status is None:
+        kind = error_kind or "connection_error"
+        reason = error or kind.replace("_", " ")
+        # An address refused at send time (the name now points somewhere private) is a
+        # refusal, not an outage: retrying would knock on the same forbidden door.
+        outcome = Outcome.RETRY if kind in _RETRYABLE_ERRORS else Outcome.FAILED
+        return Verdict(outcome, kind, reason)
+    accepted = status in expect.status if expect and expect.status else 200 <= status <= 299
+    if not accepted:
+        outcome = Outcome.RETRY if is_retryable_status(status) else Outcome.FAILED
+        return Verdict(outcome, "http_status", f"answered HTTP {status}")
+    if expect and expect.body_contains and expect.body_contains not in (excerpt or ""):
+        return Verdict(Outcome.FAILED, "unexpected_body", f"answered HTTP {status} without {expect.body_contains!r}")
+    return Verdict(Outcome.DELIVERED)
+
+
+# --- retry schedule ------------------------------------------------------------------------
+
+# Seconds to wait after each failed attempt: 8 attempts in all, about 27 hours.
+RETRY_SCHEDULE_S: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+MAX_ATTEMPTS = len(RETRY_SCHEDULE_S) + 1
+JITTER = 0.2
+THROTTLE_FLOOR_S = 60  # after a 429 or a timeout: the server is struggling, give it a minute
+MAX_DELAY_S = 12 * 3600  # SQS caps a message's visibility at 12 hours
+MIN_DELAY_S = 1
+
+
+def retry_delay(
+    attempt: int,
+    *,
+    status: int | None = None,
+    error_kind: str | None = None,
+    retry_after_s: float | None = None,
+    scale: float = 1.0,
+    rand: Callable[[], float] = random.random,
+) -> int | None:
+    """Seconds before the next attempt after attempt number `attempt` failed, or None when
+    that was the last one.
+
+    `rand` returns a float in [0, 1) (injectable for tests); `scale` shrinks every delay on the
+    local stack (DELAY_SCALE) with a floor of 1 s.
+    """
+    if attempt >= MAX_ATTEMPTS:
+        return None
+    scheduled = RETRY_SCHEDULE_S[max(attempt, 1) - 1]
+    delay = scheduled * (1 + JITTER * (2 * rand() - 1))
+    if status == 429 or error_kind == "timeout":
+        delay = max(delay, THROTTLE_FLOOR_S)
+    if retry_after_s is not None:
+        # The server's own wish wins, but never sooner than our schedule nor beyond SQS's cap.
+        delay = max(delay, retry_after_s)
+    delay = min(delay, MAX_DELAY_S)
+    return min(max(MIN_DELAY_S, math.ceil(delay * scale)), MAX_DELAY_S)
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """`Retry-After` as seconds from now: delay-seconds or an HTTP date; None when absent or
+    unreadable (a bad header must not break the delivery)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+# --- circuit breaker -----------------------------------------------------------------------
+
+
+class CircuitStatus(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+FAILURE_THRESHOLD = 5  # consecutive failures that open an endpoint's circuit
+BASE_COOL_DOWN_S = 60
+MAX_COOL_DOWN_S = 3600
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """The circuit breaker of one endpoint (`scheme://host:port`).
+
+    Closed: calls go through. Open until `opened_until` (epoch seconds): calls are deferred.
+    After that, half-open: one trial call goes through (`trial_until` guards it so that only
+    one caller at a time tries); its success closes the circuit, its failure opens it again
+    for twice as long.
+    """
+
+    endpoint: str
+    status: CircuitStatus = CircuitStatus.CLOSED
+    failures: int = 0  # consecutive
+    opened_until: float = 0.0
+    cool_down_s: int = 0  # of the last opening: grows while the endpoint stays down
+    trial_until: float = 0.0
+
+
+def endpoint_of(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{host.lower()}:{port}"
+
+
+def circuit_wait(circuit: Circuit, *, now: float) -> float:
+    """Seconds a call to this endpoint must wait now; 0 when it may go."""
+    if circuit.status is CircuitStatus.CLOSED:
+        return 0.0
+    if now < circuit.opened_until:
+        return circuit.opened_until - now
+    if circuit.status is CircuitStatus.HALF_OPEN and now < circuit.trial_until:
+        return circuit.trial_until - now
+    return 0.0
+
+
+def circuit_trial(circuit: Circuit, *, now: float, trial_s: float) -> Circuit:
+    """The open circuit's cool-down is over: let this one call through as the trial."""
+    return replace(circuit, status=CircuitStatus.HALF_OPEN, trial_until=now + trial_s)
+
+
+def circuit_after(circuit: Circuit, *, success: bool, now: float, scale: float = 1.0) -> Circuit:
+    """The circuit after one call's outcome (a 4xx counts as success: the endpoint is up)."""
+    if success:
+        return Circuit(circuit.endpoint)
+    failures = circuit.failures + 1
+    if circuit.status is CircuitStatus.HALF_OPEN or (
+        circuit.status is CircuitStatus.CLOSED and failures >= FAILURE_THRESHOLD
+    ):
+        grown = circuit.cool_down_s * 2 if circuit.cool_down_s else BASE_COOL_DOWN_S
+        cool_down = min(grown, MAX_COOL_DOWN_S)
+        return Circuit(
+            circuit.endpoint,
+            CircuitStatus.OPEN,
+            failures,
+            opened_until=now + max(MIN_DELAY_S, cool_down * scale),
+            cool_down_s=cool_down,
+        )
+    return replace(circuit, failures=failures)

@@ -1,0 +1,153 @@
+"""The dispatcher: SQS postback messages -> the affiliates' servers (contract section 4).
+
+The records of one batch are sent concurrently first (services.dispatch); Powertools'
+BatchProcessor then reports each record's precomputed outcome, so that the records to retry
+or defer (their visibility already set to the next attempt) stay on the queue as batch item
+failures, and a record whose processing crashed comes back after the queue's visibility
+timeout. Delivered, failed-for-good (logged + on the DLQ) and skipped records are deleted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
+from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
+from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
+from postback_relay.adapters.sqs_retry import SqsRetryControl
+from postback_relay.services.dispatch import (
+    CircuitBreakers,
+    Dispatcher,
+    DispatchOutcome,
+    DispatchResult,
+    ReceivedPostback,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+AFFILIATE_CACHE_S = 60.0
+
+
+class DispatchSettings(BaseModel):
+    """The function's environment (template.yaml), checked at cold start."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    affiliates_table: str = Field(min_length=1)
+    deliveries_table: str = Field(min_length=1)
+    endpoints_table: str = Field(min_length=1)
+    postback_queue_url: str = Field(min_length=1)
+    dead_letter_queue_url: str = Field(min_length=1)
+    allow_loopback: bool = False
+    delay_scale: float = Field(default=1.0, gt=0, le=1)
+    connect_timeout_s: float = Field(default=3, gt=0, le=30)
+    read_timeout_s: float = Field(default=10, gt=0, le=60)
+    max_workers: int = Field(default=10, ge=1, le=100)
+    delivery_ttl_days: int = Field(default=30, ge=1)
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or wrong: a deployment fault."""
+
+
+def load_settings(environ: Mapping[str, str]) -> DispatchSettings:
+    values = {name: environ[name.upper()] for name in DispatchSettings.model_fields if name.upper() in environ}
+    try:
+        return DispatchSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"The dispatch function's environment is invalid: {problems}") from exc
+
+
+settings = load_settings(os.environ)
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class PostbackNotDone(Exception):
+    """Leaves a record on the queue: its next attempt (or deferral) is scheduled."""
+
+
+@functools.cache
+def dispatcher() -> Dispatcher:
+    """Built on the first invocation, not at import, so that tests can start moto first."""
+    dynamodb: DynamoDBClient = boto3.client("dynamodb")
+    client = SafeHttpClient(
+        settings.connect_timeout_s,
+        settings.read_timeout_s,
+        settings.allow_loopback,
+        pool_size=settings.max_workers,
+    )
+    return Dispatcher(
+        deliveries=DynamoDeliveryLog(settings.deliveries_table, client=dynamodb, ttl_days=settings.delivery_ttl_days),
+        sender=HttpPostbackSender(client),
+        retries=SqsRetryControl(settings.postback_queue_url, settings.dead_letter_queue_url),
+        breakers=CircuitBreakers(
+            DynamoEndpointStore(settings.endpoints_table, client=dynamodb), scale=settings.delay_scale
+        ),
+        affiliates=CachedAffiliateStore(
+            DynamoAffiliateStore(settings.affiliates_table, client=dynamodb, allow_loopback=settings.allow_loopback),
+            ttl_s=AFFILIATE_CACHE_S,
+        ),
+        max_workers=settings.max_workers,
+        delay_scale=settings.delay_scale,
+    )
+
+
+def received(record: Mapping[str, Any]) -> ReceivedPostback:
+    attributes = record.get("attributes") or {}
+    return ReceivedPostback(
+        message_id=str(record["messageId"]),
+        receipt_handle=str(record["receiptHandle"]),
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        body=str(record.get("body") or ""),
+    )
+
+
+def count(outcomes: Mapping[str, DispatchResult | Exception]) -> None:
+    tally = Counter(o.outcome.value if isinstance(o, DispatchResult) else "crashed" for o in outcomes.values())
+    for outcome in (*DispatchOutcome, "crashed"):
+        if tally[str(outcome)]:
+            metrics.add_metric(name=f"postbacks_{outcome}", unit=MetricUnit.Count, value=tally[str(outcome)])
+    for result in outcomes.values():
+        if isinstance(result, DispatchResult) and result.latency_ms is not None:
+            metrics.add_metric(name="postback_latency", unit=MetricUnit.Milliseconds, value=result.latency_ms)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    records = [received(record) for record in event.get("Records", [])]
+    outcomes = dispatcher().dispatch_batch(records)
+    count(outcomes)
+
+    def report(record: SQSRecord) -> str:
+        outcome = outcomes.get(record.message_id)
+        if outcome is None:
+            raise PostbackNotDone("not dispatched")
+        if isinstance(outcome, Exception):
+            logger.error("postback dispatch crashed", extra={"message_id": record.message_id}, exc_info=outcome)
+            raise outcome
+        if outcome.stays_on_queue:
+            raise PostbackNotDone(outcome.outcome.value)
+        return outcome.outcome.value
+
+    return process_partial_response(event=event, record_handler=report, processor=processor, context=context)

@@ -1,0 +1,108 @@
+"""Circuit breakers per endpoint in DynamoDB (EndpointsTable, key `endpoint` =
+`scheme://host:port`): the dispatcher's EndpointStore.
+
+Written only on transitions (open, half-open trial, closed) and read only for endpoints that
+fail, so a healthy endpoint costs nothing here. Items expire a day after their last
+transition: a closed circuit needs no item at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from postback_relay.adapters.dynamodb_deliveries import table_and_client
+from postback_relay.domain.delivery import Circuit, CircuitStatus
+from postback_relay.domain.errors import InfrastructureError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+ENDPOINT_TTL_S = 24 * 3600
+
+
+def _number(value: float) -> AttributeValueTypeDef:
+    return {"N": str(Decimal(str(round(value, 3))))}
+
+
+def circuit_of(item: Any) -> Circuit:
+    return Circuit(
+        endpoint=item["endpoint"]["S"],
+        status=CircuitStatus(item["state"]["S"]),
+        failures=int(item.get("failures", {}).get("N", "0")),
+        opened_until=float(item.get("opened_until", {}).get("N", "0")),
+        cool_down_s=int(item.get("cool_down_s", {}).get("N", "0")),
+        trial_until=float(item.get("trial_until", {}).get("N", "0")),
+    )
+
+
+class DynamoEndpointStore:
+    def __init__(
+        self,
+        table: str | Table,
+        *,
+        client: DynamoDBClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`table`: the table's name (with `client`, or a default client), or a boto3 Table resource."""
+        self._table, self._client = table_and_client(table, client)
+        self._clock = clock
+
+    def get(self, endpoint: str) -> Circuit | None:
+        try:
+            answer = self._client.get_item(TableName=self._table, Key={"endpoint": {"S": endpoint}})
+        except (ClientError, BotoCoreError) as exc:
+            raise InfrastructureError(f"Reading the circuit of {endpoint} failed: {exc}") from exc
+        item = answer.get("Item")
+        return circuit_of(item) if item else None
+
+    def save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
+        item: dict[str, AttributeValueTypeDef] = {
+            "endpoint": {"S": circuit.endpoint},
+            "state": {"S": circuit.status.value},
+            "failures": {"N": str(circuit.failures)},
+            "opened_until": _number(circuit.opened_until),
+            "cool_down_s": {"N": str(circuit.cool_down_s)},
+            "trial_until": _number(circuit.trial_until),
+            "updated_at": _number(self._clock()),
+            "expires_at": {"N": str(int(self._clock()) + ENDPOINT_TTL_S)},
+        }
+        request: dict[str, Any] = {"TableName": self._table, "Item": item}
+        if expected_opened_until is not None:
+            request["ConditionExpression"] = "attribute_not_exists(endpoint) OR opened_until = :expected"
+            request["ExpressionAttributeValues"] = {":expected": _number(expected_opened_until)}
+        try:
+            self._client.put_item(**request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
+                return False
+            raise InfrastructureError(f"Saving the circuit of {circuit.endpoint} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise InfrastructureError(f"Saving the circuit of {circuit.endpoint} failed: {exc}") from exc
+        return True
+
+    def list(self) -> list[Circuit]:
+        """Every endpoint with a circuit on record (for ops: `open` ones are being skipped)."""
+        circuits: list[Circuit] = []
+        request: dict[str, Any] = {"TableName": self._table}
+        try:
+            while True:
+                page = self._client.scan(**request)
+                circuits.extend(circuit_of(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise InfrastructureError(f"Listing circuits failed: {exc}") from exc
+        return sorted(circuits, key=lambda circuit: circuit.endpoint)
+
+
+# The name the config script knows it by (`postback endpoints`).
+EndpointStore = DynamoEndpointStore

@@ -1,0 +1,454 @@
+"""Deliver postback messages (contract section 4): at least once, once delivered never again,
+retried on a schedule, failed for good with a reason, and never held up by one dead endpoint.
+
+`Dispatcher.dispatch_batch` takes the records of one SQS batch, sends their postbacks
+concurrently (a bounded thread pool) and returns each record's outcome; the handler reports
+those that stay on the queue as batch item failures. Every decision is made here, over ports;
+the rules themselves (classification, schedule, circuit transitions) are pure, in
+`domain.delivery`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from postback_relay.domain.delivery import (
+    EXCERPT_CHARS,
+    Attempt,
+    Circuit,
+    CircuitStatus,
+    DeliveryState,
+    Outcome,
+    PostbackMessage,
+    circuit_after,
+    circuit_trial,
+    circuit_wait,
+    classify,
+    endpoint_of,
+    retry_delay,
+)
+from postback_relay.domain.errors import ConflictError, DomainError
+from postback_relay.domain.signing import webhook_headers
+from postback_relay.ports import AffiliateStore, DeliveryLog, DeliveryRecord, PostbackSender, SendResult
+
+logger = Logger(child=True)
+
+MAX_DEFERRED_RECEIVES = 30  # below the queue's maxReceiveCount (50, template.yaml)
+
+
+# --- ports of the dispatcher (beyond ports.py) -------------------------------------------
+
+
+class DispatchDeliveryLog(DeliveryLog, Protocol):
+    def mark_deferred(self, message: PostbackMessage, *, reason: str) -> None:
+        """Keep the delivery `pending` (circuit open), no attempt appended; never touches a
+        delivered one."""
+        ...
+
+
+class RetryControl(Protocol):
+    """The source queue and the DLQ, as the dispatcher steers them."""
+
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        """Hide a received message for this long (ChangeMessageVisibility)."""
+        ...
+
+    def dead_letter(self, body: str, *, reason: str, delivery_id: str | None) -> None:
+        """Park a message that failed for good on the DLQ, with its reason."""
+        ...
+
+
+class EndpointStore(Protocol):
+    """Circuit breakers shared by every dispatcher instance (EndpointsTable)."""
+
+    def get(self, endpoint: str) -> Circuit | None: ...
+
+    def save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
+        """Write the circuit; with `expected_opened_until`, only if the stored circuit still
+        has that `opened_until` (so that one instance alone takes the half-open trial).
+        Returns False when that condition failed."""
+        ...
+
+    def list(self) -> list[Circuit]: ...
+
+
+# --- circuit breakers ----------------------------------------------------------------------
+
+
+@dataclass
+class _Known:
+    circuit: Circuit
+    read_at: float  # when the shared store was last read for it; 0: never
+
+
+class CircuitBreakers:
+    """Circuit breakers per endpoint: in memory, shared through the EndpointStore.
+
+    A healthy endpoint costs no store access: the store is read only for an endpoint that
+    failed here (at most every `cache_s`), and written only on a transition (open, trial,
+    closed). So an instance that has only seen successes calls an endpoint another instance
+    found dead once, learns of the open circuit from that failure, and defers after it.
+    """
+
+    def __init__(
+        self,
+        store: EndpointStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_s: float = 5.0,
+        trial_s: float = 30.0,
+        scale: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._cache_s = cache_s
+        self._trial_s = trial_s
+        self._scale = scale
+        self._known: dict[str, _Known] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, endpoint: str) -> float:
+        """0 when a call to the endpoint may go now; else the seconds it must wait."""
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(endpoint)
+        looks_unhealthy = known is not None and (
+            known.circuit.failures > 0 or known.circuit.status is not CircuitStatus.CLOSED
+        )
+        if known is not None and looks_unhealthy and now - known.read_at >= self._cache_s:
+            known = self._refresh(endpoint, known, now)
+        if known is None:
+            return 0.0
+        circuit = known.circuit
+        wait = circuit_wait(circuit, now=now)
+        if wait > 0 or circuit.status is CircuitStatus.CLOSED:
+            return wait
+        # The cool-down is over: this call is the trial, if no other instance took it first.
+        trial = circuit_trial(circuit, now=now, trial_s=max(1.0, self._trial_s * self._scale))
+        with self._lock:
+            current = self._known.get(endpoint)
+            if current is None or current.circuit != circuit:
+                return circuit_wait(current.circuit, now=now) if current else 0.0
+            self._known[endpoint] = _Known(trial, now)
+        if not self._save(trial, expected_opened_until=circuit.opened_until):
+            known = self._refresh(endpoint, _Known(trial, now), now)
+            return max(circuit_wait(known.circuit, now=now), 1.0)
+        logger.info("circuit half-open: trial call", extra={"endpoint": endpoint})
+        return 0.0
+
+    def record(self, endpoint: str, *, success: bool) -> None:
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(endpoint) or _Known(Circuit(endpoint), 0.0)
+            before = known.circuit
+            after = circuit_after(before, success=success, now=now, scale=self._scale)
+            if after == before:
+                return
+            self._known[endpoint] = _Known(after, known.read_at)
+        if after.status is not before.status:
+            self._save(after)
+            logger.info(
+                "circuit %s", after.status.value, extra={"endpoint": endpoint, "cool_down_s": after.cool_down_s}
+            )
+
+    def _save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
+        """Share a transition; if the store is down this instance goes on with its own view
+        (the breaker must never be the reason a postback is lost or sent twice)."""
+        try:
+            return self._store.save(circuit, expected_opened_until=expected_opened_until)
+        except DomainError as exc:
+            logger.warning("circuit state not shared", extra={"endpoint": circuit.endpoint, "error": exc.message})
+            return True
+
+    def _refresh(self, endpoint: str, known: _Known, now: float) -> _Known:
+        try:
+            stored = self._store.get(endpoint)
+        except DomainError as exc:
+            logger.warning("circuit state not read", extra={"endpoint": endpoint, "error": exc.message})
+            stored = None
+        if stored is not None and stored.status is not CircuitStatus.CLOSED:
+            merged = stored
+        elif known.circuit.status is CircuitStatus.CLOSED:
+            merged = known.circuit  # keep the local count of consecutive failures
+        else:
+            merged = Circuit(endpoint)  # another instance closed it
+        fresh = _Known(merged, now)
+        with self._lock:
+            self._known[endpoint] = fresh
+        return fresh
+
+
+# --- dispatch ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedPostback:
+    """One SQS record as the dispatcher needs it."""
+
+    message_id: str
+    receipt_handle: str
+    receive_count: int
+    body: str
+
+
+class DispatchOutcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRIED = "retried"  # another attempt is scheduled (message hidden, stays on the queue)
+    FAILED = "failed"  # failed for good: logged, on the DLQ, removed from the queue
+    DEFERRED = "deferred"  # circuit open: not called, back when it may be
+    SKIPPED = "skipped"  # already delivered (or already failed for good): nothing to do
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    outcome: DispatchOutcome
+    delivery_id: str | None = None
+    attempt: int | None = None
+    status: int | None = None
+    latency_ms: int | None = None
+    delay_s: int | None = None
+    reason: str | None = None
+
+    @property
+    def stays_on_queue(self) -> bool:
+        """Report the record as a batch item failure: SQS hands it back after its delay."""
+        return self.outcome in (DispatchOutcome.RETRIED, DispatchOutcome.DEFERRED)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        deliveries: DispatchDeliveryLog,
+        sender: PostbackSender,
+        retries: RetryControl,
+        breakers: CircuitBreakers,
+        affiliates: AffiliateStore | None = None,
+        max_workers: int = 10,
+        delay_scale: float = 1.0,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._deliveries = deliveries
+        self._sender = sender
+        self._retries = retries
+        self._breakers = breakers
+        self._affiliates = affiliates
+        self._max_workers = max_workers
+        self._scale = delay_scale
+        self._rand = rand
+        self._clock = clock
+
+    def dispatch_batch(self, records: Sequence[ReceivedPostback]) -> dict[str, DispatchResult | Exception]:
+        """Each record's outcome by message ID; an exception means the record's fate is
+        unknown (nothing or not everything was recorded): the caller must leave it on the queue."""
+        if not records:
+            return {}
+        outcomes: dict[str, DispatchResult | Exception] = {}
+        workers = min(self._max_workers, len(records))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="postback") as pool:
+            futures = {record.message_id: pool.submit(self.dispatch, record) for record in records}
+            for message_id, future in futures.items():
+                error = future.exception()
+                outcomes[message_id] = error if isinstance(error, Exception) else future.result()
+        return outcomes
+
+    def dispatch(self, record: ReceivedPostback) -> DispatchResult:
+        """Deliver one postback message: at most one call to the affiliate's server."""
+        try:
+            message = PostbackMessage.model_validate_json(record.body)
+        except ValidationError as exc:
+            # It can never be sent; the DLQ keeps it for a person to look at.
+            problem = f"invalid postback message: {exc.error_count()} error(s)"
+            self._retries.dead_letter(record.body, reason=problem, delivery_id=_delivery_id_in(record.body))
+            return DispatchResult(DispatchOutcome.FAILED, reason=problem)
+
+        attempt_number = 1
+        if record.receive_count > 1:
+            # A redelivery: the message may have been delivered (or failed for good) by a run
+            # that crashed before it could report. The log knows.
+            existing = self._deliveries.get(message.delivery_id)
+            if existing is not None:
+                if existing.state in (DeliveryState.DELIVERED, DeliveryState.FAILED):
+                    return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason=existing.state.value)
+                attempt_number = _next_attempt(existing)
+
+        endpoint = _endpoint(message.url)
+        # A message deferred again and again would reach the queue's maxReceiveCount (50) and
+        # be moved to the DLQ with no reason logged: past a bound it is attempted regardless.
+        may_defer = endpoint is not None and record.receive_count < MAX_DEFERRED_RECEIVES
+        wait = self._breakers.admit(endpoint) if endpoint and may_defer else 0.0
+        if wait > 0:
+            delay = max(1, int(wait + 0.999))
+            deferral = f"circuit open for {endpoint}"
+            try:
+                self._deliveries.mark_deferred(message, reason=deferral)
+            except ConflictError:
+                return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
+            self._delay(record.receipt_handle, delay)
+            return DispatchResult(DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason=deferral)
+
+        started_at = self._clock()
+        result = self._sender.send(message, headers=self._signature(message, started_at))
+        verdict = classify(
+            result.status, result.excerpt, message.expect, error_kind=result.error_kind, error=result.error
+        )
+        if endpoint and result.error_kind != "unsafe_url":
+            # A 4xx or an unexpected body still proves the endpoint up: only outages count.
+            self._breakers.record(endpoint, success=verdict.outcome is not Outcome.RETRY)
+
+        delay_s: int | None = None
+        if verdict.outcome is Outcome.RETRY:
+            delay_s = retry_delay(
+                attempt_number,
+                status=result.status,
+                error_kind=verdict.error_kind,
+                retry_after_s=result.retry_after_s,
+                scale=self._scale,
+                rand=self._rand,
+            )
+        final = verdict.outcome is Outcome.FAILED or (verdict.outcome is Outcome.RETRY and delay_s is None)
+        outcome_text = Outcome.FAILED.value if final else verdict.outcome.value
+        reason = verdict.reason
+        if final and verdict.outcome is Outcome.RETRY:
+            reason = f"{reason} (attempt {attempt_number}, the last)"
+        attempt = _attempt(message, attempt_number, started_at, result, verdict.error_kind, outcome_text)
+        log_fields = {
+            "delivery_id": message.delivery_id,
+            "transaction_id": message.transaction_id,
+            "affiliate_id": message.affiliate_id,
+            "endpoint": _loggable(message.url),
+            "attempt": attempt_number,
+            "status": result.status,
+            "latency_ms": result.latency_ms,
+            "outcome": outcome_text,
+        }
+
+        if verdict.outcome is Outcome.DELIVERED:
+            self._record(message, attempt, DeliveryState.DELIVERED, None)
+            logger.info("postback delivered", extra=log_fields)
+            return DispatchResult(
+                DispatchOutcome.DELIVERED, message.delivery_id, attempt_number, result.status, result.latency_ms
+            )
+        if not final:
+            assert delay_s is not None
+            if not self._record(message, attempt, DeliveryState.RETRYING, reason):
+                return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
+            self._delay(record.receipt_handle, delay_s)
+            logger.info("postback retried", extra=log_fields | {"delay_s": delay_s, "reason": reason})
+            return DispatchResult(
+                DispatchOutcome.RETRIED,
+                message.delivery_id,
+                attempt_number,
+                result.status,
+                result.latency_ms,
+                delay_s,
+                reason,
+            )
+        # The DLQ first: if logging the failure then fails, the redelivered message is tried
+        # once more rather than dropped with no trace on the DLQ.
+        self._retries.dead_letter(record.body, reason=reason or "failed", delivery_id=message.delivery_id)
+        if not self._record(message, attempt, DeliveryState.FAILED, reason):
+            return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
+        logger.warning("postback failed", extra=log_fields | {"reason": reason})
+        return DispatchResult(
+            DispatchOutcome.FAILED, message.delivery_id, attempt_number, result.status, result.latency_ms, None, reason
+        )
+
+    def _record(self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, reason: str | None) -> bool:
+        """False when the delivery was found delivered already (another run got there first)."""
+        try:
+            self._deliveries.record_attempt(message, attempt, state, reason=reason)
+        except ConflictError:
+            return False
+        return True
+
+    def _delay(self, receipt_handle: str, seconds: int) -> None:
+        try:
+            self._retries.delay(receipt_handle, seconds)
+        except DomainError as exc:
+            # The attempt is logged; without the delay the message still comes back, only
+            # sooner (after the queue's visibility timeout).
+            logger.warning("could not delay the message", extra={"error": exc.message})
+
+    def _signature(self, message: PostbackMessage, now: datetime) -> dict[str, str] | None:
+        if not message.signed:
+            return None
+        stored = self._affiliates.get(message.affiliate_id) if self._affiliates else None
+        secret = stored.config.signing_secret if stored else None
+        if not secret:
+            logger.warning("signed postback without a signing secret", extra={"affiliate_id": message.affiliate_id})
+            return None
+        body = (message.body or "").encode()
+        return webhook_headers(secret, message.delivery_id, int(now.timestamp()), body)
+
+
+def _next_attempt(existing: DeliveryRecord) -> int:
+    if not existing.attempts:
+        return 1
+    last = existing.attempts[-1]
+    # A replay starts a new round: the last attempt before it ended the previous one.
+    return 1 if last.outcome == Outcome.FAILED.value else last.attempt + 1
+
+
+def _attempt(
+    message: PostbackMessage,
+    number: int,
+    at: datetime,
+    result: SendResult,
+    error_kind: str | None,
+    outcome: str,
+) -> Attempt:
+    excerpt = result.excerpt if result.excerpt is not None else result.error
+    return Attempt(
+        attempt=number,
+        at=at,
+        url=message.url,
+        method=message.method,
+        status=result.status,
+        latency_ms=result.latency_ms,
+        excerpt=excerpt[:EXCERPT_CHARS] if excerpt else None,
+        error_kind=error_kind,
+        outcome=outcome,
+    )
+
+
+def _endpoint(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return endpoint_of(parts.scheme, parts.hostname, port)
+
+
+def _loggable(url: str) -> str:
+    """Host and path only: the query carries the affiliate's values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unreadable url>"
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
+
+
+def _delivery_id_in(body: str) -> str | None:
+    try:
+        value = json.loads(body).get("delivery_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

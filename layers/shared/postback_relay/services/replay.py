@@ -1,0 +1,35 @@
+"""Replay failed postbacks (contract section 6: `postback replay`): their messages go back on
+the queue and the deliveries become `pending`, their attempt count starting afresh."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+from postback_relay.domain.errors import ConflictError
+from postback_relay.ports import DeliveryLog, PostbackQueue
+
+
+def replay_failed(
+    deliveries: DeliveryLog,
+    queue: PostbackQueue,
+    *,
+    affiliate_id: str | None = None,
+    transaction_id: str | None = None,
+) -> list[str]:
+    """Queue the failed deliveries again; returns the IDs of those queued.
+
+    Queued first, marked second: a delivery the queue refused stays `failed` (replayable
+    again), and one delivered by its replayed message before the mark stays `delivered`
+    (the mark is conditional on `failed`).
+    """
+    failed = deliveries.failed(affiliate_id=affiliate_id, transaction_id=transaction_id)
+    messages = [record.message for record in failed]
+    refused = {message.delivery_id for message in queue.send(messages)}
+    replayed: list[str] = []
+    for message in messages:
+        if message.delivery_id in refused:
+            continue
+        with suppress(ConflictError):  # delivered (or failed again) by its replayed message already
+            deliveries.mark_replayed(message.delivery_id)
+        replayed.append(message.delivery_id)
+    return replayed

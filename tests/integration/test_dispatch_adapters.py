@@ -1,0 +1,191 @@
+"""The dispatcher's AWS adapters on moto: the delivery log, the circuit store, the retry control."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore, EndpointStore
+from postback_relay.adapters.sqs_retry import SqsRetryControl
+from postback_relay.domain.config import ExpectedAnswer
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
+from postback_relay.domain.errors import ConflictError
+
+AT = datetime(2026, 11, 25, 12, 0, 1, tzinfo=UTC)
+
+
+def message(n: int = 1, *, affiliate_id: str = "1234567", **changes: Any) -> PostbackMessage:
+    fields: dict[str, Any] = {
+        "delivery_id": f"{n:032x}",
+        "affiliate_id": affiliate_id,
+        "transaction_id": f"T-2026-{n:06d}",
+        "event": "sale",
+        "offer_id": "89",
+        "url": f"https://track.acme.example/postback?cid=c{n}-0b9c4e1e-6a1f-4c3e-9d2a-5b8f7e6d4c3a&payout=25.00"
+        "&cur=EUR&ev=sale&offer=89",
+        "expect": ExpectedAnswer(body_contains="success=true"),
+        "created_at": datetime(2026, 11, 25, 12, tzinfo=UTC),
+    }
+    return PostbackMessage.model_validate(fields | changes)
+
+
+def attempt(number: int, status: int | None, outcome: str, **changes: Any) -> Attempt:
+    fields: dict[str, Any] = {
+        "attempt": number,
+        "at": AT,
+        "url": message().url,
+        "method": "GET",
+        "status": status,
+        "latency_ms": 87,
+        "excerpt": "success=true" if status == 200 else "x" * 500,
+        "outcome": outcome,
+    }
+    return Attempt.model_validate(fields | changes)
+
+
+def billed_size(value: Any) -> int:
+    """An attribute value's size by DynamoDB's published rules (numbers rounded up)."""
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return len(inner.lstrip("-").replace(".", "")) // 2 + 2
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + billed_size(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + billed_size(v) for k, v in inner.items())
+    raise AssertionError(kind)
+
+
+@pytest.fixture
+def log(aws: dict[str, str]) -> DynamoDeliveryLog:
+    return DynamoDeliveryLog(aws["DeliveriesTableName"], client=boto3.client("dynamodb"))
+
+
+def test_attempts_are_appended_and_read_back(log: DynamoDeliveryLog) -> None:
+    # GIVEN a postback that failed once with a long answer, then was delivered
+    postback = message(1)
+    log.record_attempt(
+        postback, attempt(1, 503, "retry", error_kind="http_status"), DeliveryState.RETRYING, reason="answered HTTP 503"
+    )
+    log.record_attempt(postback, attempt(2, 200, "delivered"), DeliveryState.DELIVERED)
+    # WHEN it is read
+    record = log.get(postback.delivery_id)
+    # THEN both attempts, the state, the last status and the whole message come back; excerpts are capped
+    assert record is not None
+    assert record.state is DeliveryState.DELIVERED
+    assert [(a.attempt, a.status, a.outcome, a.url) for a in record.attempts] == [
+        (1, 503, "retry", postback.url),
+        (2, 200, "delivered", postback.url),
+    ]
+    assert len(record.attempts[0].excerpt or "") == 200
+    assert record.http_status == 200
+    assert record.last_error is None
+    assert record.message == postback
+
+
+def test_a_delivered_postback_refuses_any_further_attempt(log: DynamoDeliveryLog) -> None:
+    # GIVEN a delivered postback
+    postback = message(2)
+    log.record_attempt(postback, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    # WHEN another attempt or a deferral is logged, THEN the write is refused and nothing changes
+    with pytest.raises(ConflictError):
+        log.record_attempt(postback, attempt(2, 500, "retry"), DeliveryState.RETRYING)
+    with pytest.raises(ConflictError):
+        log.mark_deferred(postback, reason="circuit open")
+    record = log.get(postback.delivery_id)
+    assert record is not None
+    assert (record.state, len(record.attempts)) == (DeliveryState.DELIVERED, 1)
+
+
+def test_the_happy_path_item_stays_under_one_kilobyte(aws: dict[str, str], log: DynamoDeliveryLog) -> None:
+    # GIVEN a postback with a long URL delivered at the first attempt
+    postback = message(3)
+    log.record_attempt(postback, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    # WHEN its item is measured as DynamoDB bills it
+    item = boto3.client("dynamodb").get_item(
+        TableName=aws["DeliveriesTableName"], Key={"delivery_id": {"S": postback.delivery_id}}
+    )["Item"]
+    # THEN it is one write unit
+    assert sum(len(name.encode()) + billed_size(value) for name, value in item.items()) < 1024
+
+
+def test_failed_deliveries_are_found_and_replay_marks_them_pending(log: DynamoDeliveryLog) -> None:
+    # GIVEN failed postbacks of two affiliates and a delivered one
+    failed_a, failed_b, delivered = message(4), message(5, affiliate_id="7654321"), message(6)
+    for postback in (failed_a, failed_b):
+        log.record_attempt(postback, attempt(1, 404, "failed"), DeliveryState.FAILED, reason="answered HTTP 404")
+    log.record_attempt(delivered, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    # WHEN failed ones are listed, THEN by affiliate, by transaction and overall they are found
+    assert [r.delivery_id for r in log.failed(affiliate_id="1234567")] == [failed_a.delivery_id]
+    assert [r.delivery_id for r in log.failed(transaction_id=failed_b.transaction_id)] == [failed_b.delivery_id]
+    assert {r.delivery_id for r in log.failed()} == {failed_a.delivery_id, failed_b.delivery_id}
+    assert {r.delivery_id for r in log.by_affiliate("1234567")} == {failed_a.delivery_id, delivered.delivery_id}
+    # WHEN one is marked replayed, THEN it is pending with one replay; a second mark is refused
+    log.mark_replayed(failed_a.delivery_id)
+    record = log.get(failed_a.delivery_id)
+    assert record is not None
+    assert (record.state, record.replays, record.last_error) == (DeliveryState.PENDING, 1, None)
+    with pytest.raises(ConflictError):
+        log.mark_replayed(failed_a.delivery_id)
+
+
+def test_a_deferral_keeps_the_delivery_pending_without_an_attempt(log: DynamoDeliveryLog) -> None:
+    # GIVEN a postback deferred by an open circuit
+    postback = message(7, test_run_id="run-1")
+    log.mark_deferred(postback, reason="circuit open for https://track.acme.example:443")
+    # WHEN it is read, THEN it is pending, without attempts, with the reason and its test run
+    record = log.get(postback.delivery_id)
+    assert record is not None
+    assert (record.state, record.attempts, record.last_error) == (
+        DeliveryState.PENDING,
+        (),
+        "circuit open for https://track.acme.example:443",
+    )
+    assert record.message.test_run_id == "run-1"
+
+
+def test_the_log_also_takes_a_boto3_table(aws: dict[str, str]) -> None:
+    # GIVEN the log built from a Table resource (as the config script does)
+    table = boto3.resource("dynamodb").Table(aws["DeliveriesTableName"])
+    log = DynamoDeliveryLog(table)
+    # WHEN an attempt is logged and read, THEN it round-trips
+    log.record_attempt(message(8), attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    assert log.get(message(8).delivery_id) is not None
+
+
+def test_circuits_are_saved_listed_and_the_trial_taken_once(aws: dict[str, str]) -> None:
+    # GIVEN an open circuit on record
+    store = DynamoEndpointStore(aws["EndpointsTableName"], client=boto3.client("dynamodb"))
+    opened = Circuit("https://t.example:443", CircuitStatus.OPEN, 5, opened_until=1_800_000_060.5, cool_down_s=60)
+    assert store.save(opened)
+    assert store.get(opened.endpoint) == opened
+    # WHEN two instances race for the trial
+    trial = Circuit(opened.endpoint, CircuitStatus.HALF_OPEN, 5, opened.opened_until, 60, trial_until=1_800_000_090)
+    first = store.save(trial, expected_opened_until=opened.opened_until)
+    second = store.save(Circuit(opened.endpoint, CircuitStatus.HALF_OPEN, 5, 1.0, 60, 2.0), expected_opened_until=1.0)
+    # THEN only the first gets it, and ops see the state (also through the config script's name)
+    assert (first, second) == (True, False)
+    assert EndpointStore(boto3.resource("dynamodb").Table(aws["EndpointsTableName"])).list() == [trial]
+
+
+def test_retry_control_delays_a_message_and_parks_one_on_the_dlq(aws: dict[str, str]) -> None:
+    # GIVEN a received postback message
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=aws["PostbackQueueUrl"], MessageBody="{}")
+    (received,) = sqs.receive_message(QueueUrl=aws["PostbackQueueUrl"], VisibilityTimeout=0)["Messages"]
+    control = SqsRetryControl(aws["PostbackQueueUrl"], aws["DeadLetterQueueUrl"], client=sqs)
+    # WHEN it is delayed for an hour, THEN it is not visible
+    control.delay(received["ReceiptHandle"], 3600)
+    assert sqs.receive_message(QueueUrl=aws["PostbackQueueUrl"]).get("Messages", []) == []
+    # WHEN a body is parked on the DLQ, THEN it is there with its reason and ID
+    control.dead_letter("{}", reason="answered HTTP 404", delivery_id="abc")
+    (parked,) = sqs.receive_message(QueueUrl=aws["DeadLetterQueueUrl"], MessageAttributeNames=["All"])["Messages"]
+    attributes = {name: value["StringValue"] for name, value in parked["MessageAttributes"].items()}
+    assert attributes == {"reason": "answered HTTP 404", "delivery_id": "abc"}

@@ -1,0 +1,318 @@
+"""services.dispatch over in-memory ports: one call per attempt, the right state, the right delay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fakes import FakeAffiliateStore, FakePostbackQueue, ingest_config_data
+
+from postback_relay.domain.config import parse_config
+from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, DeliveryState
+from postback_relay.ports import SendResult
+from postback_relay.services.dispatch import CircuitBreakers, Dispatcher, DispatchOutcome, ReceivedPostback
+from postback_relay.services.replay import replay_failed
+
+NO_JITTER = 0.5
+
+
+@pytest.fixture
+def dispatcher(deliveries: Any, sender: Any, retries: Any, endpoints: Any, clock: Any) -> Dispatcher:
+    return Dispatcher(
+        deliveries=deliveries,
+        sender=sender,
+        retries=retries,
+        breakers=CircuitBreakers(endpoints, clock=clock),
+        max_workers=4,
+        rand=lambda: NO_JITTER,
+    )
+
+
+def received(message: Any, *, count: int = 1, handle: str | None = None) -> ReceivedPostback:
+    return ReceivedPostback(
+        message_id=f"m-{message.delivery_id}",
+        receipt_handle=handle or f"h-{message.delivery_id}-{count}",
+        receive_count=count,
+        body=message.model_dump_json(),
+    )
+
+
+def test_a_first_receive_is_delivered_with_no_read(dispatcher: Dispatcher, deliveries: Any, new_message: Any) -> None:
+    # GIVEN a postback received for the first time
+    message = new_message(1)
+    # WHEN it is dispatched and the tracker answers 200
+    result = dispatcher.dispatch(received(message))
+    # THEN it is delivered, attempt 1 logged, and the log was never read
+    assert result.outcome is DispatchOutcome.DELIVERED
+    record = deliveries.records[message.delivery_id]
+    assert record.state is DeliveryState.DELIVERED
+    assert [(a.attempt, a.status, a.outcome) for a in record.attempts] == [(1, 200, "delivered")]
+    assert deliveries.reads == 0
+
+
+def test_a_500_is_retried_with_the_schedule_then_delivered_on_redelivery(
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, retries: Any, new_message: Any
+) -> None:
+    # GIVEN a tracker answering 500 then 200
+    message = new_message(1)
+    sender.answer(message.url, SendResult(500, 5, "oops"), SendResult(200, 5, "OK"))
+    # WHEN the message is received, then redelivered
+    first = dispatcher.dispatch(received(message, count=1))
+    second = dispatcher.dispatch(received(message, count=2))
+    # THEN the first attempt hid the message for 5 s and stayed on the queue, the second delivered
+    assert (first.outcome, first.delay_s, first.stays_on_queue) == (DispatchOutcome.RETRIED, 5, True)
+    assert retries.delays == [(f"h-{message.delivery_id}-1", 5)]
+    assert second.outcome is DispatchOutcome.DELIVERED
+    record = deliveries.records[message.delivery_id]
+    assert [(a.attempt, a.status, a.outcome) for a in record.attempts] == [(1, 500, "retry"), (2, 200, "delivered")]
+    assert sender.calls_to(message.url) == 2
+
+
+def test_a_404_fails_at_once_onto_the_dlq(
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, retries: Any, new_message: Any
+) -> None:
+    # GIVEN a tracker answering 404
+    message = new_message(1)
+    sender.answer(message.url, SendResult(404, 5, "no such page"))
+    # WHEN it is dispatched
+    result = dispatcher.dispatch(received(message))
+    # THEN it failed for good: logged with the reason, on the DLQ, removed from the queue
+    assert (result.outcome, result.stays_on_queue) == (DispatchOutcome.FAILED, False)
+    record = deliveries.records[message.delivery_id]
+    assert (record.state, record.last_error) == (DeliveryState.FAILED, "answered HTTP 404")
+    assert retries.dead_letters == [(message.model_dump_json(), "answered HTTP 404", message.delivery_id)]
+    assert retries.delays == []
+
+
+def test_the_eighth_failed_attempt_is_the_last(
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, retries: Any, clock: Any, new_message: Any
+) -> None:
+    # GIVEN a tracker that always times out
+    message = new_message(1)
+    sender.answer(message.url, SendResult(None, 100, None, error_kind="timeout", error="no answer in time"))
+    # WHEN the message comes back 8 times, each time after its delay
+    outcomes = []
+    for n in range(1, 9):
+        result = dispatcher.dispatch(received(message, count=n))
+        outcomes.append(result.outcome)
+        clock.now += result.delay_s or 0
+    # THEN 7 retries, then failed for good with the reason, on the DLQ
+    assert outcomes == [DispatchOutcome.RETRIED] * 7 + [DispatchOutcome.FAILED]
+    assert [seconds for _, seconds in retries.delays] == [60, 300, 1800, 7200, 18000, 36000, 36000]
+    record = deliveries.records[message.delivery_id]
+    assert [a.attempt for a in record.attempts] == list(range(1, 9))
+    assert record.state is DeliveryState.FAILED
+    assert "the last" in (record.last_error or "")
+    assert len(retries.dead_letters) == 1
+
+
+def test_a_redelivered_message_of_a_delivered_postback_makes_no_call(
+    dispatcher: Dispatcher, sender: Any, new_message: Any
+) -> None:
+    # GIVEN a postback delivered by a run that crashed before reporting
+    message = new_message(1)
+    dispatcher.dispatch(received(message, count=1))
+    # WHEN its message comes back
+    result = dispatcher.dispatch(received(message, count=2))
+    # THEN it is skipped without calling the tracker again
+    assert result.outcome is DispatchOutcome.SKIPPED
+    assert sender.calls_to(message.url) == 1
+
+
+def test_an_unreadable_message_goes_to_the_dlq(dispatcher: Dispatcher, retries: Any, sender: Any) -> None:
+    # GIVEN a message that is not a postback
+    record = ReceivedPostback("m1", "h1", 1, '{"delivery_id": "abc", "url": 3}')
+    # WHEN it is dispatched, THEN it is parked on the DLQ with its ID, and nothing is called
+    result = dispatcher.dispatch(record)
+    assert result.outcome is DispatchOutcome.FAILED
+    assert retries.dead_letters[0][2] == "abc"
+    assert sender.calls == []
+
+
+def test_a_batch_is_sent_concurrently_and_a_crash_leaves_only_its_record(
+    deliveries: Any, retries: Any, endpoints: Any, clock: Any, new_message: Any
+) -> None:
+    # GIVEN a sender that crashes on one postback of a batch
+    messages = [new_message(n) for n in range(1, 5)]
+
+    class CrashingSender:
+        def send(self, message: Any, *, headers: Any = None) -> SendResult:
+            if message.delivery_id == messages[1].delivery_id:
+                raise RuntimeError("bug")
+            return SendResult(200, 1, "OK")
+
+    dispatcher = Dispatcher(
+        deliveries=deliveries,
+        sender=CrashingSender(),
+        retries=retries,
+        breakers=CircuitBreakers(endpoints, clock=clock),
+    )
+    # WHEN the batch is dispatched
+    outcomes = dispatcher.dispatch_batch([received(m) for m in messages])
+    # THEN the crashed record's outcome is its exception; the others are delivered
+    crashed = outcomes[f"m-{messages[1].delivery_id}"]
+    assert isinstance(crashed, RuntimeError)
+    others = [outcomes[f"m-{m.delivery_id}"] for m in messages if m is not messages[1]]
+    assert all(not isinstance(o, Exception) and o.outcome is DispatchOutcome.DELIVERED for o in others)
+
+
+def test_an_open_circuit_defers_without_calling_and_a_trial_closes_it(
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, retries: Any, endpoints: Any, clock: Any, new_message: Any
+) -> None:
+    # GIVEN an endpoint that fails often enough to open its circuit
+    url = "https://dead.example/pb?cid="
+    sender.answer(url + "0", SendResult(503, 5, "down"))
+    for n in range(FAILURE_THRESHOLD):
+        dispatcher.dispatch(received(new_message(n, url=url + "0")))
+    assert endpoints.circuits["https://dead.example:443"].status is CircuitStatus.OPEN
+    calls_before = len(sender.calls)
+    # WHEN another postback to that endpoint arrives
+    waiting = new_message(99, url=url + "99")
+    result = dispatcher.dispatch(received(waiting))
+    # THEN it is deferred for the cool-down, not called, kept pending, no attempt used
+    assert (result.outcome, result.delay_s) == (DispatchOutcome.DEFERRED, 60)
+    assert len(sender.calls) == calls_before
+    record = deliveries.records[waiting.delivery_id]
+    assert (record.state, record.attempts) == (DeliveryState.PENDING, ())
+    # WHEN the cool-down is over and the endpoint is back
+    clock.now += 61
+    later = dispatcher.dispatch(received(waiting, count=2))
+    # THEN the trial call is attempt 1, delivered, and the circuit closes
+    assert later.outcome is DispatchOutcome.DELIVERED
+    assert deliveries.records[waiting.delivery_id].attempts[0].attempt == 1
+    assert endpoints.circuits["https://dead.example:443"].status is CircuitStatus.CLOSED
+
+
+def test_a_healthy_endpoint_costs_no_circuit_reads_or_writes(
+    dispatcher: Dispatcher, endpoints: Any, new_message: Any
+) -> None:
+    # GIVEN healthy endpoints, WHEN many postbacks are delivered
+    dispatcher.dispatch_batch([received(new_message(n)) for n in range(10)])
+    # THEN the circuit store was never touched
+    assert (endpoints.reads, endpoints.writes) == (0, 0)
+
+
+def test_another_instance_open_circuit_is_learned_after_one_failure(
+    dispatcher: Dispatcher, endpoints: Any, sender: Any, clock: Any, new_message: Any
+) -> None:
+    # GIVEN a circuit opened by another dispatcher instance
+    from postback_relay.domain.delivery import Circuit
+
+    endpoint = "https://track1.example:443"
+    endpoints.circuits[endpoint] = Circuit(endpoint, CircuitStatus.OPEN, 5, clock.now + 30, 60)
+    sender.answer("https://track1.example/pb?cid=c1", SendResult(503, 5, "down"))
+    # WHEN this instance fails once there, then gets another postback for it
+    dispatcher.dispatch(received(new_message(1)))
+    result = dispatcher.dispatch(received(new_message(2, url="https://track1.example/pb?cid=c1")))
+    # THEN it read the shared state and defers
+    assert result.outcome is DispatchOutcome.DEFERRED
+    assert endpoints.reads == 1
+
+
+def test_a_signed_postback_carries_standard_webhooks_headers(
+    deliveries: Any, sender: Any, retries: Any, endpoints: Any, clock: Any, new_message: Any
+) -> None:
+    # GIVEN an affiliate with a signing secret, and a signed postback
+    config = parse_config(ingest_config_data(signing_secret="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+    dispatcher = Dispatcher(
+        deliveries=deliveries,
+        sender=sender,
+        retries=retries,
+        breakers=CircuitBreakers(endpoints, clock=clock),
+        affiliates=FakeAffiliateStore(config),
+    )
+    message = new_message(1, signed=True, method="POST", body="cid=1")
+    # WHEN it is dispatched
+    dispatcher.dispatch(received(message))
+    # THEN the call carried the webhook headers
+    (_, headers), *_ = sender.calls
+    assert headers["webhook-id"] == message.delivery_id
+    assert headers["webhook-signature"].startswith("v1,")
+
+
+def test_replay_requeues_failed_deliveries_and_marks_them_pending(
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, new_message: Any
+) -> None:
+    # GIVEN one failed and one delivered postback
+    failed, delivered = new_message(1), new_message(2)
+    sender.answer(failed.url, SendResult(404, 5, "no"))
+    dispatcher.dispatch(received(failed))
+    dispatcher.dispatch(received(delivered))
+    queue = FakePostbackQueue()
+    # WHEN failed ones are replayed
+    replayed = replay_failed(deliveries, queue)
+    # THEN only the failed one is queued again and pending, its replay counted
+    assert replayed == [failed.delivery_id]
+    assert [m.delivery_id for m in queue.sent] == [failed.delivery_id]
+    record = deliveries.records[failed.delivery_id]
+    assert (record.state, record.replays) == (DeliveryState.PENDING, 1)
+    # AND when the replayed message comes back after a first attempt, attempts restart at 1
+    sender.answer(failed.url, SendResult(500, 5, "busy"))
+    dispatcher.dispatch(received(failed, count=2))
+    assert deliveries.records[failed.delivery_id].attempts[-1].attempt == 1
+
+
+def test_replay_leaves_refused_messages_failed(
+    deliveries: Any, dispatcher: Dispatcher, sender: Any, new_message: Any
+) -> None:
+    # GIVEN a failed postback and a queue that refuses it
+    message = new_message(1)
+    sender.answer(message.url, SendResult(410, 5, "gone"))
+    dispatcher.dispatch(received(message))
+    queue = FakePostbackQueue()
+    queue.refuse = lambda m: True
+    # WHEN it is replayed, THEN nothing is reported replayed and it stays failed
+    assert replay_failed(deliveries, queue) == []
+    assert deliveries.records[message.delivery_id].state is DeliveryState.FAILED
+
+
+def test_a_message_deferred_too_often_is_attempted_anyway(
+    dispatcher: Dispatcher, sender: Any, endpoints: Any, clock: Any, new_message: Any
+) -> None:
+    # GIVEN an endpoint whose circuit another instance keeps open
+    from postback_relay.domain.delivery import Circuit
+    from postback_relay.services.dispatch import MAX_DEFERRED_RECEIVES
+
+    endpoint = "https://track1.example:443"
+    endpoints.circuits[endpoint] = Circuit(endpoint, CircuitStatus.OPEN, 5, clock.now + 3000, 3600)
+    message = new_message(1)
+    sender.answer(message.url, SendResult(503, 5, "down"))
+    dispatcher.dispatch(received(message))  # a failure here makes this instance read the shared state
+    # WHEN the message comes back once more before the bound, and then at the bound
+    before = dispatcher.dispatch(received(message, count=MAX_DEFERRED_RECEIVES - 1))
+    at_bound = dispatcher.dispatch(received(message, count=MAX_DEFERRED_RECEIVES))
+    # THEN it is deferred first, then attempted (and scheduled by the retry rules) rather than
+    # left to the queue's redrive, which would park it on the DLQ with no reason logged
+    assert before.outcome is DispatchOutcome.DEFERRED
+    assert at_bound.outcome is DispatchOutcome.RETRIED
+    assert sender.calls_to(message.url) == 2
+
+
+def test_a_circuit_store_outage_never_costs_a_delivery(
+    deliveries: Any, sender: Any, retries: Any, clock: Any, new_message: Any
+) -> None:
+    # GIVEN a circuit store that is down
+    from postback_relay.domain.errors import InfrastructureError
+
+    class DownStore:
+        def get(self, endpoint: str) -> None:
+            raise InfrastructureError("down")
+
+        def save(self, circuit: Any, *, expected_opened_until: float | None = None) -> bool:
+            raise InfrastructureError("down")
+
+        def list(self) -> list[Any]:
+            raise InfrastructureError("down")
+
+    dispatcher = Dispatcher(
+        deliveries=deliveries, sender=sender, retries=retries, breakers=CircuitBreakers(DownStore(), clock=clock)
+    )
+    url = "https://flaky.example/pb"
+    sender.answer(url, *([SendResult(503, 5, "down")] * FAILURE_THRESHOLD), SendResult(200, 5, "OK"))
+    # WHEN an endpoint fails enough to open its circuit, then recovers after the cool-down
+    for n in range(FAILURE_THRESHOLD):
+        assert dispatcher.dispatch(received(new_message(n, url=url))).outcome is DispatchOutcome.RETRIED
+    clock.now += 61
+    result = dispatcher.dispatch(received(new_message(99, url=url)))
+    # THEN every postback was handled (nothing crashed), the last one delivered as the trial
+    assert result.outcome is DispatchOutcome.DELIVERED

@@ -11,7 +11,7 @@ export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv run demo test lint types template build-size unit integration e2e build deploy bench lock clean
+.PHONY: help venv run demo test lint types template build-size unit integration reliability e2e build deploy bench lock clean
 
 help:
 	@echo "make run     start the whole system locally (no AWS account needed)"
@@ -34,7 +34,7 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m postback_ops.local.demo
 
-test: lint types template build-size unit integration e2e
+test: lint types template build-size unit integration reliability e2e
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -51,6 +51,9 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(VENV)/bin/pytest -q tests/integration
+
+reliability: $(STAMP)
+	$(VENV)/bin/pytest -q tests/reliability
 
 e2e: $(STAMP)
 	$(VENV)/bin/pytest -q -m e2e tests/e2e

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
@@ -36,6 +36,7 @@ from postback_relay.services.dispatch import (
     DispatchResult,
     ReceivedPostback,
 )
+from postback_relay.settings import settings_from_environ
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -61,17 +62,8 @@ class DispatchSettings(BaseModel):
     delivery_ttl_days: int = Field(default=30, ge=1)
 
 
-class SettingsError(RuntimeError):
-    """The function's environment is incomplete or wrong: a deployment fault."""
-
-
 def load_settings(environ: Mapping[str, str]) -> DispatchSettings:
-    values = {name: environ[name.upper()] for name in DispatchSettings.model_fields if name.upper() in environ}
-    try:
-        return DispatchSettings.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"The dispatch function's environment is invalid: {problems}") from exc
+    return settings_from_environ(DispatchSettings, environ, function="dispatch")
 
 
 settings = load_settings(os.environ)

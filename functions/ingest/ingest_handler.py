@@ -27,7 +27,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
@@ -43,6 +43,7 @@ from postback_relay.services.ingest import (
     InvalidConversionRequest,
     parse_conversion_request,
 )
+from postback_relay.settings import settings_from_environ
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -69,17 +70,8 @@ class IngestSettings(BaseModel):
     max_body_bytes: int = Field(default=262144, gt=0)
 
 
-class SettingsError(RuntimeError):
-    """The function's environment is incomplete or wrong: a deployment fault."""
-
-
 def load_settings(environ: Mapping[str, str]) -> IngestSettings:
-    values = {name: environ[name.upper()] for name in IngestSettings.model_fields if name.upper() in environ}
-    try:
-        return IngestSettings.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"The ingest function's environment is invalid: {problems}") from exc
+    return settings_from_environ(IngestSettings, environ, function="ingest")
 
 
 settings = load_settings(os.environ)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
@@ -26,6 +26,7 @@ from postback_relay.adapters.http_sender import SafeHttpClient
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.events import OfferType
 from postback_relay.services.testlink import MAX_HOPS, TestLinkService
+from postback_relay.settings import settings_from_environ
 
 
 class TestLinkSettings(BaseModel):
@@ -52,17 +53,8 @@ class TestLinkSettings(BaseModel):
         return value
 
 
-class SettingsError(RuntimeError):
-    """The function's environment is incomplete or wrong: a deployment fault."""
-
-
 def load_settings(environ: Mapping[str, str]) -> TestLinkSettings:
-    values = {name: environ[name.upper()] for name in TestLinkSettings.model_fields if name.upper() in environ}
-    try:
-        return TestLinkSettings.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"The test-link function's environment is invalid: {problems}") from exc
+    return settings_from_environ(TestLinkSettings, environ, function="test-link")
 
 
 settings = load_settings(os.environ)

@@ -7,7 +7,8 @@ import os
 import pytest
 
 import ingest_handler
-from ingest_handler import SettingsError, load_settings
+from ingest_handler import load_settings
+from postback_relay.settings import SettingsError
 
 REQUIRED = ("AFFILIATES_TABLE", "CONVERSIONS_TABLE", "POSTBACK_QUEUE_URL", "SIGNING_SECRET_NAME")
 

@@ -16,6 +16,7 @@ from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sfn_runner import TestRunStarter, execution_arn
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
 from postback_relay.services.testlink import TestRun, TestStep, Verdict
+from postback_relay.settings import SettingsError
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 ROLE = "arn:aws:iam::123456789012:role/testlink"
@@ -145,7 +146,7 @@ def test_settings_read_the_network_hosts_and_refuse_a_missing_table() -> None:
         "NETWORK_LINK_HOSTS": "www.espace-plus.net, Links.Example.com",
     }
     assert testlink_handler.load_settings(env).network_link_hosts == ("www.espace-plus.net", "links.example.com")
-    with pytest.raises(testlink_handler.SettingsError, match="TEST_RUNS_TABLE"):
+    with pytest.raises(SettingsError, match="TEST_RUNS_TABLE"):
         testlink_handler.load_settings({k: v for k, v in env.items() if k != "TEST_RUNS_TABLE"})
 
 

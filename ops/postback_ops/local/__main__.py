@@ -1,0 +1,108 @@
+"""`make run` (`python -m postback_ops.local`): the whole relay on this machine until Ctrl-C.
+
+Ports and the secret come from the environment: POSTBACK_LOCAL_API_PORT (3000),
+POSTBACK_LOCAL_AWS_PORT (4566), POSTBACK_LOCAL_RECEIVER_PORT (3001, `off` for none),
+POSTBACK_SIGNING_SECRET (local-dev-secret), POSTBACK_LOCAL_DELAY_SCALE (0.0005),
+POSTBACK_LOCAL_LOG_LEVEL (the handlers' log level, WARNING). A port of 0 takes a free one;
+the line starting with `local stack ready` gives the ports chosen, as JSON, for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from postback_ops.local.runtime import MetricLinesFilter
+from postback_ops.local.stack import OUTPUTS_PARAMETER, RECEIVER_AFFILIATE_ID, LocalRelay, LocalSettings
+
+READY_PREFIX = "local stack ready "
+
+
+def banner(relay: LocalRelay) -> str:
+    secret = relay.settings.signing_secret
+    receiver = relay.receiver.url if relay.receiver else None
+    lines = [
+        "",
+        "postback relay: local stack running (no AWS account needed)",
+        f"  conversion API   {relay.api_url}/conversions",
+        f"  AWS (moto)       {relay.aws_endpoint}   outputs in SSM {OUTPUTS_PARAMETER}",
+        f"  signing secret   {secret}",
+        f"  retry delays     x{relay.settings.delay_scale} (the ~27 h schedule ends within a minute)",
+    ]
+    if receiver:
+        lines.append(f"  test receiver    {receiver}/  (an affiliate server on loopback; prints each hit)")
+    default_endpoint = relay.aws_endpoint == "http://127.0.0.1:4566"
+    endpoint_env = "" if default_endpoint else f"POSTBACK_LOCAL_ENDPOINT={relay.aws_endpoint} "
+    lines += [
+        "",
+        "Point the config script at it:",
+        f"  {endpoint_env}postback --local affiliate put {_shown(relay.receiver_affiliate_file)}",
+        f"  {endpoint_env}postback --local deliveries --affiliate {RECEIVER_AFFILIATE_ID}",
+        f"  {endpoint_env}postback --local --json test start {RECEIVER_AFFILIATE_ID} --wait",
+        "Post a signed conversion:",
+        '  BODY=\'{"transaction_id":"T-1","event":"sale","offer":{"id":"89","type":"revshare"},'
+        '"amount":"25.00","currency":"EUR",'
+        '"link":"http://www.espace-plus.net/redir/rotation_redir.php?id_rotation=89&id=1234567&tracker=trID_a1-T9-c123-x_trID",'
+        '"occurred_at":"2026-11-25T12:00:00Z"}\'',
+        '  TS=$(date +%s); SIG=$(printf \'%s.%s\' "$TS" "$BODY" | openssl dgst -sha256 -hmac '
+        f"'{secret}' | sed 's/^.* //')",
+        f'  curl -sS {relay.api_url}/conversions -H "X-Postback-Timestamp: $TS" '
+        '-H "X-Postback-Signature: v1=$SIG" -H "Content-Type: application/json" -d "$BODY"',
+        "",
+        "Ctrl-C stops it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _shown(path: Path | None) -> str:
+    if path is None:
+        return "examples/affiliates/revshare-default.yaml"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def ready_line(relay: LocalRelay) -> str:
+    details = {
+        "api_url": relay.api_url,
+        "aws_endpoint": relay.aws_endpoint,
+        "receiver_url": relay.receiver.url if relay.receiver else None,
+        "outputs": relay.outputs,
+    }
+    return READY_PREFIX + json.dumps(details)
+
+
+def main() -> int:
+    sys.stdout = MetricLinesFilter(sys.stdout)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    relay = LocalRelay(LocalSettings.from_env(), log=lambda line: print(line, flush=True))
+    try:
+        relay.start()
+    except OSError as exc:
+        print(f"the local stack could not start: {exc} (is another `make run` still running?)", file=sys.stderr)
+        return 1
+    try:
+        print(banner(relay), flush=True)
+        print(ready_line(relay), flush=True)
+        stopping.wait()
+        print("stopping the local stack...", flush=True)
+    finally:
+        relay.stop()
+    print("stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

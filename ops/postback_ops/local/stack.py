@@ -1,0 +1,383 @@
+"""The whole relay on this machine: moto for AWS, the real handlers in-process.
+
+`LocalRelay(settings).start()` (or `with LocalRelay(settings) as relay:`) starts, in order:
+a moto server (DynamoDB, SQS, Secrets Manager, SSM, Step Functions), the template's tables,
+queues and secret, the handlers with the environment the template gives them, the test-link
+state machine, the HTTP API, the dispatcher's SQS poller and an affiliate receiver on
+loopback. `stop()` takes it all down again and gives the process its environment back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from postback_ops.local import lambda_router, resources, statemachine
+from postback_ops.local.apigw import HttpRequest, HttpResponse, LocalHttpApi, Route, routes_from_functions
+from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
+from postback_ops.local.receiver import Answer, Hit, Receiver, describe
+from postback_ops.local.runtime import LocalFunction, function_specs, load_functions
+
+OUTPUTS_PARAMETER = "/postback-relay/local/outputs"
+DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the local stack's documented default (contract 6)
+STACK_NAME = "postback-relay-local"
+HOST = "127.0.0.1"
+# Files the local stack writes for its user (gitignored).
+STATE_DIR = resources.REPO_ROOT / ".local-stack"
+RECEIVER_AFFILIATE_ID = "1234567"
+# Where the receiver's test link redirects: a network link carrying the receiver affiliate's
+# tracker, so that `postback --local test start 1234567` passes out of the box.
+RECEIVER_NETWORK_LINK = (
+    "http://www.espace-plus.net/redir/rotation_redir.php?id_rotation=89&e=0&w=0"
+    f"&id={RECEIVER_AFFILIATE_ID}&e=1&w=0&tracker=trID_demo-T0-c424242-x_trID"
+)
+
+Log = Callable[[str], None]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+class MotoServer(ThreadedMotoServer):
+    """moto's ThreadedMotoServer, binding its port before `start()` returns.
+
+    The original binds in its thread: a port already taken leaves `start()` waiting forever.
+    Here the bind error reaches the caller, who can say which port is taken.
+    """
+
+    def start(self) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        try:
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        except SystemExit as exc:  # werkzeug exits the process when the port is taken
+            raise OSError(f"port {self._port} is already in use") from exc
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """How the local stack runs. Ports of 0 take any free port (the tests do)."""
+
+    api_port: int = 3000
+    aws_port: int = 4566
+    receiver_port: int | None = 3001  # None: no receiver
+    signing_secret: str = DEFAULT_SECRET
+    # 0.0005 turns the ~27 h retry schedule into under a minute (contract section 6).
+    delay_scale: float = 0.0005
+    dispatch_concurrency: int = 2
+    log_level: str = "WARNING"  # the handlers' Powertools logs; the stack's own lines always show
+    template_path: Path = resources.TEMPLATE_PATH
+    # Where to write an affiliate config for the receiver (None: nowhere; the demo writes its own).
+    receiver_affiliate_path: Path | None = STATE_DIR / "receiver-affiliate.yaml"
+
+    @classmethod
+    def from_env(cls) -> LocalSettings:
+        receiver = os.environ.get("POSTBACK_LOCAL_RECEIVER_PORT", "3001")
+        return cls(
+            api_port=_env_int("POSTBACK_LOCAL_API_PORT", 3000),
+            aws_port=_env_int("POSTBACK_LOCAL_AWS_PORT", 4566),
+            receiver_port=None if receiver.lower() in ("", "off", "none") else int(receiver),
+            signing_secret=os.environ.get("POSTBACK_SIGNING_SECRET") or DEFAULT_SECRET,
+            delay_scale=float(os.environ.get("POSTBACK_LOCAL_DELAY_SCALE") or 0.0005),
+            dispatch_concurrency=_env_int("POSTBACK_LOCAL_DISPATCH_CONCURRENCY", 2),
+            log_level=os.environ.get("POSTBACK_LOCAL_LOG_LEVEL") or "WARNING",
+        )
+
+
+@dataclass
+class LocalRelay:
+    """The running local stack. Read `outputs`, `api_url`, `aws_endpoint`, `receiver` once started.
+
+    One per process: the handler modules read their settings and build their clients once,
+    as on a cold start, so a second stack in the same process would find them bound to the
+    first. Tests run it as a subprocess (`python -m postback_ops.local`).
+    """
+
+    settings: LocalSettings = field(default_factory=LocalSettings)
+    log: Log = print
+    outputs: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, LocalFunction] = field(default_factory=dict)
+    receiver: Receiver | None = None
+    receiver_affiliate_file: Path | None = None
+    aws_endpoint: str = ""
+    api_url: str = ""
+    _moto: MotoServer | None = None
+    _api: LocalHttpApi | None = None
+    _pollers: list[SqsPoller] = field(default_factory=list)
+    _saved_env: dict[str, str] | None = None
+    _session: boto3.Session | None = None
+    _deliveries_table: str = ""
+    _log_lock: threading.Lock = field(default_factory=threading.Lock)
+    _routed: list[str] = field(default_factory=list)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> LocalRelay:
+        self._saved_env = dict(os.environ)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        s = self.settings
+        # moto's server logs every AWS call on stderr; the stack logs what matters, one line each.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto = MotoServer(ip_address=HOST, port=s.aws_port, verbose=False)
+        moto.start()
+        self._moto = moto
+        host, port = moto.get_host_and_port()
+        self.aws_endpoint = f"http://{host}:{port}"
+        self._point_aws_at_moto()
+        self._session = boto3.Session(region_name=resources.LOCAL_REGION)
+
+        template = resources.load_template(s.template_path)
+        stack = resources.create_resources(
+            self._session, stack_name=STACK_NAME, signing_secret=s.signing_secret, template=template
+        )
+        specs = function_specs(template, stack)
+        self.functions = load_functions(
+            specs, overrides=self._handler_overrides(), region=resources.LOCAL_REGION, account=resources.LOCAL_ACCOUNT
+        )
+        self.outputs = dict(stack.outputs)
+        self._deliveries_table = self.outputs.get("DeliveriesTableName", "")
+        state_machine_arn = self._create_state_machine(template, stack)
+        if state_machine_arn:
+            self.outputs["TestLinkStateMachineArn"] = state_machine_arn
+
+        if s.receiver_port is not None:
+            self.receiver = Receiver(host=HOST, port=s.receiver_port, on_hit=self._log_hit).start()
+            self.receiver.respond("/click", [Answer.redirect(RECEIVER_NETWORK_LINK)])
+            if s.receiver_affiliate_path is not None:
+                self.receiver_affiliate_file = write_receiver_affiliate(self.receiver.url, s.receiver_affiliate_path)
+
+        self._api = LocalHttpApi(
+            routes_from_functions(list(self.functions.values())),
+            host=HOST,
+            port=s.api_port,
+            on_request=self._log_request,
+            on_error=lambda trace: self._say(f"function error:\n{trace}"),
+        )
+        self.api_url = self._api.url
+        self.outputs["ApiUrl"] = self.api_url
+        self.outputs["DelayScale"] = str(s.delay_scale)
+        self._api.start()
+
+        sqs = self._session.client("sqs")
+        for function in self.functions.values():
+            for mapping in mapping_for(
+                function,
+                resolve=lambda value: stack.resolve(value, resources.parameter_defaults(template)),
+                queue_url_for_arn=_queue_urls(stack),
+                concurrency=s.dispatch_concurrency,
+            ):
+                poller = SqsPoller(
+                    sqs, mapping, function.invoke, region=resources.LOCAL_REGION, on_batch=self._log_batch
+                )
+                poller.start()
+                self._pollers.append(poller)
+        # Last: the published outputs tell the config script the stack is up.
+        self._session.client("ssm").put_parameter(
+            Name=OUTPUTS_PARAMETER, Value=json.dumps(self.outputs), Type="String", Overwrite=True
+        )
+
+    def stop(self) -> None:
+        if self._api:
+            self._api.stop()
+            self._api = None
+        for poller in self._pollers:
+            poller.stop()
+        self._pollers.clear()
+        if self.receiver:
+            self.receiver.stop()
+            self.receiver = None
+        if self._routed:
+            lambda_router.uninstall_routes(dict.fromkeys(self._routed))
+            self._routed.clear()
+        if self._moto:
+            self._moto.stop()
+            self._moto = None
+        if self._saved_env is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
+            self._saved_env = None
+
+    def __enter__(self) -> LocalRelay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- wiring -------------------------------------------------------------------------------
+
+    def _point_aws_at_moto(self) -> None:
+        """Every boto3 client of this process, the handlers' included, reaches moto."""
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            os.environ.pop(name, None)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.aws_endpoint,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": resources.LOCAL_REGION,
+                "AWS_REGION": resources.LOCAL_REGION,
+            }
+        )
+
+    def _handler_overrides(self) -> dict[str, str]:
+        """What the local runtime changes in the template's environment, and why."""
+        return {
+            "ALLOW_LOOPBACK": "true",  # postbacks may go to a receiver on this machine (contract 3)
+            "DELAY_SCALE": str(self.settings.delay_scale),  # retries and test waits end within a minute
+            "POWERTOOLS_LOG_LEVEL": self.settings.log_level,
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would drown the stack's own log
+            "POWERTOOLS_DEV": "false",
+        }
+
+    def _create_state_machine(self, template: Mapping[str, Any], stack: resources.LocalStack) -> str | None:
+        """The test-link state machine, its Lambda tasks routed to the in-process handler."""
+        testlink = self.functions.get("TestLinkFunction")
+        if testlink is None or self._session is None:
+            return None
+        lambda_router.route(testlink.arn, testlink.invoke)
+        self._routed.append(testlink.arn)
+        return statemachine.create_state_machine(
+            self._session, template=template, stack=stack, function_arns={"TestLinkFunction": testlink.arn}
+        )
+
+    # --- one line per thing that happened -----------------------------------------------------
+
+    def _say(self, line: str) -> None:
+        with self._log_lock:
+            self.log(line)
+
+    def _log_hit(self, hit: Hit) -> None:
+        self._say(describe(hit))
+
+    def _log_request(self, request: HttpRequest, route: Route | None, response: HttpResponse, elapsed_s: float) -> None:
+        ms = int(elapsed_s * 1000)
+        results = _conversion_results(response.body) if route and response.status < 300 else []
+        if not results:
+            detail = response.body[:160].decode(errors="replace")
+            self._say(f"api       {request.method} {request.target} -> {response.status} ({ms} ms) {detail}")
+            return
+        for result in results:
+            queued = result.get("postbacks_queued", 0)
+            reason = f": {result['reason']}" if result.get("reason") else ""
+            if result.get("repeat"):
+                reason += ", the first time; a repeat queues nothing new"
+            self._say(
+                f"conversion {result.get('transaction_id')} {result.get('event')}"
+                f" affiliate={result.get('affiliate_id')}"
+                f" -> {response.status} {result.get('outcome')}, {queued} postback(s) queued{reason} ({ms} ms)"
+            )
+
+    def _log_batch(self, outcome: BatchOutcome) -> None:
+        if outcome.error:
+            self._say(f"dispatch  batch of {len(outcome.records)} left on the queue: {outcome.error.strip()}")
+        for record in outcome.records:
+            try:
+                message = json.loads(record["body"])
+            except (ValueError, TypeError):
+                self._say(f"postback  message {record['messageId']}: not JSON")
+                continue
+            state, status = self._delivery_state(str(message.get("delivery_id", "")))
+            again = " (back on the queue)" if record["messageId"] in outcome.failed_ids else ""
+            self._say(
+                f"postback  {message.get('transaction_id')} {message.get('event')}"
+                f" affiliate={message.get('affiliate_id')}"
+                f" {message.get('method', 'GET')} {message.get('url')} -> {state}"
+                f"{f' (HTTP {status})' if status else ''}{again}"
+            )
+
+    def _delivery_state(self, delivery_id: str) -> tuple[str, Any]:
+        """The delivery's state after the attempt, read from the delivery log for the log line."""
+        if not (self._session and self._deliveries_table and delivery_id):
+            return "?", None
+        try:
+            item = (
+                self._session.resource("dynamodb")
+                .Table(self._deliveries_table)
+                .get_item(Key={"delivery_id": delivery_id}, ConsistentRead=True)
+                .get("Item")
+            )
+        except Exception:  # noqa: BLE001 - a log line must never break the poller
+            return "?", None
+        if not item:
+            return "not logged", None
+        status = item.get("http_status")
+        attempts = item.get("attempts")
+        if status is None and isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict):
+            status = attempts[-1].get("status")
+        return str(item.get("state", "?")), status
+
+
+def receiver_affiliate_config(receiver_url: str, *, affiliate_id: str = RECEIVER_AFFILIATE_ID) -> str:
+    """An affiliate config (YAML) whose postbacks go to the receiver: every event, one URL each."""
+    return f"""# Written by the local stack: an affiliate whose postbacks go to the receiver on loopback.
+# Onboard it with: postback --local affiliate put <this file>
+affiliate_id: "{affiliate_id}"
+name: Local Receiver
+postbacks:
+  - events: [sale, rebill]
+    url: "{receiver_url}/postback?cid={{clickid}}&payout={{amount}}&cur={{currency}}&ev={{event}}&offer={{offer_id}}"
+  - events: [registration, trial]
+    url: "{receiver_url}/lead?cid={{clickid}}&ev={{event}}&offer={{offer_id}}"
+test_link: "{receiver_url}/click?to=network"
+"""
+
+
+def write_receiver_affiliate(receiver_url: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(receiver_affiliate_config(receiver_url), encoding="utf-8")
+    return path
+
+
+def _conversion_results(body: bytes) -> list[dict[str, Any]]:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return []
+    if isinstance(answer, dict) and isinstance(answer.get("results"), list):
+        return [r for r in answer["results"] if isinstance(r, dict)]
+    if isinstance(answer, dict) and "outcome" in answer:
+        return [answer]
+    return []
+
+
+def _queue_urls(stack: resources.LocalStack) -> Callable[[str], str]:
+    by_arn = {arn: stack.refs[logical_id] for (logical_id, attribute), arn in stack.attrs.items() if attribute == "Arn"}
+
+    def url_for(arn: str) -> str:
+        return by_arn[arn]
+
+    return url_for
+
+
+@contextmanager
+def running(settings: LocalSettings | None = None, *, log: Log = print) -> Iterator[LocalRelay]:
+    """The local stack for the duration of a `with` block."""
+    relay = LocalRelay(settings or LocalSettings(), log=log)
+    relay.start()
+    try:
+        yield relay
+    finally:
+        relay.stop()

@@ -1,0 +1,468 @@
+"""`make bench` (`python -m bench`): the benchmark suite, a table, and bench/results.json.
+
+Environment: BENCH_E2E_SECONDS (60) shortens the load on the local stack, BENCH_E2E_RATE (20)
+sets its target conversions per second, BENCH_REPEATS (3) the runs per warm figure,
+BENCH_MONTHLY_CONVERSIONS (1000000) the volume the X-Ray line of the bill assumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import cold_import, cost, e2e_load
+from bench.events import TRACE_HEADER, AffiliateServer
+from bench.support import MOTO_STACK_NAME, moto_stack, run_worker, worker_environment
+from postback_ops.local.resources import load_template
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
+
+# --- what this machine's figures are scaled by (every one of them an assumption) ----------------
+# Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB. A Graviton2
+# vCPU is taken to be worth one core of the machine the benchmark runs on.
+LAMBDA_MB_PER_VCPU = 1769
+# Round trips the in-memory AWS leaves out (in-region, p50, warm connections).
+DYNAMODB_WRITE_MS = 5.0
+SQS_SEND_MS = 10.0
+# A batch of 10 postbacks waits for the slowest of 10 affiliate servers called concurrently.
+AFFILIATE_BATCH_WAIT_MS = 200.0
+# CloudWatch Logs per invocation beyond what the handler prints: the platform's JSON lines
+# (platform.start, platform.report) of a traced function.
+PLATFORM_LOG_BYTES_PER_INVOCATION = 600
+SECONDS_PER_MONTH = 30 * 24 * 3600
+
+COLD_IMPORT_MAX_RATIO = 1.5
+CONCURRENCY_MAX_RATIO = 1.3
+ISOLATION_MAX_S = 1.0
+COST_MAX_USD = 3.00
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+# --- the parts --------------------------------------------------------------------------------
+
+
+def warm_figures(repeats: int) -> dict[str, Any]:
+    """Warm per-invocation times and peak RSS, each a median over `repeats` fresh processes."""
+    traced = {"_X_AMZN_TRACE_ID": TRACE_HEADER}
+    ingest_env = worker_environment(["ingest"], extra=traced)
+    dispatch_env = worker_environment(["dispatch"], extra={**traced, "ALLOW_LOOPBACK": "true"})
+    affiliate = AffiliateServer()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    plan: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = {
+        "ingest_single_fakes": ("ingest-warm", ingest_env, ("1000", "1", "fakes")),
+        "ingest_batch_fakes": ("ingest-warm", ingest_env, ("40", "100", "fakes")),
+        "dispatch_fakes": ("dispatch-warm", dispatch_env, ("100", affiliate.url, "fakes")),
+        "ingest_single_botocore": ("ingest-warm", ingest_env, ("1000", "1", "botocore")),
+        "ingest_batch_botocore": ("ingest-warm", ingest_env, ("40", "100", "botocore")),
+        "dispatch_botocore": ("dispatch-warm", dispatch_env, ("100", affiliate.url, "botocore")),
+    }
+    try:
+        for _ in range(repeats):  # interleaved: a noisy minute hurts every figure alike
+            for name, (task, env, args) in plan.items():
+                runs.setdefault(name, []).append(run_worker(task, env, *args))
+    finally:
+        affiliate.stop()
+
+    def median_of(name: str, *path: str) -> float:
+        values = []
+        for run in runs[name]:
+            value: Any = run
+            for key in path:
+                value = value[key]
+            values.append(float(value))
+        return _median(values)
+
+    figures = {
+        name: {
+            "wall_us": median_of(name, "wall_us", "median"),
+            "cpu_us": median_of(name, "cpu_us", "median"),
+            "log_bytes_per_invocation": median_of(name, "log_bytes_per_invocation"),
+            "peak_rss_mb": median_of(name, "rss_mb", "peak"),
+            "vm_hwm_mb": median_of(name, "rss_mb", "vm_hwm"),
+            "rss_after_import_mb": median_of(name, "rss_mb", "after_import"),
+            "invocations": runs[name][0]["wall_us"]["n"],
+        }
+        for name in plan
+    }
+    return {"figures": figures, "runs": runs}
+
+
+def concurrency_figures() -> dict[str, Any]:
+    env = worker_environment(["dispatch"], extra={"ALLOW_LOOPBACK": "true", "POWERTOOLS_TRACE_DISABLED": "true"})
+    return run_worker("dispatch-concurrency", env, "5", timeout_s=240)
+
+
+def aws_call_figures() -> dict[str, Any]:
+    env = worker_environment(
+        ["ingest", "dispatch"],
+        extra={"ALLOW_LOOPBACK": "true", "POWERTOOLS_TRACE_DISABLED": "true"},
+        stack=moto_stack(),
+    )
+    return run_worker("aws-calls", env, MOTO_STACK_NAME)
+
+
+def access_log_bytes() -> int:
+    """One API access log line (template.yaml's format) with typical values filled in."""
+    resource = load_template()["Resources"]["ConversionApi"]["Properties"]
+    line: str = resource["AccessLogSettings"]["Format"]
+    typical = {
+        "$context.requestId": "Bq1aXjQeliAEMkw=",
+        "$context.identity.sourceIp": "198.51.100.7",
+        "$context.requestTime": "26/Nov/2026:02:00:00 +0000",
+        "$context.httpMethod": "POST",
+        "$context.path": "/conversions",
+        "$context.status": "202",
+        "$context.responseLength": "180",
+        "$context.responseLatency": "25",
+        "$context.integrationErrorMessage": "-",
+    }
+    for name in sorted(typical, key=len, reverse=True):
+        line = line.replace(name, typical[name])
+    return len(line.encode()) + 1
+
+
+# --- the bill ---------------------------------------------------------------------------------
+
+
+def workloads(warm: Mapping[str, Any], calls: Mapping[str, Any], monthly: float) -> dict[str, cost.Workload]:
+    """The cost model's inputs from the measurements, for one-conversion and 100-conversion requests."""
+    template = load_template()["Resources"]
+    ingest_mb = int(template["IngestFunction"]["Properties"]["MemorySize"])
+    dispatch_mb = int(template["DispatchFunction"]["Properties"]["MemorySize"])
+    ingest_scale = LAMBDA_MB_PER_VCPU / ingest_mb
+    dispatch_scale = LAMBDA_MB_PER_VCPU / dispatch_mb
+    f = warm["figures"]
+    per_postback = calls["dispatch"]
+    dispatch_ms = (
+        f["dispatch_botocore"]["cpu_us"] / 1000 * dispatch_scale
+        + AFFILIATE_BATCH_WAIT_MS
+        + DYNAMODB_WRITE_MS * max(1, per_postback["dynamodb_writes"])
+    )
+    dispatch_log = (f["dispatch_botocore"]["log_bytes_per_invocation"] + PLATFORM_LOG_BYTES_PER_INVOCATION) / 10
+    access_log = access_log_bytes()
+    out: dict[str, cost.Workload] = {}
+    for name, per_request, single_key, calls_key in (
+        ("single", 1, "ingest_single_botocore", "ingest"),
+        ("batch_of_100", 100, "ingest_batch_botocore", "ingest_batch_of_100"),
+    ):
+        ingest_calls = calls[calls_key]
+        ingest_ms = (
+            f[single_key]["cpu_us"] / 1000 * ingest_scale
+            + DYNAMODB_WRITE_MS * ingest_calls["dynamodb_writes"]  # the puts run one after another
+            + SQS_SEND_MS * ingest_calls["sqs_sends"]
+        )
+        ingest_log = (f[single_key]["log_bytes_per_invocation"] + PLATFORM_LOG_BYTES_PER_INVOCATION + access_log) / (
+            per_request
+        )
+        requests = monthly / per_request
+        dispatch_invocations = monthly / 10
+        traces = cost.xray_traces(requests, SECONDS_PER_MONTH) + cost.xray_traces(
+            dispatch_invocations, SECONDS_PER_MONTH
+        )
+        out[name] = cost.Workload(
+            conversions_per_request=per_request,
+            ingest_ms=round(ingest_ms, 1),
+            ingest_memory_mb=ingest_mb,
+            dispatch_batch_size=10,
+            dispatch_ms_per_batch=round(dispatch_ms, 1),
+            dispatch_memory_mb=dispatch_mb,
+            conversion_item_kb=calls["conversion_item_bytes"] / 1024,
+            delivery_item_kb=calls["delivery_item_bytes"] / 1024,
+            dynamodb_writes_per_conversion=round(ingest_calls["dynamodb_writes"] / per_request),
+            dynamodb_reads_per_conversion=ingest_calls["dynamodb_reads"] / per_request,
+            dynamodb_writes_per_postback=per_postback["dynamodb_writes"],
+            dynamodb_reads_per_postback=per_postback["dynamodb_reads"],
+            sqs_sends_per_request=ingest_calls["sqs_sends"],
+            log_bytes_per_conversion=round(ingest_log + dispatch_log, 1),
+            xray_traces_per_conversion=round(traces / monthly, 4),
+        )
+    return out
+
+
+def cost_assumptions(monthly: float) -> dict[str, Any]:
+    return {
+        "prices": f"{cost.REGION} list prices as of {cost.PRICES_AS_OF}, no free tier (bench/cost.py names each page)",
+        "cpu": f"Lambda CPU share = memory / {LAMBDA_MB_PER_VCPU} MB per vCPU; one Graviton2 vCPU taken as one core "
+        "of this machine; the handler's warm CPU time here (real adapters and botocore, AWS answered in memory) "
+        "is multiplied by 1769/512 (ingest) and 1769/256 (dispatch)",
+        "network": f"added, not scaled: DynamoDB write {DYNAMODB_WRITE_MS} ms each (ingest puts run one after "
+        f"another), SQS SendMessageBatch {SQS_SEND_MS} ms each, the slowest of 10 affiliates "
+        f"{AFFILIATE_BATCH_WAIT_MS} ms per dispatch batch",
+        "dispatch": "full batches of 10 (BatchSize); one ReceiveMessage and one DeleteMessageBatch per batch; "
+        "no empty receives; every postback delivered at the first attempt; one postback per conversion",
+        "dynamodb": "items measured after one attempt (attribute names + values); each delivery write also "
+        "written to both GSIs (projection ALL); on-demand, standard table class",
+        "logs": f"CloudWatch Logs ingestion = what the handlers printed (measured) + "
+        f"{PLATFORM_LOG_BYTES_PER_INVOCATION} bytes of platform lines per invocation + one API access log line",
+        "xray": f"Tracing: Active, default sampling (first request each second, 5% of the rest) per function, "
+        f"{monthly:,.0f} conversions spread evenly over a 30-day month",
+    }
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name, ratio in results["cold_import_ratio"].items():
+        rows.append(
+            {
+                "target": f"cold import {name} <= {COLD_IMPORT_MAX_RATIO}x import boto3",
+                "value": f"{ratio}x",
+                "pass": ratio <= COLD_IMPORT_MAX_RATIO,
+            }
+        )
+    ingest = results["aws_calls_per_conversion"]["ingest"]
+    batch = results["aws_calls_per_conversion"]["ingest_batch_of_100"]  # per conversion
+    rows.append(
+        {
+            "target": "ingest warm: 0 DynamoDB reads, <= 1 write, 1 SQS send per postback (batched)",
+            "value": f"single {ingest['dynamodb_reads']}r/{ingest['dynamodb_writes']}w/{ingest['sqs_sends']}s; "
+            f"batch of 100 per conversion {batch['dynamodb_reads']:g}r/{batch['dynamodb_writes']:g}w/"
+            f"{batch['sqs_sends']:g}s",
+            "pass": ingest["dynamodb_reads"] == 0
+            and ingest["dynamodb_writes"] <= 1
+            and ingest["sqs_sends"] == 1
+            and batch["dynamodb_reads"] == 0
+            and batch["dynamodb_writes"] <= 1
+            and batch["sqs_sends"] <= 0.1,  # SendMessageBatch takes 10: one call per 10 postbacks
+        }
+    )
+    ratio = results["dispatch_concurrency_ratio"]
+    rows.append(
+        {
+            "target": f"dispatch concurrency ratio <= {CONCURRENCY_MAX_RATIO}",
+            "value": str(ratio),
+            "pass": ratio <= CONCURRENCY_MAX_RATIO,
+        }
+    )
+    rows.append(
+        {
+            "target": f"isolation (9 fast beside 1 dead) < {ISOLATION_MAX_S:g} s",
+            "value": f"{results['isolation_s']} s",
+            "pass": results["isolation_s"] < ISOLATION_MAX_S,
+        }
+    )
+    e2e = results.get("local_e2e") or {}
+    if e2e:
+        rows.append(
+            {
+                "target": "local e2e: sustained load with 0 errors",
+                "value": f"{e2e['sustained_conversions_per_s']}/s for {e2e['seconds']:g} s, {e2e['errors']} errors",
+                "pass": e2e["errors"] == 0,
+            }
+        )
+    # The issue's scope: API Gateway, Lambda, SQS and DynamoDB (Step Functions excluded).
+    path = results["cost_per_million_usd"]
+    rows.append(
+        {
+            "target": f"cost per million <= ${COST_MAX_USD:.2f} (API, Lambda, SQS, DynamoDB)",
+            "value": f"${path:.2f}",
+            "pass": path <= COST_MAX_USD,
+        }
+    )
+    whole = results["cost_per_million_with_logs_and_traces_usd"]
+    rows.append(
+        {
+            "target": f"(for information) the whole bill with CloudWatch Logs and X-Ray <= ${COST_MAX_USD:.2f}",
+            "value": f"${whole:.2f}",
+            "pass": whole <= COST_MAX_USD,
+        }
+    )
+    return rows
+
+
+def table(results: Mapping[str, Any]) -> str:
+    lines: list[str] = []
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"  {label:<52} {value}")
+
+    lines.append("postback relay benchmark  (" + results["machine"]["summary"] + ")")
+    lines.append("")
+    row("import boto3 (ms, median)", results["boto3_import_ms"])
+    for name, ms in results["cold_import_ms"].items():
+        row(f"cold import {name} (ms, ratio to boto3)", f"{ms}  ({results['cold_import_ratio'][name]}x)")
+    row(
+        "  without any .pyc: boto3 / ingest / dispatch (ms)",
+        f"{results['boto3_import_from_source_ms']} / {results['cold_import_from_source_ms']['ingest']} / "
+        f"{results['cold_import_from_source_ms']['dispatch']}",
+    )
+    ingest = results["ingest_us_per_conversion"]
+    row("ingest warm, 1 conversion/request (us/conversion)", ingest["single"])
+    row("ingest warm, batch of 100 (us/conversion)", ingest["batch_of_100"])
+    row("dispatch warm, batch of 10 (us/postback)", results["dispatch_us_per_postback"])
+    botocore = results["warm_with_botocore_us"]
+    row(
+        "  same with real clients, AWS in memory (cpu us)",
+        f"ingest {botocore['ingest_single']} / batch {botocore['ingest_batch_of_100_per_conversion']} "
+        f"per conversion, dispatch {botocore['dispatch_per_postback']} per postback",
+    )
+    for path, kinds in results["aws_calls_per_conversion"].items():
+        if path.endswith("first_invocation"):
+            continue
+        shown = ", ".join(f"{k} {v}" for k, v in kinds.items() if k != "calls")
+        row(f"AWS calls per conversion: {path}", shown)
+    row("dispatch concurrency ratio (10 x 200 ms)", results["dispatch_concurrency_ratio"])
+    row(
+        "isolation: 9 fast beside 1 dead (s)",
+        f"{results['isolation_s']}  (whole batch {results['isolation_whole_batch_s']} s)",
+    )
+    e2e = results.get("local_e2e") or {}
+    if e2e:
+        row(
+            "local e2e sustained (conversions/s, errors)",
+            f"{e2e['sustained_conversions_per_s']} (target {e2e['target_rate_per_s']:g}/s), {e2e['errors']} errors",
+        )
+        row("local e2e POST -> postback p50 / p99 (ms)", f"{e2e['latency_ms']['p50']} / {e2e['latency_ms']['p99']}")
+    for name, mb in results["peak_rss_mb"].items():
+        row(f"peak RSS {name} (MB)", mb)
+    row("ConversionsTable / DeliveriesTable item (bytes)", f"{results['item_bytes']}")
+    single, batch = results["cost"]["single"], results["cost"]["batch_of_100"]
+    row("cost per million, 1 conversion/request (USD)", f"{single['total']:.2f}")
+    row("cost per million, batch of 100 (USD)", f"{batch['total']:.2f}")
+    for line in ("api_gateway", "lambda_requests", "lambda_duration", "sqs", "dynamodb", "cloudwatch_logs", "xray"):
+        row(f"  {line}", f"{single[line]:.3f}  (batch of 100: {batch[line]:.3f})")
+    lines.append("")
+    lines.append("targets")
+    for target in results["targets"]:
+        lines.append(f"  {_verdict(target['pass'])}  {target['target']:<75} {target['value']}")
+    return "\n".join(lines)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def _timed_part(name: str, part: Callable[[], Any]) -> Any:
+    _say(f"bench: {name} ...")
+    started = time.monotonic()
+    value = part()
+    _say(f"bench: {name} done in {time.monotonic() - started:.0f} s")
+    return value
+
+
+def main() -> int:
+    started = time.monotonic()
+    repeats = int(_env_float("BENCH_REPEATS", 3))
+    e2e_seconds = _env_float("BENCH_E2E_SECONDS", 60)
+    e2e_rate = _env_float("BENCH_E2E_RATE", 20)
+    monthly = _env_float("BENCH_MONTHLY_CONVERSIONS", 1_000_000)
+
+    cold = _timed_part("cold import", lambda: cold_import.measure(repeats=7))
+    cold_source = _timed_part("cold import without .pyc", lambda: cold_import.measure_from_source(repeats=3))
+    warm = _timed_part("warm handlers", lambda: warm_figures(repeats))
+    concurrency = _timed_part("dispatch concurrency and isolation", concurrency_figures)
+    calls = _timed_part("AWS calls on moto", aws_call_figures)
+    e2e = (
+        _timed_part("local stack under load", lambda: e2e_load.measure(seconds=e2e_seconds, rate=e2e_rate))
+        if e2e_seconds > 0
+        else {}
+    )
+
+    f = warm["figures"]
+    per_run = workloads(warm, calls, monthly)
+    bills = {name: cost.cost_per_million(w) for name, w in per_run.items()}
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    results: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "summary": f"{platform.machine()}, {os.cpu_count()} CPUs, load {load[0]:.1f}, Python "
+            f"{platform.python_version()}",
+            "cpus": os.cpu_count(),
+            "load_average": load,
+            "python": sys.version,
+        },
+        **cold,
+        **cold_source,
+        "ingest_us_per_conversion": {
+            "single": f["ingest_single_fakes"]["wall_us"],
+            "batch_of_100": round(f["ingest_batch_fakes"]["wall_us"] / 100, 1),
+        },
+        "dispatch_us_per_postback": round(f["dispatch_fakes"]["wall_us"] / 10, 1),
+        "warm_with_botocore_us": {
+            "ingest_single": f["ingest_single_botocore"]["cpu_us"],
+            "ingest_batch_of_100_per_conversion": round(f["ingest_batch_botocore"]["cpu_us"] / 100, 1),
+            "dispatch_per_postback": round(f["dispatch_botocore"]["cpu_us"] / 10, 1),
+        },
+        "warm_figures": f,
+        "aws_calls_per_conversion": {
+            "ingest": _kinds(calls["ingest"]),
+            "dispatch": _kinds(calls["dispatch"]),
+            "ingest_batch_of_100": _kinds(calls["ingest_batch_of_100"], per=100),
+            "dispatch_batch_of_100": _kinds(calls["dispatch_batch_of_100"], per=100),
+            "ingest_first_invocation": _kinds(calls["ingest_first_invocation"]),
+            "dispatch_first_invocation": _kinds(calls["dispatch_first_invocation"]),
+        },
+        "item_bytes": {
+            "conversion": calls["conversion_item_bytes"],
+            "delivery": calls["delivery_item_bytes"],
+            "postback_message": calls["postback_message_bytes"],
+        },
+        "dispatch_concurrency_ratio": concurrency["dispatch_concurrency_ratio"],
+        "isolation_s": concurrency["isolation_s"],
+        "isolation_whole_batch_s": concurrency["dead_endpoint_batch_s"],
+        "concurrency_detail": concurrency,
+        "local_e2e": e2e,
+        "peak_rss_mb": {
+            "ingest": f["ingest_single_fakes"]["peak_rss_mb"],
+            "ingest_batch_of_100": f["ingest_batch_fakes"]["peak_rss_mb"],
+            "dispatch": f["dispatch_fakes"]["peak_rss_mb"],
+            "ingest_with_boto3_clients": f["ingest_single_botocore"]["peak_rss_mb"],
+            "dispatch_with_boto3_clients": f["dispatch_botocore"]["peak_rss_mb"],
+        },
+        "peak_rss_method": "each handler alone in a fresh process (forked from a small shell so ru_maxrss "
+        "starts clean), driven warm for the invocations in warm_figures; peak = resource.getrusage "
+        "ru_maxrss, cross-checked with /proc/self/status VmHWM; includes the interpreter (~15 MB) and the "
+        "benchmark's fakes, as Lambda's Max Memory Used includes its runtime",
+        # API Gateway, Lambda, SQS and DynamoDB: what the benchmark's target covers.
+        "cost_per_million_usd": bills["single"]["request_path"],
+        "cost_per_million_usd_batch_of_100": bills["batch_of_100"]["request_path"],
+        "cost_per_million_with_logs_and_traces_usd": bills["single"]["total"],
+        "cost_per_million_with_logs_and_traces_usd_batch_of_100": bills["batch_of_100"]["total"],
+        "cost": {
+            **bills,
+            "workloads": {name: cost.describe(w) for name, w in per_run.items()},
+            "assumptions": cost_assumptions(monthly),
+        },
+    }
+    results["targets"] = targets(results)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    RESULTS_PATH.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    _say("")
+    _say(table(results))
+    _say("")
+    _say(f"figures in {RESULTS_PATH} ({results['elapsed_s']:.0f} s)")
+    return 0
+
+
+def _kinds(calls: Mapping[str, Any], *, per: int = 1) -> dict[str, Any]:
+    kinds = {k: v / per if per != 1 else v for k, v in calls.items() if k != "calls"}
+    return {**kinds, "calls": calls["calls"]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

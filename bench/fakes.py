@@ -1,0 +1,120 @@
+"""In-memory stand-ins for AWS that keep nothing: the warm timings and the peak-RSS runs.
+
+tests/fakes.py keeps every record for the tests to inspect; here thousands of invocations
+run through the same fakes, so they only count (a growing dict would show up as the
+handler's memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from postback_relay.domain.config import AffiliateConfig
+from postback_relay.domain.conversion import Conversion, ConversionResult
+from postback_relay.domain.delivery import Attempt, Circuit, DeliveryState, PostbackMessage
+from postback_relay.ports import DeliveryRecord, StoredAffiliate
+
+
+class AffiliateStoreFake:
+    """The configs given, read-only; `gets` counts reads that reached the store."""
+
+    def __init__(self, *configs: AffiliateConfig) -> None:
+        self._items = {
+            c.affiliate_id: StoredAffiliate(config=c, version=1, updated_at="2026-11-26T00:00:00Z") for c in configs
+        }
+        self.gets = 0
+
+    def get(self, affiliate_id: str) -> StoredAffiliate | None:
+        self.gets += 1
+        return self._items.get(affiliate_id)
+
+    def put(self, config: AffiliateConfig, *, expected_version: int | None, updated_by: str) -> StoredAffiliate:
+        raise NotImplementedError("the benchmark never writes configs")
+
+    def list(self) -> list[StoredAffiliate]:
+        return list(self._items.values())
+
+    def set_enabled(self, affiliate_id: str, enabled: bool, *, updated_by: str) -> StoredAffiliate:
+        raise NotImplementedError("the benchmark never writes configs")
+
+
+class ConversionLogFake:
+    """Every conversion is new; nothing is kept."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def record(self, conversion: Conversion, result: ConversionResult) -> ConversionResult | None:
+        self.writes += 1
+        return None
+
+    def forget(self, conversion_ids: Sequence[str]) -> None:
+        raise AssertionError("the queue never refuses in the benchmark")
+
+
+class PostbackQueueFake:
+    """Accepts everything; counts calls and messages."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.messages = 0
+
+    def send(self, messages: Sequence[PostbackMessage]) -> list[PostbackMessage]:
+        self.calls += 1
+        self.messages += len(messages)
+        return []
+
+
+class DeliveryLogFake:
+    """First receives only: no delivery is known; attempts are counted, not kept."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        return None
+
+    def record_attempt(
+        self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, *, reason: str | None = None
+    ) -> None:
+        self.attempts += 1
+
+    def mark_deferred(self, message: PostbackMessage, *, reason: str) -> None:
+        self.attempts += 1
+
+    def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
+        return []
+
+    def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
+        return []
+
+    def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]:
+        return []
+
+    def mark_replayed(self, delivery_id: str) -> None:
+        raise NotImplementedError("the benchmark never replays")
+
+
+class RetryControlFake:
+    def __init__(self) -> None:
+        self.delays = 0
+        self.dead_letters = 0
+
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        self.delays += 1
+
+    def dead_letter(self, body: str, *, reason: str, delivery_id: str | None) -> None:
+        self.dead_letters += 1
+
+
+class EndpointStoreFake:
+    """No circuit is on record anywhere."""
+
+    def get(self, endpoint: str) -> Circuit | None:
+        return None
+
+    def save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
+        return True
+
+    def list(self) -> list[Circuit]:
+        return []

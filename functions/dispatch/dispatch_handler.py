@@ -69,7 +69,9 @@ def load_settings(environ: Mapping[str, str]) -> DispatchSettings:
 settings = load_settings(os.environ)
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+# Patch only what this function calls: the default patches every library it finds and imports
+# each one (requests, sqlite3, httplib...) at cold start.
+tracer = Tracer(patch_modules=("botocore", "requests"))
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 

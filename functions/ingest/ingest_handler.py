@@ -77,7 +77,9 @@ def load_settings(environ: Mapping[str, str]) -> IngestSettings:
 settings = load_settings(os.environ)
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+# Patch only what this function calls: the default patches every library it finds and imports
+# each one (requests, sqlite3, httplib...) at cold start.
+tracer = Tracer(patch_modules=("botocore",))
 app = APIGatewayHttpResolver()
 
 # Unix seconds; tests replace it to check signatures made at a fixed time and to age the cache.

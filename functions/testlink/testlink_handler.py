@@ -59,7 +59,9 @@ def load_settings(environ: Mapping[str, str]) -> TestLinkSettings:
 
 settings = load_settings(os.environ)
 logger = Logger()
-tracer = Tracer()
+# Patch only what this function calls: the default patches every library it finds and imports
+# each one (requests, sqlite3, httplib...) at cold start.
+tracer = Tracer(patch_modules=("botocore", "requests"))
 
 
 # --- the Task payloads the state machine sends --------------------------------------------

@@ -56,6 +56,12 @@ class Answer:
         return cls(status=status, body="", headers=(("Location", location),))
 
 
+class _ReceiverServer(ThreadingHTTPServer):
+    # A dispatcher batch opens 10 connections at once; the default backlog of 5 drops some,
+    # and the kernel retries them a second later.
+    request_queue_size = 64
+
+
 class Receiver:
     """A ThreadingHTTPServer on 127.0.0.1 that records hits. Use as a context manager."""
 
@@ -68,6 +74,9 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in one send: written apart, each answer waits on the
+            # client's delayed ACK (up to 40 ms on loopback).
+            wbufsize = 64 * 1024
 
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -97,7 +106,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 """Hits are reported through `on_hit`, not on stderr."""
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _ReceiverServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -38,7 +38,8 @@ def test_globals_give_every_function_the_runtime_arm64_tracing_and_powertools_se
     # THEN every function runs Python 3.13 on Graviton with active tracing
     assert function_globals["Runtime"] == "python3.13"
     assert function_globals["Architectures"] == ["arm64"]
-    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Tracing"] == {"Ref": "TracingMode"}
+    assert TEMPLATE["Parameters"]["TracingMode"]["Default"] == "Active"
     assert "POWERTOOLS_METRICS_NAMESPACE" in function_globals["Environment"]["Variables"]
     # AND each function names its service and keeps its logs for a bounded time
     for name, function in FUNCTIONS.items():

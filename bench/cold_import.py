@@ -1,5 +1,9 @@
 """Cold import of each handler in a fresh interpreter, against `import boto3` alone.
 
+The headline figure imports from the layout Lambda has: the function's folder, the shared
+layer as its Makefile builds it (with bytecode) and the runtime's boto3, nothing else. The
+development venv's figure is kept beside it.
+
 Each handler is imported with the environment template.yaml gives its function (plus what the
 Lambda runtime sets), so settings validation, Powertools and the tracer's patching are all in
 the figure. Medians over repeated runs: the machine is shared and noisy.
@@ -8,13 +12,14 @@ the figure. Medians over repeated runs: the machine is shared and noisy.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from postback_ops.local.resources import LocalStack, function_code, function_environment, load_template
+from postback_ops.local.resources import REPO_ROOT, LocalStack, function_code, function_environment, load_template
 
 FUNCTIONS = {"ingest": "IngestFunction", "dispatch": "DispatchFunction", "testlink": "TestLinkFunction"}
 _SNIPPET = "import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1000)"
@@ -73,8 +78,22 @@ def _time_import(module: str, env: dict[str, str], pythonpath: Path | None) -> f
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def measure(repeats: int = 7) -> dict[str, object]:
-    """Median cold import per handler, `import boto3` for scale, interleaved run by run."""
+def _medians(samples: dict[str, list[float]], boto3_samples: list[float], prefix: str = "") -> dict[str, object]:
+    boto3_ms = statistics.median(boto3_samples)
+    cold = {name: round(statistics.median(values), 1) for name, values in samples.items()}
+    return {
+        f"{prefix}cold_import_ms": cold,
+        f"{prefix}boto3_import_ms": round(boto3_ms, 1),
+        f"{prefix}cold_import_ratio": {name: round(ms / boto3_ms, 2) for name, ms in cold.items()},
+    }
+
+
+def measure_dev_venv(repeats: int = 7) -> dict[str, object]:
+    """Cold imports in the development virtual environment, interleaved run by run.
+
+    The venv holds more than Lambda does (awscrt and pyOpenSSL, which boto3 then imports too),
+    so both sides are heavier than in Lambda; kept beside the Lambda-layout figure for scale.
+    """
     samples: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
     boto3_samples: list[float] = []
     envs = {name: lambda_like_environment(logical_id) for name, logical_id in FUNCTIONS.items()}
@@ -83,36 +102,54 @@ def measure(repeats: int = 7) -> dict[str, object]:
         for name, logical_id in FUNCTIONS.items():
             code_dir, module, _ = function_code(logical_id)
             samples[name].append(_time_import(module, envs[name], code_dir))
-    boto3_ms = statistics.median(boto3_samples)
-    cold = {name: round(statistics.median(values), 1) for name, values in samples.items()}
-    return {
-        "cold_import_ms": cold,
-        "boto3_import_ms": round(boto3_ms, 1),
-        "cold_import_ratio": {name: round(ms / boto3_ms, 2) for name, ms in cold.items()},
-    }
+    return _medians(samples, boto3_samples, prefix="dev_venv_")
 
 
-def measure_from_source(repeats: int = 3) -> dict[str, object]:
-    """The same imports with no bytecode cache at all: every module compiled at import.
+def _runtime_boto3_requirements() -> list[str]:
+    """boto3 and what it needs, at the lock's versions: what the Lambda runtime provides."""
+    wanted = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
+    lock = (REPO_ROOT / "requirements" / "dev.txt").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lock if line.split("==")[0].strip() in wanted and "==" in line]
 
-    That is what a cold start pays for any module shipped without its .pyc on a read-only
-    file system (Lambda's /opt and /var/task): the layer's build deletes every __pycache__.
-    boto3 is timed the same way for scale (the runtime's own copy may well be precompiled).
-    """
+
+def _build_lambda_layout(root: Path) -> tuple[Path, Path]:
+    """The layer as layers/shared/Makefile builds it, for this machine's platform, and the
+    runtime's boto3: both installed from the pinned lists and byte-compiled as Lambda has them."""
+    layer, runtime = root / "layer" / "python", root / "runtime"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
+    requirements = REPO_ROOT / "layers" / "shared" / "requirements.txt"
+    subprocess.run([*pip, "--target", str(layer), "-r", str(requirements)], check=True, timeout=600)
+    subprocess.run([*pip, "--target", str(runtime), *_runtime_boto3_requirements()], check=True, timeout=600)
+    shutil.copytree(REPO_ROOT / "layers" / "shared" / "postback_relay", layer / "postback_relay")
+    for folder in (layer, runtime):
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(folder)],
+            check=True,
+            timeout=600,
+        )
+    return layer, runtime
+
+
+def _time_import_isolated(module: str, env: dict[str, str], path: list[Path]) -> float:
+    # -S: no site-packages, so nothing but the given folders (as in Lambda) can be imported.
+    snippet = f"import sys; sys.path[:0] = {[str(p) for p in path]!r}; " + _SNIPPET.format(module=module)
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", snippet], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure(repeats: int = 7) -> dict[str, object]:
+    """Cold imports as Lambda runs them: the function's folder, the layer and the runtime's
+    boto3 only (no site-packages), byte-compiled; `import boto3` on the same path for scale."""
     samples: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
     boto3_samples: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-no-pyc-") as empty:
-        no_cache = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": empty}
-        envs = {name: {**lambda_like_environment(logical_id), **no_cache} for name, logical_id in FUNCTIONS.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-lambda-layout-") as tmp:
+        layer, runtime = _build_lambda_layout(Path(tmp))
+        envs = {name: lambda_like_environment(logical_id) for name, logical_id in FUNCTIONS.items()}
         for _ in range(repeats):
-            boto3_samples.append(_time_import("boto3", envs["ingest"], None))
+            boto3_samples.append(_time_import_isolated("boto3", envs["ingest"], [runtime]))
             for name, logical_id in FUNCTIONS.items():
                 code_dir, module, _ = function_code(logical_id)
-                samples[name].append(_time_import(module, envs[name], code_dir))
-    boto3_ms = statistics.median(boto3_samples)
-    cold = {name: round(statistics.median(values), 1) for name, values in samples.items()}
-    return {
-        "cold_import_from_source_ms": cold,
-        "boto3_import_from_source_ms": round(boto3_ms, 1),
-        "cold_import_from_source_extra_ms": {name: round(ms - boto3_ms, 1) for name, ms in cold.items()},
-    }
+                samples[name].append(_time_import_isolated(module, envs[name], [code_dir, layer, runtime]))
+    return _medians(samples, boto3_samples)

@@ -6,9 +6,10 @@ are half the pre-November-2024 Ireland list price ($1.4135 / $0.283 per million)
 50% on-demand reduction of 2024-11-01. Step Functions is excluded (test links only).
 
 DynamoDB bills a write by the item's size in 1 KB units (for UpdateItem, the larger of the
-item before and after), and every write that puts or changes an item in a global secondary
-index costs the same again in that index: `dynamodb_item_size` counts an item's bytes the way
-DynamoDB documents it (attribute names + values).
+item before and after), and every write that puts an item in a global secondary index or
+changes a projected attribute costs again in that index, by the size of the index entry (its
+keys, projected attributes and 100 bytes): `dynamodb_item_size` counts an item's bytes the
+way DynamoDB documents it (attribute names + values).
 
 The observability lines (CloudWatch Logs ingestion, X-Ray traces) are part of the bill the
 template causes: `Tracing: Active` and JSON logs on every function, an access log on the API.
@@ -57,9 +58,13 @@ class Workload:
     dynamodb_writes_per_conversion: int = 1  # ingest: the conditional put
     dynamodb_writes_per_postback: int = 1  # dispatch: the attempt + state update
     dynamodb_reads_per_postback: float = 0.0  # dispatch reads only on redelivery
-    # by_affiliate and by_transaction, projection ALL: each delivery write is written again in
-    # both indexes, at the item's size.
-    delivery_gsi_count: int = 2
+    # DeliveriesTable's one GSI, by_affiliate, projection KEYS_ONLY: a postback's entry is
+    # written once, when its item is first logged (its attempts change neither index key nor
+    # any projected attribute, so they cost the index nothing). An entry is its keys plus
+    # DynamoDB's 100 bytes of index overhead: about 200 bytes, one write unit.
+    delivery_gsi_count: int = 1
+    delivery_gsi_writes_per_postback: float = 1.0
+    delivery_gsi_entry_kb: float = 0.2
     dynamodb_reads_per_conversion: float = 0.0  # ingest: affiliate configs cached
     sqs_sends_per_request: float | None = None  # measured; None: one SendMessageBatch per 10 postbacks
     log_bytes_per_conversion: float = 0.0  # CloudWatch Logs ingested: functions, platform lines, API access log
@@ -124,6 +129,11 @@ def cost_per_million(workload: Workload) -> dict[str, float]:
         else math.ceil(workload.conversions_per_request / 10)
     )
     delivery_units = math.ceil(workload.delivery_item_kb)
+    index_writes_per_postback = (
+        workload.delivery_gsi_count
+        * workload.delivery_gsi_writes_per_postback
+        * math.ceil(workload.delivery_gsi_entry_kb)
+    )
     lines = {
         "api_gateway": requests / 1e6 * p["http_api_per_million_requests"],
         "lambda_requests": (requests + dispatch_invocations) / 1e6 * p["lambda_per_million_requests"],
@@ -141,7 +151,8 @@ def cost_per_million(workload: Workload) -> dict[str, float]:
         "sqs": (requests * sends_per_request + 2 * dispatch_invocations) / 1e6 * p["sqs_per_million_requests"],
         "dynamodb": (
             n * workload.dynamodb_writes_per_conversion * math.ceil(workload.conversion_item_kb)
-            + n * workload.dynamodb_writes_per_postback * delivery_units * (1 + workload.delivery_gsi_count)
+            + n * workload.dynamodb_writes_per_postback * delivery_units
+            + n * index_writes_per_postback
         )
         / 1e6
         * p["dynamodb_per_million_wru"]

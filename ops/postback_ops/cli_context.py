@@ -107,8 +107,12 @@ class StackBackends:
     def deliveries(self) -> DeliveryLog:
         from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 
+        # A transaction's postbacks are found through its conversion records or its test run.
         log: DeliveryLog = DynamoDeliveryLog(
-            self.target.output("DeliveriesTableName"), client=self.target.client("dynamodb")
+            self.target.output("DeliveriesTableName"),
+            client=self.target.client("dynamodb"),
+            conversions_table=self.target.output("ConversionsTableName"),
+            test_runs_table=self.target.output("TestRunsTableName"),
         )
         return log
 

@@ -12,13 +12,16 @@ from typing import Any
 
 import boto3
 import pytest
+from fakes import ingest_conversion
 from typer.testing import CliRunner, Result
 
 from postback_ops.cli import app
 from postback_ops.target import Target, pinned
+from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+from postback_relay.domain.conversion import ConversionResult, Outcome
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
 from postback_relay.domain.events import Event
 from postback_relay.services.testlink import Verdict
@@ -258,8 +261,26 @@ def test_preview_renders_and_sends_nothing(postback: Invoke, outputs: dict[str, 
 # --- deliveries and replay ----------------------------------------------------------------
 
 
-def _log_delivery(log: DynamoDeliveryLog, n: int, state: DeliveryState, status: int, affiliate_id: str) -> None:
+def _log_delivery(
+    log: DynamoDeliveryLog,
+    conversions: DynamoConversionLog,
+    n: int,
+    state: DeliveryState,
+    status: int,
+    affiliate_id: str,
+) -> None:
     at = datetime(2026, 11, 25, 12, n, tzinfo=UTC)
+    # The conversion record names its postbacks: that is how a transaction's are found.
+    conversion = ingest_conversion(transaction_id=f"T-{n}")
+    result = ConversionResult(
+        transaction_id=conversion.transaction_id,
+        event=conversion.event,
+        affiliate_id=affiliate_id,
+        outcome=Outcome.QUEUED,
+        postbacks_queued=1,
+        delivery_ids=(f"d{n}",),
+    )
+    conversions.record(conversion, result)
     message = PostbackMessage(
         delivery_id=f"d{n}",
         affiliate_id=affiliate_id,
@@ -276,11 +297,13 @@ def _log_delivery(log: DynamoDeliveryLog, n: int, state: DeliveryState, status: 
 @pytest.fixture
 def delivery_log(outputs: dict[str, str]) -> DynamoDeliveryLog:
     """GIVEN three postbacks of affiliate 1234567 (one failed) and one failed of another."""
-    log = DynamoDeliveryLog(outputs["DeliveriesTableName"], client=boto3.client("dynamodb"))
-    _log_delivery(log, 1, DeliveryState.DELIVERED, 200, "1234567")
-    _log_delivery(log, 2, DeliveryState.FAILED, 404, "1234567")
-    _log_delivery(log, 3, DeliveryState.RETRYING, 503, "1234567")
-    _log_delivery(log, 4, DeliveryState.FAILED, 410, "7654321")
+    client = boto3.client("dynamodb")
+    log = DynamoDeliveryLog(outputs["DeliveriesTableName"], client=client)
+    conversions = DynamoConversionLog(outputs["ConversionsTableName"], client=client)
+    _log_delivery(log, conversions, 1, DeliveryState.DELIVERED, 200, "1234567")
+    _log_delivery(log, conversions, 2, DeliveryState.FAILED, 404, "1234567")
+    _log_delivery(log, conversions, 3, DeliveryState.RETRYING, 503, "1234567")
+    _log_delivery(log, conversions, 4, DeliveryState.FAILED, 410, "7654321")
     return log
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from fakes import ingest_conversion
 
+from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore, EndpointStore
+from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sqs_retry import SqsRetryControl
 from postback_relay.domain.config import ExpectedAnswer
+from postback_relay.domain.conversion import ConversionResult, Outcome
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError
+from postback_relay.domain.events import Event
+from postback_relay.services.testlink import TestRun, TestStep
 
 AT = datetime(2026, 11, 25, 12, 0, 1, tzinfo=UTC)
 
@@ -65,7 +71,39 @@ def billed_size(value: Any) -> int:
 
 @pytest.fixture
 def log(aws: dict[str, str]) -> DynamoDeliveryLog:
-    return DynamoDeliveryLog(aws["DeliveriesTableName"], client=boto3.client("dynamodb"))
+    return DynamoDeliveryLog(
+        aws["DeliveriesTableName"],
+        client=boto3.client("dynamodb"),
+        conversions_table=aws["ConversionsTableName"],
+        test_runs_table=aws["TestRunsTableName"],
+    )
+
+
+@pytest.fixture
+def ticking_log(aws: dict[str, str]) -> DynamoDeliveryLog:
+    """The log on a clock a minute further on each write: `created_at` orders the writes."""
+    minutes = iter(range(10_000))
+    return DynamoDeliveryLog(
+        aws["DeliveriesTableName"],
+        client=boto3.client("dynamodb"),
+        conversions_table=aws["ConversionsTableName"],
+        clock=lambda: AT + timedelta(minutes=next(minutes)),
+    )
+
+
+def record_conversion(aws: dict[str, str], *postbacks: PostbackMessage) -> None:
+    """The ConversionsTable record of the postbacks' conversion, as ingest writes it."""
+    first = postbacks[0]
+    result = ConversionResult(
+        transaction_id=first.transaction_id,
+        event=first.event,
+        affiliate_id=first.affiliate_id,
+        outcome=Outcome.QUEUED,
+        postbacks_queued=len(postbacks),
+        delivery_ids=tuple(p.delivery_id for p in postbacks),
+    )
+    conversion = ingest_conversion(transaction_id=first.transaction_id, event=first.event.value)
+    assert DynamoConversionLog(aws["ConversionsTableName"]).record(conversion, result) is None
 
 
 def test_attempts_are_appended_and_read_back(log: DynamoDeliveryLog) -> None:
@@ -116,9 +154,11 @@ def test_the_happy_path_item_stays_under_one_kilobyte(aws: dict[str, str], log: 
     assert sum(len(name.encode()) + billed_size(value) for name, value in item.items()) < 1024
 
 
-def test_failed_deliveries_are_found_and_replay_marks_them_pending(log: DynamoDeliveryLog) -> None:
-    # GIVEN failed postbacks of two affiliates and a delivered one
+def test_failed_deliveries_are_found_and_replay_marks_them_pending(aws: dict[str, str], log: DynamoDeliveryLog) -> None:
+    # GIVEN failed postbacks of two affiliates and a delivered one, each of a recorded conversion
     failed_a, failed_b, delivered = message(4), message(5, affiliate_id="7654321"), message(6)
+    for postback in (failed_a, failed_b, delivered):
+        record_conversion(aws, postback)
     for postback in (failed_a, failed_b):
         log.record_attempt(postback, attempt(1, 404, "failed"), DeliveryState.FAILED, reason="answered HTTP 404")
     log.record_attempt(delivered, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
@@ -134,6 +174,71 @@ def test_failed_deliveries_are_found_and_replay_marks_them_pending(log: DynamoDe
     assert (record.state, record.replays, record.last_error) == (DeliveryState.PENDING, 1, None)
     with pytest.raises(ConflictError):
         log.mark_replayed(failed_a.delivery_id)
+
+
+def test_a_transactions_postbacks_are_found_through_its_conversion_records(
+    aws: dict[str, str], ticking_log: DynamoDeliveryLog
+) -> None:
+    # GIVEN a transaction whose sale fired two postbacks and whose rebill fired one, logged a
+    # minute apart, and another transaction's postback
+    log = ticking_log
+    sale_1, sale_2 = message(11, transaction_id="T-X"), message(12, transaction_id="T-X")
+    rebill = message(13, transaction_id="T-X", event="rebill")
+    other = message(14, transaction_id="T-Y")
+    record_conversion(aws, sale_1, sale_2)
+    record_conversion(aws, rebill)
+    record_conversion(aws, other)
+    log.record_attempt(sale_1, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    log.record_attempt(sale_2, attempt(1, 404, "failed"), DeliveryState.FAILED, reason="answered HTTP 404")
+    log.record_attempt(rebill, attempt(1, 503, "retry"), DeliveryState.RETRYING)
+    log.record_attempt(other, attempt(1, 404, "failed"), DeliveryState.FAILED, reason="answered HTTP 404")
+
+    # WHEN its postbacks are listed, THEN all three come back, the newest first, none of the other
+    found = log.by_transaction("T-X")
+    assert {r.delivery_id for r in found} == {sale_1.delivery_id, sale_2.delivery_id, rebill.delivery_id}
+    assert found[0].message.event is Event.REBILL
+    assert len(log.by_transaction("T-X", limit=1)) == 1
+    # AND its failed ones are only its own; an unknown transaction has none
+    assert [r.delivery_id for r in log.failed(transaction_id="T-X")] == [sale_2.delivery_id]
+    assert log.by_transaction("T-never") == []
+
+
+def test_a_test_link_postback_is_found_through_its_test_run(aws: dict[str, str], log: DynamoDeliveryLog) -> None:
+    # GIVEN a test run whose fire_postbacks step queued two postbacks, one of them logged
+    run_id = "20261125T120000-0a1b2c3d"
+    first = message(21, transaction_id=f"test-{run_id}-1", test_run_id=run_id)
+    second = message(22, transaction_id=f"test-{run_id}-2", test_run_id=run_id)
+    postbacks = [
+        {"n": n, "transaction_id": m.transaction_id, "delivery_id": m.delivery_id}
+        for n, m in enumerate((first, second), start=1)
+    ]
+    DynamoTestRunStore(aws["TestRunsTableName"]).create(
+        TestRun(
+            run_id=run_id,
+            affiliate_id="1234567",
+            started_by="ops@example",
+            started_at=AT,
+            steps=(TestStep(name="fire_postbacks", at=AT, ok=True, details={"postbacks": postbacks}),),
+        )
+    )
+    log.record_attempt(first, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+
+    # WHEN its transaction's postbacks are listed, THEN the logged one is found; an unknown run has none
+    assert [r.delivery_id for r in log.by_transaction(first.transaction_id)] == [first.delivery_id]
+    assert log.by_transaction(second.transaction_id) == []
+    assert log.by_transaction("test-19990101T000000-00000000-1") == []
+
+
+def test_listings_read_the_items_behind_the_keys_only_index(ticking_log: DynamoDeliveryLog) -> None:
+    # GIVEN an affiliate's three postbacks logged a minute apart
+    postbacks = [message(31 + n, affiliate_id="5550001") for n in range(3)]
+    for postback in postbacks:
+        ticking_log.record_attempt(postback, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+
+    # WHEN the newest two are listed, THEN whole records come back, the newest first
+    found = ticking_log.by_affiliate("5550001", limit=2)
+    assert [r.delivery_id for r in found] == [postbacks[2].delivery_id, postbacks[1].delivery_id]
+    assert [(r.message.url, len(r.attempts)) for r in found] == [(postbacks[2].url, 1), (postbacks[1].url, 1)]
 
 
 def test_a_deferral_keeps_the_delivery_pending_without_an_attempt(log: DynamoDeliveryLog) -> None:

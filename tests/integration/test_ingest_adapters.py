@@ -189,6 +189,44 @@ def test_record_of_a_worst_case_conversion_stays_under_one_kilobyte() -> None:
     assert int(item["expires_at"]["N"]) == int(NOW.timestamp()) + 400 * 86400
 
 
+def test_a_conversion_firing_the_most_postbacks_stays_under_one_kilobyte() -> None:
+    # GIVEN every recorded field at its longest and the 20 postbacks a config may hold, all queued
+    conversion = ingest_conversion(
+        transaction_id="T" * 128,
+        offer={"id": "9" * 64, "type": "revshare", "name": "N" * 256},
+        amount="123456789012345.123456",
+    )
+    delivery_ids = tuple(f"{n:032x}" for n in range(20))
+    result = ConversionResult(
+        transaction_id=conversion.transaction_id,
+        event=conversion.event,
+        affiliate_id="1" * 32,
+        outcome=Outcome.QUEUED,
+        postbacks_queued=20,
+        delivery_ids=delivery_ids,
+    )
+
+    # WHEN its item is made
+    item = conversion_item(conversion, result, received_at=NOW)
+
+    # THEN it is one write unit, keeping the first delivery IDs that fit
+    kept = item["delivery_ids"]["S"].split()
+    assert dynamodb_size(dict(item)) < 1024
+    assert 5 <= len(kept) < 20
+    assert tuple(kept) == delivery_ids[: len(kept)]
+
+
+def test_a_typical_conversion_keeps_every_delivery_id() -> None:
+    # GIVEN the sample conversion queued to three postbacks
+    delivery_ids = ("a" * 32, "b" * 32, "c" * 32)
+    item = conversion_item(ingest_conversion(), queued_result(delivery_ids=delivery_ids), received_at=NOW)
+
+    # THEN all three are kept, and nothing queued keeps none
+    assert item["delivery_ids"] == {"S": " ".join(delivery_ids)}
+    nothing = queued_result(outcome=Outcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
+    assert "delivery_ids" not in conversion_item(ingest_conversion(), nothing, received_at=NOW)
+
+
 # --- queue ------------------------------------------------------------------------------
 
 

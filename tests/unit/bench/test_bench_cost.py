@@ -46,6 +46,20 @@ def test_a_known_workload_costs_the_hand_computed_bill() -> None:
     assert bill["total"] == pytest.approx(5.8905)
 
 
+def test_a_keys_only_index_costs_one_small_write_per_postback() -> None:
+    # GIVEN the default workload: DeliveriesTable's one keys-only index, entered once per postback
+    workload = cost.Workload()
+
+    # WHEN the model prices it
+    bill = cost.cost_per_million(workload)
+
+    # THEN DynamoDB is 3 WRU per conversion: its record, the delivery item and one index entry
+    assert bill["dynamodb"] == pytest.approx(3 * 0.7068)
+    # AND an index entry over 1 KB (a wide INCLUDE) would cost two units
+    wide = cost.cost_per_million(cost.Workload(delivery_gsi_entry_kb=1.2))
+    assert wide["dynamodb"] == pytest.approx(4 * 0.7068)
+
+
 def test_batched_requests_divide_the_per_request_lines() -> None:
     # GIVEN the same conversions posted 100 per request, SendMessageBatch by 10
     single = cost.cost_per_million(cost.Workload())

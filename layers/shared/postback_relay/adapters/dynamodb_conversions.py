@@ -6,6 +6,11 @@ The conditional PutItem that records a conversion is also the idempotency guard:
 
 Items stay under 1 KB (one write unit): the link and the tracker are not kept, the reason
 sentence is cut, and the result JSON leaves out what the item already holds.
+
+`delivery_ids` (the queued postbacks' IDs, space-joined) is how `postback deliveries
+--transaction` finds a conversion's deliveries without an index on DeliveriesTable. It keeps
+as many IDs as fit under 1 KB: all of them unless a conversion fires about ten postbacks with
+every other field at its longest; the rest are then listed only by affiliate.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 TTL_DAYS = 400
 MAX_REASON_CHARS = 240
 BATCH_WRITE_LIMIT = 25
+DELIVERY_IDS = "delivery_ids"
+# One write unit is 1 KB; a byte of margin for the size estimate's rounding of numbers.
+MAX_ITEM_BYTES = 1023
 
 
 def _utc_now() -> datetime:
@@ -67,7 +75,38 @@ def conversion_item(
     }
     if result.affiliate_id is not None:
         item["affiliate_id"] = {"S": result.affiliate_id}
+    _with_delivery_ids(item, result.delivery_ids)
     return item
+
+
+def item_bytes(item: dict[str, AttributeValueTypeDef]) -> int:
+    """The item's size as DynamoDB bills it (names + values; these items hold only S and N),
+    numbers counted at their upper bound: one byte per two digits, plus one."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode("utf-8"))
+        if "S" in value:
+            size += len(value["S"].encode("utf-8"))
+        else:
+            size += (len(value["N"].lstrip("-").replace(".", "")) + 1) // 2 + 1
+    return size
+
+
+def _with_delivery_ids(item: dict[str, AttributeValueTypeDef], delivery_ids: Sequence[str]) -> None:
+    room = MAX_ITEM_BYTES - item_bytes(item) - len(DELIVERY_IDS)
+    kept: list[str] = []
+    for delivery_id in delivery_ids:
+        if len(" ".join([*kept, delivery_id])) > room:
+            break
+        kept.append(delivery_id)
+    if kept:
+        item[DELIVERY_IDS] = {"S": " ".join(kept)}
+
+
+def delivery_ids_of(item: Any) -> list[str]:
+    """The delivery IDs a ConversionsTable item keeps (empty when it queued nothing)."""
+    value = item.get(DELIVERY_IDS, {}).get("S", "")
+    return str(value).split()
 
 
 def _result_of(item: dict[str, Any]) -> ConversionResult:

@@ -4,8 +4,14 @@ One item per postback: `affiliate_id`, `transaction_id`, `event`, `offer_id`, `u
 `method`, `state`, `attempts` (a list of maps: attempt, at, status, latency_ms, excerpt,
 error_kind, outcome, and url/method only when they differ from the item's), `http_status`,
 `last_error`, `message` (the rest of the postback message as JSON, for replay), `created_at`,
-`updated_at`, `replays`, `test_run_id`, `expires_at` (TTL). GSIs `by_affiliate` and
-`by_transaction` sort by `created_at`.
+`updated_at`, `replays`, `test_run_id`, `expires_at` (TTL).
+
+One GSI, `by_affiliate` (`affiliate_id`, `created_at`), keys only: a postback costs one small
+index write when it is first logged and none for its later attempts. Listings read the keys
+there and the items with BatchGetItem. A transaction's postbacks are found without an index:
+its ConversionsTable records (`<transaction_id>#<event>`, one BatchGetItem for the four
+events) keep the `delivery_ids` they queued. A test-link postback (`test-<run_id>-<n>`) has no
+conversion record: its test run's `fire_postbacks` step names its delivery ID.
 
 Nothing is stored twice, so that the happy path's item stays under 1 KB (one write unit).
 """
@@ -13,7 +19,7 @@ Nothing is stored twice, so that the happy path's item stays under 1 KB (one wri
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from postback_relay.domain.config import HttpMethod
 from postback_relay.domain.delivery import EXCERPT_CHARS, Attempt, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError, InfrastructureError
+from postback_relay.domain.events import Event
 from postback_relay.ports import DeliveryRecord
 
 if TYPE_CHECKING:
@@ -41,6 +48,9 @@ _ATTRIBUTES = (
     *("created_at", "updated_at", "replays", "expires_at", "attempts", "http_status", "last_error", "test_run_id"),
 )
 _NOT_DELIVERED = "attribute_not_exists(#state) OR #state <> :delivered"
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+TEST_TRANSACTION_PREFIX = "test-"  # test-link postbacks: `test-<run_id>-<n>`
+FIRE_POSTBACKS_STEP = "fire_postbacks"
 
 
 def table_and_client(table: str | Table, client: DynamoDBClient | None) -> tuple[str, DynamoDBClient]:
@@ -135,11 +145,18 @@ class DynamoDeliveryLog:
         table: str | Table,
         *,
         client: DynamoDBClient | None = None,
+        conversions_table: str | None = None,
+        test_runs_table: str | None = None,
         ttl_days: int = DELIVERY_TTL_DAYS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """`table`: the table's name (with `client`, or a default client), or a boto3 Table resource."""
+        """`table`: the table's name (with `client`, or a default client), or a boto3 Table resource.
+
+        `conversions_table` and `test_runs_table` are needed only to list a transaction's
+        postbacks (`by_transaction`, `failed(transaction_id=...)`); the dispatcher does without."""
         self._table, self._client = table_and_client(table, client)
+        self._conversions_table = conversions_table
+        self._test_runs_table = test_runs_table
         self._ttl = timedelta(days=ttl_days)
         self._clock = clock
 
@@ -273,50 +290,111 @@ class DynamoDeliveryLog:
         return record_of(item) if item else None
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
-        return self._newest("by_affiliate", "affiliate_id", affiliate_id, limit=limit)
+        ids: list[str] = []
+        for key in self._affiliate_keys(affiliate_id, page_size=limit):
+            ids.append(key)
+            if len(ids) >= limit:
+                break
+        return self._records(ids)
 
     def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
-        return self._newest("by_transaction", "transaction_id", transaction_id, limit=limit)
+        records = self._records(self._transaction_delivery_ids(transaction_id))
+        records.sort(key=lambda r: r.created_at, reverse=True)
+        return records[:limit]
 
     def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]:
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "#state = :failed",
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":failed": {"S": DeliveryState.FAILED.value}},
-        }
-        if transaction_id is not None or affiliate_id is not None:
-            index, key, value = (
-                ("by_transaction", "transaction_id", transaction_id)
-                if transaction_id is not None
-                else ("by_affiliate", "affiliate_id", affiliate_id)
-            )
-            request["IndexName"] = index
-            request["KeyConditionExpression"] = "#key = :key"
-            request["ExpressionAttributeNames"]["#key"] = key
-            request["ExpressionAttributeValues"][":key"] = {"S": value}
-            records = [record_of(item) for item in self._pages("query", request)]
-            if transaction_id is not None and affiliate_id is not None:
-                records = [r for r in records if r.message.affiliate_id == affiliate_id]
-            return records
-        return [record_of(item) for item in self._pages("scan", request)]
+        if transaction_id is not None:
+            records = self._records(self._transaction_delivery_ids(transaction_id))
+            records.sort(key=lambda r: r.created_at, reverse=True)
+        elif affiliate_id is not None:
+            # The index holds keys only: the state is read from the items.
+            records = self._records(list(self._affiliate_keys(affiliate_id, page_size=BATCH_GET_LIMIT * 10)))
+        else:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "FilterExpression": "#state = :failed",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {":failed": {"S": DeliveryState.FAILED.value}},
+            }
+            return [record_of(item) for item in self._pages("scan", request)]
+        return [
+            r
+            for r in records
+            if r.state is DeliveryState.FAILED and (affiliate_id is None or r.message.affiliate_id == affiliate_id)
+        ]
 
-    def _newest(self, index: str, key: str, value: str, *, limit: int) -> list[DeliveryRecord]:
+    def _affiliate_keys(self, affiliate_id: str, *, page_size: int) -> Iterator[str]:
+        """The affiliate's delivery IDs from the keys-only index, newest first."""
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": index,
+            "IndexName": "by_affiliate",
             "KeyConditionExpression": "#key = :key",
-            "ExpressionAttributeNames": {"#key": key},
-            "ExpressionAttributeValues": {":key": {"S": value}},
+            "ExpressionAttributeNames": {"#key": "affiliate_id"},
+            "ExpressionAttributeValues": {":key": {"S": affiliate_id}},
             "ScanIndexForward": False,
-            "Limit": limit,
+            "Limit": page_size,
         }
-        records: list[DeliveryRecord] = []
         for item in self._pages("query", request):
-            records.append(record_of(item))
-            if len(records) >= limit:
-                break
-        return records
+            yield str(item["delivery_id"]["S"])
+
+    def _transaction_delivery_ids(self, transaction_id: str) -> list[str]:
+        if transaction_id.startswith(TEST_TRANSACTION_PREFIX):
+            return self._test_delivery_ids(transaction_id)
+        if self._conversions_table is None:
+            raise InfrastructureError("Listing a transaction's postbacks needs the ConversionsTable's name.")
+        # Imported here: the dispatcher imports this module and never lists by transaction.
+        from postback_relay.adapters.dynamodb_conversions import DELIVERY_IDS, delivery_ids_of
+
+        keys = [{"conversion_id": {"S": f"{transaction_id}#{event.value}"}} for event in Event]
+        items = self._batch_get(self._conversions_table, keys, projection=DELIVERY_IDS)
+        return [delivery_id for item in items for delivery_id in delivery_ids_of(item)]
+
+    def _test_delivery_ids(self, transaction_id: str) -> list[str]:
+        """A test postback's ID, as its run's `fire_postbacks` step recorded it."""
+        if self._test_runs_table is None:
+            raise InfrastructureError("Listing a test-link postback needs the TestRunsTable's name.")
+        from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+
+        run_id = transaction_id.removeprefix(TEST_TRANSACTION_PREFIX).rpartition("-")[0]
+        run = DynamoTestRunStore(self._test_runs_table, client=self._client).get(run_id) if run_id else None
+        if run is None:
+            return []
+        return [
+            str(postback["delivery_id"])
+            for step in run.steps
+            if step.name == FIRE_POSTBACKS_STEP
+            for postback in step.details.get("postbacks", [])
+            if postback.get("transaction_id") == transaction_id
+        ]
+
+    def _records(self, delivery_ids: Sequence[str]) -> list[DeliveryRecord]:
+        """The deliveries with these IDs, in this order; those gone (TTL) are left out."""
+        unique = list(dict.fromkeys(delivery_ids))
+        keys = [{"delivery_id": {"S": delivery_id}} for delivery_id in unique]
+        by_id = {item["delivery_id"]["S"]: item for item in self._batch_get(self._table, keys)}
+        return [record_of(by_id[delivery_id]) for delivery_id in unique if delivery_id in by_id]
+
+    def _batch_get(self, table: str, keys: list[dict[str, Any]], *, projection: str | None = None) -> list[Any]:
+        items: list[Any] = []
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_LIMIT]}
+            if projection is not None:
+                request["ProjectionExpression"] = projection
+            # DynamoDB may leave keys unprocessed under throttling: ask for those again, a few times.
+            for _ in range(5):
+                request_items: dict[str, Any] = {table: request}
+                try:
+                    answer = self._client.batch_get_item(RequestItems=request_items)
+                except (ClientError, BotoCoreError) as exc:
+                    raise InfrastructureError(f"Reading the delivery log failed: {exc}") from exc
+                items.extend(answer.get("Responses", {}).get(table, []))
+                unprocessed = answer.get("UnprocessedKeys", {}).get(table)
+                if not unprocessed or not unprocessed.get("Keys"):
+                    break
+                request = dict(unprocessed)
+            else:
+                raise InfrastructureError("Reading the delivery log failed: keys left unprocessed.")
+        return items
 
     def _pages(self, operation: str, request: dict[str, Any]) -> Iterator[Any]:
         call = self._client.query if operation == "query" else self._client.scan

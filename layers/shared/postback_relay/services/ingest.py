@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -36,6 +37,8 @@ from postback_relay.domain.tracker import parse_tracker
 from postback_relay.ports import AffiliateStore, ConversionLog, PostbackQueue
 
 MAX_BATCH = 100
+# Conditional puts of a batch in flight at once: 100 puts take about 7 round trips, not 100.
+RECORD_WORKERS = 16
 MAX_FIELD_ERRORS = 100
 BODY_FIELD = "body"  # the `field` of an error about the body as a whole
 
@@ -233,6 +236,9 @@ class IngestService:
         self._queue = queue
         self._clock = clock
         self._allow_loopback = allow_loopback
+        # Threads start on first use, so a single-conversion request (recorded inline) never
+        # pays for them.
+        self._record_pool = ThreadPoolExecutor(max_workers=RECORD_WORKERS, thread_name_prefix="record")
 
     def ingest(self, conversions: Sequence[Conversion]) -> IngestReport:
         """Record each new conversion with its result and queue its postbacks.
@@ -251,12 +257,10 @@ class IngestService:
         answers_by_id: dict[str, Answer] = {}
         recorded: list[str] = []
         try:
-            for conversion in unique:
-                result = resolved[conversion.conversion_id].result
-                first_result = self._conversions.record(conversion, result)
+            firsts = self._record_all([(c, resolved[c.conversion_id].result) for c in unique], recorded)
+            for conversion, first_result in zip(unique, firsts, strict=True):
                 if first_result is None:
-                    recorded.append(conversion.conversion_id)
-                    answers_by_id[conversion.conversion_id] = Answer(result)
+                    answers_by_id[conversion.conversion_id] = Answer(resolved[conversion.conversion_id].result)
                 else:
                     answers_by_id[conversion.conversion_id] = Answer(first_result, repeat=True)
             messages = [m for cid in recorded for m in resolved[cid].messages]
@@ -283,6 +287,39 @@ class IngestService:
             postbacks_queued=len(messages),
             new_conversions=tuple(by_id[cid] for cid in recorded),
         )
+
+    def _record_all(
+        self, pairs: Sequence[tuple[Conversion, ConversionResult]], recorded: list[str]
+    ) -> list[ConversionResult | None]:
+        """Record each conversion (distinct IDs), concurrently for a batch; returns each one's
+        first result (None: recorded now) in the order given, and appends the IDs recorded
+        now to `recorded`, in that order, even when one of the records raises."""
+        if len(pairs) == 1:
+            conversion, result = pairs[0]
+            first = self._conversions.record(conversion, result)
+            if first is None:
+                recorded.append(conversion.conversion_id)
+            return [first]
+        futures: list[Future[ConversionResult | None]] = [
+            self._record_pool.submit(self._conversions.record, conversion, result) for conversion, result in pairs
+        ]
+        # Every put is waited for, even after a failure: what was recorded must be known to be
+        # taken back.
+        firsts: list[ConversionResult | None] = []
+        failure: BaseException | None = None
+        for (conversion, _), future in zip(pairs, futures, strict=True):
+            error = future.exception()
+            if error is not None:
+                failure = failure or error
+                firsts.append(None)
+                continue
+            first = future.result()
+            if first is None:
+                recorded.append(conversion.conversion_id)
+            firsts.append(first)
+        if failure is not None:
+            raise failure
+        return firsts
 
     def _forget_quietly(self, conversion_ids: Sequence[str]) -> None:
         if not conversion_ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,10 +209,14 @@ def test_the_poller_threads_drain_the_queue_until_stopped(sqs: Any) -> None:
         max_wait_s=0,
     )
 
-    # WHEN it runs until every message was handled
+    # WHEN it runs until every message was handled and deleted (the last batch is deleted just
+    # after the function returns, so wait for the queue itself rather than for the function)
     poller.start()
     try:
         assert done.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while queues.counts() != (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         poller.stop()
 

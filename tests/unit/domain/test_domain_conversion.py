@@ -167,12 +167,19 @@ def test_revshare_tracker_needs_affiliate_id() -> None:
 
 def test_pps_tracker_without_affiliate_id_is_accepted() -> None:
     # GIVEN a PPS conversion with a tracker carrying the affiliate ID
-    data = conversion_data(offer={"id": 66013, "type": "pps"}, tracker="trID_1234567_a1-T9-c123-x_trID")
+    data = conversion_data(offer={"id": "66013", "type": "pps"}, tracker="trID_1234567_a1-T9-c123-x_trID")
     del data["link"]
     # WHEN validated
     conversion = Conversion.model_validate(data)
-    # THEN it is accepted, the numeric offer ID read as text
+    # THEN it is accepted
     assert (conversion.offer.type, conversion.offer.id) == (OfferType.PPS, "66013")
+
+
+def test_a_numeric_offer_id_is_refused() -> None:
+    # GIVEN an offer ID sent as a JSON number (the API's schema says a string)
+    data = conversion_data(offer={"id": 66013, "type": "pps"})
+    # WHEN validated, THEN the offer's id is the field at fault
+    assert "offer.id" in errors_of(data)
 
 
 @pytest.mark.parametrize("transaction_id", ["T 1", "T\t1", "T\n1", "", "T\x00"])

@@ -83,7 +83,7 @@ class UrlTarget:
 def _parse_v4_parts(host: str) -> ipaddress.IPv4Address | None:
     """inet_aton: 1 to 4 parts, each decimal, octal (leading 0) or hex (0x); the last fills the rest."""
     parts = host.split(".")
-    if not 1 <= len(parts) <= 4 or not all(_V4_PART.match(p) for p in parts):
+    if not 1 <= len(parts) <= 4 or not all(_V4_PART.fullmatch(p) for p in parts):
         return None
     numbers: list[int] = []
     for part in parts:
@@ -222,12 +222,12 @@ def check_url(url: str, *, allow_loopback: bool = False) -> UrlTarget:
             raise _refuse(url, f"{ip} is not a public address ({reason.replace('_', '-')})")
         return UrlTarget(scheme=scheme, host=str(ip), port=port, ip=ip)
 
-    if not _HOST_NAME.match(host):
+    if not _HOST_NAME.fullmatch(host):
         raise _refuse(url, "the host is not a valid DNS name or IP address")
     # WHATWG: a host whose last label is a number is an IPv4 address, or invalid. A browser or
     # resolver might read it differently from us, so it is refused rather than resolved.
-    if _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]):
+    if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
         raise _refuse(url, "the host looks like an IP address but is not a valid one")
-    if _LOOPBACK_NAME.match(host) and not allow_loopback:
+    if _LOOPBACK_NAME.fullmatch(host) and not allow_loopback:
         raise _refuse(url, f"{host} is a loopback name")
     return UrlTarget(scheme=scheme, host=host, port=port, ip=None)

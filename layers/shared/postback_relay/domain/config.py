@@ -280,7 +280,7 @@ class AffiliateConfig(BaseModel):
     @field_validator("affiliate_id")
     @classmethod
     def _affiliate_id_shape(cls, affiliate_id: str) -> str:
-        if not AFFILIATE_ID.match(affiliate_id):
+        if not AFFILIATE_ID.fullmatch(affiliate_id):
             raise ValueError(
                 "the affiliate's ID on the network (e.g. 1234567): letters, digits, '.' and '-' only; "
                 "'_' would end it inside a PPS tracker"

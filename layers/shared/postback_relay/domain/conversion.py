@@ -45,7 +45,7 @@ def amount_text(value: object) -> str:
         raise ValueError("the amount must be a decimal number, as a JSON string or number")
     if text.startswith("-"):
         raise ValueError("the amount cannot be negative")
-    if not _AMOUNT.match(text):
+    if not _AMOUNT.fullmatch(text):
         raise ValueError(
             f"the amount {text[:40]!r} must be a plain decimal like 25.00: digits, at most "
             f"{MAX_AMOUNT_DECIMALS} decimals, no exponent or sign"
@@ -62,7 +62,7 @@ def _utf8(value: str, what: str) -> str:
 
 
 class Offer(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=64)
     type: OfferType
@@ -133,7 +133,7 @@ class Conversion(BaseModel):
     @field_validator("currency")
     @classmethod
     def _currency_iso_4217(cls, value: str) -> str:
-        if not _CURRENCY.match(value):
+        if not _CURRENCY.fullmatch(value):
             raise ValueError("the currency must be an ISO 4217 code: three upper-case letters, like EUR")
         return value
 
@@ -175,6 +175,14 @@ class Conversion(BaseModel):
         offer = info.data.get("offer")
         if isinstance(offer, Offer) and offer.type is OfferType.REVSHARE and info.data.get("tracker") is not None:
             raise ValueError("a revshare conversion sent with a tracker must also carry affiliate_id")
+        return value
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _occurred_at_is_text(cls, value: object) -> object:
+        # pydantic would read a number as unix seconds; the contract says RFC 3339 text.
+        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            raise ValueError("occurred_at must be an RFC 3339 date-time string, like 2026-11-25T12:00:00Z")
         return value
 
     @field_validator("occurred_at")

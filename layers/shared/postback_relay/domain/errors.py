@@ -48,6 +48,13 @@ class ConfigError(DomainError):
         self.reason = message
 
 
+class UnreadableConfigError(DomainError):
+    """A stored configuration the code no longer accepts (saved under other rules): only that
+    affiliate's conversions are affected, and ops must put it again."""
+
+    kind = "invalid_config"
+
+
 class UnsafeUrlError(DomainError):
     """A URL whose scheme or address must never be called (SSRF protection)."""
 

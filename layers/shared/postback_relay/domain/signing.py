@@ -49,7 +49,7 @@ def verify_conversion_request(
     if signature is None or not signature.strip():
         raise SignatureError("the X-Postback-Signature header is missing")
     stamp = timestamp.strip()
-    if not _TIMESTAMP.match(stamp):
+    if not _TIMESTAMP.fullmatch(stamp):
         raise SignatureError("X-Postback-Timestamp must be unix seconds (an integer)")
     if abs(now - int(stamp)) > tolerance_s:
         raise SignatureError(f"X-Postback-Timestamp is more than {tolerance_s} seconds away from the server's time")
@@ -58,7 +58,7 @@ def verify_conversion_request(
     matched = False
     for candidate in candidates:
         version, _, value = candidate.partition("=")
-        if version == SIGNATURE_VERSION and _HEX_SIGNATURE.match(value.lower()):
+        if version == SIGNATURE_VERSION and _HEX_SIGNATURE.fullmatch(value.lower()):
             # Compare every candidate (no early exit) so timing says nothing about which matched.
             matched |= hmac.compare_digest(value.lower(), expected)
     if not matched:

@@ -45,7 +45,7 @@ class TrackerStructure(BaseModel):
         if len(fields) > MAX_FIELDS:
             raise ValueError(f"at most {MAX_FIELDS} tracker fields")
         for name in fields:
-            if not FIELD_NAME.match(name):
+            if not FIELD_NAME.fullmatch(name):
                 raise ValueError(
                     f"{name!r} is not a valid field name: use letters, digits and _ (not first), 32 characters at most"
                 )

@@ -17,7 +17,13 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.config import AffiliateConfig, dump_config, parse_config
-from postback_relay.domain.errors import ConfigError, ConflictError, InfrastructureError, NotFoundError
+from postback_relay.domain.errors import (
+    ConfigError,
+    ConflictError,
+    InfrastructureError,
+    NotFoundError,
+    UnreadableConfigError,
+)
 from postback_relay.ports import AffiliateStore, StoredAffiliate
 
 if TYPE_CHECKING:
@@ -151,8 +157,8 @@ class DynamoAffiliateStore:
         except (ConfigError, ValueError) as exc:
             # Not the caller's fault and not theirs to fix: a stored config the code no longer
             # accepts must be put again by ops.
-            raise InfrastructureError(
-                f"The stored configuration of affiliate {affiliate_id} is unreadable: {exc}"
+            raise UnreadableConfigError(
+                f"The stored configuration of affiliate {affiliate_id} is no longer valid ({exc}); put it again."
             ) from exc
         enabled = item.get("enabled", {}).get("BOOL", True)
         updated_by = item.get("updated_by", {}).get("S")

@@ -29,6 +29,7 @@ from postback_relay.domain.errors import (
     InfrastructureError,
     LinkError,
     TrackerError,
+    UnreadableConfigError,
     UnsafeUrlError,
 )
 from postback_relay.domain.links import LinkInfo, read_link, read_tracker
@@ -112,6 +113,16 @@ def _conversion(document: object, prefix: str, errors: list[FieldError]) -> Conv
         return None
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON parsers disagree on which of two equal keys wins; the signed text must mean one thing.
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        document[key] = value
+    return document
+
+
 def parse_conversion_request(body: bytes) -> ConversionRequest:
     """Read the body as one conversion or `{"conversions": [...]}`.
 
@@ -123,7 +134,9 @@ def parse_conversion_request(body: bytes) -> ConversionRequest:
     except UnicodeDecodeError as exc:
         raise InvalidConversionRequest([FieldError(BODY_FIELD, "The body is not UTF-8 text.")]) from exc
     try:
-        document = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        document = json.loads(
+            text, parse_float=Decimal, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicate_keys
+        )
     except json.JSONDecodeError as exc:
         message = f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
         raise InvalidConversionRequest([FieldError(BODY_FIELD, message)]) from exc
@@ -346,7 +359,12 @@ class IngestService:
         if conversion.affiliate_id is not None and conversion.affiliate_id != link.affiliate_id:
             reason = f"The conversion names affiliate {conversion.affiliate_id}, its link {link.affiliate_id}."
             return _nothing(conversion, link.affiliate_id, Outcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
-        stored = self._affiliates.get(link.affiliate_id)
+        try:
+            stored = self._affiliates.get(link.affiliate_id)
+        except UnreadableConfigError as exc:
+            # That affiliate's fault to mend (ops put the config again), nobody else's: recorded
+            # and answered per conversion, never a 503 for the whole request.
+            return _nothing(conversion, link.affiliate_id, Outcome.TRACKER_MISMATCH, exc.message, exc.kind)
         if stored is None:
             reason = f"No postback configuration for affiliate {link.affiliate_id}."
             return _nothing(conversion, link.affiliate_id, Outcome.UNKNOWN_AFFILIATE, reason)

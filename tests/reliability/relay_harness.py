@@ -1,0 +1,524 @@
+"""The relay wired end to end in-process, with faults to inject at every seam.
+
+- `AwsFaults`: botocore-level faults (throttling, 5xx, per-entry SQS refusals), injected with a
+  `before-send` hook on every client the handlers build, so botocore's own retry sees them
+  exactly as it would see DynamoDB's or SQS's answers.
+- `FaultyAffiliate`: a real HTTP server on 127.0.0.1 that plays one misbehaving affiliate
+  endpoint (500s, 429 + Retry-After, a late answer, a reset connection, a slow body, a
+  redirect...) and counts every postback it received per delivery key.
+- `Relay`: posts signed conversions to the ingest handler (retrying 503s as the platform
+  does) and plays Lambda's SQS event source mapping for the dispatch handler
+  (`postback_ops.local.poller.SqsPoller`: receive up to 10, invoke, delete the successes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.compat import HTTPHeaders
+from integration.test_dispatch_handler import FakeLambdaContext
+from integration.test_ingest_handler import EVENT_TIME, SECRET, LambdaContext, check_documented, http_event
+
+import dispatch_handler
+import ingest_handler
+from postback_ops.local.poller import BatchOutcome, EventSourceMapping, SqsPoller
+from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+from postback_relay.domain.config import parse_config
+from postback_relay.domain.delivery import DeliveryState
+from postback_relay.domain.signing import sign_conversion_request
+
+LINK = (
+    "http://www.espace-plus.net/redir/rotation_redir.php?id_rotation=89&e=0&w=0&id={affiliate_id}&e=1&w=0"
+    "&tracker=trID_a1-T9-{clickid}-x_trID"
+)
+
+
+# --- AWS faults -------------------------------------------------------------------------------
+
+
+class _Raw:
+    """The raw body botocore reads from an HTTP response."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **kwargs: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def aws_error(status: int, code: str, message: str = "injected fault") -> AWSResponse:
+    """An AWS JSON-protocol error answer (DynamoDB and SQS both speak it)."""
+    body = json.dumps({"__type": f"com.amazonaws#{code}", "message": message}).encode()
+    headers = {
+        "x-amzn-requestid": "injected",
+        "content-type": "application/x-amz-json-1.0",
+        "x-amzn-query-error": f"{code};Receiver",  # SQS's code for query-compatible clients
+    }
+    return AWSResponse(UNREACHABLE_URL, status, HTTPHeaders.from_dict(headers), _Raw(body))
+
+
+MAX_ATTEMPTS = 3  # botocore's attempts per call in this suite (AWS_MAX_ATTEMPTS, conftest)
+UNREACHABLE_URL = "https://injected.invalid/"
+THROTTLED = ("ProvisionedThroughputExceededException", 400)
+SQS_UNAVAILABLE = ("ServiceUnavailable", 503)
+
+
+@dataclass
+class AwsFaultRule:
+    """Fail calls of one operation. `decide(body)` runs once per logical call (retries of a
+    call carry the same body): None lets it through, else how many attempts in a row fail."""
+
+    service: str
+    operation: str
+    error: tuple[str, int]
+    decide: Callable[[bytes], int | None]
+
+
+@dataclass
+class AwsFaults:
+    """Botocore faults on every client built while installed (see `install`)."""
+
+    rules: list[AwsFaultRule] = field(default_factory=list)
+    # SendMessageBatch entries to refuse: decide(entry) -> refuse?
+    refuse_sqs_entry: Callable[[Mapping[str, Any]], bool] | None = None
+    calls: Counter[str] = field(default_factory=Counter)  # every attempt, by operation
+    injected: Counter[str] = field(default_factory=Counter)  # failed attempts by operation
+    calls_failed: Counter[str] = field(default_factory=Counter)  # logical calls hit, by operation
+    entries_refused: int = 0
+    visibility_changes: list[int] = field(default_factory=list)  # ChangeMessageVisibility seconds
+    exhausted: list[tuple[str, bytes]] = field(default_factory=list)  # calls failed past botocore's retries
+    _pending: dict[str, int] = field(default_factory=dict)
+    _refused_ids: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register_first("before-send", self._before_send)
+        client.meta.events.register_first("after-call.sqs.SendMessageBatch", self._after_send_batch)
+
+    def _before_send(self, request: AWSPreparedRequest, **kwargs: Any) -> AWSResponse | None:
+        # botocore calls every before-send handler, moto's too, and uses the first answer: a
+        # failed attempt must not reach moto, so its URL is moved out of moto's reach for that
+        # attempt (botocore retries with the same request object: restore it first).
+        original_url = getattr(request, "_original_url", None)
+        if original_url is not None:
+            request.url = original_url
+        raw_target = request.headers.get("X-Amz-Target") or ""
+        target = raw_target.decode() if isinstance(raw_target, bytes) else str(raw_target)
+        operation = target.rsplit(".", 1)[-1]
+        service = "sqs" if target.startswith("AmazonSQS") else "dynamodb" if target.startswith("DynamoDB") else ""
+        body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+        with self._lock:
+            self.calls[operation] += 1
+        if service == "sqs" and operation == "ChangeMessageVisibility":
+            with self._lock:
+                self.visibility_changes.append(int(json.loads(body)["VisibilityTimeout"]))
+        for rule in self.rules:
+            if (rule.service, rule.operation) != (service, operation):
+                continue
+            key = f"{operation}:{hashlib.sha256(body).hexdigest()}"
+            with self._lock:
+                if key not in self._pending:
+                    failures = rule.decide(body)
+                    self._pending[key] = failures or 0
+                    if failures:
+                        self.calls_failed[operation] += 1
+                    if failures and failures >= MAX_ATTEMPTS:
+                        self.exhausted.append((operation, body))
+                left = self._pending[key]
+                if left <= 0:
+                    break
+                self._pending[key] = left - 1
+                self.injected[operation] += 1
+            code, status = rule.error
+            request._original_url = request.url  # type: ignore[attr-defined]
+            request.url = UNREACHABLE_URL
+            return aws_error(status, code)
+        if service == "sqs" and operation == "SendMessageBatch" and self.refuse_sqs_entry is not None:
+            return self._drop_refused_entries(request, body)
+        return None
+
+    def _drop_refused_entries(self, request: AWSPreparedRequest, body: bytes) -> AWSResponse | None:
+        """SQS refusing some entries of a batch: moto gets the others, the answer lists the
+        refused ones as Failed (added after the call)."""
+        document = json.loads(body)
+        assert self.refuse_sqs_entry is not None
+        refused = [entry for entry in document["Entries"] if self.refuse_sqs_entry(entry)]
+        if not refused:
+            return None
+        kept = [entry for entry in document["Entries"] if entry not in refused]
+        with self._lock:
+            self.entries_refused += len(refused)
+        failed = [
+            {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
+            for entry in refused
+        ]
+        if not kept:  # every entry refused: SQS answers without calling anything
+            request._original_url = request.url  # type: ignore[attr-defined]
+            request.url = UNREACHABLE_URL
+            answer = json.dumps({"Successful": [], "Failed": failed}).encode()
+            return AWSResponse(
+                UNREACHABLE_URL, 200, HTTPHeaders.from_dict({"x-amzn-requestid": "injected"}), _Raw(answer)
+            )
+        document["Entries"] = kept
+        request.body = json.dumps(document).encode()
+        request.headers["Content-Length"] = str(len(request.body))
+        with self._lock:
+            self._refused_ids[threading.get_ident()] = failed
+        return None
+
+    def _after_send_batch(self, parsed: dict[str, Any], **kwargs: Any) -> None:
+        with self._lock:
+            refused = self._refused_ids.pop(threading.get_ident(), [])
+        if refused:
+            parsed.setdefault("Failed", []).extend(refused)
+
+
+def patch_boto3_clients(faults: AwsFaults, monkeypatch: Any) -> None:
+    """Every boto3 client built from now on (the handlers build theirs lazily) carries the faults."""
+    real_client = boto3.client
+
+    def client(*args: Any, **kwargs: Any) -> Any:
+        built = real_client(*args, **kwargs)
+        faults.attach(built)
+        return built
+
+    monkeypatch.setattr(boto3, "client", client)
+
+
+def sometimes(odds: Mapping[int, float], *, seed: int) -> Callable[[bytes], int | None]:
+    """Fail a call `failures` attempts in a row with probability odds[failures] (seeded, so a
+    run repeats): {1: 0.1, 3: 0.01} throttles 10% of calls once (botocore's retry absorbs it)
+    and 1% past botocore's retries."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def decide(body: bytes) -> int | None:
+        with lock:
+            draw = rng.random()
+        for failures, chance in odds.items():
+            if draw < chance:
+                return failures
+            draw -= chance
+        return None
+
+    return decide
+
+
+# --- affiliate endpoints that misbehave --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Misbehaviour:
+    """How an endpoint answers the n-th request (1-based) for one delivery key."""
+
+    name: str
+    answer: Callable[[int], str]  # -> one of the actions below
+    fails_for_good: bool = False
+
+
+# Actions: "ok", "500", "503", "404", "429", "late-ok" (answers 200 after the client's read
+# timeout: the affiliate took the postback, the relay never heard), "reset" (the connection
+# is reset before any answer), "slow-ok" (200 with a body that trickles in), "slowloris" (200
+# with a long body that trickles in, each byte within the read timeout), "redirect".
+OK = Misbehaviour("ok", lambda n: "ok")
+FLAKY = Misbehaviour("500-then-ok", lambda n: "500" if n <= 2 else "ok")
+THROTTLING = Misbehaviour("429-retry-after", lambda n: "429" if n == 1 else "ok")
+TIMING_OUT = Misbehaviour("timeout-then-ok", lambda n: "late-ok" if n == 1 else "ok")
+RESETTING = Misbehaviour("reset-then-ok", lambda n: "reset" if n == 1 else "ok")
+SLOW_BODY = Misbehaviour("slow-body", lambda n: "slow-ok")
+REDIRECTING = Misbehaviour("redirect", lambda n: "redirect", fails_for_good=True)
+GONE = Misbehaviour("404", lambda n: "404", fails_for_good=True)
+DOWN = Misbehaviour("always-503", lambda n: "503", fails_for_good=True)
+SLOWLORIS = Misbehaviour("slowloris", lambda n: "slowloris")
+
+
+class FaultyAffiliate:
+    """A ThreadingHTTPServer on 127.0.0.1 playing one affiliate's endpoint.
+
+    A postback's delivery key is its `cid` query value and its path. `received[key]` counts
+    the postbacks the affiliate took (answered 2xx, late or not); `attempts[key]` every request.
+    """
+
+    def __init__(
+        self,
+        behaviour: Misbehaviour,
+        *,
+        late_s: float = 0.6,
+        trickle_s: float = 0.05,
+        slowloris_bytes: int = 60,
+        retry_after: str = "120",
+    ) -> None:
+        self.behaviour = behaviour
+        self.attempts: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.actions: Counter[str] = Counter()
+        self.late: Counter[str] = Counter()  # per key: answers the relay had given up on
+        self.webhook_signatures: list[str] = []  # the `webhook-signature` headers received
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                parts = urlsplit(self.path)
+                key = f"{parts.path}?{(parse_qs(parts.query).get('cid') or [''])[0]}"
+                with owner._lock:
+                    owner.attempts[key] += 1
+                    if self.headers.get("webhook-signature"):
+                        owner.webhook_signatures.append(self.headers["webhook-signature"])
+                    action = owner.behaviour.answer(owner.attempts[key])
+                    owner.actions[action] += 1
+                if action == "reset":
+                    # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer".
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if action == "late-ok":
+                    with owner._lock:
+                        owner.late[key] += 1
+                    time.sleep(late_s)  # plays an overloaded server: answers after the relay gave up
+                status = {"500": 500, "503": 503, "404": 404, "429": 429, "redirect": 302}.get(action, 200)
+                if 200 <= status < 300:
+                    with owner._lock:
+                        owner.received[key] += 1
+                payload = b"OK" if status == 200 else b"error"
+                # The relay may have given up on a late or slow answer and closed its side.
+                with contextlib.suppress(OSError):
+                    self._answer(action, status, payload)
+
+            def _answer(self, action: str, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "text/plain")
+                length = slowloris_bytes if action == "slowloris" else len(payload)
+                self.send_header("content-length", str(length))
+                if status == 429:
+                    self.send_header("retry-after", retry_after)
+                if status == 302:
+                    self.send_header("location", "http://169.254.169.254/latest/meta-data/")
+                self.end_headers()
+                if action in ("slow-ok", "slowloris"):
+                    if action == "slowloris":
+                        payload = b"." * slowloris_bytes
+                    for byte in payload:
+                        self.wfile.flush()
+                        time.sleep(trickle_s)  # plays a slow link: each byte within the read timeout
+                        self.wfile.write(bytes([byte]))
+                else:
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the counters are the record."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 128
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"affiliate-{behaviour.name}")
+        self._thread.daemon = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FaultyAffiliate:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+# --- the relay -----------------------------------------------------------------------------
+
+
+def affiliate_config(affiliate_id: str, base_url: str, *, postbacks: int = 1) -> dict[str, object]:
+    """An affiliate with `postbacks` postbacks on a sale, all to `base_url`."""
+    specs: list[dict[str, object]] = [
+        {"events": ["sale"], "url": f"{base_url}/pb{index}?cid={{clickid}}&tx={{transaction_id}}"}
+        for index in range(postbacks)
+    ]
+    return {
+        "affiliate_id": affiliate_id,
+        "name": f"Affiliate {affiliate_id}",
+        "tracker": {"fields": ["affid", "transid", "clickid", "whateverid"], "separator": "-"},
+        "postbacks": specs,
+    }
+
+
+def conversion(transaction_id: str, affiliate_id: str, clickid: str) -> dict[str, object]:
+    return {
+        "transaction_id": transaction_id,
+        "event": "sale",
+        "offer": {"id": "89", "type": "revshare"},
+        "amount": "25.00",
+        "currency": "EUR",
+        "link": LINK.format(affiliate_id=affiliate_id, clickid=clickid),
+        "occurred_at": "2026-11-25T12:00:00Z",
+    }
+
+
+@dataclass
+class IngestTally:
+    requests: int = 0
+    answers: Counter[int] = field(default_factory=Counter)
+
+
+class Relay:
+    """The deployed system, in-process: ingest handler, queue, dispatch handler, tables."""
+
+    def __init__(self, outputs: Mapping[str, str]) -> None:
+        self.outputs = outputs
+        self.now = float(EVENT_TIME)
+        self.sqs = boto3.client("sqs")
+        self.dynamodb = boto3.client("dynamodb")
+        self.affiliates = DynamoAffiliateStore(outputs["AffiliatesTableName"], allow_loopback=True)
+        self.deliveries = DynamoDeliveryLog(outputs["DeliveriesTableName"], client=self.dynamodb)
+        self.ingest_tally = IngestTally()
+        self.batches: list[BatchOutcome] = []
+        self.invocations = 0
+        self.crashes = 0
+        # Decides, after each dispatch invocation, whether the function died before answering.
+        self.crash: Callable[[], bool] | None = None
+        mapping = EventSourceMapping(
+            queue_url=outputs["PostbackQueueUrl"],
+            queue_arn="arn:aws:sqs:eu-west-1:123456789012:postback-relay-test-PostbackQueue",
+            batch_size=10,
+            report_batch_item_failures=True,
+            concurrency=1,
+        )
+        # One batch per call; `poller` returns at once when nothing is visible, `waiter` long-polls
+        # (up to 1 s) for a message whose visibility timeout is about to end.
+        self.poller = SqsPoller(self.sqs, mapping, self._invoke, region="eu-west-1", max_wait_s=0)
+        self.waiter = SqsPoller(self.sqs, mapping, self._invoke, region="eu-west-1", max_wait_s=1)
+
+    # ingest ---------------------------------------------------------------------------
+
+    def add_affiliate(self, config: Mapping[str, object]) -> None:
+        self.affiliates.put(parse_config(config, allow_loopback=True), expected_version=None, updated_by="test")
+
+    def post_raw(self, body: str, *, headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        stamp = int(self.now)
+        signed = {
+            "x-postback-timestamp": str(stamp),
+            "x-postback-signature": sign_conversion_request(SECRET, stamp, body.encode()),
+            **(headers or {}),
+        }
+        response = ingest_handler.lambda_handler(http_event(body, signed), LambdaContext())
+        document = json.loads(response["body"]) if response.get("body") else {}
+        check_documented(response["statusCode"], document, response.get("headers", {}))
+        self.ingest_tally.requests += 1
+        self.ingest_tally.answers[response["statusCode"]] += 1
+        return response["statusCode"], document
+
+    def post(self, document: object) -> tuple[int, dict[str, Any]]:
+        """Post once, signed; no retry."""
+        return self.post_raw(json.dumps(document))
+
+    def post_until_taken(self, document: object, *, max_tries: int = 20) -> tuple[int, dict[str, Any]]:
+        """Post as the platform does: a 503 is retried with the very same request."""
+        body = json.dumps(document)
+        for _ in range(max_tries):
+            status, answer = self.post_raw(body)
+            if status != 503:
+                return status, answer
+        raise AssertionError(f"still 503 after {max_tries} tries")
+
+    # dispatch -------------------------------------------------------------------------
+
+    def _invoke(self, event: dict[str, Any]) -> Any:
+        self.invocations += 1
+        answer = dispatch_handler.lambda_handler(event, FakeLambdaContext())
+        if self.crash is not None and self.crash():
+            # The function dies (timeout, out of memory) after the work, before Lambda reads
+            # the answer: nothing of the batch is deleted.
+            self.crashes += 1
+            raise RuntimeError("the dispatch invocation died before answering")
+        return answer
+
+    def queue_depth(self) -> tuple[int, int]:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.outputs["PostbackQueueUrl"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def drain(self, *, timeout_s: float = 120.0) -> None:
+        """Run the event source mapping until the queue holds nothing, visible or in flight."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            outcome = self.poller.poll_once()
+            if outcome is None:
+                if self.queue_depth() == (0, 0):
+                    return
+                outcome = self.waiter.poll_once()
+            if outcome is not None:
+                self.batches.append(outcome)
+        left = self.sqs.receive_message(
+            QueueUrl=self.outputs["PostbackQueueUrl"], MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1
+        ).get("Messages", [])
+        sample = [(json.loads(m["Body"])["affiliate_id"], m["Attributes"]["ApproximateReceiveCount"]) for m in left]
+        raise AssertionError(
+            f"the queue did not drain in {timeout_s} s: {self.queue_depth()} (visible, in flight); "
+            f"some left (affiliate, receives): {sample}"
+        )
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        letters: list[dict[str, Any]] = []
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=self.outputs["DeadLetterQueueUrl"],
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=600,
+            ).get("Messages", [])
+            if not got:
+                return letters
+            letters.extend(dict(message) for message in got)
+
+    def delivery_states(self) -> dict[str, DeliveryState]:
+        states: dict[str, DeliveryState] = {}
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.outputs["DeliveriesTableName"]):
+            for item in page["Items"]:
+                states[item["delivery_id"]["S"]] = DeliveryState(item["state"]["S"])
+        return states
+
+    def conversion_ids(self) -> set[str]:
+        found: set[str] = set()
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.outputs["ConversionsTableName"]):
+            found.update(item["conversion_id"]["S"] for item in page["Items"])
+        return found
+
+
+def chunks(items: Sequence[Any], sizes: Sequence[int]) -> Iterator[list[Any]]:
+    """Cut `items` into consecutive requests of the given sizes, cycling."""
+    start, turn = 0, 0
+    while start < len(items):
+        size = sizes[turn % len(sizes)]
+        yield list(items[start : start + size])
+        start += size
+        turn += 1

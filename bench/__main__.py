@@ -348,8 +348,11 @@ def table(results: Mapping[str, Any]) -> str:
         row(f"peak RSS {name} (MB)", mb)
     row("ConversionsTable / DeliveriesTable item (bytes)", f"{results['item_bytes']}")
     single, batch = results["cost"]["single"], results["cost"]["batch_of_100"]
-    row("cost per million, 1 conversion/request (USD)", f"{single['total']:.2f}")
-    row("cost per million, batch of 100 (USD)", f"{batch['total']:.2f}")
+    row(
+        "cost per million, API+Lambda+SQS+DynamoDB (USD)",
+        f"{single['request_path']:.2f}  (batch of 100: {batch['request_path']:.2f})",
+    )
+    row("  with CloudWatch Logs and X-Ray (USD)", f"{single['total']:.2f}  (batch of 100: {batch['total']:.2f})")
     for line in ("api_gateway", "lambda_requests", "lambda_duration", "sqs", "dynamodb", "cloudwatch_logs", "xray"):
         row(f"  {line}", f"{single[line]:.3f}  (batch of 100: {batch[line]:.3f})")
     lines.append("")

@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -325,3 +326,131 @@ def test_a_dead_first_address_falls_back_to_the_next_checked_one(receiver: Recei
     # THEN the second address answered, once
     assert answer.status == 200
     assert len(receiver.hits("/fallback")) == 1
+
+
+# --- the total deadline per request ---------------------------------------------------------
+
+
+class TricklingServer:
+    """A raw TCP server on 127.0.0.1 that reads one request, then sends `answer` one byte every
+    `trickle_s` from byte `from_byte` on (the bytes before it at once): each byte well within
+    a per-read timeout, the whole far beyond it. With `tls`, the bytes are sent inside TLS."""
+
+    def __init__(
+        self, answer: bytes, *, from_byte: int = 0, trickle_s: float = 0.05, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.answer = answer
+        self.from_byte = from_byte
+        self.trickle_s = trickle_s
+        self.tls = tls
+        self.bytes_sent = 0
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> TricklingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        try:
+            raw, _ = self._listener.accept()
+        except OSError:
+            return
+        try:
+            conn = self.tls.wrap_socket(raw, server_side=True) if self.tls else raw
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    request += chunk
+                conn.sendall(self.answer[: self.from_byte])
+                self.bytes_sent = self.from_byte
+                for byte in self.answer[self.from_byte :]:
+                    if self._stop.wait(self.trickle_s):  # plays a slow link; ends with the test
+                        return
+                    conn.sendall(bytes([byte]))
+                    self.bytes_sent += 1
+        except OSError:
+            pass  # the client gave up and cut the connection: what the tests expect
+        finally:
+            self.finished.set()
+
+
+def _answer_with_body(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+@pytest.mark.parametrize(
+    "trickling",
+    ["body", "headers"],
+)
+def test_an_answer_trickling_in_ends_at_the_total_deadline_as_a_timeout(trickling: str) -> None:
+    # GIVEN an endpoint whose answer (its 200-byte body, or its headers) comes a byte every
+    # 0.05 s: 10 s in all, each byte within the 0.3 s read timeout
+    answer = _answer_with_body(b"." * 200)
+    header_end = answer.index(b"\r\n\r\n") + 4
+    from_byte = header_end if trickling == "body" else 5
+    with TricklingServer(answer, from_byte=from_byte) as server:
+        client = SafeHttpClient(0.2, 0.3, allow_loopback=True)
+        # WHEN it is requested
+        started = time.monotonic()
+        with pytest.raises(DeliveryTransportError) as caught:
+            client.request("GET", f"http://127.0.0.1:{server.port}/pb")
+        elapsed = time.monotonic() - started
+        # THEN the call fails as a timeout near its total deadline (0.2 s + 0.3 s), far from the
+        # 10 s the answer would take, and the server saw its connection cut
+        assert caught.value.kind == "timeout"
+        assert elapsed < 2.0
+        assert server.finished.wait(timeout=5)
+        assert server.bytes_sent < len(answer)
+
+
+def test_a_trickling_body_over_tls_is_cut_at_the_deadline_too(tmp_path: Path) -> None:
+    # GIVEN an HTTPS endpoint whose body trickles in, a byte every 0.05 s (10 s in all)
+    ca_path, cert_path, key_path = _certificate(tmp_path, "tracker.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    answer = _answer_with_body(b"." * 200)
+    with TricklingServer(answer, from_byte=answer.index(b"\r\n\r\n") + 4, tls=context) as server:
+        client = SafeHttpClient(
+            0.2, 0.3, allow_loopback=True, resolver=fixed_resolver("127.0.0.1"), ca_bundle=str(ca_path)
+        )
+        # WHEN it is requested by name
+        started = time.monotonic()
+        with pytest.raises(DeliveryTransportError) as caught:
+            client.request("GET", f"https://tracker.test:{server.port}/pb")
+        # THEN it fails as a timeout, well before the body would have ended
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < 2.0
+
+
+def test_an_answer_within_the_deadline_is_read_whole_up_to_the_cap() -> None:
+    # GIVEN an endpoint whose 5000-byte body comes quickly, in several socket reads
+    with TricklingServer(_answer_with_body(b"ab" * 2500), from_byte=10**6) as server:
+        client = SafeHttpClient(1, 1, allow_loopback=True, max_body_bytes=4096)
+        # WHEN it is requested
+        answer = client.request("GET", f"http://127.0.0.1:{server.port}/pb")
+    # THEN the answer is the first 4096 bytes of the body, read over several chunks
+    assert answer.status == 200
+    assert answer.excerpt == ("ab" * 2500)[:4096]
+
+
+def test_a_body_trickling_within_the_deadline_is_read_whole() -> None:
+    # GIVEN a 4-byte body trickling in over about 0.2 s, within a 2 s total deadline
+    answer = _answer_with_body(b"OKOK")
+    with TricklingServer(answer, from_byte=answer.index(b"\r\n\r\n") + 4) as server:
+        client = SafeHttpClient(1, 1, allow_loopback=True)
+        # WHEN it is requested
+        result = client.request("GET", f"http://127.0.0.1:{server.port}/pb")
+    # THEN the whole body was read: slow is fine, only past the deadline is a timeout
+    assert (result.status, result.excerpt) == (200, "OKOK")

@@ -37,17 +37,87 @@ def received(message: Any, *, count: int = 1, handle: str | None = None) -> Rece
     )
 
 
-def test_a_first_receive_is_delivered_with_no_read(dispatcher: Dispatcher, deliveries: Any, new_message: Any) -> None:
+def test_a_first_receive_reads_the_log_once_and_is_delivered(
+    dispatcher: Dispatcher, deliveries: Any, new_message: Any
+) -> None:
     # GIVEN a postback received for the first time
     message = new_message(1)
     # WHEN it is dispatched and the tracker answers 200
     result = dispatcher.dispatch(received(message))
-    # THEN it is delivered, attempt 1 logged, and the log was never read
+    # THEN it is delivered, attempt 1 logged, after one read of the log (a copy may have gone)
     assert result.outcome is DispatchOutcome.DELIVERED
     record = deliveries.records[message.delivery_id]
     assert record.state is DeliveryState.DELIVERED
     assert [(a.attempt, a.status, a.outcome) for a in record.attempts] == [(1, 200, "delivered")]
-    assert deliveries.reads == 0
+    assert deliveries.reads == 1
+
+
+def test_a_second_copy_of_a_delivered_postback_is_skipped_on_its_first_receive(
+    dispatcher: Dispatcher, sender: Any, retries: Any, new_message: Any
+) -> None:
+    # GIVEN a postback delivered by its first message
+    message = new_message(1)
+    dispatcher.dispatch(received(message, handle="first"))
+    # WHEN a second message of the same postback (queued again by ingest) is received for the first time
+    result = dispatcher.dispatch(received(message, count=1, handle="second"))
+    # THEN it is skipped (deleted), the tracker called once in all
+    assert (result.outcome, result.reason, result.stays_on_queue) == (DispatchOutcome.SKIPPED, "delivered", False)
+    assert sender.calls_to(message.url) == 1
+    assert retries.delays == []
+
+
+def test_a_second_copy_of_a_retrying_postback_continues_its_attempt_count(
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, new_message: Any
+) -> None:
+    # GIVEN a postback whose first attempt got a 500
+    message = new_message(1)
+    sender.answer(message.url, SendResult(500, 5, "oops"), SendResult(200, 5, "OK"))
+    dispatcher.dispatch(received(message, handle="first"))
+    # WHEN a second copy is received for the first time
+    result = dispatcher.dispatch(received(message, count=1, handle="second"))
+    # THEN it is sent as attempt 2, not as a new attempt 1
+    assert result.outcome is DispatchOutcome.DELIVERED
+    assert [a.attempt for a in deliveries.records[message.delivery_id].attempts] == [1, 2]
+
+
+def test_a_first_receive_of_a_failed_postback_is_held_once_then_skipped(
+    dispatcher: Dispatcher, sender: Any, retries: Any, new_message: Any
+) -> None:
+    # GIVEN a postback failed for good (404)
+    message = new_message(1)
+    sender.answer(message.url, SendResult(404, 5, "no such page"))
+    dispatcher.dispatch(received(message, handle="first"))
+    # WHEN a second copy is received for the first time
+    held = dispatcher.dispatch(received(message, count=1, handle="second"))
+    # THEN it is not sent but stays on the queue, hidden for a while (it could be a replay
+    # whose delivery is not marked pending yet)
+    assert (held.outcome, held.stays_on_queue, held.delay_s) == (DispatchOutcome.DEFERRED, True, 60)
+    assert retries.delays == [("second", 60)]
+    # WHEN it comes back and the delivery is still failed
+    again = dispatcher.dispatch(received(message, count=2, handle="second"))
+    # THEN it is skipped: the tracker was called once in all
+    assert (again.outcome, again.reason) == (DispatchOutcome.SKIPPED, "failed")
+    assert sender.calls_to(message.url) == 1
+
+
+def test_a_replay_received_before_its_delivery_is_marked_pending_is_still_sent(
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, new_message: Any
+) -> None:
+    # GIVEN a failed postback whose replayed message arrives before `replay` marks it pending
+    message = new_message(1)
+    sender.answer(message.url, SendResult(404, 5, "gone"), SendResult(200, 5, "OK"))
+    dispatcher.dispatch(received(message, handle="original"))
+    held = dispatcher.dispatch(received(message, count=1, handle="replay"))
+    # WHEN the delivery is then marked replayed, and the held message comes back
+    deliveries.mark_replayed(message.delivery_id)
+    result = dispatcher.dispatch(received(message, count=2, handle="replay"))
+    # THEN the replay is sent, as attempt 1 of its new round, and delivered
+    assert held.outcome is DispatchOutcome.DEFERRED
+    assert result.outcome is DispatchOutcome.DELIVERED
+    assert [(a.attempt, a.outcome) for a in deliveries.records[message.delivery_id].attempts] == [
+        (1, "failed"),
+        (1, "delivered"),
+    ]
 
 
 def test_a_500_is_retried_with_the_schedule_then_delivered_on_redelivery(
@@ -154,6 +224,68 @@ def test_a_batch_is_sent_concurrently_and_a_crash_leaves_only_its_record(
     assert isinstance(crashed, RuntimeError)
     others = [outcomes[f"m-{m.delivery_id}"] for m in messages if m is not messages[1]]
     assert all(not isinstance(o, Exception) and o.outcome is DispatchOutcome.DELIVERED for o in others)
+
+
+@pytest.mark.parametrize(
+    ("answer", "first_outcome"),
+    [
+        (SendResult(200, 5, "OK"), DispatchOutcome.DELIVERED),
+        (SendResult(500, 5, "oops"), DispatchOutcome.RETRIED),
+        (SendResult(404, 5, "gone"), DispatchOutcome.FAILED),
+    ],
+    ids=["delivered", "retried", "failed"],
+)
+def test_copies_of_a_postback_in_one_batch_are_sent_once(
+    dispatcher: Dispatcher,
+    deliveries: Any,
+    sender: Any,
+    retries: Any,
+    new_message: Any,
+    answer: SendResult,
+    first_outcome: DispatchOutcome,
+) -> None:
+    # GIVEN a batch holding three messages of one postback (queued again by ingest) and another postback
+    message, other = new_message(1), new_message(2)
+    sender.answer(message.url, answer)
+    copies = [ReceivedPostback(f"m-copy-{n}", f"h-copy-{n}", 1, message.model_dump_json()) for n in range(3)]
+    # WHEN the batch is dispatched
+    outcomes = dispatcher.dispatch_batch([copies[0], received(other), copies[1], copies[2]])
+    # THEN the postback was sent once: the first copy has its outcome, the others are skipped
+    # duplicates, deleted whatever it was (the first one carries a retry by itself)
+    assert sender.calls_to(message.url) == 1
+    assert sender.calls_to(other.url) == 1
+    first = outcomes["m-copy-0"]
+    assert not isinstance(first, Exception) and first.outcome is first_outcome
+    for copy in copies[1:]:
+        duplicate = outcomes[copy.message_id]
+        assert not isinstance(duplicate, Exception)
+        assert (duplicate.outcome, duplicate.delivery_id, duplicate.stays_on_queue) == (
+            DispatchOutcome.SKIPPED,
+            message.delivery_id,
+            False,
+        )
+        assert duplicate.reason == "duplicate of m-copy-0"
+    assert len(deliveries.records[message.delivery_id].attempts) == 1
+    # AND only the first copy was hidden for the next attempt
+    assert [handle for handle, _ in retries.delays] == (
+        ["h-copy-0"] if first_outcome is DispatchOutcome.RETRIED else []
+    )
+
+
+def test_unreadable_messages_in_a_batch_are_never_taken_for_copies(
+    dispatcher: Dispatcher, retries: Any, sender: Any, new_message: Any
+) -> None:
+    # GIVEN an unreadable message naming the same delivery as a good one, in one batch
+    message = new_message(1)
+    broken = ReceivedPostback("m-broken", "h-broken", 1, f'{{"delivery_id": "{message.delivery_id}", "url": 3}}')
+    # WHEN the batch is dispatched
+    outcomes = dispatcher.dispatch_batch([broken, received(message)])
+    # THEN the unreadable one goes to the DLQ, and the good one is still sent
+    broken_result, good_result = outcomes["m-broken"], outcomes[f"m-{message.delivery_id}"]
+    assert not isinstance(broken_result, Exception) and broken_result.outcome is DispatchOutcome.FAILED
+    assert not isinstance(good_result, Exception) and good_result.outcome is DispatchOutcome.DELIVERED
+    assert sender.calls_to(message.url) == 1
+    assert len(retries.dead_letters) == 1
 
 
 def test_an_open_circuit_defers_without_calling_and_a_trial_closes_it(

@@ -6,11 +6,18 @@ request if ANY resolved address is forbidden, and connects to the very address i
 the URL sent to urllib3 carries the pinned IP, while the Host header, TLS SNI and the
 certificate check keep the host name. A second DNS answer (DNS rebinding) never gets a say.
 
+Each request has a total deadline (connect timeout + read timeout) over the headers and the
+capped body read: the read timeout alone applies per socket read, so an endpoint trickling
+its answer a byte at a time could otherwise hold a dispatch worker, and the batch, for as long
+as it likes.
+
 `HttpPostbackSender` sends one postback message with it (the `PostbackSender` port).
 """
 
+import contextlib
 import ipaddress
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +29,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
 from postback_relay.domain.addresses import check_url, forbidden_reason
@@ -38,6 +47,7 @@ Resolver = Callable[[str, int], list[IpAddress]]
 USER_AGENT = "postback-relay/1.0"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_ADDRESSES_TRIED = 2  # a dead first address (an IPv6 one without IPv6 egress) must not cost more
+_BODY_CHUNK_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,138 @@ def resolve_host(host: str, port: int) -> list[IpAddress]:
     return addresses
 
 
+# --- the total deadline of one request ------------------------------------------------------
+
+
+class _DeadlinePassed(requests.Timeout):
+    """The request's total time ran out (mapped to a `timeout` like any other timeout)."""
+
+
+class _Deadline:
+    """The end of one request's time, enforced on the socket it uses.
+
+    When it passes, a timer shuts the socket down, which ends a read blocked on a server that
+    sends nothing, or drips a byte just often enough to beat the per-read timeout, whether
+    in the TLS handshake, the headers or the body. The socket is reached through a duplicate
+    of its descriptor that this object owns and closes under its lock: the shutdown can never
+    hit a descriptor number the system has meanwhile given to another connection.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._handle: socket.socket | None = None
+        self._over = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Deadline":
+        _watching.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _watching.deadline = None
+        self._timer.cancel()
+        with self._lock:
+            self._over = True
+            self._release()
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.at
+
+    def watch(self, sock: socket.socket) -> None:
+        """Take the socket the request now uses (a new connection's, or a pooled one's)."""
+        with self._lock:
+            if self._over:
+                return
+            self._release()
+            try:
+                # fromfd duplicates the descriptor; works for an SSLSocket too (dup() does not).
+                self._handle = socket.fromfd(sock.fileno(), sock.family, sock.type)
+            except OSError:
+                self._handle = None  # closed under us: nothing left to cut short
+            if self.expired and self._handle is not None:
+                self._cut()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.expired = True
+            if self._handle is not None:
+                self._cut()
+
+    def _cut(self) -> None:
+        assert self._handle is not None
+        with contextlib.suppress(OSError):  # not connected any more: the read has ended already
+            self._handle.shutdown(socket.SHUT_RDWR)
+
+    def _release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class _Watching(threading.local):
+    deadline: _Deadline | None = None
+
+
+# A request runs whole in its caller's thread (requests, urllib3, http.client): the thread's
+# current deadline is the one its connection must report to.
+_watching = _Watching()
+
+
+def _watch(sock: socket.socket | None) -> None:
+    deadline = _watching.deadline
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self.sock)  # a pooled connection, connected by an earlier request
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)  # before the TLS handshake, which the deadline covers too
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(cast(socket.socket | None, self.sock))
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
 class _PinnedHostAdapter(HTTPAdapter):
     """Connects to the IP in the request URL, and does TLS for the name in its Host header."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        # Same pools, whose connections report their socket to the request's deadline.
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPConnectionPool,
+            "https": _WatchedHTTPSConnectionPool,
+        }
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
@@ -96,6 +236,7 @@ class SafeHttpClient:
         ca_bundle: str | None = None,
     ) -> None:
         self._timeout = (connect_timeout_s, read_timeout_s)
+        self._deadline_s = connect_timeout_s + read_timeout_s
         self._allow_loopback = allow_loopback
         self._max_body_bytes = max_body_bytes
         self._resolve = resolver or resolve_host
@@ -124,7 +265,9 @@ class SafeHttpClient:
         """Send one request; raises UnsafeUrlError (nothing sent) or DeliveryTransportError.
 
         A name with several addresses (all checked) is tried on the next one only when the
-        connection could not even be opened, so a request is never sent twice.
+        connection could not even be opened, so a request is never sent twice. The exchange
+        with an address (connection, headers, capped body) ends within connect timeout + read
+        timeout, or fails as a `timeout`.
         """
         target = check_url(url, allow_loopback=self._allow_loopback)
         addresses = [target.ip] if target.ip is not None else self._checked_addresses(target.host, target.port)
@@ -163,25 +306,47 @@ class SafeHttpClient:
     def _exchange(
         self, method: str, pinned_url: str, headers: Mapping[str, str], body: bytes | None
     ) -> tuple[int, dict[str, str], str]:
-        response = self._session.request(
-            method,
-            pinned_url,
-            headers=dict(headers),
-            data=body,
-            timeout=self._timeout,
-            allow_redirects=False,
-            stream=True,
-        )
-        try:
-            content = response.raw.read(self._max_body_bytes, decode_content=True) or b""
-        finally:
-            response.close()
+        with _Deadline(self._deadline_s) as deadline:
+            try:
+                response = self._session.request(
+                    method,
+                    pinned_url,
+                    headers=dict(headers),
+                    data=body,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                try:
+                    content = self._capped_body(response, deadline)
+                finally:
+                    response.close()
+            except Exception as exc:
+                # Whatever the cut-off socket made the libraries raise, the cause is the deadline.
+                if deadline.expired:
+                    raise _DeadlinePassed("the request's total time ran out") from exc
+                raise
+            if deadline.expired:  # the cut-off socket read as a short body
+                raise _DeadlinePassed("the request's total time ran out")
         encoding = response.encoding or "utf-8"
         try:
             excerpt = content.decode(encoding, errors="replace")
         except LookupError:  # an unknown charset named by the server
             excerpt = content.decode("utf-8", errors="replace")
         return response.status_code, {name.lower(): value for name, value in response.headers.items()}, excerpt
+
+    def _capped_body(self, response: requests.Response, deadline: _Deadline) -> bytes:
+        """The first max_body_bytes, read as they come (read1), the deadline checked between
+        reads: a plain read(n) would wait for all n bytes, however slowly they drip."""
+        content = bytearray()
+        while len(content) < self._max_body_bytes:
+            if deadline.passed():
+                raise _DeadlinePassed("the request's total time ran out")
+            chunk = response.raw.read1(min(_BODY_CHUNK_BYTES, self._max_body_bytes - len(content)), decode_content=True)
+            if not chunk:
+                break
+            content += chunk
+        return bytes(content[: self._max_body_bytes])
 
     def _checked_addresses(self, host: str, port: int) -> list[IpAddress]:
         try:

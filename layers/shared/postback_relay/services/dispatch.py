@@ -47,6 +47,9 @@ from postback_relay.ports import AffiliateStore, DeliveryLog, DeliveryRecord, Po
 logger = Logger(child=True)
 
 MAX_DEFERRED_RECEIVES = 30  # below the queue's maxReceiveCount (50, template.yaml)
+# How long a first receive of a `failed` delivery is held: time for `postback replay` to
+# mark the deliveries it queued (one write each, after the whole queue send).
+REPLAY_SETTLE_S = 60
 
 
 # --- ports of the dispatcher (beyond ports.py) -------------------------------------------
@@ -209,7 +212,7 @@ class DispatchOutcome(StrEnum):
     RETRIED = "retried"  # another attempt is scheduled (message hidden, stays on the queue)
     FAILED = "failed"  # failed for good: logged, on the DLQ, removed from the queue
     DEFERRED = "deferred"  # circuit open: not called, back when it may be
-    SKIPPED = "skipped"  # already delivered (or already failed for good): nothing to do
+    SKIPPED = "skipped"  # already delivered, failed for good, or a copy in the same batch: nothing to do
 
 
 @dataclass(frozen=True)
@@ -254,16 +257,51 @@ class Dispatcher:
 
     def dispatch_batch(self, records: Sequence[ReceivedPostback]) -> dict[str, DispatchResult | Exception]:
         """Each record's outcome by message ID; an exception means the record's fate is
-        unknown (nothing or not everything was recorded): the caller must leave it on the queue."""
+        unknown (nothing or not everything was recorded): the caller must leave it on the queue.
+
+        Records of the batch that carry the same delivery (a postback queued twice, e.g. by
+        the platform's retry after SQS took part of a conversion's postbacks) are sent once:
+        the first is dispatched, each other one is a SKIPPED duplicate, deleted whatever the
+        first's outcome. When the first stays on the queue (retried, deferred, crashed) it
+        carries the delivery on by itself, on its schedule; keeping the copy as well would
+        add an attempt off the schedule each time it came back.
+        """
         if not records:
             return {}
+        first_of: dict[str, ReceivedPostback] = {}
+        duplicates: list[tuple[ReceivedPostback, ReceivedPostback]] = []
+        to_send: list[ReceivedPostback] = []
+        for record in records:
+            delivery_id = _valid_delivery_id(record.body)
+            first = first_of.get(delivery_id) if delivery_id is not None else None
+            if first is not None:
+                duplicates.append((record, first))
+                continue
+            if delivery_id is not None:
+                first_of[delivery_id] = record
+            to_send.append(record)
         outcomes: dict[str, DispatchResult | Exception] = {}
-        workers = min(self._max_workers, len(records))
+        workers = min(self._max_workers, len(to_send))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="postback") as pool:
-            futures = {record.message_id: pool.submit(self.dispatch, record) for record in records}
+            futures = {record.message_id: pool.submit(self.dispatch, record) for record in to_send}
             for message_id, future in futures.items():
                 error = future.exception()
                 outcomes[message_id] = error if isinstance(error, Exception) else future.result()
+        for record, first in duplicates:
+            first_outcome = outcomes[first.message_id]
+            delivery_id = _valid_delivery_id(record.body)
+            logger.info(
+                "postback queued twice in one batch: sent once",
+                extra={
+                    "delivery_id": delivery_id,
+                    "first_outcome": (
+                        first_outcome.outcome.value if isinstance(first_outcome, DispatchResult) else "crashed"
+                    ),
+                },
+            )
+            outcomes[record.message_id] = DispatchResult(
+                DispatchOutcome.SKIPPED, delivery_id, reason=f"duplicate of {first.message_id}"
+            )
         return outcomes
 
     def dispatch(self, record: ReceivedPostback) -> DispatchResult:
@@ -276,15 +314,23 @@ class Dispatcher:
             self._retries.dead_letter(record.body, reason=problem, delivery_id=_delivery_id_in(record.body))
             return DispatchResult(DispatchOutcome.FAILED, reason=problem)
 
+        # The log is read before every call, a first receive included: a redelivery may have
+        # been delivered (or failed for good) by a run that crashed before it could report, and
+        # a first receive may be a second copy of the postback (the platform retried a
+        # conversion SQS took in part, and ingest queued all its postbacks again). What stays
+        # open is two copies in flight at the same moment in different instances: both read
+        # `pending` and both call. That is accepted as at-least-once; the conditional write
+        # still logs the delivery once.
         attempt_number = 1
-        if record.receive_count > 1:
-            # A redelivery: the message may have been delivered (or failed for good) by a run
-            # that crashed before it could report. The log knows.
-            existing = self._deliveries.get(message.delivery_id)
-            if existing is not None:
-                if existing.state in (DeliveryState.DELIVERED, DeliveryState.FAILED):
-                    return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason=existing.state.value)
-                attempt_number = _next_attempt(existing)
+        existing = self._deliveries.get(message.delivery_id)
+        if existing is not None:
+            if existing.state is DeliveryState.DELIVERED or (
+                existing.state is DeliveryState.FAILED and record.receive_count > 1
+            ):
+                return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason=existing.state.value)
+            if existing.state is DeliveryState.FAILED:
+                return self._hold_failed(record, message)
+            attempt_number = _next_attempt(existing)
 
         endpoint = _endpoint(message.url)
         # A message deferred again and again would reach the queue's maxReceiveCount (50) and
@@ -368,6 +414,21 @@ class Dispatcher:
             DispatchOutcome.FAILED, message.delivery_id, attempt_number, result.status, result.latency_ms, None, reason
         )
 
+    def _hold_failed(self, record: ReceivedPostback, message: PostbackMessage) -> DispatchResult:
+        """A first receive of a delivery failed for good: no call, but not deleted yet.
+
+        It is either a second copy of the postback, or a replay: `postback replay` queues the
+        message first and marks the delivery `pending` after, so its message can arrive
+        while the log still says `failed`. Deleting it then would leave the delivery
+        `pending` with no message. Held once, it comes back as a redelivery: sent if it was
+        a replay (marked meanwhile), skipped if still failed.
+        """
+        delay = max(1, int(REPLAY_SETTLE_S * self._scale))
+        self._delay(record.receipt_handle, delay)
+        return DispatchResult(
+            DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason="failed for good; held once"
+        )
+
     def _record(self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, reason: str | None) -> bool:
         """False when the delivery was found delivered already (another run got there first)."""
         try:
@@ -444,6 +505,15 @@ def _loggable(url: str) -> str:
     except ValueError:
         return "<unreadable url>"
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
+
+
+def _valid_delivery_id(body: str) -> str | None:
+    """The delivery of a message that can be sent; None for one that cannot (it is dead
+    lettered on its own, never taken for a copy of another)."""
+    try:
+        return PostbackMessage.model_validate_json(body).delivery_id
+    except ValidationError:
+        return None
 
 
 def _delivery_id_in(body: str) -> str | None:

@@ -29,6 +29,7 @@ from pydantic import (
 from postback_relay.domain.addresses import check_url
 from postback_relay.domain.errors import ConfigError, UnsafeUrlError
 from postback_relay.domain.events import Event
+from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.tracker import TrackerStructure
 
 BUILTIN_MACROS: frozenset[str] = frozenset(
@@ -397,21 +398,8 @@ def parse_config(data: Mapping[str, object], *, allow_loopback: bool = False) ->
         raise ConfigError("the config is nested too deeply", field="(config)") from exc
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ValueError(f"the key {key!r} appears twice")
-        document[key] = value
-    return document
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a valid JSON value")
-
-
 def _load_json(text: str) -> object:
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+    return json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=refuse_constant)
 
 
 def _load_yaml(text: str) -> object:

@@ -18,11 +18,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from postback_relay.domain.config import ExpectedAnswer, HttpMethod
+
+if TYPE_CHECKING:
+    from postback_relay.domain.config import AffiliateConfig, PostbackSpec
+    from postback_relay.domain.conversion import Conversion
+    from postback_relay.domain.render import RenderedPostback
 from postback_relay.domain.errors import DomainError
 from postback_relay.domain.events import Event
 
@@ -69,6 +74,34 @@ class Attempt(BaseModel):
     excerpt: str | None = None  # the first bytes of the answer, for a person
     error_kind: str | None = None  # timeout, connection_error, unsafe_url, http_status, unexpected_body, circuit_open
     outcome: str = ""  # delivered, retry, failed
+
+
+def postback_message(
+    conversion: "Conversion",
+    config: "AffiliateConfig",
+    index: int,
+    spec: "PostbackSpec",
+    rendered: "RenderedPostback",
+    *,
+    now: datetime,
+    test_run_id: str | None = None,
+) -> PostbackMessage:
+    """The message of postback `index` of `config` for this conversion, once rendered."""
+    return PostbackMessage(
+        delivery_id=delivery_id_for(conversion.transaction_id, conversion.event, config.affiliate_id, index),
+        affiliate_id=config.affiliate_id,
+        transaction_id=conversion.transaction_id,
+        event=conversion.event,
+        offer_id=conversion.offer.id,
+        method=rendered.method,
+        url=rendered.url,
+        body=rendered.body,
+        content_type=rendered.content_type,
+        expect=spec.expect,
+        signed=config.signing_secret is not None,
+        test_run_id=test_run_id,
+        created_at=now,
+    )
 
 
 def delivery_id_for(transaction_id: str, event: Event, affiliate_id: str, index: int) -> str:

@@ -15,14 +15,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import ValidationError
 
 from postback_relay.domain.addresses import check_url
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult, Outcome
-from postback_relay.domain.delivery import PostbackMessage, delivery_id_for
+from postback_relay.domain.delivery import PostbackMessage, postback_message
 from postback_relay.domain.errors import (
     ConfigError,
     DomainError,
@@ -32,6 +31,7 @@ from postback_relay.domain.errors import (
     UnreadableConfigError,
     UnsafeUrlError,
 )
+from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.render import macro_values, render_postback
 from postback_relay.domain.tracker import parse_tracker
@@ -85,10 +85,6 @@ class ConversionRequest:
     is_batch: bool
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number this API accepts")
-
-
 def _dotted(prefix: str, loc: Sequence[int | str]) -> str:
     parts = ([prefix] if prefix else []) + [str(part) for part in loc]
     return ".".join(parts) if parts else BODY_FIELD
@@ -113,16 +109,6 @@ def _conversion(document: object, prefix: str, errors: list[FieldError]) -> Conv
         return None
 
 
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # JSON parsers disagree on which of two equal keys wins; the signed text must mean one thing.
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        document[key] = value
-    return document
-
-
 def parse_conversion_request(body: bytes) -> ConversionRequest:
     """Read the body as one conversion or `{"conversions": [...]}`.
 
@@ -135,7 +121,7 @@ def parse_conversion_request(body: bytes) -> ConversionRequest:
         raise InvalidConversionRequest([FieldError(BODY_FIELD, "The body is not UTF-8 text.")]) from exc
     try:
         document = json.loads(
-            text, parse_float=Decimal, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicate_keys
+            text, parse_float=Decimal, parse_constant=refuse_constant, object_pairs_hook=no_duplicate_keys
         )
     except json.JSONDecodeError as exc:
         message = f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
@@ -404,22 +390,7 @@ class IngestService:
             except UnsafeUrlError as exc:
                 reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
                 return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind)
-            messages.append(
-                PostbackMessage(
-                    delivery_id=delivery_id_for(conversion.transaction_id, conversion.event, affiliate_id, index),
-                    affiliate_id=affiliate_id,
-                    transaction_id=conversion.transaction_id,
-                    event=conversion.event,
-                    offer_id=conversion.offer.id,
-                    method=rendered.method,
-                    url=rendered.url,
-                    body=rendered.body,
-                    content_type=rendered.content_type,
-                    expect=spec.expect,
-                    signed=config.signing_secret is not None,
-                    created_at=now,
-                )
-            )
+            messages.append(postback_message(conversion, config, index, spec, rendered, now=now))
         result = ConversionResult(
             transaction_id=conversion.transaction_id,
             event=conversion.event,

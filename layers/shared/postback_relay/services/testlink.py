@@ -33,7 +33,7 @@ from postback_relay.domain.delivery import (
     DeliveryState,
     DeliveryTransportError,
     PostbackMessage,
-    delivery_id_for,
+    postback_message,
 )
 from postback_relay.domain.errors import InfrastructureError, LinkError, TrackerError, UnsafeUrlError
 from postback_relay.domain.events import OfferType
@@ -475,23 +475,7 @@ class TestLinkService:
                 occurred_at=now,
             )
             rendered = render_postback(spec, macro_values(conversion, config.affiliate_id, tracker_values))
-            messages.append(
-                PostbackMessage(
-                    delivery_id=delivery_id_for(conversion.transaction_id, event, config.affiliate_id, index),
-                    affiliate_id=config.affiliate_id,
-                    transaction_id=conversion.transaction_id,
-                    event=event,
-                    offer_id=offer,
-                    method=rendered.method,
-                    url=rendered.url,
-                    body=rendered.body,
-                    content_type=rendered.content_type,
-                    expect=spec.expect,
-                    signed=config.signing_secret is not None,
-                    test_run_id=run_id,
-                    created_at=now,
-                )
-            )
+            messages.append(postback_message(conversion, config, index, spec, rendered, now=now, test_run_id=run_id))
         refused = self._queue.send(messages)
         if refused:
             # Raised, not recorded: the workflow retries the step, and only then records it failed.

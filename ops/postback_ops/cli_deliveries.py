@@ -37,6 +37,8 @@ def delivery_row(record: DeliveryRecord) -> dict[str, Any]:
         "test_run_id": message.test_run_id,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
+        # Every attempt: time, status, latency, a short excerpt of the answer, the error kind.
+        "attempt_log": [attempt.model_dump(mode="json", exclude_none=True) for attempt in record.attempts],
     }
 
 
@@ -48,10 +50,16 @@ def deliveries(
     state: Annotated[DeliveryState | None, typer.Option("--state", help="Only postbacks in this state.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.", min=1)] = 50,
 ) -> None:
-    """List postbacks newest first: state, attempts, last HTTP status, latency, URL."""
+    """List postbacks newest first: state, attempts, last HTTP status, latency, URL.
+
+    Without --affiliate or --transaction: every failed postback of the stack (what `replay`
+    would send again); listing all recent postbacks of every affiliate would read the whole log.
+    """
     ops = ops_of(ctx)
     log = ops.backends.deliveries
     read_limit = _FILTER_READ_LIMIT if state is not None else limit
+    if affiliate is None and transaction is None and state in (None, DeliveryState.FAILED):
+        state = DeliveryState.FAILED
     if state is DeliveryState.FAILED:
         records = log.failed(affiliate_id=affiliate, transaction_id=transaction)
     elif transaction is not None:
@@ -59,7 +67,7 @@ def deliveries(
     elif affiliate is not None:
         records = log.by_affiliate(affiliate, limit=read_limit)
     else:
-        raise UsageProblem("Give --affiliate or --transaction (or --state failed for every failed postback).")
+        raise UsageProblem(f"Postbacks {state.value if state else ''} are listed per --affiliate or --transaction.")
     selected = [
         r
         for r in records
@@ -100,12 +108,10 @@ def replay(
     transaction: Annotated[
         str | None, typer.Option("--transaction", help="Replay this conversion's failed ones.")
     ] = None,
-    replay_all: Annotated[bool, typer.Option("--all", help="Replay every failed postback of the stack.")] = False,
 ) -> None:
-    """Send failed postbacks again: back on the queue, pending, their earlier attempts kept in the log."""
+    """Send failed postbacks again (all of them without a filter): back on the queue, pending,
+    their earlier attempts kept in the log."""
     ops = ops_of(ctx)
-    if affiliate is None and transaction is None and not replay_all:
-        raise UsageProblem("Say what to replay: --affiliate, --transaction, or --all.")
     backends = ops.backends
     replayed = replay_failed(backends.deliveries, backends.queue, affiliate_id=affiliate, transaction_id=transaction)
     data = {"replayed": len(replayed), "delivery_ids": list(replayed)}

@@ -69,8 +69,21 @@ def test_deliveries_as_a_table_for_people(postback: Callable[..., Result]) -> No
     assert "42 ms" in result.stdout
 
 
-def test_deliveries_needs_a_filter(postback: Callable[..., Result]) -> None:
-    result = postback("deliveries")
+@pytest.mark.usefixtures("log")
+def test_bare_deliveries_lists_every_failed_postback(postback: Callable[..., Result]) -> None:
+    # WHEN ops ask for deliveries with no filter (the contract's bare command)
+    result = postback("--json", "deliveries")
+    # THEN the stack's failed postbacks are listed, newest first, and nothing else
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["delivery_id"] for r in rows] == ["d4", "d2"]
+    # AND each row carries its attempts, one entry per call, the count beside them
+    assert all(len(r["attempt_log"]) == r["attempts"] for r in rows)
+    assert all(entry["attempt"] == n + 1 for r in rows for n, entry in enumerate(r["attempt_log"]))
+
+
+def test_other_states_are_listed_per_affiliate_or_transaction(postback: Callable[..., Result]) -> None:
+    result = postback("deliveries", "--state", "retrying")
     assert result.exit_code == 2
     assert "--affiliate or --transaction" in result.stderr
 
@@ -94,10 +107,14 @@ def test_replay_requeues_an_affiliates_failed_postbacks(
     assert backends.deliveries.records["d4"].state is DeliveryState.FAILED
 
 
-def test_replay_needs_a_filter_or_all(postback: Callable[..., Result], backends: FakeBackends) -> None:
-    result = postback("replay")
-    assert result.exit_code == 2
-    assert backends.queue.sent == []
+@pytest.mark.usefixtures("log")
+def test_bare_replay_requeues_every_failed_postback(postback: Callable[..., Result], backends: FakeBackends) -> None:
+    # WHEN ops replay with no filter (the contract's bare command)
+    result = postback("--json", "replay")
+    # THEN every failed postback of the stack is queued again, and only those
+    assert result.exit_code == 0, result.stderr
+    assert sorted(json.loads(result.stdout)["delivery_ids"]) == ["d2", "d4"]
+    assert sorted(m.delivery_id for m in backends.queue.sent) == ["d2", "d4"]
 
 
 def test_endpoints_shows_each_circuit(postback: Callable[..., Result], backends: FakeBackends) -> None:

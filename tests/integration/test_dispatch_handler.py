@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 import dispatch_handler
+from postback_ops.local.poller import to_lambda_record
 from postback_ops.local.receiver import Answer, Receiver
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.domain.delivery import DeliveryState, PostbackMessage, delivery_id_for
@@ -71,17 +72,7 @@ class Stack:
             )
             got = answer.get("Messages", [])
             records.extend(
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue",
-                    "awsRegion": "us-east-1",
-                }
+                to_lambda_record(m, queue_arn="arn:aws:sqs:us-east-1:123456789012:queue", region="us-east-1")
                 for m in got
             )
             if not got and time.monotonic() >= deadline:

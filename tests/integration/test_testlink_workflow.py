@@ -18,6 +18,7 @@ import pytest
 import dispatch_handler
 import testlink_handler
 from postback_ops.local.lambda_router import LocalLambdaContext, route_lambda_tasks
+from postback_ops.local.poller import to_lambda_record
 from postback_ops.local.statemachine import TEST_LINK_FUNCTION_NAME, create_test_link_state_machine
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
@@ -134,22 +135,8 @@ class DispatchDriver:
         messages = answer.get("Messages", [])
         if not messages:
             return
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:postback-queue",
-                    "awsRegion": "eu-west-1",
-                }
-                for m in messages
-            ]
-        }
+        queue_arn = "arn:aws:sqs:eu-west-1:123456789012:postback-queue"
+        event = {"Records": [to_lambda_record(m, queue_arn=queue_arn, region="eu-west-1") for m in messages]}
         response = dispatch_handler.lambda_handler(event, LocalLambdaContext("DispatchFunction"))
         failures = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         for m in messages:

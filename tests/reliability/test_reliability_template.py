@@ -7,21 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from postback_ops.local.resources import load_template, resources_of_type
+from template_support import TEMPLATE, walk
 
-TEMPLATE = load_template()
+from postback_ops.local.resources import resources_of_type
+
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
-
-
-def _walk(node: Any) -> Any:
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def test_no_hand_written_iam_anywhere_in_the_template() -> None:
@@ -30,7 +21,7 @@ def test_no_hand_written_iam_anywhere_in_the_template() -> None:
     # anywhere (a queue policy, a key policy, a role inline in another resource)
     iam = [name for name, spec in RESOURCES.items() if str(spec.get("Type", "")).startswith("AWS::IAM::")]
     assert iam == []
-    for node in _walk(TEMPLATE):
+    for node in walk(TEMPLATE):
         if isinstance(node, dict) and ("Action" in node or "Resource" in node) and "Effect" in node:
             assert "*" not in json.dumps(node.get("Action")), node
             assert "*" not in json.dumps(node.get("Resource")), node
@@ -62,7 +53,7 @@ def test_no_function_gets_a_secret_value_in_its_environment() -> None:
             if "SECRET" in variable:
                 assert variable.endswith("_NAME") and value == {"Ref": "SigningSecret"}, f"{name}: {variable}"
     # AND the event logging of Powertools (which would log bodies and signatures) is off
-    for node in _walk(TEMPLATE):
+    for node in walk(TEMPLATE):
         if isinstance(node, dict) and "POWERTOOLS_LOGGER_LOG_EVENT" in node:
             assert str(node["POWERTOOLS_LOGGER_LOG_EVENT"]).lower() == "false"
 

@@ -12,24 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from template_support import TEMPLATE, walk
 
-from postback_ops.local.resources import REPO_ROOT, load_template, resources_of_type
+from postback_ops.local.resources import REPO_ROOT, resources_of_type
 
-TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
 TABLES = resources_of_type(TEMPLATE, "AWS::DynamoDB::Table")
 QUEUES = resources_of_type(TEMPLATE, "AWS::SQS::Queue")
-
-
-def _walk(node: Any) -> Any:
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def test_globals_give_every_function_the_runtime_arm64_tracing_and_powertools_settings() -> None:
@@ -152,7 +142,7 @@ def test_state_machine_is_standard_and_every_task_retries_and_catches() -> None:
     definition = json.loads((REPO_ROOT / machine["DefinitionUri"]).read_text(encoding="utf-8"))
     tasks = {
         name: state
-        for node in _walk(definition)
+        for node in walk(definition)
         if isinstance(node, dict) and "States" in node
         for name, state in node["States"].items()
         if state["Type"] == "Task"

@@ -7,11 +7,12 @@ handler's memory).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
-from postback_relay.domain.delivery import Attempt, Circuit, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
 from postback_relay.ports import DeliveryRecord, StoredAffiliate
 
 
@@ -85,6 +86,9 @@ class DeliveryLogFake:
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return []
 
+    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+        return []
+
     def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return []
 
@@ -113,7 +117,13 @@ class EndpointStoreFake:
     def get(self, endpoint: str) -> Circuit | None:
         return None
 
-    def save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
+    def save(
+        self,
+        circuit: Circuit,
+        *,
+        expected_opened_until: float | None = None,
+        only_from: Collection[CircuitStatus] | None = None,
+    ) -> bool:
         return True
 
     def list(self) -> list[Circuit]:

@@ -40,6 +40,8 @@ def moto_stack(stack_name: str = MOTO_STACK_NAME) -> LocalStack:
         stack.refs[logical_id] = f"{stack_name}-{logical_id}"
     for logical_id in resources_of_type(template, "AWS::SQS::Queue"):
         stack.refs[logical_id] = f"https://sqs.{LOCAL_REGION}.amazonaws.com/{LOCAL_ACCOUNT}/{stack_name}-{logical_id}"
+    for logical_id in resources_of_type(template, "AWS::SNS::Topic"):
+        stack.refs[logical_id] = f"arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{stack_name}-{logical_id}"
     for logical_id in resources_of_type(template, "AWS::SecretsManager::Secret"):
         stack.refs[logical_id] = f"{stack_name}-{logical_id}"  # Secrets Manager takes a name or an ARN
     return stack

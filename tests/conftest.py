@@ -36,6 +36,8 @@ def _expected_stack() -> LocalStack:
     for logical_id in resources_of_type(TEMPLATE, "AWS::SQS::Queue"):
         name = f"{STACK_NAME}-{logical_id}"
         stack.refs[logical_id] = f"https://sqs.{LOCAL_REGION}.amazonaws.com/{LOCAL_ACCOUNT}/{name}"
+    for logical_id in resources_of_type(TEMPLATE, "AWS::SNS::Topic"):
+        stack.refs[logical_id] = f"arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{STACK_NAME}-{logical_id}"
     for logical_id in resources_of_type(TEMPLATE, "AWS::SecretsManager::Secret"):
         stack.refs[logical_id] = f"{STACK_NAME}-{logical_id}"  # Secrets Manager takes a name or an ARN
     return stack

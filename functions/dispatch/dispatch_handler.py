@@ -28,7 +28,9 @@ from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, Dy
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
+from postback_relay.adapters.sns_notifier import SnsNotifier
 from postback_relay.adapters.sqs_retry import SqsRetryControl
+from postback_relay.domain.notices import CircuitChange
 from postback_relay.services.dispatch import (
     CircuitBreakers,
     Dispatcher,
@@ -43,6 +45,19 @@ if TYPE_CHECKING:
 
 AFFILIATE_CACHE_S = 60.0
 
+# The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
+# the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
+OUTCOME_METRICS = {
+    DispatchOutcome.DELIVERED: "PostbacksDelivered",
+    DispatchOutcome.RETRIED: "PostbacksRetried",
+    DispatchOutcome.FAILED: "PostbacksFailed",
+    DispatchOutcome.DEFERRED: "PostbacksDeferred",
+    DispatchOutcome.SKIPPED: "PostbacksSkipped",
+}
+METRIC_CRASHED = "PostbacksCrashed"  # records whose dispatch raised: left on the queue
+METRIC_LATENCY = "PostbackLatency"  # per attempt that got an answer or timed out
+CIRCUIT_METRICS = {CircuitChange.OPENED: "CircuitsOpened", CircuitChange.CLOSED: "CircuitsClosed"}
+
 
 class DispatchSettings(BaseModel):
     """The function's environment (template.yaml), checked at cold start."""
@@ -54,6 +69,7 @@ class DispatchSettings(BaseModel):
     endpoints_table: str = Field(min_length=1)
     postback_queue_url: str = Field(min_length=1)
     dead_letter_queue_url: str = Field(min_length=1)
+    alarm_topic_arn: str = Field(min_length=1)  # circuit notices (contract section 4)
     allow_loopback: bool = False
     delay_scale: float = Field(default=1.0, gt=0, le=1)
     connect_timeout_s: float = Field(default=3, gt=0, le=30)
@@ -94,7 +110,9 @@ def dispatcher() -> Dispatcher:
         sender=HttpPostbackSender(client),
         retries=SqsRetryControl(settings.postback_queue_url, settings.dead_letter_queue_url),
         breakers=CircuitBreakers(
-            DynamoEndpointStore(settings.endpoints_table, client=dynamodb), scale=settings.delay_scale
+            DynamoEndpointStore(settings.endpoints_table, client=dynamodb),
+            notifier=SnsNotifier(settings.alarm_topic_arn, client=boto3.client("sns")),
+            scale=settings.delay_scale,
         ),
         affiliates=CachedAffiliateStore(
             DynamoAffiliateStore(settings.affiliates_table, client=dynamodb, allow_loopback=settings.allow_loopback),
@@ -116,13 +134,21 @@ def received(record: Mapping[str, Any]) -> ReceivedPostback:
 
 
 def count(outcomes: Mapping[str, DispatchResult | Exception]) -> None:
-    tally = Counter(o.outcome.value if isinstance(o, DispatchResult) else "crashed" for o in outcomes.values())
-    for outcome in (*DispatchOutcome, "crashed"):
-        if tally[str(outcome)]:
-            metrics.add_metric(name=f"postbacks_{outcome}", unit=MetricUnit.Count, value=tally[str(outcome)])
+    tally = Counter(o.outcome if isinstance(o, DispatchResult) else None for o in outcomes.values())
+    for outcome, name in OUTCOME_METRICS.items():
+        if tally[outcome]:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=tally[outcome])
+    if tally[None]:
+        metrics.add_metric(name=METRIC_CRASHED, unit=MetricUnit.Count, value=tally[None])
     for result in outcomes.values():
         if isinstance(result, DispatchResult) and result.latency_ms is not None:
-            metrics.add_metric(name="postback_latency", unit=MetricUnit.Milliseconds, value=result.latency_ms)
+            metrics.add_metric(name=METRIC_LATENCY, unit=MetricUnit.Milliseconds, value=result.latency_ms)
+
+
+def count_circuits(transitions: Mapping[CircuitChange, int]) -> None:
+    for change, name in CIRCUIT_METRICS.items():
+        if transitions.get(change):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=transitions[change])
 
 
 @metrics.log_metrics
@@ -130,8 +156,10 @@ def count(outcomes: Mapping[str, DispatchResult | Exception]) -> None:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = [received(record) for record in event.get("Records", [])]
-    outcomes = dispatcher().dispatch_batch(records)
+    built = dispatcher()
+    outcomes = built.dispatch_batch(records)
     count(outcomes)
+    count_circuits(built.breakers.drain_transitions())
 
     def report(record: SQSRecord) -> str:
         outcome = outcomes.get(record.message_id)

@@ -11,6 +11,7 @@ import typer
 from postback_ops.cli_affiliates import affiliate_app, export
 from postback_ops.cli_context import Ops
 from postback_ops.cli_deliveries import deliveries, endpoints, replay
+from postback_ops.cli_health import health
 from postback_ops.cli_preview import preview
 from postback_ops.cli_testruns import test_app
 
@@ -45,6 +46,7 @@ app.add_typer(test_app, name="test")
 app.command("preview")(preview)
 app.command("deliveries")(deliveries)
 app.command("replay")(replay)
+app.command("health")(health)
 app.command("endpoints")(endpoints)
 app.command("export")(export)
 

@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 
 from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people_table
-from postback_relay.domain.delivery import Circuit, DeliveryState, circuit_wait
+from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState, circuit_wait
+from postback_relay.domain.health import circuit_view
 from postback_relay.ports import DeliveryRecord
 from postback_relay.services.replay import replay_failed
 
@@ -125,41 +126,53 @@ def replay(
 
 
 def circuit_row(circuit: Circuit, *, now: float) -> dict[str, Any]:
-    opened_until = (
-        datetime.fromtimestamp(circuit.opened_until, UTC).isoformat(timespec="seconds")
-        if circuit.opened_until
-        else None
-    )
+    """A circuit as ops should read it now: an `open` whose cool-down is over shows as
+    `half_open` (the next call is the trial); `cool_down_s` is the wait this opening applied,
+    so that `opened_until` = the opening's time + `cool_down_s`."""
+    view = circuit_view(circuit, circuit.endpoint, now=datetime.fromtimestamp(now, UTC))
+    open_now = view.state is not CircuitStatus.CLOSED
+    applied = circuit.opened_until - circuit.opened_at if circuit.opened_at else float(circuit.cool_down_s)
     return {
         "endpoint": circuit.endpoint,
-        "state": circuit.status.value,
+        "state": view.state.value,
         "failures": circuit.failures,
-        "opened_until": opened_until,
-        "cool_down_s": circuit.cool_down_s,
+        "opened_until": view.to_json()["open_until"],
+        "cool_down_s": max(0, round(applied)) if open_now else None,
         # What the dispatcher does with a postback to this endpoint right now.
         "deferring_s": round(circuit_wait(circuit, now=now)),
+        "affiliates": list(circuit.affiliates),
     }
 
 
 @handle_errors
-def endpoints(ctx: typer.Context) -> None:
-    """Show the circuit breaker of each affiliate endpoint: closed, open (until when), half-open."""
+def endpoints(
+    ctx: typer.Context,
+    every: Annotated[bool, typer.Option("--all", help="Every endpoint on record, closed ones too.")] = False,
+) -> None:
+    """Show the endpoints whose circuit is open or half-open (every one with --all)."""
     ops = ops_of(ctx)
     now = time.time()
-    rows = [circuit_row(c, now=now) for c in sorted(ops.backends.endpoints.list(), key=lambda c: c.endpoint)]
+    circuits = sorted(ops.backends.endpoints.list(), key=lambda c: c.endpoint)
+    rows = [circuit_row(c, now=now) for c in circuits]
+    if not every:
+        rows = [row for row in rows if row["state"] != CircuitStatus.CLOSED.value]
 
     def show(console: Console) -> None:
         if not rows:
-            console.print("No endpoint has a circuit state yet.", markup=False)
+            console.print(
+                "No endpoint has a circuit state yet." if every else "No endpoint's circuit is open.", markup=False
+            )
             return
-        table = people_table("endpoint", "state", "failures", "open until", "deferring")
+        table = people_table("endpoint", "state", "failures", "open until", "cool-down", "deferring", "affiliates")
         for row in rows:
             table.add_row(
                 row["endpoint"],
                 row["state"],
                 str(row["failures"]),
                 row["opened_until"] or "",
+                "" if row["cool_down_s"] is None else f"{row['cool_down_s']} s",
                 f"{row['deferring_s']} s" if row["deferring_s"] else "",
+                ", ".join(row["affiliates"]),
             )
         console.print(table)
 

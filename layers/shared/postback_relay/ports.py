@@ -4,13 +4,15 @@ Adapters (boto3, requests) implement them in `postback_relay.adapters`; tests of
 services use in-memory fakes (tests/fakes.py).
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
-from postback_relay.domain.delivery import Attempt, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
+from postback_relay.domain.notices import CircuitNotice
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class DeliveryLog(Protocol):
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]: ...
 
+    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+        """The affiliate's postbacks first logged at or after `since`, newest first (for
+        `postback health`: the per-affiliate access path, read in one place)."""
+        ...
+
     def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]: ...
 
     def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]: ...
@@ -102,3 +109,34 @@ class SendResult:
     retry_after_s: float | None = None
     error_kind: str | None = None  # timeout, connection_error, unsafe_url
     error: str | None = None
+
+
+class EndpointStore(Protocol):
+    """Circuit breakers shared by every dispatcher instance (EndpointsTable)."""
+
+    def get(self, endpoint: str) -> Circuit | None: ...
+
+    def save(
+        self,
+        circuit: Circuit,
+        *,
+        expected_opened_until: float | None = None,
+        only_from: Collection[CircuitStatus] | None = None,
+    ) -> bool:
+        """Write the circuit, on a condition when one is given; False when it failed.
+
+        `expected_opened_until`: only if the stored circuit still has that `opened_until` (so
+        that one instance alone takes the half-open trial). `only_from`: only if the stored
+        circuit is in one of these states, a missing one counting as closed (so that one
+        instance alone records, and announces, an opening or a closing)."""
+        ...
+
+    def list(self) -> list[Circuit]: ...
+
+
+class Notifier(Protocol):
+    """Tells ops (the stack's alarm topic) that an endpoint's circuit opened or closed."""
+
+    def notify(self, notice: CircuitNotice) -> None:
+        """Raises InfrastructureError when the notice could not be sent."""
+        ...

@@ -146,6 +146,13 @@ def create_resources(
         stack.attrs[(logical_id, "Arn")] = f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"
         stack.attrs[(logical_id, "QueueName")] = name
 
+    sns = session.client("sns")
+    for logical_id in resources_of_type(template, "AWS::SNS::Topic"):
+        name = f"{stack_name}-{logical_id}"
+        arn = sns.create_topic(Name=name)["TopicArn"]
+        stack.refs[logical_id] = arn
+        stack.attrs[(logical_id, "TopicName")] = name
+
     secrets = session.client("secretsmanager")
     for logical_id in resources_of_type(template, "AWS::SecretsManager::Secret"):
         name = f"{stack_name}-{logical_id}"

@@ -59,6 +59,7 @@ class FakeAffiliateStore:
 class FakeDeliveryLog:
     def __init__(self, records: Sequence[DeliveryRecord] = ()) -> None:
         self.records = {r.delivery_id: r for r in records}
+        self.reads_since: list[tuple[str, datetime]] = []
 
     def get(self, delivery_id: str) -> DeliveryRecord | None:
         return self.records.get(delivery_id)
@@ -74,6 +75,14 @@ class FakeDeliveryLog:
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return [r for r in self._newest_first() if r.message.affiliate_id == affiliate_id][:limit]
+
+    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+        self.reads_since.append((affiliate_id, since))
+        return [
+            r
+            for r in self._newest_first()
+            if r.message.affiliate_id == affiliate_id and datetime.fromisoformat(r.created_at) >= since
+        ]
 
     def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return [r for r in self._newest_first() if r.message.transaction_id == transaction_id][:limit]

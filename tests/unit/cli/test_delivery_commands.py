@@ -123,9 +123,9 @@ def test_endpoints_shows_each_circuit(postback: Callable[..., Result], backends:
         Circuit("https://dead.example:443", CircuitStatus.OPEN, failures=5, opened_until=time.time() + 3600),
         Circuit("https://alive.example:443"),
     ]
-    # WHEN ops look at the endpoints
-    table = postback("endpoints")
-    data = postback("--json", "endpoints")
+    # WHEN ops look at every endpoint
+    table = postback("endpoints", "--all")
+    data = postback("--json", "endpoints", "--all")
     # THEN people and scripts see which one defers its postbacks
     assert table.exit_code == 0, table.stderr
     assert "https://dead.example:443" in table.stdout
@@ -137,3 +137,41 @@ def test_endpoints_shows_each_circuit(postback: Callable[..., Result], backends:
     assert rows[0]["deferring_s"] == 0
     assert 3500 < rows[1]["deferring_s"] <= 3600
     assert rows[1]["opened_until"].endswith("+00:00")
+
+
+def test_endpoints_lists_open_and_half_open_ones_by_default(
+    postback: Callable[..., Result], backends: FakeBackends
+) -> None:
+    # GIVEN one circuit open, one whose cool-down is over, one in its trial, and one closed
+    now = time.time()
+    backends.endpoints.circuits = [
+        Circuit("https://open.example:443", CircuitStatus.OPEN, 5, now + 120, 60, 0.0, now - 0.5),
+        Circuit("https://expired.example:443", CircuitStatus.OPEN, 5, now - 10, 60, 0.0, now - 70),
+        Circuit("https://trial.example:443", CircuitStatus.HALF_OPEN, 6, now - 5, 120, now + 25, now - 125),
+        Circuit("https://alive.example:443"),
+    ]
+    # WHEN ops list the endpoints without --all
+    rows = json.loads(postback("--json", "endpoints").stdout)
+    # THEN the closed one is left out, and an open one whose cool-down is over shows as half-open
+    states = {r["endpoint"]: r["state"] for r in rows}
+    assert states == {
+        "https://expired.example:443": "half_open",
+        "https://open.example:443": "open",
+        "https://trial.example:443": "half_open",
+    }
+    # AND cool_down_s is the wait the opening applied: opened at + cool_down_s = opened_until
+    by_endpoint = {r["endpoint"]: r for r in rows}
+    assert by_endpoint["https://open.example:443"]["cool_down_s"] == 120
+    assert by_endpoint["https://expired.example:443"]["cool_down_s"] == 60
+    assert by_endpoint["https://expired.example:443"]["deferring_s"] == 0
+
+
+def test_endpoints_says_so_when_no_circuit_is_open(postback: Callable[..., Result], backends: FakeBackends) -> None:
+    # GIVEN only a closed circuit on record
+    backends.endpoints.circuits = [Circuit("https://alive.example:443")]
+    # WHEN ops list the endpoints, then every one
+    default, every = postback("endpoints"), postback("--json", "endpoints", "--all")
+    # THEN the default says none is open, and --all shows the closed one
+    assert default.exit_code == 0
+    assert "No endpoint's circuit is open." in default.stdout
+    assert [r["state"] for r in json.loads(every.stdout)] == ["closed"]

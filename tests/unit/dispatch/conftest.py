@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from postback_relay.domain.delivery import Attempt, Circuit, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError
 from postback_relay.ports import DeliveryRecord, SendResult
 
@@ -61,6 +62,9 @@ class FakeDeliveryLog:
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return [r for r in self.records.values() if r.message.affiliate_id == affiliate_id][:limit]
 
+    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+        return [r for r in self.records.values() if r.message.affiliate_id == affiliate_id]
+
     def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return [r for r in self.records.values() if r.message.transaction_id == transaction_id][:limit]
 
@@ -90,14 +94,29 @@ class FakeEndpointStore:
     circuits: dict[str, Circuit] = field(default_factory=dict)
     reads: int = 0
     writes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, endpoint: str) -> Circuit | None:
         self.reads += 1
         return self.circuits.get(endpoint)
 
-    def save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
+    def save(
+        self,
+        circuit: Circuit,
+        *,
+        expected_opened_until: float | None = None,
+        only_from: Collection[CircuitStatus] | None = None,
+    ) -> bool:
+        with self._lock:
+            return self._save(circuit, expected_opened_until, only_from)
+
+    def _save(
+        self, circuit: Circuit, expected_opened_until: float | None, only_from: Collection[CircuitStatus] | None
+    ) -> bool:
         current = self.circuits.get(circuit.endpoint)
         if expected_opened_until is not None and current is not None and current.opened_until != expected_opened_until:
+            return False
+        if only_from is not None and (current.status if current else CircuitStatus.CLOSED) not in only_from:
             return False
         self.writes += 1
         self.circuits[circuit.endpoint] = circuit

@@ -430,7 +430,7 @@ def test_a_circuit_store_outage_never_costs_a_delivery(
         def get(self, endpoint: str) -> None:
             raise InfrastructureError("down")
 
-        def save(self, circuit: Any, *, expected_opened_until: float | None = None) -> bool:
+        def save(self, circuit: Any, *, expected_opened_until: float | None = None, only_from: Any = None) -> bool:
             raise InfrastructureError("down")
 
         def list(self) -> list[Any]:

@@ -297,6 +297,12 @@ class DynamoDeliveryLog:
                 break
         return self._records(ids)
 
+    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+        """One Query of the keys-only index from `since` on (newest first), then BatchGetItem
+        of the items: the only place `postback health` reads the log through."""
+        ids = list(self._affiliate_keys(affiliate_id, page_size=BATCH_GET_LIMIT * 10, since=since))
+        return self._records(ids)
+
     def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         records = self._records(self._transaction_delivery_ids(transaction_id))
         records.sort(key=lambda r: r.created_at, reverse=True)
@@ -323,8 +329,8 @@ class DynamoDeliveryLog:
             if r.state is DeliveryState.FAILED and (affiliate_id is None or r.message.affiliate_id == affiliate_id)
         ]
 
-    def _affiliate_keys(self, affiliate_id: str, *, page_size: int) -> Iterator[str]:
-        """The affiliate's delivery IDs from the keys-only index, newest first."""
+    def _affiliate_keys(self, affiliate_id: str, *, page_size: int, since: datetime | None = None) -> Iterator[str]:
+        """The affiliate's delivery IDs from the keys-only index, newest first (from `since` on)."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": "by_affiliate",
@@ -334,6 +340,10 @@ class DynamoDeliveryLog:
             "ScanIndexForward": False,
             "Limit": page_size,
         }
+        if since is not None:
+            request["KeyConditionExpression"] = "#key = :key AND #created_at >= :since"
+            request["ExpressionAttributeNames"]["#created_at"] = "created_at"
+            request["ExpressionAttributeValues"][":since"] = {"S": _iso(since)}
         for item in self._pages("query", request):
             yield str(item["delivery_id"]["S"])
 

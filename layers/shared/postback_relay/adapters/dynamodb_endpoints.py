@@ -9,7 +9,7 @@ transition: a closed circuit needs no item at all.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 ENDPOINT_TTL_S = 24 * 3600
+MAX_NOTED = 10  # affiliates and failure reasons kept on the item for the notices
 
 
 def _number(value: float) -> AttributeValueTypeDef:
@@ -40,6 +41,12 @@ def circuit_of(item: Any) -> Circuit:
         opened_until=float(item.get("opened_until", {}).get("N", "0")),
         cool_down_s=int(item.get("cool_down_s", {}).get("N", "0")),
         trial_until=float(item.get("trial_until", {}).get("N", "0")),
+        opened_at=float(item.get("opened_at", {}).get("N", "0")),
+        affiliates=tuple(value["S"] for value in item.get("affiliates", {}).get("L", [])),
+        failure_reasons=tuple(
+            (value["M"]["reason"]["S"], int(value["M"]["count"]["N"]))
+            for value in item.get("failure_reasons", {}).get("L", [])
+        ),
     )
 
 
@@ -63,7 +70,13 @@ class DynamoEndpointStore:
         item = answer.get("Item")
         return circuit_of(item) if item else None
 
-    def save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
+    def save(
+        self,
+        circuit: Circuit,
+        *,
+        expected_opened_until: float | None = None,
+        only_from: Collection[CircuitStatus] | None = None,
+    ) -> bool:
         item: dict[str, AttributeValueTypeDef] = {
             "endpoint": {"S": circuit.endpoint},
             "state": {"S": circuit.status.value},
@@ -71,6 +84,14 @@ class DynamoEndpointStore:
             "opened_until": _number(circuit.opened_until),
             "cool_down_s": {"N": str(circuit.cool_down_s)},
             "trial_until": _number(circuit.trial_until),
+            "opened_at": _number(circuit.opened_at),
+            "affiliates": {"L": [{"S": affiliate} for affiliate in circuit.affiliates[:MAX_NOTED]]},
+            "failure_reasons": {
+                "L": [
+                    {"M": {"reason": {"S": reason}, "count": {"N": str(count)}}}
+                    for reason, count in circuit.failure_reasons[:MAX_NOTED]
+                ]
+            },
             "updated_at": _number(self._clock()),
             "expires_at": {"N": str(int(self._clock()) + ENDPOINT_TTL_S)},
         }
@@ -78,6 +99,16 @@ class DynamoEndpointStore:
         if expected_opened_until is not None:
             request["ConditionExpression"] = "attribute_not_exists(endpoint) OR opened_until = :expected"
             request["ExpressionAttributeValues"] = {":expected": _number(expected_opened_until)}
+        elif only_from is not None:
+            # One instance alone records an opening or a closing, and so announces it.
+            states = sorted(state.value for state in only_from)
+            names = {f":from{i}": {"S": state} for i, state in enumerate(states)}
+            condition = f"#state IN ({', '.join(names)})"
+            if CircuitStatus.CLOSED in only_from:
+                condition = f"attribute_not_exists(endpoint) OR {condition}"
+            request["ConditionExpression"] = condition
+            request["ExpressionAttributeNames"] = {"#state": "state"}
+            request["ExpressionAttributeValues"] = names
         try:
             self._client.put_item(**request)
         except ClientError as exc:

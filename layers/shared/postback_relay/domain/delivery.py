@@ -258,8 +258,12 @@ class Circuit:
     status: CircuitStatus = CircuitStatus.CLOSED
     failures: int = 0  # consecutive
     opened_until: float = 0.0
-    cool_down_s: int = 0  # of the last opening: grows while the endpoint stays down
+    cool_down_s: int = 0  # of the last opening, before scaling: grows while the endpoint stays down
     trial_until: float = 0.0
+    opened_at: float = 0.0  # when it last opened: `opened_until - opened_at` is the wait applied
+    # What failed there when it opened, for the notices to ops (services.dispatch):
+    affiliates: tuple[str, ...] = ()  # whose postbacks failed
+    failure_reasons: tuple[tuple[str, int], ...] = ()  # (reason, count), most frequent first
 
 
 def endpoint_of(scheme: str, host: str, port: int) -> str:
@@ -298,5 +302,17 @@ def circuit_after(circuit: Circuit, *, success: bool, now: float, scale: float =
             failures,
             opened_until=now + max(MIN_DELAY_S, cool_down * scale),
             cool_down_s=cool_down,
+            opened_at=now,
+            affiliates=circuit.affiliates,
+            failure_reasons=circuit.failure_reasons,
         )
     return replace(circuit, failures=failures)
+
+
+def failure_reason(status: int | None, error_kind: str | None) -> str:
+    """What a call that did not deliver is counted under (health, circuit notices): its HTTP
+    status, or the error kind when the answer was no verdict on its own (none at all, or a 2xx
+    without the expected text)."""
+    if status is not None and error_kind in (None, "http_status"):
+        return str(status)
+    return error_kind or "connection_error"

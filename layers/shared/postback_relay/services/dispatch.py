@@ -14,9 +14,10 @@ import json
 import random
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
@@ -38,11 +39,21 @@ from postback_relay.domain.delivery import (
     circuit_wait,
     classify,
     endpoint_of,
+    failure_reason,
     retry_delay,
 )
 from postback_relay.domain.errors import ConflictError, DomainError
+from postback_relay.domain.notices import CircuitChange, CircuitNotice
 from postback_relay.domain.signing import webhook_headers
-from postback_relay.ports import AffiliateStore, DeliveryLog, DeliveryRecord, PostbackSender, SendResult
+from postback_relay.ports import (
+    AffiliateStore,
+    DeliveryLog,
+    DeliveryRecord,
+    EndpointStore,
+    Notifier,
+    PostbackSender,
+    SendResult,
+)
 
 logger = Logger(child=True)
 
@@ -74,20 +85,6 @@ class RetryControl(Protocol):
         ...
 
 
-class EndpointStore(Protocol):
-    """Circuit breakers shared by every dispatcher instance (EndpointsTable)."""
-
-    def get(self, endpoint: str) -> Circuit | None: ...
-
-    def save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
-        """Write the circuit; with `expected_opened_until`, only if the stored circuit still
-        has that `opened_until` (so that one instance alone takes the half-open trial).
-        Returns False when that condition failed."""
-        ...
-
-    def list(self) -> list[Circuit]: ...
-
-
 # --- circuit breakers ----------------------------------------------------------------------
 
 
@@ -97,6 +94,9 @@ class _Known:
     read_at: float  # when the shared store was last read for it; 0: never
 
 
+RECENT_FAILURES = 50  # per endpoint: what the notice of an opening names
+
+
 class CircuitBreakers:
     """Circuit breakers per endpoint: in memory, shared through the EndpointStore.
 
@@ -104,23 +104,32 @@ class CircuitBreakers:
     failed here (at most every `cache_s`), and written only on a transition (open, trial,
     closed). So an instance that has only seen successes calls an endpoint another instance
     found dead once, learns of the open circuit from that failure, and defers after it.
+
+    When a circuit opens (from closed) and when it closes, ops are told once: the write that
+    records the transition is conditional on the state before, so of several instances that
+    see the same transition one alone wins the write, and that one sends the notice. A notice
+    that cannot be sent is logged and dropped: it never touches a postback.
     """
 
     def __init__(
         self,
         store: EndpointStore,
         *,
+        notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
         cache_s: float = 5.0,
         trial_s: float = 30.0,
         scale: float = 1.0,
     ) -> None:
         self._store = store
+        self._notifier = notifier
         self._clock = clock
         self._cache_s = cache_s
         self._trial_s = trial_s
         self._scale = scale
         self._known: dict[str, _Known] = {}
+        self._recent: dict[str, deque[tuple[str, str]]] = {}  # endpoint -> (affiliate, reason) of failures
+        self._transitions: Counter[CircuitChange] = Counter()
         self._lock = threading.Lock()
 
     def admit(self, endpoint: str) -> float:
@@ -146,35 +155,100 @@ class CircuitBreakers:
             if current is None or current.circuit != circuit:
                 return circuit_wait(current.circuit, now=now) if current else 0.0
             self._known[endpoint] = _Known(trial, now)
-        if not self._save(trial, expected_opened_until=circuit.opened_until):
+        if self._save(trial, expected_opened_until=circuit.opened_until) is False:
             known = self._refresh(endpoint, _Known(trial, now), now)
             return max(circuit_wait(known.circuit, now=now), 1.0)
         logger.info("circuit half-open: trial call", extra={"endpoint": endpoint})
         return 0.0
 
-    def record(self, endpoint: str, *, success: bool) -> None:
+    def record(
+        self, endpoint: str, *, success: bool, affiliate_id: str | None = None, reason: str | None = None
+    ) -> None:
+        """One call's outcome; a failure's affiliate and reason are kept for the notices."""
         now = self._clock()
         with self._lock:
+            recent = self._recent.setdefault(endpoint, deque(maxlen=RECENT_FAILURES))
+            if success:
+                recent.clear()
+            elif affiliate_id is not None:
+                recent.append((affiliate_id, reason or "failed"))
             known = self._known.get(endpoint) or _Known(Circuit(endpoint), 0.0)
             before = known.circuit
             after = circuit_after(before, success=success, now=now, scale=self._scale)
+            if after.status is CircuitStatus.OPEN and recent:
+                after = replace(
+                    after,
+                    affiliates=tuple(sorted({affiliate for affiliate, _ in recent})),
+                    failure_reasons=tuple(
+                        sorted(Counter(r for _, r in recent).items(), key=lambda item: (-item[1], item[0]))
+                    ),
+                )
             if after == before:
                 return
             self._known[endpoint] = _Known(after, known.read_at)
-        if after.status is not before.status:
-            self._save(after)
-            logger.info(
-                "circuit %s", after.status.value, extra={"endpoint": endpoint, "cool_down_s": after.cool_down_s}
-            )
+        if after.status is before.status:
+            return
+        change: CircuitChange | None = None
+        if before.status is CircuitStatus.CLOSED:
+            change, condition = CircuitChange.OPENED, _FROM_CLOSED
+        elif after.status is CircuitStatus.CLOSED:
+            change, condition = CircuitChange.CLOSED, _FROM_OPEN
+        else:  # a failed trial: open again, still the same outage
+            condition = None
+        won = self._save(after, only_from=condition)
+        logger.info("circuit %s", after.status.value, extra={"endpoint": endpoint, "cool_down_s": after.cool_down_s})
+        if change is not None and won:
+            self._announce(change, before, after, now=now, affiliate_id=affiliate_id)
 
-    def _save(self, circuit: Circuit, *, expected_opened_until: float | None = None) -> bool:
-        """Share a transition; if the store is down this instance goes on with its own view
-        (the breaker must never be the reason a postback is lost or sent twice)."""
+    def drain_transitions(self) -> dict[CircuitChange, int]:
+        """Openings and closings this instance recorded (and announced) since the last call."""
+        with self._lock:
+            counts = dict(self._transitions)
+            self._transitions.clear()
+        return counts
+
+    def _announce(
+        self, change: CircuitChange, before: Circuit, after: Circuit, *, now: float, affiliate_id: str | None
+    ) -> None:
+        with self._lock:
+            self._transitions[change] += 1
+        noted = after if change is CircuitChange.OPENED else before
+        affiliates = noted.affiliates or ((affiliate_id,) if affiliate_id else ())
+        notice = CircuitNotice(
+            endpoint=after.endpoint,
+            change=change,
+            affiliates=affiliates,
+            failure_reasons=noted.failure_reasons,
+            at=datetime.fromtimestamp(now, UTC),
+            open_until=datetime.fromtimestamp(after.opened_until, UTC) if change is CircuitChange.OPENED else None,
+        )
+        if self._notifier is None:
+            return
         try:
-            return self._store.save(circuit, expected_opened_until=expected_opened_until)
+            self._notifier.notify(notice)
+        except Exception as exc:  # noqa: BLE001 - a notice must never cost a postback
+            logger.warning(
+                "circuit notice not sent", extra={"endpoint": after.endpoint, "change": change.value, "error": str(exc)}
+            )
+        else:
+            logger.info("circuit notice sent", extra={"endpoint": after.endpoint, "change": change.value})
+
+    def _save(
+        self,
+        circuit: Circuit,
+        *,
+        expected_opened_until: float | None = None,
+        only_from: frozenset[CircuitStatus] | None = None,
+    ) -> bool | None:
+        """Share a transition: True when written, False when its condition failed, None when
+        the store could not be reached. Then this instance goes on with its own view (the
+        breaker must never be the reason a postback is lost or sent twice) and announces
+        nothing (it cannot know whether another instance did)."""
+        try:
+            return self._store.save(circuit, expected_opened_until=expected_opened_until, only_from=only_from)
         except DomainError as exc:
             logger.warning("circuit state not shared", extra={"endpoint": circuit.endpoint, "error": exc.message})
-            return True
+            return None
 
     def _refresh(self, endpoint: str, known: _Known, now: float) -> _Known:
         try:
@@ -192,6 +266,10 @@ class CircuitBreakers:
         with self._lock:
             self._known[endpoint] = fresh
         return fresh
+
+
+_FROM_CLOSED = frozenset({CircuitStatus.CLOSED})
+_FROM_OPEN = frozenset({CircuitStatus.OPEN, CircuitStatus.HALF_OPEN})
 
 
 # --- dispatch ------------------------------------------------------------------------------
@@ -254,6 +332,10 @@ class Dispatcher:
         self._scale = delay_scale
         self._rand = rand
         self._clock = clock
+
+    @property
+    def breakers(self) -> CircuitBreakers:
+        return self._breakers
 
     def dispatch_batch(self, records: Sequence[ReceivedPostback]) -> dict[str, DispatchResult | Exception]:
         """Each record's outcome by message ID; an exception means the record's fate is
@@ -354,7 +436,12 @@ class Dispatcher:
         )
         if endpoint and result.error_kind != "unsafe_url":
             # A 4xx or an unexpected body still proves the endpoint up: only outages count.
-            self._breakers.record(endpoint, success=verdict.outcome is not Outcome.RETRY)
+            self._breakers.record(
+                endpoint,
+                success=verdict.outcome is not Outcome.RETRY,
+                affiliate_id=message.affiliate_id,
+                reason=failure_reason(result.status, verdict.error_kind),
+            )
 
         delay_s: int | None = None
         if verdict.outcome is Outcome.RETRY:

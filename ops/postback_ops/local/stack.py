@@ -25,6 +25,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from postback_ops.local import lambda_router, resources, statemachine
+from postback_ops.local.alarms import AlarmLog
 from postback_ops.local.apigw import HttpRequest, HttpResponse, LocalHttpApi, Route, routes_from_functions
 from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
 from postback_ops.local.receiver import Answer, Hit, Receiver, describe
@@ -119,6 +120,7 @@ class LocalRelay:
     _moto: MotoServer | None = None
     _api: LocalHttpApi | None = None
     _pollers: list[SqsPoller] = field(default_factory=list)
+    _alarms: AlarmLog | None = None
     _saved_env: dict[str, str] | None = None
     _session: boto3.Session | None = None
     _deliveries_table: str = ""
@@ -181,6 +183,11 @@ class LocalRelay:
         self._api.start()
 
         sqs = self._session.client("sqs")
+        alarm_topic = stack.refs.get("AlarmTopic")
+        if alarm_topic:
+            self._alarms = AlarmLog(
+                self._session.client("sns"), sqs, alarm_topic, queue_name=f"{STACK_NAME}-alarm-log", say=self._say
+            ).start()
         for function in self.functions.values():
             for mapping in mapping_for(
                 function,
@@ -205,6 +212,9 @@ class LocalRelay:
         for poller in self._pollers:
             poller.stop()
         self._pollers.clear()
+        if self._alarms:
+            self._alarms.stop()
+            self._alarms = None
         if self.receiver:
             self.receiver.stop()
             self.receiver = None

@@ -135,9 +135,9 @@ def received(record: Mapping[str, Any]) -> ReceivedPostback:
 
 def count(outcomes: Mapping[str, DispatchResult | Exception]) -> None:
     tally = Counter(o.outcome if isinstance(o, DispatchResult) else None for o in outcomes.values())
-    for outcome, name in OUTCOME_METRICS.items():
+    for outcome in OUTCOME_METRICS:
         if tally[outcome]:
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=tally[outcome])
+            metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=tally[outcome])
     if tally[None]:
         metrics.add_metric(name=METRIC_CRASHED, unit=MetricUnit.Count, value=tally[None])
     for result in outcomes.values():
@@ -146,9 +146,9 @@ def count(outcomes: Mapping[str, DispatchResult | Exception]) -> None:
 
 
 def count_circuits(transitions: Mapping[CircuitChange, int]) -> None:
-    for change, name in CIRCUIT_METRICS.items():
+    for change in CIRCUIT_METRICS:
         if transitions.get(change):
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=transitions[change])
+            metrics.add_metric(name=CIRCUIT_METRICS[change], unit=MetricUnit.Count, value=transitions[change])
 
 
 @metrics.log_metrics

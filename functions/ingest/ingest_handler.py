@@ -88,6 +88,20 @@ clock: Callable[[], float] = time.time
 # Every status code this function answers; docs/openapi.yaml documents each (a test checks).
 RESPONSE_STATUSES = frozenset({200, 202, 400, 401, 413, 415, 500, 503})
 
+# The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
+# the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
+METRIC_CONVERSIONS = "Conversions"  # per conversion taken, dimensions `outcome` and `event`
+METRIC_REPEATS = "ConversionRepeats"
+METRIC_QUEUED = "PostbacksQueued"
+REJECTED_METRICS = {
+    400: "Rejected400",
+    401: "Rejected401",
+    413: "Rejected413",
+    415: "Rejected415",
+    500: "Rejected500",
+    503: "Rejected503",
+}
+
 
 def answers(exc_class: type[Exception]) -> Callable[[_ErrorAnswer], _ErrorAnswer]:
     """Register an answer for an error type (a typed face on app.exception_handler)."""
@@ -227,11 +241,11 @@ def _count(report: IngestReport) -> None:
     taken = Counter(
         (answer.result.outcome.value, answer.result.event.value) for answer in report.answers if not answer.repeat
     )
-    metrics.add_metric(name="ConversionRepeats", unit=MetricUnit.Count, value=repeats)
-    metrics.add_metric(name="PostbacksQueued", unit=MetricUnit.Count, value=report.postbacks_queued)
+    metrics.add_metric(name=METRIC_REPEATS, unit=MetricUnit.Count, value=repeats)
+    metrics.add_metric(name=METRIC_QUEUED, unit=MetricUnit.Count, value=report.postbacks_queued)
     for (outcome, event_name), count in taken.items():
         with single_metric(
-            name="Conversions", unit=MetricUnit.Count, value=count, default_dimensions=metrics.default_dimensions
+            name=METRIC_CONVERSIONS, unit=MetricUnit.Count, value=count, default_dimensions=metrics.default_dimensions
         ) as metric:
             metric.add_dimension(name="outcome", value=outcome)
             metric.add_dimension(name="event", value=event_name)
@@ -257,7 +271,7 @@ def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] |
 
 
 def _rejected(status: int, error: DomainError, **extra: Any) -> Response[str]:
-    metrics.add_metric(name=f"Rejected{status}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=REJECTED_METRICS[status], unit=MetricUnit.Count, value=1)
     return _json(status, {"error": error.kind, "message": error.message, **extra})
 
 
@@ -281,7 +295,7 @@ def _unsupported_media_type(error: UnsupportedMediaType) -> Response[str]:
 def _invalid_request(error: InvalidConversionRequest) -> Response[str]:
     field_errors = [{"field": e.field, "message": e.message} for e in error.errors]
     logger.info("Conversion request refused: invalid", extra={"errors": len(field_errors)})
-    metrics.add_metric(name="Rejected400", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=REJECTED_METRICS[400], unit=MetricUnit.Count, value=1)
     message = "The request is invalid; nothing of it was recorded."
     return _json(400, {"error": error.kind, "message": message, "errors": field_errors})
 
@@ -289,7 +303,7 @@ def _invalid_request(error: InvalidConversionRequest) -> Response[str]:
 @answers(InfrastructureError)
 def _unavailable(error: InfrastructureError) -> Response[str]:
     logger.error("Conversion request failed: infrastructure", extra={"reason": error.message})
-    metrics.add_metric(name="Rejected503", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=REJECTED_METRICS[503], unit=MetricUnit.Count, value=1)
     document = {
         "error": InfrastructureError.kind,
         "message": "The relay cannot take conversions right now; nothing of this request was kept. Retry it.",
@@ -301,7 +315,7 @@ def _unavailable(error: InfrastructureError) -> Response[str]:
 def _unexpected(error: Exception) -> Response[str]:
     # A fault of the relay, never of the request: logged with its traceback, answered without it.
     logger.exception("Conversion request failed: unexpected error")
-    metrics.add_metric(name="Rejected500", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=REJECTED_METRICS[500], unit=MetricUnit.Count, value=1)
     document = {"error": "internal_error", "message": "The relay failed on this request. Retry it later."}
     return _json(500, document)
 

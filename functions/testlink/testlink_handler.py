@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -62,6 +63,13 @@ logger = Logger()
 # Patch only what this function calls: the default patches every library it finds and imports
 # each one (requests, sqlite3, httplib...) at cold start.
 tracer = Tracer(patch_modules=("botocore", "requests"))
+metrics = Metrics()
+
+# The metric this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimensions `service`
+# and `verdict`), once per run, from the step whose answer carries its final verdict; the
+# dashboard in template.yaml shows it (tests/unit/template/test_dashboard.py checks both ways).
+METRIC_VERDICTS = "TestRunVerdicts"
+FINAL_VERDICTS = frozenset({"passed", "failed"})
 
 
 # --- the Task payloads the state machine sends --------------------------------------------
@@ -172,6 +180,16 @@ def run_task(task: TestLinkTask, service: TestLinkService) -> dict[str, Any]:
             ).model_dump(mode="json")
 
 
+def count_verdict(answer: Mapping[str, Any]) -> None:
+    verdict = answer.get("verdict")
+    if verdict not in FINAL_VERDICTS:
+        return
+    with single_metric(
+        name=METRIC_VERDICTS, unit=MetricUnit.Count, value=1, default_dimensions=metrics.default_dimensions
+    ) as metric:
+        metric.add_dimension(name="verdict", value=str(verdict))
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)  # answers carry tracker values and URLs
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -179,4 +197,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.append_keys(run_id=task.run_id, step=task.step)
     answer = run_task(task, service())
     logger.info("test-link step done", extra={"answer_verdict": answer.get("verdict"), "answer_ok": answer.get("ok")})
+    count_verdict(answer)
     return answer

@@ -1,0 +1,260 @@
+"""The dashboard names only metrics the code emits, and shows every one it emits (or says why not).
+
+What the code emits is found twice: statically, every `add_metric`/`single_metric` call in the
+functions must take its name from a module constant (`METRIC_*` or a `*_METRICS` mapping), whose
+values are read from the source; dynamically, each handler's emitting functions run with
+Powertools writing its Embedded Metric Format lines to stdout, which give the namespace and the
+dimensions of every name. The dashboard's body (template.yaml, a JSON document under Fn::Sub)
+is read for plain metric entries and Metrics Insights queries.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from template_support import TEMPLATE
+
+from postback_ops.local.resources import REPO_ROOT, resources_of_type
+
+FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
+NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+
+# Emitted, and deliberately not on the dashboard: name -> why.
+LEFT_OFF = {
+    "PostbacksSkipped": "copies and redeliveries of postbacks already done; noise beside the outcomes that matter",
+}
+
+
+@dataclass(frozen=True)
+class DashboardMetric:
+    namespace: str
+    name: str
+    dimensions: dict[str, str]  # for a Metrics Insights query: the SCHEMA's keys, valued "*"
+    where: str
+
+
+def dashboard_body() -> dict[str, Any]:
+    sub = TEMPLATE["Resources"]["OpsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(sub, str)
+    # Fn::Sub's ${...} become placeholders (a JSON string's content either way).
+    text = re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: f"SUB<{m[1]}>", sub)
+    body: dict[str, Any] = json.loads(text)
+    return body
+
+
+def dashboard_metrics() -> list[DashboardMetric]:
+    found: list[DashboardMetric] = []
+    for widget in dashboard_body()["widgets"]:
+        title = widget["properties"].get("title", widget["type"])
+        for entry in widget["properties"].get("metrics", []):
+            options = entry[-1] if entry and isinstance(entry[-1], dict) else {}
+            plain = [part for part in entry if not isinstance(part, dict)]
+            if "expression" in options:
+                found.extend(insights_metrics(options["expression"], title))
+                continue
+            assert "." not in plain, f"{title}: spell every entry out, no '.' shorthand"
+            namespace, name, *pairs = plain
+            assert len(pairs) % 2 == 0, f"{title}: {entry}"
+            found.append(DashboardMetric(namespace, name, dict(zip(pairs[::2], pairs[1::2], strict=True)), title))
+    return found
+
+
+_QUERY = re.compile(
+    r"SELECT (?:SUM|AVG|MAX|MIN|COUNT)\((?P<name>\w+)\) FROM SCHEMA\((?P<schema>[^)]*)\)"
+    r"(?: WHERE (?P<where>.*?))?(?: GROUP BY (?P<group>[\w, ]+))?$"
+)
+
+
+def insights_metrics(expression: str, title: str) -> Iterator[DashboardMetric]:
+    match = _QUERY.fullmatch(expression.strip())
+    assert match, f"{title}: a query this test cannot read: {expression}"
+    namespace, *keys = (part.strip().strip('"') for part in match["schema"].split(","))
+    dimensions = dict.fromkeys(keys, "*")
+    for condition in re.findall(r"(\w+) = '([^']*)'", match["where"] or ""):
+        assert condition[0] in dimensions, f"{title}: WHERE on {condition[0]}, not in the schema"
+        dimensions[condition[0]] = condition[1]
+    for key in (match["group"] or "").split(","):
+        assert not key.strip() or key.strip() in dimensions, f"{title}: GROUP BY {key}, not in the schema"
+    yield DashboardMetric(namespace, match["name"], dimensions, title)
+
+
+# --- what the code emits, read from its source ------------------------------------------------
+
+
+def function_of(path: Path) -> str:
+    for logical_id, function in FUNCTIONS.items():
+        if path.parent == REPO_ROOT / function["Properties"]["CodeUri"].rstrip("/"):
+            return logical_id
+    raise AssertionError(f"{path} emits metrics but is no function's code (emit from handlers only)")
+
+
+def emitted_names() -> dict[str, str]:
+    """Every metric name the code can emit -> the function (logical ID) emitting it."""
+    names: dict[str, str] = {}
+    sources = [*REPO_ROOT.glob("functions/*/*.py"), *REPO_ROOT.glob("layers/shared/postback_relay/**/*.py")]
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants: dict[str, list[str]] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                target = node.targets[0].id
+                if target.startswith("METRIC_") or target.endswith("_METRICS"):
+                    constants[target] = [
+                        n.value
+                        for n in ast.walk(node.value)
+                        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                    ]
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            callee = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+            if callee not in ("add_metric", "single_metric"):
+                continue
+            name_arg = next((k.value for k in call.keywords if k.arg == "name"), None)
+            base = name_arg.value if isinstance(name_arg, ast.Subscript) else name_arg
+            assert isinstance(base, ast.Name) and base.id in constants, (
+                f"{path.name}:{call.lineno}: a metric's name must come from a METRIC_* or *_METRICS constant"
+            )
+            for value in constants[base.id]:
+                names[value] = function_of(path)
+    return names
+
+
+def service_of(logical_id: str) -> str:
+    service: str = FUNCTIONS[logical_id]["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    return service
+
+
+# --- what the code emits, observed --------------------------------------------------------------
+
+
+Observed = dict[str, tuple[str, frozenset[str], dict[str, set[str]]]]
+
+
+@pytest.fixture(scope="module")
+def observed() -> Observed:
+    """name -> (namespace, dimension keys, values seen per key), from each handler's own emitters."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        drive_every_emitter()
+    seen: Observed = {}
+    for blob in emf_lines(printed.getvalue()):
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            keys = frozenset(key for group in directive["Dimensions"] for key in group)
+            for metric in directive["Metrics"]:
+                entry = seen.setdefault(metric["Name"], (directive["Namespace"], keys, {}))
+                assert entry[:2] == (directive["Namespace"], keys), f"{metric['Name']} emitted two ways"
+                for key in keys:
+                    entry[2].setdefault(key, set()).add(str(blob[key]))
+    return seen
+
+
+def emf_lines(text: str) -> Iterator[dict[str, Any]]:
+    for line in text.splitlines():
+        if line.startswith('{"_aws":'):
+            yield json.loads(line)
+
+
+def drive_every_emitter() -> None:
+    """Run every function's metric-emitting code with values that make each name appear."""
+    import dispatch_handler
+    import ingest_handler
+    import testlink_handler
+    from postback_relay.domain.conversion import ConversionResult, Outcome
+    from postback_relay.domain.errors import InfrastructureError, SignatureError
+    from postback_relay.domain.events import Event
+    from postback_relay.domain.notices import CircuitChange
+    from postback_relay.services.dispatch import DispatchOutcome, DispatchResult
+    from postback_relay.services.ingest import Answer, IngestReport
+
+    outcomes: dict[str, DispatchResult | Exception] = {
+        outcome.value: DispatchResult(outcome, latency_ms=20) for outcome in DispatchOutcome
+    }
+    outcomes["crash"] = RuntimeError("boom")
+    dispatch_handler.count(outcomes)
+    dispatch_handler.count_circuits({CircuitChange.OPENED: 1, CircuitChange.CLOSED: 1})
+    dispatch_handler.metrics.flush_metrics()
+
+    taken = ConversionResult(transaction_id="T", event=Event.SALE, affiliate_id="1", outcome=Outcome.QUEUED)
+    ingest_handler._count(IngestReport(answers=(Answer(taken), Answer(taken, repeat=True)), postbacks_queued=1))
+    ingest_handler._payload_too_large(ingest_handler.PayloadTooLarge("big"))
+    ingest_handler._bad_signature(SignatureError("bad"))
+    ingest_handler._unsupported_media_type(ingest_handler.UnsupportedMediaType("xml"))
+    ingest_handler._invalid_request(ingest_handler.InvalidConversionRequest([]))
+    ingest_handler._unavailable(InfrastructureError("down"))
+    ingest_handler._unexpected(RuntimeError("bug"))
+    ingest_handler.metrics.flush_metrics()
+
+    for verdict in ("passed", "failed", "running"):
+        testlink_handler.count_verdict({"verdict": verdict})
+
+
+def test_every_metric_the_code_emits_is_observed_with_its_namespace_and_dimensions(observed: Observed) -> None:
+    # GIVEN the names the source can emit
+    names = emitted_names()
+    assert {"PostbacksDelivered", "Conversions", "TestRunVerdicts", "CircuitsOpened"} <= names.keys()
+    # WHEN every emitter runs with Powertools printing its metrics (the fixture)
+    # THEN exactly those names were observed, in the template's namespace, each with `service`
+    # taken from the function's POWERTOOLS_SERVICE_NAME
+    assert observed.keys() == names.keys()
+    for name, (namespace, keys, values) in observed.items():
+        assert namespace == NAMESPACE, name
+        assert "service" in keys, name
+        assert values["service"] == {os.environ["POWERTOOLS_SERVICE_NAME"]}, name
+
+
+def test_every_metric_on_the_dashboard_is_one_the_code_emits(observed: Observed) -> None:
+    names = emitted_names()
+    on_dashboard = [m for m in dashboard_metrics() if not m.namespace.startswith("AWS/")]
+    assert on_dashboard
+    for metric in on_dashboard:
+        where = f"{metric.where}: {metric.name}"
+        assert metric.name in names, f"{where} is not emitted by the code"
+        namespace, keys, values = observed[metric.name]
+        assert metric.namespace == namespace, where
+        assert metric.dimensions.keys() == keys, f"{where}: dimensions {sorted(metric.dimensions)} != {sorted(keys)}"
+        assert metric.dimensions["service"] == service_of(names[metric.name]), where
+        for key, value in metric.dimensions.items():
+            if key != "service" and value != "*":
+                assert value in values[key], f"{where}: {key}={value} is never emitted ({sorted(values[key])})"
+
+
+def test_every_metric_the_code_emits_is_on_the_dashboard_or_left_off_on_purpose() -> None:
+    names = emitted_names().keys()
+    shown = {m.name for m in dashboard_metrics() if not m.namespace.startswith("AWS/")}
+    assert names - shown == LEFT_OFF.keys(), "emitted, but neither on the dashboard nor in LEFT_OFF"
+    assert not LEFT_OFF.keys() & shown, "left off, yet on the dashboard"
+
+
+def test_the_dashboard_has_the_widgets_ops_need_and_its_url_is_an_output() -> None:
+    widgets = dashboard_body()["widgets"]
+    titles = " | ".join(w["properties"].get("title", w["properties"].get("markdown", "")) for w in widgets)
+    for needed in ("Conversions by outcome", "latency", "Dead-letter", "iterator age", "Circuits", "Test-run verdicts"):
+        assert needed.lower() in titles.lower(), needed
+    (logs,) = [w for w in widgets if w["type"] == "log"]
+    assert logs["properties"]["query"].startswith("SOURCE 'SUB<DispatchLogGroup>'")
+    assert "by affiliate_id" in logs["properties"]["query"]
+    assert "OpsDashboard" in TEMPLATE["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+    # The p50/p95 lines are percentiles of the same latency metric
+    stats = {
+        entry[-1].get("stat")
+        for w in widgets
+        for entry in w["properties"].get("metrics", [])
+        if "PostbackLatency" in entry
+    }
+    assert stats == {"p50", "p95"}
+
+
+def test_a_dashboard_naming_a_metric_nobody_emits_would_fail() -> None:
+    # GIVEN the reader this test uses, on an entry with a typo
+    bogus = DashboardMetric(NAMESPACE, "PostbacksDelivred", {"service": "dispatch"}, "typo")
+    # THEN it is not among the emitted names (the check above can fail)
+    assert bogus.name not in emitted_names()

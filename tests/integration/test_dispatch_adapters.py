@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -294,3 +295,71 @@ def test_retry_control_delays_a_message_and_parks_one_on_the_dlq(aws: dict[str, 
     (parked,) = sqs.receive_message(QueueUrl=aws["DeadLetterQueueUrl"], MessageAttributeNames=["All"])["Messages"]
     attributes = {name: value["StringValue"] for name, value in parked["MessageAttributes"].items()}
     assert attributes == {"reason": "answered HTTP 404", "delivery_id": "abc"}
+
+
+def test_an_opening_and_a_closing_are_each_recorded_by_one_writer(aws: dict[str, str]) -> None:
+    # GIVEN no circuit on record for an endpoint
+    store = DynamoEndpointStore(aws["EndpointsTableName"], client=boto3.client("dynamodb"))
+    endpoint = "https://n.example:443"
+    opened = Circuit(
+        endpoint,
+        CircuitStatus.OPEN,
+        5,
+        1_800_000_060.0,
+        60,
+        opened_at=1_800_000_000.0,
+        affiliates=("1111111", "2222222"),
+        failure_reasons=(("503", 4), ("timeout", 1)),
+    )
+    closed = Circuit(endpoint)
+    open_from, close_from = {CircuitStatus.CLOSED}, {CircuitStatus.OPEN, CircuitStatus.HALF_OPEN}
+    # WHEN two instances record the opening, then two record the closing
+    openings = [store.save(opened, only_from=open_from), store.save(opened, only_from=open_from)]
+    stored_open = store.get(endpoint)
+    closings = [store.save(closed, only_from=close_from), store.save(closed, only_from=close_from)]
+    # THEN one write of each wins (its writer announces the transition)
+    assert (openings, closings) == ([True, False], [True, False])
+    # AND the opening kept what the notice of the closing names
+    assert stored_open == opened
+    # AND a closed circuit on record opens again once it fails again
+    assert store.save(opened, only_from=open_from) is True
+    # AND a closing with nothing on record is no transition
+    assert store.save(Circuit("https://never.example:443"), only_from=close_from) is False
+
+
+def test_an_affiliates_postbacks_created_since_a_moment_newest_first(aws: dict[str, str]) -> None:
+    # GIVEN one affiliate's postbacks first logged an hour apart, and another affiliate's
+    moments = iter([AT, AT + timedelta(hours=1), AT + timedelta(hours=2), AT + timedelta(hours=2)])
+    log = DynamoDeliveryLog(aws["DeliveriesTableName"], client=boto3.client("dynamodb"), clock=lambda: next(moments))
+    for n in (1, 2, 3):
+        log.record_attempt(message(20 + n), attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    log.record_attempt(message(30, affiliate_id="7654321"), attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    # WHEN the log is read from the second one's time on
+    records = log.created_since("1234567", AT + timedelta(hours=1))
+    # THEN the two created since then come, newest first, and nothing of the other affiliate
+    assert [r.delivery_id for r in records] == [message(23).delivery_id, message(22).delivery_id]
+
+
+def test_the_sns_notifier_publishes_the_notice_to_the_alarm_topic(aws: dict[str, str]) -> None:
+    from postback_relay.adapters.sns_notifier import SnsNotifier
+    from postback_relay.domain.errors import InfrastructureError
+    from postback_relay.domain.notices import CircuitChange, CircuitNotice
+
+    # GIVEN a queue subscribed to the alarm topic (as an e-mail address would be)
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="alarm-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=aws["AlarmTopicArn"], Protocol="sqs", Endpoint=queue_arn)
+    notice = CircuitNotice(
+        "https://flaky.example:443", CircuitChange.OPENED, ("1234567",), (("503", 5),), AT, AT + timedelta(minutes=1)
+    )
+    # WHEN the notice is published
+    SnsNotifier(aws["AlarmTopicArn"], client=sns).notify(notice)
+    # THEN the topic delivers its subject and text
+    (delivered,) = sqs.receive_message(QueueUrl=queue_url)["Messages"]
+    envelope = json.loads(delivered["Body"])
+    assert envelope["Subject"] == "postback relay: circuit open for https://flaky.example:443 (affiliate 1234567)"
+    assert "postback health --affiliate 1234567" in envelope["Message"]
+    # AND a topic that cannot be reached is a domain error (the breaker logs it and goes on)
+    with pytest.raises(InfrastructureError):
+        SnsNotifier(aws["AlarmTopicArn"] + "-gone", client=sns).notify(notice)

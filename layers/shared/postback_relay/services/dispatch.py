@@ -167,10 +167,13 @@ class CircuitBreakers:
         """One call's outcome; a failure's affiliate and reason are kept for the notices."""
         now = self._clock()
         with self._lock:
-            recent = self._recent.setdefault(endpoint, deque(maxlen=RECENT_FAILURES))
+            recent = self._recent.get(endpoint)
             if success:
-                recent.clear()
+                if recent:
+                    recent.clear()
             elif affiliate_id is not None:
+                if recent is None:
+                    recent = self._recent[endpoint] = deque(maxlen=RECENT_FAILURES)
                 recent.append((affiliate_id, reason or "failed"))
             known = self._known.get(endpoint) or _Known(Circuit(endpoint), 0.0)
             before = known.circuit

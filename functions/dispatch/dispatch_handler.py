@@ -28,7 +28,7 @@ from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, Dy
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
-from postback_relay.adapters.sns_notifier import SnsNotifier
+from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
 from postback_relay.adapters.sqs_retry import SqsRetryControl
 from postback_relay.domain.notices import CircuitChange
 from postback_relay.services.dispatch import (
@@ -111,7 +111,7 @@ def dispatcher() -> Dispatcher:
         retries=SqsRetryControl(settings.postback_queue_url, settings.dead_letter_queue_url),
         breakers=CircuitBreakers(
             DynamoEndpointStore(settings.endpoints_table, client=dynamodb),
-            notifier=SnsNotifier(settings.alarm_topic_arn, client=boto3.client("sns")),
+            notifier=SnsNotifier(settings.alarm_topic_arn, client=notice_client()),
             scale=settings.delay_scale,
         ),
         affiliates=CachedAffiliateStore(

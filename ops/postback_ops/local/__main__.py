@@ -42,6 +42,7 @@ def banner(relay: LocalRelay) -> str:
         "Point the config script at it:",
         f"  {endpoint_env}postback --local affiliate put {_shown(relay.receiver_affiliate_file)}",
         f"  {endpoint_env}postback --local deliveries --affiliate {RECEIVER_AFFILIATE_ID}",
+        f"  {endpoint_env}postback --local health --since 1h",
         f"  {endpoint_env}postback --local --json test start {RECEIVER_AFFILIATE_ID} --wait",
         "Post a signed conversion:",
         '  BODY=\'{"transaction_id":"T-1","event":"sale","offer":{"id":"89","type":"revshare"},'
@@ -53,6 +54,7 @@ def banner(relay: LocalRelay) -> str:
         f'  curl -sS {relay.api_url}/conversions -H "X-Postback-Timestamp: $TS" '
         '-H "X-Postback-Signature: v1=$SIG" -H "Content-Type: application/json" -d "$BODY"',
         "",
+        "Circuit notices (the alarm topic) appear below as lines starting with `alarm`.",
         "Ctrl-C stops it.",
         "",
     ]

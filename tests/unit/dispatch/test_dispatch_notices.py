@@ -162,3 +162,23 @@ def test_a_store_that_cannot_be_written_announces_nothing(
         dispatcher.dispatch(received(new_message(n, url=URL), n))
     # THEN the breaker still opens locally (the last postback is deferred) but no notice is sent
     assert notifier.notices == []
+
+
+def test_a_hanging_alarm_topic_cannot_hold_a_batch_past_the_lambda_timeout() -> None:
+    # GIVEN the dispatcher's timeouts, its Lambda timeout and the notices' own budget
+    from template_support import TEMPLATE
+
+    from postback_relay.adapters.sns_notifier import NOTICE_BUDGET_S, notice_client
+
+    dispatch = TEMPLATE["Resources"]["DispatchFunction"]["Properties"]
+    variables = dispatch["Environment"]["Variables"]
+    per_postback = float(variables["CONNECT_TIMEOUT_S"]) + float(variables["READ_TIMEOUT_S"])
+    workers, batch = int(variables["MAX_WORKERS"]), int(dispatch["Events"]["Postbacks"]["Properties"]["BatchSize"])
+    rounds = -(-batch // workers)
+    # THEN a batch whose postbacks all hang, each worker also publishing a notice into a hanging
+    # topic, still ends inside the function's timeout, with room for DynamoDB and SQS
+    assert rounds * (per_postback + NOTICE_BUDGET_S) + 5 <= int(dispatch["Timeout"])
+    # AND the client the handler builds carries that budget
+    config = notice_client().meta.config
+    assert config.connect_timeout + config.read_timeout <= NOTICE_BUDGET_S / 2
+    assert config.retries["total_max_attempts"] == 2  # the first attempt and one retry

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.errors import InfrastructureError
@@ -19,10 +20,30 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 
+# The dispatcher publishes between a postback's send and its log write: a hanging SNS must not
+# hold that write past the Lambda timeout (the postback would be sent again). At most
+# NOTICE_BUDGET_S per notice; botocore's defaults (60 s reads, several retries) would not do.
+NOTICE_CONNECT_TIMEOUT_S = 1
+NOTICE_READ_TIMEOUT_S = 2
+NOTICE_ATTEMPTS = 2
+NOTICE_BUDGET_S = NOTICE_ATTEMPTS * (NOTICE_CONNECT_TIMEOUT_S + NOTICE_READ_TIMEOUT_S)
+
+
+def notice_client() -> SNSClient:
+    return boto3.client(
+        "sns",
+        config=Config(
+            connect_timeout=NOTICE_CONNECT_TIMEOUT_S,
+            read_timeout=NOTICE_READ_TIMEOUT_S,
+            retries={"total_max_attempts": NOTICE_ATTEMPTS, "mode": "standard"},
+        ),
+    )
+
+
 class SnsNotifier:
     def __init__(self, topic_arn: str, *, client: SNSClient | None = None) -> None:
         self._topic_arn = topic_arn
-        self._client: SNSClient = client or boto3.client("sns")
+        self._client: SNSClient = client or notice_client()
 
     def notify(self, notice: CircuitNotice) -> None:
         try:

@@ -101,8 +101,12 @@ class DeliveryLogFake:
 
 class RetryControlFake:
     def __init__(self) -> None:
+        self.requeued = 0
         self.delays = 0
         self.dead_letters = 0
+
+    def requeue(self, body: str, *, delay_s: int) -> None:
+        self.requeued += 1
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
         self.delays += 1

@@ -1,10 +1,12 @@
 """The dispatcher: SQS postback messages -> the affiliates' servers (contract section 4).
 
 The records of one batch are sent concurrently first (services.dispatch); Powertools'
-BatchProcessor then reports each record's precomputed outcome, so that the records to retry
-or defer (their visibility already set to the next attempt) stay on the queue as batch item
-failures, and a record whose processing crashed comes back after the queue's visibility
-timeout. Delivered, failed-for-good (logged + on the DLQ) and skipped records are deleted.
+BatchProcessor then reports each record's precomputed outcome. A postback that must wait
+(retry, circuit open, not due yet) has a delayed copy queued already, so its record is
+deleted like a delivered, failed-for-good (logged + on the DLQ) or skipped one; only a wait
+whose copy SQS refused stays on the queue as a batch item failure (its visibility set to the
+next attempt), and a record whose processing crashed comes back after the queue's visibility
+timeout.
 """
 
 from __future__ import annotations
@@ -125,11 +127,19 @@ def dispatcher() -> Dispatcher:
 
 def received(record: Mapping[str, Any]) -> ReceivedPostback:
     attributes = record.get("attributes") or {}
+    # The earliest of the message's timestamps bounds its receipt from below, for SQS's rule
+    # that a visibility can't reach past 12 hours from the receipt (moto counts from the send).
+    stamps = [
+        int(attributes[name]) / 1000
+        for name in ("SentTimestamp", "ApproximateFirstReceiveTimestamp")
+        if str(attributes.get(name, "")).isdigit()
+    ]
     return ReceivedPostback(
         message_id=str(record["messageId"]),
         receipt_handle=str(record["receiptHandle"]),
         receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
         body=str(record.get("body") or ""),
+        received_by=min(stamps) if stamps else None,
     )
 
 

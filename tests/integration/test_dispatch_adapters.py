@@ -281,6 +281,27 @@ def test_circuits_are_saved_listed_and_the_trial_taken_once(aws: dict[str, str])
     assert EndpointStore(boto3.resource("dynamodb").Table(aws["EndpointsTableName"])).list() == [trial]
 
 
+def test_retry_control_queues_a_delayed_copy_that_is_not_in_flight(aws: dict[str, str]) -> None:
+    # GIVEN the retry control on the postback queue
+    sqs = boto3.client("sqs")
+    control = SqsRetryControl(aws["PostbackQueueUrl"], aws["DeadLetterQueueUrl"], client=sqs)
+    # WHEN a copy is queued with a delay of 2 s (and one with more than SQS's 15 minutes)
+    control.requeue('{"copy": 1}', delay_s=2)
+    control.requeue('{"copy": 2}', delay_s=5000)
+    # THEN both are delayed, neither in flight nor visible (moto honours DelaySeconds per message)
+    names = [
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessages",
+    ]
+    depth = sqs.get_queue_attributes(QueueUrl=aws["PostbackQueueUrl"], AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
+    assert {name: int(depth[name]) for name in names} == dict(zip(names, (0, 2, 0), strict=True))  # type: ignore[literal-required]
+    assert sqs.receive_message(QueueUrl=aws["PostbackQueueUrl"]).get("Messages", []) == []
+    # AND the first is handed over after its delay
+    (received,) = sqs.receive_message(QueueUrl=aws["PostbackQueueUrl"], WaitTimeSeconds=4)["Messages"]
+    assert received["Body"] == '{"copy": 1}'
+
+
 def test_retry_control_delays_a_message_and_parks_one_on_the_dlq(aws: dict[str, str]) -> None:
     # GIVEN a received postback message
     sqs = boto3.client("sqs")

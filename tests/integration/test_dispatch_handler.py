@@ -20,6 +20,7 @@ from postback_ops.local.poller import to_lambda_record
 from postback_ops.local.receiver import Answer, Receiver
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.domain.delivery import DeliveryState, PostbackMessage, delivery_id_for
+from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import Event
 from postback_relay.ports import SendResult
 
@@ -67,7 +68,7 @@ class Stack:
             answer = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, count - len(records)),
-                AttributeNames=["ApproximateReceiveCount"],
+                AttributeNames=["All"],
                 WaitTimeSeconds=1 if wait_s else 0,
             )
             got = answer.get("Messages", [])
@@ -95,6 +96,11 @@ class Stack:
             self.sqs.change_message_visibility(
                 QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
             )
+
+    def depth(self) -> dict[str, int]:
+        names = ["ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+        answer = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)  # type: ignore[arg-type]
+        return {name: int(answer["Attributes"][name]) for name in names}  # type: ignore[literal-required]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         answer = self.sqs.receive_message(
@@ -157,9 +163,11 @@ def test_a_hanging_endpoint_does_not_hold_up_the_others(
     started = time.monotonic()
     failed = stack.invoke(records, delete=False)
     elapsed = time.monotonic() - started
-    # THEN it ends soon after the timeout: the healthy ones delivered, the hanging one left to retry
+    # THEN it ends soon after the timeout: the healthy ones delivered, the hanging one queued
+    # again as a delayed copy, to retry
     assert elapsed < 2.5
-    assert len(failed) == 1
+    assert failed == set()
+    assert stack.depth()["ApproximateNumberOfMessagesDelayed"] == 1
     assert all(stack.deliveries.get(m.delivery_id).state is DeliveryState.DELIVERED for m in healthy)  # type: ignore[union-attr]
     record = stack.deliveries.get(hanging.delivery_id)
     assert record is not None
@@ -170,13 +178,17 @@ def test_500_then_200_is_delivered_once_with_both_attempts_logged(stack: Stack, 
     # GIVEN an endpoint answering 500, then 200
     receiver.respond("/flaky", [500, 200])
     (message,) = stack.queue([f"{receiver.url}/flaky?cid=1"])
-    # WHEN the message is dispatched, and again when it comes back after its (scaled) delay
+    # WHEN the message is dispatched, and its copy when it comes back after its (scaled) delay
     first = stack.invoke(stack.receive(1))
+    waiting = stack.depth()
     again = stack.receive(1, wait_s=10)
     second = stack.invoke(again)
-    # THEN the first run left it on the queue, the second delivered it
-    assert len(first) == 1
-    assert again[0]["attributes"]["ApproximateReceiveCount"] == "2"
+    # THEN the first run queued a delayed copy and let the received message be deleted: while
+    # it waited nothing was in flight; the copy, a new message, delivered it
+    assert first == set()
+    assert waiting == {"ApproximateNumberOfMessagesNotVisible": 0, "ApproximateNumberOfMessagesDelayed": 1}
+    assert again[0]["attributes"]["ApproximateReceiveCount"] == "1"
+    assert json.loads(again[0]["body"])["schedule"]["receives"] == 1
     assert second == set()
     record = stack.deliveries.get(message.delivery_id)
     assert record is not None
@@ -203,6 +215,48 @@ def test_a_404_fails_at_once_onto_the_dlq_with_its_reason(stack: Stack, receiver
     record = stack.deliveries.get(message.delivery_id)
     assert record is not None
     assert (record.state, record.last_error, len(record.attempts)) == (DeliveryState.FAILED, "answered HTTP 404", 1)
+
+
+def test_a_refused_copy_leaves_the_message_on_the_queue_hidden_within_its_twelve_hours(
+    stack: Stack, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a postback whose endpoint asks for 10 hours (Retry-After), whose message was sent 11
+    # hours ago (moto counts SQS's 12 hours from the send; AWS from the receipt, which is later),
+    # and SQS refusing the delayed copy
+    from moto.sqs.models import sqs_backends
+
+    from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION
+
+    receiver.respond("/busy", [Answer(status=503, headers=(("Retry-After", "36000"),))])
+    (message,) = stack.queue([f"{receiver.url}/busy"])
+    (queued,) = sqs_backends[LOCAL_ACCOUNT][LOCAL_REGION].queues[stack.queue_url.rsplit("/", 1)[-1]]._messages
+    queued.sent_timestamp -= 11 * 3600 * 1000
+    # (unscaled delays: the 10 hours are asked for as they are on AWS)
+    monkeypatch.setattr(dispatch_handler, "settings", dispatch_handler.settings.model_copy(update={"delay_scale": 1}))
+    dispatch_handler.dispatcher.cache_clear()
+    dispatcher = dispatch_handler.dispatcher()
+
+    def refuse(body: str, *, delay_s: int) -> None:
+        raise InfrastructureError("SQS refused the copy")
+
+    monkeypatch.setattr(dispatcher._retries, "requeue", refuse)
+    records = stack.receive(1)
+    # WHEN it is dispatched
+    failed = stack.invoke(records)
+    # THEN it stays on the queue as a batch item failure, hidden for what is left of its 12
+    # hours (moto, like SQS, rejects a visibility past them: the change went through)
+    assert failed == {records[0]["messageId"]}
+    assert stack.depth()["ApproximateNumberOfMessagesNotVisible"] == 1
+    assert queued.visible_at / 1000 == pytest.approx(queued.sent_timestamp / 1000 + 12 * 3600 - 60, abs=5)
+    record = stack.deliveries.get(message.delivery_id)
+    assert record is not None and record.state is DeliveryState.RETRYING
+    # AND one second more than that is what SQS would have refused
+    with pytest.raises(stack.sqs.exceptions.ClientError, match="VisibilityTimeout"):
+        stack.sqs.change_message_visibility(
+            QueueUrl=stack.queue_url,
+            ReceiptHandle=records[0]["receiptHandle"],
+            VisibilityTimeout=int(queued.sent_timestamp / 1000 + 12 * 3600 - time.time()) + 2,
+        )
 
 
 def test_a_redelivered_message_of_a_delivered_postback_makes_no_second_call(stack: Stack, receiver: Receiver) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
-from postback_relay.domain.errors import ConflictError
+from postback_relay.domain.errors import ConflictError, InfrastructureError
 from postback_relay.ports import DeliveryRecord, SendResult
 
 
@@ -79,11 +79,26 @@ class FakeDeliveryLog:
 
 @dataclass
 class FakeRetryControl:
+    """The queue as the dispatcher steers it: delayed copies, visibility changes, the DLQ.
+    `refuse_requeue` plays SQS refusing the copy (the dispatcher falls back to visibility)."""
+
+    requeued: list[tuple[str, int]] = field(default_factory=list)  # (body, DelaySeconds)
     delays: list[tuple[str, int]] = field(default_factory=list)
     dead_letters: list[tuple[str, str, str | None]] = field(default_factory=list)
+    refuse_requeue: bool = False
+
+    def requeue(self, body: str, *, delay_s: int) -> None:
+        if self.refuse_requeue:
+            raise InfrastructureError("SQS refused the copy")
+        assert 0 <= delay_s <= 900, delay_s  # SQS's DelaySeconds range
+        self.requeued.append((body, delay_s))
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
+        assert 0 <= seconds <= 43_200, seconds
         self.delays.append((receipt_handle, seconds))
+
+    def copies(self) -> list[PostbackMessage]:
+        return [PostbackMessage.model_validate_json(body) for body, _ in self.requeued]
 
     def dead_letter(self, body: str, *, reason: str, delivery_id: str | None) -> None:
         self.dead_letters.append((body, reason, delivery_id))
@@ -148,13 +163,17 @@ class ScriptedSender:
 
 
 class Clock:
-    """A settable clock for the circuit breakers (epoch seconds)."""
+    """A settable clock for the circuit breakers (epoch seconds); `at()` is the same clock as
+    the dispatcher reads it (a datetime)."""
 
     def __init__(self, now: float = 1_800_000_000.0) -> None:
         self.now = now
 
     def __call__(self) -> float:
         return self.now
+
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
 
 
 def make_message(n: int = 1, *, url: str | None = None, **changes: Any) -> PostbackMessage:

@@ -25,6 +25,7 @@ def dispatcher(deliveries: Any, sender: Any, retries: Any, endpoints: Any, clock
         breakers=CircuitBreakers(endpoints, clock=clock),
         max_workers=4,
         rand=lambda: NO_JITTER,
+        clock=clock.at,
     )
 
 
@@ -35,6 +36,13 @@ def received(message: Any, *, count: int = 1, handle: str | None = None) -> Rece
         receive_count=count,
         body=message.model_dump_json(),
     )
+
+
+def back(retries: Any, clock: Any) -> ReceivedPostback:
+    """The last delayed copy the dispatcher queued, received once its delay is over."""
+    body, delay_s = retries.requeued[-1]
+    clock.now += delay_s
+    return ReceivedPostback(f"copy-{len(retries.requeued)}", f"h-copy-{len(retries.requeued)}", 1, body)
 
 
 def test_a_first_receive_reads_the_log_once_and_is_delivered(
@@ -81,7 +89,7 @@ def test_a_second_copy_of_a_retrying_postback_continues_its_attempt_count(
 
 
 def test_a_first_receive_of_a_failed_postback_is_held_once_then_skipped(
-    dispatcher: Dispatcher, sender: Any, retries: Any, new_message: Any
+    dispatcher: Dispatcher, sender: Any, retries: Any, clock: Any, new_message: Any
 ) -> None:
     # GIVEN a postback failed for good (404)
     message = new_message(1)
@@ -89,28 +97,35 @@ def test_a_first_receive_of_a_failed_postback_is_held_once_then_skipped(
     dispatcher.dispatch(received(message, handle="first"))
     # WHEN a second copy is received for the first time
     held = dispatcher.dispatch(received(message, count=1, handle="second"))
-    # THEN it is not sent but stays on the queue, hidden for a while (it could be a replay
-    # whose delivery is not marked pending yet)
-    assert (held.outcome, held.stays_on_queue, held.delay_s) == (DispatchOutcome.DEFERRED, True, 60)
-    assert retries.delays == [("second", 60)]
-    # WHEN it comes back and the delivery is still failed
-    again = dispatcher.dispatch(received(message, count=2, handle="second"))
+    # THEN it is not sent but comes back later as a delayed copy that counts this receive (it
+    # could be a replay whose delivery is not marked pending yet)
+    assert (held.outcome, held.requeued, held.stays_on_queue, held.delay_s) == (
+        DispatchOutcome.DEFERRED,
+        True,
+        False,
+        60,
+    )
+    assert [delay for _, delay in retries.requeued] == [60]
+    assert retries.copies()[0].schedule.receives == 1
+    assert retries.delays == []
+    # WHEN the copy comes back and the delivery is still failed
+    again = dispatcher.dispatch(back(retries, clock))
     # THEN it is skipped: the tracker was called once in all
     assert (again.outcome, again.reason) == (DispatchOutcome.SKIPPED, "failed")
     assert sender.calls_to(message.url) == 1
 
 
 def test_a_replay_received_before_its_delivery_is_marked_pending_is_still_sent(
-    dispatcher: Dispatcher, deliveries: Any, sender: Any, new_message: Any
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, retries: Any, clock: Any, new_message: Any
 ) -> None:
     # GIVEN a failed postback whose replayed message arrives before `replay` marks it pending
     message = new_message(1)
     sender.answer(message.url, SendResult(404, 5, "gone"), SendResult(200, 5, "OK"))
     dispatcher.dispatch(received(message, handle="original"))
     held = dispatcher.dispatch(received(message, count=1, handle="replay"))
-    # WHEN the delivery is then marked replayed, and the held message comes back
+    # WHEN the delivery is then marked replayed, and the held message's copy comes back
     deliveries.mark_replayed(message.delivery_id)
-    result = dispatcher.dispatch(received(message, count=2, handle="replay"))
+    result = dispatcher.dispatch(back(retries, clock))
     # THEN the replay is sent, as attempt 1 of its new round, and delivered
     assert held.outcome is DispatchOutcome.DEFERRED
     assert result.outcome is DispatchOutcome.DELIVERED
@@ -121,17 +136,27 @@ def test_a_replay_received_before_its_delivery_is_marked_pending_is_still_sent(
 
 
 def test_a_500_is_retried_with_the_schedule_then_delivered_on_redelivery(
-    dispatcher: Dispatcher, deliveries: Any, sender: Any, retries: Any, new_message: Any
+    dispatcher: Dispatcher, deliveries: Any, sender: Any, retries: Any, clock: Any, new_message: Any
 ) -> None:
     # GIVEN a tracker answering 500 then 200
     message = new_message(1)
     sender.answer(message.url, SendResult(500, 5, "oops"), SendResult(200, 5, "OK"))
-    # WHEN the message is received, then redelivered
+    # WHEN the message is received, then its delayed copy
     first = dispatcher.dispatch(received(message, count=1))
-    second = dispatcher.dispatch(received(message, count=2))
-    # THEN the first attempt hid the message for 5 s and stayed on the queue, the second delivered
-    assert (first.outcome, first.delay_s, first.stays_on_queue) == (DispatchOutcome.RETRIED, 5, True)
-    assert retries.delays == [(f"h-{message.delivery_id}-1", 5)]
+    second = dispatcher.dispatch(back(retries, clock))
+    # THEN the first attempt queued a copy delayed 5 s, due then, and the received message is
+    # deleted (not in flight while it waits); the second delivered
+    assert (first.outcome, first.delay_s, first.requeued, first.stays_on_queue) == (
+        DispatchOutcome.RETRIED,
+        5,
+        True,
+        False,
+    )
+    (copy,) = retries.copies()
+    assert copy.scheduled(None) == message
+    assert copy.schedule is not None and copy.schedule.receives == 1
+    assert copy.schedule.not_before.timestamp() == clock.now
+    assert retries.delays == []
     assert second.outcome is DispatchOutcome.DELIVERED
     record = deliveries.records[message.delivery_id]
     assert [(a.attempt, a.status, a.outcome) for a in record.attempts] == [(1, 500, "retry"), (2, 200, "delivered")]
@@ -151,7 +176,7 @@ def test_a_404_fails_at_once_onto_the_dlq(
     record = deliveries.records[message.delivery_id]
     assert (record.state, record.last_error) == (DeliveryState.FAILED, "answered HTTP 404")
     assert retries.dead_letters == [(message.model_dump_json(), "answered HTTP 404", message.delivery_id)]
-    assert retries.delays == []
+    assert (retries.delays, retries.requeued) == ([], [])
 
 
 def test_the_eighth_failed_attempt_is_the_last(
@@ -160,20 +185,34 @@ def test_the_eighth_failed_attempt_is_the_last(
     # GIVEN a tracker that always times out
     message = new_message(1)
     sender.answer(message.url, SendResult(None, 100, None, error_kind="timeout", error="no answer in time"))
-    # WHEN the message comes back 8 times, each time after its delay
-    outcomes = []
-    for n in range(1, 9):
-        result = dispatcher.dispatch(received(message, count=n))
+    # WHEN its message and then each delayed copy is received when SQS hands it over
+    outcomes, waits, start = [], [], clock.now
+    result = dispatcher.dispatch(received(message, count=1))
+    while True:
         outcomes.append(result.outcome)
-        clock.now += result.delay_s or 0
-    # THEN 7 retries, then failed for good with the reason, on the DLQ
-    assert outcomes == [DispatchOutcome.RETRIED] * 7 + [DispatchOutcome.FAILED]
-    assert [seconds for _, seconds in retries.delays] == [60, 300, 1800, 7200, 18000, 36000, 36000]
+        if result.outcome is DispatchOutcome.WAITING:
+            waits.append(result.delay_s)
+        if result.outcome is DispatchOutcome.FAILED:
+            break
+        result = dispatcher.dispatch(back(retries, clock))
+    # THEN 7 retries on the schedule, then failed for good with the reason, on the DLQ
+    attempts = [o for o in outcomes if o is not DispatchOutcome.WAITING]
+    assert attempts == [DispatchOutcome.RETRIED] * 7 + [DispatchOutcome.FAILED]
     record = deliveries.records[message.delivery_id]
     assert [a.attempt for a in record.attempts] == list(range(1, 9))
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(record.attempts, record.attempts[1:], strict=False)]
+    assert gaps == [60, 300, 1800, 7200, 18000, 36000, 36000]
+    assert clock.now - start == sum(gaps)
     assert record.state is DeliveryState.FAILED
     assert "the last" in (record.last_error or "")
     assert len(retries.dead_letters) == 1
+    # AND every wait was a delayed copy of at most 15 minutes: the waits past that were chains
+    # of hops (each copy received early was queued again without a call), and nothing was
+    # ever hidden in flight
+    assert all(delay <= 900 for _, delay in retries.requeued)
+    assert len(waits) == sum(-(-gap // 900) - 1 for gap in gaps) == 105
+    assert retries.delays == []
+    assert len(sender.calls) == 8
 
 
 def test_a_redelivered_message_of_a_delivered_postback_makes_no_call(
@@ -266,10 +305,11 @@ def test_copies_of_a_postback_in_one_batch_are_sent_once(
         )
         assert duplicate.reason == "duplicate of m-copy-0"
     assert len(deliveries.records[message.delivery_id].attempts) == 1
-    # AND only the first copy was hidden for the next attempt
-    assert [handle for handle, _ in retries.delays] == (
-        ["h-copy-0"] if first_outcome is DispatchOutcome.RETRIED else []
+    # AND only the first copy was queued again for the next attempt
+    assert [copy.delivery_id for copy in retries.copies()] == (
+        [message.delivery_id] if first_outcome is DispatchOutcome.RETRIED else []
     )
+    assert retries.delays == []
 
 
 def test_unreadable_messages_in_a_batch_are_never_taken_for_copies(
@@ -307,8 +347,7 @@ def test_an_open_circuit_defers_without_calling_and_a_trial_closes_it(
     record = deliveries.records[waiting.delivery_id]
     assert (record.state, record.attempts) == (DeliveryState.PENDING, ())
     # WHEN the cool-down is over and the endpoint is back
-    clock.now += 61
-    later = dispatcher.dispatch(received(waiting, count=2))
+    later = dispatcher.dispatch(back(retries, clock))
     # THEN the trial call is attempt 1, delivered, and the circuit closes
     assert later.outcome is DispatchOutcome.DELIVERED
     assert deliveries.records[waiting.delivery_id].attempts[0].attempt == 1

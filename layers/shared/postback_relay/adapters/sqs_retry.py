@@ -1,5 +1,7 @@
-"""The dispatcher's hold on SQS: hide a received message until its next attempt
-(ChangeMessageVisibility), and park a postback failed for good on the DLQ with its reason."""
+"""The dispatcher's hold on SQS: queue a delayed copy of a waiting postback (SendMessage with
+DelaySeconds: a delayed message is not in flight), or, when that fails, hide the received
+message until its next attempt (ChangeMessageVisibility); and park a postback failed for good
+on the DLQ with its reason."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 MAX_VISIBILITY_S = 43_200  # SQS's limit (12 hours)
+MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds limit (15 minutes)
 
 
 class SqsRetryControl:
@@ -22,6 +25,14 @@ class SqsRetryControl:
         self._queue_url = queue_url
         self._dead_letter_queue_url = dead_letter_queue_url
         self._client: SQSClient = client or boto3.client("sqs")
+
+    def requeue(self, body: str, *, delay_s: int) -> None:
+        try:
+            self._client.send_message(
+                QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=max(0, min(delay_s, MAX_DELAY_SECONDS))
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise InfrastructureError(f"Queueing the next copy of a postback failed: {exc}") from exc
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
         try:

@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from postback_relay.domain.config import ExpectedAnswer, HttpMethod
 
@@ -39,8 +39,29 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
 
 
+class WaitSchedule(BaseModel):
+    """Where a waiting postback stands, carried in its message while it waits off the queue's
+    in-flight count (re-sent with DelaySeconds rather than hidden by its visibility timeout).
+
+    The attempt number is not here: the delivery log keeps it (read before every call).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    not_before: datetime  # the next attempt is due then; a copy received earlier is re-sent
+    # Receives of the earlier copies that count as receives of the postback's message (each
+    # attempt, deferral or hold; not a hop of a long wait): the rules that read a message's
+    # receive count (the deferral bound, the hold of a failed delivery) go on counting from
+    # there, as they did when one message was hidden and received again.
+    receives: int = Field(default=0, ge=0)
+
+
 class PostbackMessage(BaseModel):
-    """The SQS body of one postback: everything needed to send it, and to replay it."""
+    """The SQS body of one postback: everything needed to send it, and to replay it.
+
+    `schedule` is set only on a message re-sent to wait (dispatch); a new or replayed
+    postback has none, and its JSON then has no `schedule` key at all.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -58,6 +79,17 @@ class PostbackMessage(BaseModel):
     signed: bool = False
     test_run_id: str | None = None
     created_at: datetime
+    schedule: WaitSchedule | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_schedule(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        if data.get("schedule") is None:
+            data.pop("schedule", None)
+        return data
+
+    def scheduled(self, schedule: WaitSchedule | None) -> "PostbackMessage":
+        return self.model_copy(update={"schedule": schedule})
 
 
 class Attempt(BaseModel):
@@ -181,8 +213,13 @@ RETRY_SCHEDULE_S: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 MAX_ATTEMPTS = len(RETRY_SCHEDULE_S) + 1
 JITTER = 0.2
 THROTTLE_FLOOR_S = 60  # after a 429 or a timeout: the server is struggling, give it a minute
-MAX_DELAY_S = 12 * 3600  # SQS caps a message's visibility at 12 hours
+MAX_DELAY_S = 12 * 3600  # the longest wait (a Retry-After is honoured up to this)
 MIN_DELAY_S = 1
+MAX_MESSAGE_DELAY_S = 900  # SQS's DelaySeconds limit: one hop of a longer wait
+# SQS's visibility limit: a message can't be hidden past 12 hours from its receipt; a longer
+# ChangeMessageVisibility is rejected, not clamped.
+MAX_VISIBILITY_S = 12 * 3600
+VISIBILITY_MARGIN_S = 60  # clock skew between SQS and Lambda, and the call's own latency
 
 
 def retry_delay(
@@ -211,6 +248,25 @@ def retry_delay(
         delay = max(delay, retry_after_s)
     delay = min(delay, MAX_DELAY_S)
     return min(max(MIN_DELAY_S, math.ceil(delay * scale)), MAX_DELAY_S)
+
+
+def hop_delay(remaining_s: float) -> int:
+    """DelaySeconds of the next hop of a wait with `remaining_s` left: a whole second at least
+    (SQS counts whole seconds), one SQS delay (15 minutes) at most."""
+    return min(MAX_MESSAGE_DELAY_S, max(MIN_DELAY_S, math.ceil(remaining_s)))
+
+
+def visibility_within_receipt(seconds: int, *, received_by: float | None, now: float) -> int:
+    """The longest visibility, up to `seconds`, that SQS accepts for a message received no
+    earlier than `received_by` (epoch seconds): what is left of its 12 hours, less a margin.
+
+    `received_by` must be a lower bound of the receipt (the message's SentTimestamp or its
+    ApproximateFirstReceiveTimestamp); None counts the receipt as now. 0 means no change is
+    possible: the message comes back after the queue's visibility timeout.
+    """
+    start = now if received_by is None else min(received_by, now)
+    left = math.floor(start + MAX_VISIBILITY_S - VISIBILITY_MARGIN_S - now)
+    return max(0, min(seconds, left))
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:

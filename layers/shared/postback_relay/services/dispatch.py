@@ -11,6 +11,7 @@ the rules themselves (classification, schedule, circuit transitions) are pure, i
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -18,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -34,13 +35,16 @@ from postback_relay.domain.delivery import (
     DeliveryState,
     Outcome,
     PostbackMessage,
+    WaitSchedule,
     circuit_after,
     circuit_trial,
     circuit_wait,
     classify,
     endpoint_of,
     failure_reason,
+    hop_delay,
     retry_delay,
+    visibility_within_receipt,
 )
 from postback_relay.domain.errors import ConflictError, DomainError
 from postback_relay.domain.notices import CircuitChange, CircuitNotice
@@ -57,7 +61,13 @@ from postback_relay.ports import (
 
 logger = Logger(child=True)
 
-MAX_DEFERRED_RECEIVES = 30  # below the queue's maxReceiveCount (50, template.yaml)
+# Receives of a postback's message (its re-sent copies' included, see WaitSchedule.receives)
+# from which it is attempted even with its circuit open: a postback is never deferred for
+# ever, and one message never reaches the queue's maxReceiveCount (50, template.yaml) by
+# deferrals alone.
+MAX_DEFERRED_RECEIVES = 30
+# A copy received this little before its due time is due: SQS delays count whole seconds.
+EARLY_TOLERANCE_S = 1.0
 # How long a first receive of a `failed` delivery is held: time for `postback replay` to
 # mark the deliveries it queued (one write each, after the whole queue send).
 REPLAY_SETTLE_S = 60
@@ -76,8 +86,14 @@ class DispatchDeliveryLog(DeliveryLog, Protocol):
 class RetryControl(Protocol):
     """The source queue and the DLQ, as the dispatcher steers them."""
 
+    def requeue(self, body: str, *, delay_s: int) -> None:
+        """Send a new copy of a message to the postback queue, invisible for `delay_s` seconds
+        (SendMessage with DelaySeconds, at most 900): a delayed message is not in flight."""
+        ...
+
     def delay(self, receipt_handle: str, seconds: int) -> None:
-        """Hide a received message for this long (ChangeMessageVisibility)."""
+        """Hide a received message for this long (ChangeMessageVisibility). The fallback when
+        a requeue fails: the message stays in flight, within SQS's 12 hours from its receipt."""
         ...
 
     def dead_letter(self, body: str, *, reason: str, delivery_id: str | None) -> None:
@@ -286,13 +302,18 @@ class ReceivedPostback:
     receipt_handle: str
     receive_count: int
     body: str
+    # A lower bound of this receipt (epoch seconds): the message's SentTimestamp (or
+    # ApproximateFirstReceiveTimestamp). SQS refuses a visibility past 12 hours from the
+    # receipt; None counts the receipt as now.
+    received_by: float | None = None
 
 
 class DispatchOutcome(StrEnum):
     DELIVERED = "delivered"
-    RETRIED = "retried"  # another attempt is scheduled (message hidden, stays on the queue)
+    RETRIED = "retried"  # another attempt is scheduled (a delayed copy queued, or the message hidden)
     FAILED = "failed"  # failed for good: logged, on the DLQ, removed from the queue
     DEFERRED = "deferred"  # circuit open: not called, back when it may be
+    WAITING = "waiting"  # received before its due time (a wait past 15 minutes): queued again, not called
     SKIPPED = "skipped"  # already delivered, failed for good, or a copy in the same batch: nothing to do
 
 
@@ -305,11 +326,15 @@ class DispatchResult:
     latency_ms: int | None = None
     delay_s: int | None = None
     reason: str | None = None
+    # The wait went on in a new, delayed copy of the message: the received one is deleted.
+    requeued: bool = False
 
     @property
     def stays_on_queue(self) -> bool:
-        """Report the record as a batch item failure: SQS hands it back after its delay."""
-        return self.outcome in (DispatchOutcome.RETRIED, DispatchOutcome.DEFERRED)
+        """Report the record as a batch item failure: SQS hands it back after its visibility
+        timeout. Only a wait whose requeue failed stays (hidden, in flight)."""
+        waits = (DispatchOutcome.RETRIED, DispatchOutcome.DEFERRED, DispatchOutcome.WAITING)
+        return self.outcome in waits and not self.requeued
 
 
 class Dispatcher:
@@ -398,6 +423,11 @@ class Dispatcher:
             problem = f"invalid postback message: {exc.error_count()} error(s)"
             self._retries.dead_letter(record.body, reason=problem, delivery_id=_delivery_id_in(record.body))
             return DispatchResult(DispatchOutcome.FAILED, reason=problem)
+        if message.schedule is not None:
+            record = replace(record, receive_count=message.schedule.receives + record.receive_count)
+            early = self._wait_on(record, message, message.schedule)
+            if early is not None:
+                return early
 
         # The log is read before every call, a first receive included: a redelivery may have
         # been delivered (or failed for good) by a run that crashed before it could report, and
@@ -426,11 +456,13 @@ class Dispatcher:
             delay = max(1, int(wait + 0.999))
             deferral = f"circuit open for {endpoint}"
             try:
-                self._deliveries.mark_deferred(message, reason=deferral)
+                self._deliveries.mark_deferred(message.scheduled(None), reason=deferral)
             except ConflictError:
                 return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
-            self._delay(record.receipt_handle, delay)
-            return DispatchResult(DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason=deferral)
+            requeued = self._wait(record, message, delay)
+            return DispatchResult(
+                DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason=deferral, requeued=requeued
+            )
 
         started_at = self._clock()
         result = self._sender.send(message, headers=self._signature(message, started_at))
@@ -483,7 +515,7 @@ class Dispatcher:
             assert delay_s is not None
             if not self._record(message, attempt, DeliveryState.RETRYING, reason):
                 return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
-            self._delay(record.receipt_handle, delay_s)
+            requeued = self._wait(record, message, delay_s)
             logger.info("postback retried", extra=log_fields | {"delay_s": delay_s, "reason": reason})
             return DispatchResult(
                 DispatchOutcome.RETRIED,
@@ -493,10 +525,13 @@ class Dispatcher:
                 result.latency_ms,
                 delay_s,
                 reason,
+                requeued,
             )
         # The DLQ first: if logging the failure then fails, the redelivered message is tried
-        # once more rather than dropped with no trace on the DLQ.
-        self._retries.dead_letter(record.body, reason=reason or "failed", delivery_id=message.delivery_id)
+        # once more rather than dropped with no trace on the DLQ. It gets the postback as
+        # queued, without the schedule of its last wait.
+        body = record.body if message.schedule is None else message.scheduled(None).model_dump_json()
+        self._retries.dead_letter(body, reason=reason or "failed", delivery_id=message.delivery_id)
         if not self._record(message, attempt, DeliveryState.FAILED, reason):
             return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
         logger.warning("postback failed", extra=log_fields | {"reason": reason})
@@ -514,26 +549,80 @@ class Dispatcher:
         a replay (marked meanwhile), skipped if still failed.
         """
         delay = max(1, int(REPLAY_SETTLE_S * self._scale))
-        self._delay(record.receipt_handle, delay)
+        # The copy that comes back counts this receive: it is skipped then if still failed.
+        requeued = self._wait(record, message, delay)
         return DispatchResult(
-            DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason="failed for good; held once"
+            DispatchOutcome.DEFERRED,
+            message.delivery_id,
+            delay_s=delay,
+            reason="failed for good; held once",
+            requeued=requeued,
         )
 
     def _record(self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, reason: str | None) -> bool:
         """False when the delivery was found delivered already (another run got there first)."""
         try:
-            self._deliveries.record_attempt(message, attempt, state, reason=reason)
+            self._deliveries.record_attempt(message.scheduled(None), attempt, state, reason=reason)
         except ConflictError:
             return False
         return True
 
-    def _delay(self, receipt_handle: str, seconds: int) -> None:
+    # --- waits ----------------------------------------------------------------------------
+
+    def _wait(self, record: ReceivedPostback, message: PostbackMessage, seconds: int) -> bool:
+        """Have the postback come back in `seconds` without holding one of the queue's
+        in-flight slots. True: a delayed copy is queued and the received message may be
+        deleted; False: the received message stays, hidden (the caller reports it as a batch
+        item failure).
+
+        The copy carries when it is due and the receives so far (this one included); a wait
+        past SQS's 15-minute delay is a chain of hops (`_wait_on`).
+        """
+        schedule = WaitSchedule(not_before=self._clock() + timedelta(seconds=seconds), receives=record.receive_count)
+        return self._requeue(record, message.scheduled(schedule), seconds)
+
+    def _wait_on(
+        self, record: ReceivedPostback, message: PostbackMessage, schedule: WaitSchedule
+    ) -> DispatchResult | None:
+        """A copy received before its due time is queued again for the rest of its wait (at
+        most 15 minutes a hop), with no read of the log and no call; None when it is due.
+        A hop is not a receive of the postback: the copy keeps the count it came with."""
+        remaining = (schedule.not_before - self._clock()).total_seconds()
+        if remaining <= EARLY_TOLERANCE_S:
+            return None
+        carried = message.scheduled(schedule.model_copy(update={"receives": record.receive_count - 1}))
+        requeued = self._requeue(record, carried, math.ceil(remaining))
+        return DispatchResult(
+            DispatchOutcome.WAITING,
+            message.delivery_id,
+            delay_s=math.ceil(remaining),
+            reason="not due yet",
+            requeued=requeued,
+        )
+
+    def _requeue(self, record: ReceivedPostback, copy: PostbackMessage, seconds: int) -> bool:
+        """The new copy first: only once SQS took it may the received one be deleted. If the
+        send fails, the received message stays and is hidden instead (in flight, as far as
+        SQS's 12 hours from its receipt allow); a crash before its delete leaves two copies,
+        and the log's delivered-once guard sends the postback once."""
         try:
-            self._retries.delay(receipt_handle, seconds)
+            self._retries.requeue(copy.model_dump_json(), delay_s=hop_delay(seconds))
+        except DomainError as exc:
+            logger.warning("could not queue the postback's next copy; hiding it", extra={"error": exc.message})
+        else:
+            return True
+        now = self._clock().timestamp()
+        visibility = visibility_within_receipt(seconds, received_by=record.received_by, now=now)
+        if visibility < 1:
+            # SQS would refuse any longer visibility: the queue's visibility timeout applies.
+            return False
+        try:
+            self._retries.delay(record.receipt_handle, visibility)
         except DomainError as exc:
             # The attempt is logged; without the delay the message still comes back, only
             # sooner (after the queue's visibility timeout).
             logger.warning("could not delay the message", extra={"error": exc.message})
+        return False
 
     def _signature(self, message: PostbackMessage, now: datetime) -> dict[str, str] | None:
         if not message.signed:

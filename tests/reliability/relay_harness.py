@@ -102,6 +102,7 @@ class AwsFaults:
     calls_failed: Counter[str] = field(default_factory=Counter)  # logical calls hit, by operation
     entries_refused: int = 0
     visibility_changes: list[int] = field(default_factory=list)  # ChangeMessageVisibility seconds
+    message_delays: list[int] = field(default_factory=list)  # SendMessage DelaySeconds (a wait's copy)
     exhausted: list[tuple[str, bytes]] = field(default_factory=list)  # calls failed past botocore's retries
     _pending: dict[str, int] = field(default_factory=dict)
     _refused_ids: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -128,6 +129,9 @@ class AwsFaults:
         if service == "sqs" and operation == "ChangeMessageVisibility":
             with self._lock:
                 self.visibility_changes.append(int(json.loads(body)["VisibilityTimeout"]))
+        if service == "sqs" and operation == "SendMessage" and b"DelaySeconds" in body:
+            with self._lock:
+                self.message_delays.append(int(json.loads(body)["DelaySeconds"]))
         for rule in self.rules:
             if (rule.service, rule.operation) != (service, operation):
                 continue
@@ -461,11 +465,19 @@ class Relay:
         return answer
 
     def queue_depth(self) -> tuple[int, int]:
+        """(visible, in flight); a delayed copy (a waiting postback) counts as visible here."""
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.outputs["PostbackQueueUrl"],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
         )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return (
+            int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        )
 
     def drain(self, *, timeout_s: float = 120.0) -> None:
         """Run the event source mapping until the queue holds nothing, visible or in flight."""
@@ -475,7 +487,7 @@ class Relay:
             if outcome is None:
                 if self.queue_depth() == (0, 0):
                     return
-                outcome = self.waiter.poll_once()
+                outcome = self.waiter.poll_once()  # long-polls up to 1 s: a delayed copy may come due
             if outcome is not None:
                 self.batches.append(outcome)
         left = self.sqs.receive_message(
@@ -512,6 +524,56 @@ class Relay:
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.outputs["ConversionsTableName"]):
             found.update(item["conversion_id"]["S"] for item in page["Items"])
         return found
+
+
+class QueueWatch:
+    """Polls the postback queue's counters while a run goes on, as CloudWatch would, and keeps
+    their peaks: in flight (ApproximateNumberOfMessagesNotVisible: received and not deleted;
+    moto, like SQS, counts a delayed message there only once it is received), delayed, visible.
+    `on_tick` runs at each poll (e.g. to note when a postback reached its affiliate)."""
+
+    NAMES = (
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessages",
+    )
+
+    def __init__(self, queue_url: str, *, every_s: float = 0.05, on_tick: Callable[[], None] | None = None) -> None:
+        # Its own client: the handlers' clients carry the injected faults, this one must not.
+        self._sqs = boto3.client("sqs")
+        self._queue_url = queue_url
+        self._every_s = every_s
+        self._on_tick = on_tick
+        self.samples: list[tuple[float, int, int, int]] = []  # (monotonic, in flight, delayed, visible)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="queue-watch", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.NAMES))[  # type: ignore[arg-type]
+                "Attributes"
+            ]
+            in_flight, delayed, visible = (int(attributes[name]) for name in self.NAMES)  # type: ignore[literal-required]
+            self.samples.append((time.monotonic(), in_flight, delayed, visible))
+            if self._on_tick is not None:
+                self._on_tick()
+            self._stop.wait(self._every_s)
+
+    @property
+    def peak_in_flight(self) -> int:
+        return max((s[1] for s in self.samples), default=0)
+
+    @property
+    def peak_delayed(self) -> int:
+        return max((s[2] for s in self.samples), default=0)
+
+    def __enter__(self) -> QueueWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def chunks(items: Sequence[Any], sizes: Sequence[int]) -> Iterator[list[Any]]:

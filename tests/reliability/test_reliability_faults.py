@@ -90,8 +90,10 @@ def test_retry_after_is_honoured_over_the_schedule(relay: Relay, aws_faults: Aws
         # WHEN it is dispatched until the queue is empty
         relay.drain()
 
-    # THEN the message was hidden for the Retry-After's (scaled) time, then delivered once
-    assert aws_faults.visibility_changes == [2]
+    # THEN the postback waited the Retry-After's (scaled) time as a delayed copy, not in flight
+    # (no visibility change), then was delivered once
+    assert aws_faults.message_delays == [2]
+    assert aws_faults.visibility_changes == []
     assert server.received == {"/pb0?c1": 1}
 
 

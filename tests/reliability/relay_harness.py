@@ -526,6 +526,16 @@ class Relay:
         return found
 
 
+def moto_sqs_for_threads(monkeypatch: Any) -> None:
+    """moto's SQS as several pollers need it (`postback_ops.local.moto_patches`, which the
+    local stack applies too): a delete that cannot lose a message sent meanwhile, and a fast
+    clock read."""
+    from postback_ops.local.moto_patches import patch_moto_sqs
+
+    for target, name, value in patch_moto_sqs(apply=False):
+        monkeypatch.setattr(target, name, value)
+
+
 class QueueWatch:
     """Polls the postback queue's counters while a run goes on, as CloudWatch would, and keeps
     their peaks: in flight (ApproximateNumberOfMessagesNotVisible: received and not deleted;
@@ -539,8 +549,7 @@ class QueueWatch:
     )
 
     def __init__(self, queue_url: str, *, every_s: float = 0.05, on_tick: Callable[[], None] | None = None) -> None:
-        # Its own client: the handlers' clients carry the injected faults, this one must not.
-        self._sqs = boto3.client("sqs")
+        self._sqs = boto3.client("sqs")  # no fault rule touches GetQueueAttributes
         self._queue_url = queue_url
         self._every_s = every_s
         self._on_tick = on_tick

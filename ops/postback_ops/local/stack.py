@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 from postback_ops.local import lambda_router, resources, statemachine
 from postback_ops.local.alarms import AlarmLog
 from postback_ops.local.apigw import HttpRequest, HttpResponse, LocalHttpApi, Route, routes_from_functions
+from postback_ops.local.moto_patches import patch_moto_sqs
 from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
 from postback_ops.local.receiver import Answer, Hit, Receiver, describe
 from postback_ops.local.runtime import LocalFunction, function_specs, load_functions
@@ -142,6 +143,8 @@ class LocalRelay:
         s = self.settings
         # moto's server logs every AWS call on stderr; the stack logs what matters, one line each.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # Its pollers delete while the dispatcher queues waiting postbacks' delayed copies.
+        patch_moto_sqs()
         moto = MotoServer(ip_address=HOST, port=s.aws_port, verbose=False)
         moto.start()
         self._moto = moto

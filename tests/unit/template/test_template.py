@@ -166,3 +166,21 @@ def test_functions_carry_no_dependencies_of_their_own() -> None:
                 line for line in requirements.read_text().splitlines() if line.strip() and not line.startswith("#")
             ]
             assert lines == [], f"{name} pins packages outside the layer: {lines}"
+
+
+def test_the_dispatcher_may_do_exactly_what_its_waits_and_failures_need() -> None:
+    # GIVEN the dispatcher's policies
+    policies = [next(iter(p.items())) for p in FUNCTIONS["DispatchFunction"]["Properties"]["Policies"]]
+    granted = sorted((name, json.dumps(args, sort_keys=True)) for name, args in policies)
+    # THEN it reads configs, logs deliveries and circuits, polls the postback queue (receive,
+    # delete, change visibility: a wait's fallback), sends a waiting postback's delayed copy back
+    # to it, and parks a failed one on the DLQ; nothing else
+    expected = [
+        ("DynamoDBCrudPolicy", {"TableName": {"Ref": "DeliveriesTable"}}),
+        ("DynamoDBCrudPolicy", {"TableName": {"Ref": "EndpointsTable"}}),
+        ("DynamoDBReadPolicy", {"TableName": {"Ref": "AffiliatesTable"}}),
+        ("SQSPollerPolicy", {"QueueName": {"Fn::GetAtt": ["PostbackQueue", "QueueName"]}}),
+        ("SQSSendMessagePolicy", {"QueueName": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}),
+        ("SQSSendMessagePolicy", {"QueueName": {"Fn::GetAtt": ["PostbackQueue", "QueueName"]}}),
+    ]
+    assert granted == sorted((name, json.dumps(args, sort_keys=True)) for name, args in expected)

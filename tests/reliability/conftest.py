@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import botocore.endpoint
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from reliability.relay_harness import MAX_ATTEMPTS, AwsFaults, Relay, patch_boto3_clients
+from reliability.relay_harness import MAX_ATTEMPTS, AwsFaults, Relay, moto_sqs_for_threads, patch_boto3_clients
 
 import dispatch_handler
 import ingest_handler
@@ -53,7 +53,10 @@ def aws_faults(monkeypatch: pytest.MonkeyPatch) -> AwsFaults:
 @pytest.fixture
 def relay(aws: dict[str, str], aws_faults: AwsFaults, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relay]:
     """GIVEN both functions cold inside moto: ingest signed at a fixed clock, dispatch with the
-    suite's delay scale and short timeouts, and the queue's visibility timeout scaled down."""
+    suite's delay scale and short timeouts, and the queue's visibility timeout scaled down.
+    moto's SQS gets the local stack's two fixes (a delete that cannot lose a message sent
+    meanwhile, a cheap clock read): waits re-send messages while a poller deletes others."""
+    moto_sqs_for_threads(monkeypatch)
     ingest_handler.adapters.cache_clear()
     ingest_handler.ingest_service.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]

@@ -32,7 +32,6 @@ from reliability.relay_harness import (
     Misbehaviour,
     QueueWatch,
     Relay,
-    moto_sqs_for_threads,
 )
 from unit.dispatch.conftest import FakeDeliveryLog, FakeEndpointStore
 
@@ -72,7 +71,6 @@ def log() -> FakeDeliveryLog:
 
 @pytest.fixture
 def scaled(relay: Relay, log: FakeDeliveryLog, monkeypatch: pytest.MonkeyPatch) -> Relay:
-    moto_sqs_for_threads(monkeypatch)
     monkeypatch.setattr(
         dispatch_handler, "settings", dispatch_handler.settings.model_copy(update={"delay_scale": WAIT_SCALE})
     )

@@ -174,8 +174,9 @@ def test_the_dispatcher_may_do_exactly_what_its_waits_and_failures_need() -> Non
     granted = sorted((name, json.dumps(args, sort_keys=True)) for name, args in policies)
     # THEN it reads configs, logs deliveries and circuits, polls the postback queue (receive,
     # delete, change visibility: a wait's fallback), sends a waiting postback's delayed copy back
-    # to it, and parks a failed one on the DLQ; nothing else
+    # to it, parks a failed one on the DLQ, and tells ops of circuit changes; nothing else
     expected = [
+        ("SNSPublishMessagePolicy", {"TopicName": {"Fn::GetAtt": ["AlarmTopic", "TopicName"]}}),
         ("DynamoDBCrudPolicy", {"TableName": {"Ref": "DeliveriesTable"}}),
         ("DynamoDBCrudPolicy", {"TableName": {"Ref": "EndpointsTable"}}),
         ("DynamoDBReadPolicy", {"TableName": {"Ref": "AffiliatesTable"}}),

@@ -45,9 +45,11 @@ DEAD = "7100001"
 HEALTHY = ("7100002", "7100003")
 BATCH_SIZE = 10
 CONCURRENCY = 2
-# Waits scaled so that the circuit's first cool-down (60 s) outlasts one pass of the
-# dispatcher over the 2,000 postbacks on moto: they all wait for the same trial call.
-WAIT_SCALE = 0.5
+# Waits unscaled: the circuit's first cool-down (60 s) outlasts one pass of the dispatcher over
+# the 2,000 postbacks on moto (about 30 s on 2 shared CPUs), so they all wait for the same
+# trial call, and the healthy postbacks go out while nothing of the dead endpoint is due (a
+# wave of 2,000 coming due at once is queued ahead of anything sent after it).
+WAIT_SCALE = 1.0
 
 
 class Switch:

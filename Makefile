@@ -11,7 +11,13 @@ export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv run demo test lint types template build-size unit integration reliability e2e build deploy bench lock clean
+# Every AWS call the functions, the state machine and the CLI make in the integration,
+# reliability and e2e suites is recorded here; `make iam` checks it against the roles.
+CALL_LOG := $(CURDIR)/build/awsrules/calls.jsonl
+TOOLS := .venv-tools
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+
+.PHONY: help venv run demo test lint types template aws-rules cfn-lint checkov calls-reset iam build-size unit integration reliability e2e build deploy bench lock clean
 
 help:
 	@echo "make run     start the whole system locally (no AWS account needed)"
@@ -34,7 +40,7 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m postback_ops.local.demo
 
-test: lint types template build-size unit integration reliability e2e
+test: lint types template aws-rules build-size unit calls-reset integration reliability e2e iam
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -46,17 +52,40 @@ types: $(STAMP)
 template: $(STAMP)
 	$(VENV)/bin/sam validate --lint
 
+# The template as AWS will run it: cfn-lint on its CloudFormation translation, checkov on it.
+aws-rules: cfn-lint checkov
+
+cfn-lint: $(STAMP)
+	$(PY) -m postback_ops.awsrules.lint
+
+# checkov has its own pinned environment: its dependencies clash with the dev lock.
+checkov: $(CHECKOV)
+	$(CHECKOV) --file template.yaml --framework cloudformation --quiet --compact --skip-download
+	$(VENV)/bin/pytest -q tests/awsrules
+
+$(CHECKOV): requirements/checkov.txt
+	@test -x $(TOOLS)/checkov/bin/python || "$$(scripts/find-python313)" -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install --quiet -r requirements/checkov.txt
+	@touch $@
+
+calls-reset:
+	@rm -f $(CALL_LOG)
+
+# IAM sufficiency: every recorded call against its principal's translated role.
+iam: $(STAMP)
+	$(PY) -m postback_ops.awsrules.iam $(CALL_LOG)
+
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
 integration: $(STAMP)
-	$(VENV)/bin/pytest -q tests/integration
+	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) $(VENV)/bin/pytest -q tests/integration
 
 reliability: $(STAMP)
-	$(VENV)/bin/pytest -q tests/reliability
+	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) $(VENV)/bin/pytest -q tests/reliability
 
 e2e: $(STAMP)
-	$(VENV)/bin/pytest -q -m e2e tests/e2e
+	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) $(VENV)/bin/pytest -q -m e2e tests/e2e
 
 build: $(STAMP)
 	$(VENV)/bin/sam build
@@ -76,4 +105,4 @@ lock:
 		--allow-unsafe -o requirements/dev.txt requirements/dev.in
 
 clean:
-	rm -rf .aws-sam $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf .aws-sam $(VENV) $(TOOLS) build/awsrules .mypy_cache .ruff_cache .hypothesis

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from postback_ops.awsrules import recorder
 from postback_ops.local.resources import (
     LOCAL_ACCOUNT,
     LOCAL_REGION,
@@ -70,6 +71,15 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+# `make integration|reliability|e2e` set POSTBACK_AWS_CALL_LOG: every AWS call a function, the
+# state machine or the CLI makes is recorded for `make iam`, here and in the subprocesses the
+# tests start (the local stack, the `postback` script), through a sitecustomize on PYTHONPATH.
+if os.environ.get(recorder.ENV_VAR):
+    recorder.install(os.environ[recorder.ENV_VAR])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(recorder.SITE_DIR), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])]
+    )
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ Invoke = Callable[..., Result]
 def _state_machine(definition: Mapping[str, Any]) -> str:
     sfn = boto3.client("stepfunctions")
     return sfn.create_state_machine(
-        name="TestLink",
+        name="postback-relay-test-TestLinkStateMachine",
         definition=json.dumps(definition),
         roleArn="arn:aws:iam::123456789012:role/test-link",
     )["stateMachineArn"]

@@ -40,7 +40,7 @@ def create_test_link_state_machine(
     role_arn: str = LOCAL_ROLE_ARN,
     function_arn: str | None = None,
     *,
-    name: str = "postback-relay-testlink",
+    name: str = "postback-relay-test-TestLinkStateMachine",
 ) -> str:
     """Create the STANDARD state machine and return its ARN."""
     definition = substituted_definition(function_arn or fake_function_arn(TEST_LINK_FUNCTION_NAME))

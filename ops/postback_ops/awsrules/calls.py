@@ -1,0 +1,162 @@
+"""An AWS API call as IAM authorizes it: the action(s) and the resource ARN(s).
+
+A few operations are authorized under another action name (Lambda's Invoke is
+lambda:InvokeFunction; SQS batches are authorized per message action), and some are
+authorized per table or per item (DynamoDB's batch and transaction calls). Resource ARNs are
+built from the call's parameters the way the service builds them for IAM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_ACCOUNT = "123456789012"  # moto's account, and the local stack's
+
+# botocore's signing name or endpoint prefix -> the IAM service prefix, where they differ.
+IAM_PREFIX = {"monitoring": "cloudwatch", "dynamodbstreams": "dynamodb", "email": "ses"}
+
+# Operations authorized as another action (batch -> per message, Invoke -> InvokeFunction).
+ACTION_OF = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "lambda:Invoke": "lambda:InvokeFunction",
+    "lambda:InvokeAsync": "lambda:InvokeFunction",
+    "lambda:InvokeWithResponseStream": "lambda:InvokeFunction",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:HeadBucket": "s3:ListBucket",
+}
+
+# Calls every principal may make: no IAM permission is checked for them.
+UNAUTHORIZED_ACTIONS = frozenset({"sts:GetCallerIdentity"})
+
+_TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+    "Get": "dynamodb:GetItem",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Authorization:
+    """One (action, resource) pair IAM evaluates for a call."""
+
+    action: str
+    resource: str
+
+
+def account_id() -> str:
+    return os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT)
+
+
+def _dynamodb_table(name_or_arn: str, region: str, account: str) -> str:
+    if name_or_arn.startswith("arn:"):
+        return name_or_arn
+    return f"arn:aws:dynamodb:{region}:{account}:table/{name_or_arn}"
+
+
+def _sqs_queue(url_or_name: str, region: str, account: str) -> str:
+    if url_or_name.startswith("http"):
+        parts = urlsplit(url_or_name)
+        segments = [s for s in parts.path.split("/") if s]
+        host_region = re.match(r"^(?:sqs\.)?([a-z]{2}-[a-z]+-\d)\.", parts.netloc)
+        queue_region = host_region.group(1) if host_region else region
+        if len(segments) >= 2:
+            return f"arn:aws:sqs:{queue_region}:{segments[-2]}:{segments[-1]}"
+        return f"arn:aws:sqs:{queue_region}:{account}:{segments[-1]}"
+    return f"arn:aws:sqs:{region}:{account}:{url_or_name}"
+
+
+def _secret(secret_id: str, region: str, account: str) -> str:
+    if secret_id.startswith("arn:"):
+        return secret_id
+    return f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id}"
+
+
+def _function(name_or_arn: str, region: str, account: str) -> str:
+    if name_or_arn.startswith("arn:"):
+        return ":".join(name_or_arn.split(":")[:7])
+    name = name_or_arn.split(":", 1)[0]
+    return f"arn:aws:lambda:{region}:{account}:function:{name}"
+
+
+def authorizations(
+    service: str, operation: str, params: Mapping[str, Any], *, region: str, account: str | None = None
+) -> Iterator[Authorization]:
+    """Each (action, resource) IAM checks for this call. `service` is botocore's signing name."""
+    account = account or account_id()
+    prefix = IAM_PREFIX.get(service, service)
+    action = ACTION_OF.get(f"{prefix}:{operation}", f"{prefix}:{operation}")
+    if action in UNAUTHORIZED_ACTIONS:
+        return
+    if prefix == "dynamodb":
+        yield from _dynamodb(action, operation, params, region, account)
+    elif prefix == "sqs":
+        target = params.get("QueueUrl") or params.get("QueueName")
+        yield Authorization(action, _sqs_queue(str(target), region, account) if target else "*")
+    elif prefix == "secretsmanager":
+        secret = params.get("SecretId")
+        yield Authorization(action, _secret(str(secret), region, account) if secret else "*")
+    elif prefix == "lambda":
+        function = params.get("FunctionName")
+        yield Authorization(action, _function(str(function), region, account) if function else "*")
+    elif prefix == "states":
+        arn = params.get("executionArn") or params.get("stateMachineArn") or params.get("resourceArn")
+        yield Authorization(action, str(arn) if arn else "*")
+    elif prefix == "sns":
+        topic = params.get("TopicArn") or params.get("TargetArn")
+        yield Authorization(action, str(topic) if topic else "*")
+    elif prefix == "ssm":
+        name = params.get("Name")
+        yield Authorization(
+            action, f"arn:aws:ssm:{region}:{account}:parameter/{str(name).lstrip('/')}" if name else "*"
+        )
+    elif prefix == "cloudformation":
+        stack = params.get("StackName")
+        if stack and str(stack).startswith("arn:"):
+            yield Authorization(action, str(stack))
+        else:
+            yield Authorization(action, f"arn:aws:cloudformation:{region}:{account}:stack/{stack}/*" if stack else "*")
+    elif prefix == "scheduler":
+        group = params.get("GroupName") or "default"
+        name = params.get("Name")
+        yield Authorization(action, f"arn:aws:scheduler:{region}:{account}:schedule/{group}/{name}" if name else "*")
+    elif prefix == "events":
+        bus = params.get("EventBusName") or "default"
+        yield Authorization(action, f"arn:aws:events:{region}:{account}:event-bus/{bus}")
+    else:
+        yield Authorization(action, "*")
+
+
+def _dynamodb(
+    action: str, operation: str, params: Mapping[str, Any], region: str, account: str
+) -> Iterator[Authorization]:
+    if operation in ("BatchGetItem", "BatchWriteItem"):
+        for table in params.get("RequestItems", {}):
+            yield Authorization(action, _dynamodb_table(table, region, account))
+        return
+    if operation in ("TransactWriteItems", "TransactGetItems"):
+        for item in params.get("TransactItems", []):
+            for kind, body in item.items():
+                yield Authorization(_TRANSACT_ACTIONS[kind], _dynamodb_table(body["TableName"], region, account))
+        return
+    if "StreamArn" in params:
+        yield Authorization(action, str(params["StreamArn"]))
+        return
+    if "ShardIterator" in params:  # GetRecords names no stream; the stream is in the iterator
+        yield Authorization(action, "*")
+        return
+    table = params.get("TableName")
+    if not table:
+        yield Authorization(action, "*")
+        return
+    arn = _dynamodb_table(str(table), region, account)
+    index = params.get("IndexName")
+    yield Authorization(action, f"{arn}/index/{index}" if index else arn)

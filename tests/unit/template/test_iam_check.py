@@ -1,0 +1,171 @@
+"""The IAM sufficiency check itself: it must allow what the roles allow and name what they
+do not. The roles come from the SAM translation of (copies of) template.yaml, offline."""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+import pytest
+from template_support import TEMPLATE
+
+from postback_ops.awsrules import iam
+from postback_ops.awsrules.calls import Authorization, authorizations
+from postback_ops.awsrules.translate import translate
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+POSTBACK_QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:postback-relay-test-PostbackQueue"
+DELIVERIES = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/postback-relay-test-DeliveriesTable"
+
+
+@cache
+def _translated() -> dict[str, Any]:
+    return translate(TEMPLATE, region=REGION)
+
+
+def _call(principal: str, action: str, resource: str, kind: str = "function") -> dict[str, str]:
+    return {"principal": principal, "action": action, "resource": resource, "kind": kind}
+
+
+def _evaluate(calls: list[dict[str, str]], translated: dict[str, Any] | None = None, sam: Any = None) -> iam.Report:
+    return iam.evaluate(calls, translated or _translated(), sam or TEMPLATE)
+
+
+def test_batch_operations_are_authorized_as_the_action_iam_checks() -> None:
+    # GIVEN the calls the handlers make in batches
+    send = list(
+        authorizations(
+            "sqs", "SendMessageBatch", {"QueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q"}, region=REGION
+        )
+    )
+    delete = list(authorizations("sqs", "DeleteMessageBatch", {"QueueUrl": "q"}, region=REGION, account="1"))
+    writes = list(
+        authorizations("dynamodb", "BatchWriteItem", {"RequestItems": {"a": [], "b": []}}, region=REGION, account="1")
+    )
+    invoke = list(authorizations("lambda", "Invoke", {"FunctionName": "f"}, region=REGION, account="1"))
+    # THEN each is checked as IAM checks it
+    assert send == [Authorization("sqs:SendMessage", "arn:aws:sqs:eu-west-1:1:q")]
+    assert delete == [Authorization("sqs:DeleteMessage", "arn:aws:sqs:eu-west-1:1:q")]
+    assert writes == [
+        Authorization("dynamodb:BatchWriteItem", "arn:aws:dynamodb:eu-west-1:1:table/a"),
+        Authorization("dynamodb:BatchWriteItem", "arn:aws:dynamodb:eu-west-1:1:table/b"),
+    ]
+    assert invoke == [Authorization("lambda:InvokeFunction", "arn:aws:lambda:eu-west-1:1:function:f")]
+    assert list(authorizations("sts", "GetCallerIdentity", {}, region=REGION)) == []
+
+
+def test_the_template_roles_allow_what_each_function_does() -> None:
+    # GIVEN calls each function makes (the names the tests give the stack's resources)
+    calls = [
+        _call("IngestFunction", "sqs:SendMessage", POSTBACK_QUEUE),
+        _call("DispatchFunction", "dynamodb:UpdateItem", DELIVERIES),
+        _call("DispatchFunction", "sqs:ChangeMessageVisibility", POSTBACK_QUEUE),
+        _call("TestLinkFunction", "dynamodb:Query", f"{DELIVERIES}/index/by_affiliate"),
+        _call(
+            "IngestFunction",
+            "secretsmanager:GetSecretValue",
+            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:postback-relay-test-SigningSecret-AbC123",
+        ),
+        _call(
+            "StepFunctions",
+            "lambda:InvokeFunction",
+            f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:TestLinkFunction",
+            "state_machine",
+        ),
+    ]
+    # THEN none is denied
+    report = _evaluate(calls)
+    assert report.denied == []
+
+
+def test_a_call_outside_the_role_is_named_with_function_action_and_resource() -> None:
+    # GIVEN the test-link function writing the delivery log it may only read
+    report = _evaluate([_call("TestLinkFunction", "dynamodb:PutItem", DELIVERIES)])
+    # THEN the check names the function, the action and the resource
+    (denied,) = report.denied
+    assert str(denied) == (
+        f"TestLinkFunction: dynamodb:PutItem on {DELIVERIES} is not allowed by role TestLinkFunctionRole"
+    )
+
+
+def test_removing_a_policy_template_denies_the_call_it_allowed() -> None:
+    # GIVEN a template whose ingest function lost its SQSSendMessagePolicy
+    sam = copy.deepcopy(TEMPLATE)
+    policies = sam["Resources"]["IngestFunction"]["Properties"]["Policies"]
+    sam["Resources"]["IngestFunction"]["Properties"]["Policies"] = [
+        p for p in policies if "SQSSendMessagePolicy" not in p
+    ]
+    translated = translate(sam, region=REGION)
+    # WHEN the ingest function's recorded SendMessageBatch is checked
+    report = iam.evaluate([_call("IngestFunction", "sqs:SendMessage", POSTBACK_QUEUE)], translated, sam)
+    # THEN the check names exactly that call
+    assert [str(d) for d in report.denied] == [
+        f"IngestFunction: sqs:SendMessage on {POSTBACK_QUEUE} is not allowed by role IngestFunctionRole"
+    ]
+
+
+def test_the_state_machine_needs_invoke_on_the_function_its_tasks_name() -> None:
+    # GIVEN a state machine without its LambdaInvokePolicy
+    sam = copy.deepcopy(TEMPLATE)
+    sam["Resources"]["TestLinkStateMachine"]["Properties"]["Policies"] = []
+    translated = translate(sam, region=REGION)
+    # THEN every Task state of its definition is denied, by name
+    report = iam.evaluate([], translated, sam)
+    denied = {(d.principal, d.action, d.resource) for d in report.denied}
+    function_arn = "arn:aws:lambda:{region}:{account}:function:<<TestLinkFunction>>"
+    assert ("TestLinkStateMachine (state FollowLink)", "lambda:InvokeFunction", function_arn) in denied
+    assert ("TestLinkStateMachine (state RecordVerdict)", "lambda:InvokeFunction", function_arn) in denied
+
+
+def test_a_call_by_a_function_the_template_does_not_have_is_denied() -> None:
+    report = _evaluate([_call("GhostFunction", "sqs:SendMessage", POSTBACK_QUEUE)])
+    assert [d.role for d in report.denied] == ["no role in the translated template"]
+
+
+def test_the_readme_operator_policy_covers_the_cli_and_nothing_else_is_assumed() -> None:
+    # GIVEN the CLI's calls: one the README's policy allows, one it does not
+    cli = iam.CLI_PRINCIPAL
+    allowed = _call(cli, "sqs:SendMessage", POSTBACK_QUEUE, "cli")
+    outside = _call(cli, "dynamodb:DeleteTable", DELIVERIES, "cli")
+    report = _evaluate([allowed, outside])
+    assert [(d.principal, d.action) for d in report.denied] == [(cli, "dynamodb:DeleteTable")]
+
+
+def test_unused_grants_are_listed_per_principal() -> None:
+    report = _evaluate([_call("IngestFunction", "sqs:SendMessage", POSTBACK_QUEUE)])
+    assert "sqs:SendMessage" not in report.unused["IngestFunction"]
+    assert "secretsmanager:GetSecretValue" in report.unused["IngestFunction"]
+
+
+def test_the_generated_operator_policy_writes_resources_as_the_readme_does() -> None:
+    policy = iam.policy_for(
+        [_call(iam.CLI_PRINCIPAL, "dynamodb:Query", f"{DELIVERIES}/index/by_affiliate", "cli")], TEMPLATE["Resources"]
+    )
+    assert policy["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query"],
+            "Resource": "arn:aws:dynamodb:*:*:table/<stack>-DeliveriesTable-*/index/by_affiliate",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arn", "canonical"),
+    [
+        (POSTBACK_QUEUE, "arn:aws:sqs:{region}:{account}:<<PostbackQueue>>"),
+        (
+            f"{DELIVERIES}/index/by_affiliate",
+            "arn:aws:dynamodb:{region}:{account}:table/<<DeliveriesTable>>/index/by_affiliate",
+        ),
+        (
+            f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:local-TestLinkFunction",
+            "arn:aws:lambda:{region}:{account}:function:<<TestLinkFunction>>",
+        ),
+        (f"arn:aws:sqs:{REGION}:{ACCOUNT}:some-other-queue", "arn:aws:sqs:{region}:{account}:some-other-queue"),
+    ],
+)
+def test_recorded_names_map_back_to_their_logical_ids(arn: str, canonical: str) -> None:
+    assert iam.canonical_resource(arn, TEMPLATE["Resources"]) == canonical

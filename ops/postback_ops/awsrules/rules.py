@@ -40,7 +40,8 @@ def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _globals(template: Template) -> Mapping[str, Any]:
-    return template.get("Globals", {}).get("Function", {})
+    function_globals: Mapping[str, Any] = template.get("Globals", {}).get("Function", {})
+    return function_globals
 
 
 def _function_setting(template: Template, function: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -112,18 +113,19 @@ def alarm_topics_are_publishable(template: Template) -> list[str]:
                         f"{alarm_id}: notifies {action}, a topic outside the template whose key is unchecked"
                     )
     for topic_id in sorted(topics):
-        key = _props(resources[topic_id]).get("KmsMasterKeyId")
-        if key is None:
+        master_key = _props(resources[topic_id]).get("KmsMasterKeyId")
+        if master_key is None:
             continue
-        key_id = _ref_target(key)
-        if key_id is None:
-            text = str(key)
+        target_key = _ref_target(master_key)
+        if target_key is None:
+            text = str(master_key)
             kind = "the AWS managed key" if text.startswith("alias/aws/") else "a key outside the template"
             problems.append(
                 f"{topic_id}: encrypted with {kind} {text}; CloudWatch alarms cannot publish to it "
                 "(its key policy must grant cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*)"
             )
             continue
+        key_id: str = target_key
         key_resource = resources.get(key_id, {})
         if key_resource.get("Type") == "AWS::KMS::Alias":
             key_id = _ref_target(_props(key_resource).get("TargetKeyId")) or key_id

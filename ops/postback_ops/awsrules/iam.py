@@ -30,6 +30,7 @@ from typing import Any
 from postback_ops.awsrules.calls import Authorization
 from postback_ops.awsrules.translate import BUILD_DIR, translate
 from postback_ops.local.resources import REPO_ROOT, load_template
+from postback_ops.target import LOCAL_OUTPUTS_PARAMETER
 
 CALL_LOG = BUILD_DIR / "calls.jsonl"
 README = REPO_ROOT / "README.md"
@@ -37,6 +38,9 @@ REGION = "{region}"
 ACCOUNT = "{account}"
 STATE_MACHINE_PRINCIPAL = "StepFunctions"
 CLI_PRINCIPAL = "postback CLI"
+# Calls the CLI makes only against the local stack (`postback --local` reads the stack's
+# outputs from SSM there, and from CloudFormation on AWS): not part of the operator policy.
+LOCAL_ONLY_CLI_CALLS = frozenset({("ssm:GetParameter", f"parameter{LOCAL_OUTPUTS_PARAMETER}")})
 
 # What the AWS managed policies SAM attaches allow (their documents, as published). A role
 # holding another managed policy is reported, not guessed at.
@@ -521,6 +525,10 @@ def evaluate(
             continue
         seen.add(key)
         principal = call["principal"]
+        if principal == CLI_PRINCIPAL and any(
+            call["action"] == action and call["resource"].endswith(suffix) for action, suffix in LOCAL_ONLY_CLI_CALLS
+        ):
+            continue
         if call.get("kind") == "state_machine" or principal == STATE_MACHINE_PRINCIPAL:
             # moto runs every state machine's Tasks through one client: a call counts for the
             # machine whose role allows it, and fails when none does.
@@ -582,10 +590,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     for note in report.notes:
         _say(f"note: {note}")
+    for principal in sorted(set(report.unused) - set(report.used)):
+        _say(f"note: no call of {principal} was recorded; the suites do not exercise its role")
     for principal, actions in sorted(report.unused.items()):
         if actions:
             _say(f"granted, never used by a test: {principal}: {', '.join(actions)}")
-    cli_calls = [c for c in calls if c["principal"] == CLI_PRINCIPAL]
+    cli_calls = [
+        c
+        for c in calls
+        if c["principal"] == CLI_PRINCIPAL
+        and not any(c["action"] == a and c["resource"].endswith(x) for a, x in LOCAL_ONLY_CLI_CALLS)
+    ]
     if cli_calls:
         policy = policy_for(cli_calls, list(load_template()["Resources"]))
         write_path = BUILD_DIR / "operator-policy.json"

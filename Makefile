@@ -21,7 +21,7 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 
 help:
 	@echo "make run     start the whole system locally (no AWS account needed)"
-	@echo "make test    lint, type-check, validate the template, run every test"
+	@echo "make test    lint, type-check, the template against AWS rules, every test, IAM check"
 	@echo "make demo    a scripted tour on the local stack"
 	@echo "make build   sam build       make deploy   sam deploy (ENV=prod for production)"
 	@echo "make bench   the benchmark suite, figures in bench/results.json"

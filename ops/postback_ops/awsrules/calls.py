@@ -128,6 +128,11 @@ def authorizations(
         group = params.get("GroupName") or "default"
         name = params.get("Name")
         yield Authorization(action, f"arn:aws:scheduler:{region}:{account}:schedule/{group}/{name}" if name else "*")
+        # A schedule runs as the role it names: creating or updating it needs iam:PassRole on
+        # that role, which moto never asks for.
+        role = (params.get("Target") or {}).get("RoleArn")
+        if role and operation in ("CreateSchedule", "UpdateSchedule"):
+            yield Authorization("iam:PassRole", str(role))
     elif prefix == "events":
         bus = params.get("EventBusName") or "default"
         yield Authorization(action, f"arn:aws:events:{region}:{account}:event-bus/{bus}")

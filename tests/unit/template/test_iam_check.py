@@ -54,6 +54,12 @@ def test_batch_operations_are_authorized_as_the_action_iam_checks() -> None:
     ]
     assert invoke == [Authorization("lambda:InvokeFunction", "arn:aws:lambda:eu-west-1:1:function:f")]
     assert list(authorizations("sts", "GetCallerIdentity", {}, region=REGION)) == []
+    # AND a schedule that runs as a role needs iam:PassRole on it as well
+    schedule = {"Name": "s", "Target": {"RoleArn": "arn:aws:iam::1:role/r", "Arn": "x"}}
+    assert list(authorizations("scheduler", "CreateSchedule", schedule, region=REGION, account="1")) == [
+        Authorization("scheduler:CreateSchedule", "arn:aws:scheduler:eu-west-1:1:schedule/default/s"),
+        Authorization("iam:PassRole", "arn:aws:iam::1:role/r"),
+    ]
 
 
 def test_the_template_roles_allow_what_each_function_does() -> None:

@@ -398,6 +398,44 @@ def _task_authorizations(state: Mapping[str, Any], substitutions: Mapping[str, s
         yield Authorization("states:Unknown", resource)
 
 
+# --- what an event source mapping does with the function's role ---------------------------------
+
+# Lambda polls an event source as the function's execution role, and refuses to create the
+# mapping when the role lacks these (moto creates it anyway).
+_ESM_ACTIONS = {
+    "sqs": ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
+    "dynamodb": ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"),
+    "kinesis": ("kinesis:DescribeStream", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"),
+}
+_DESTINATION_ACTIONS = {"sqs": "sqs:SendMessage", "sns": "sns:Publish", "s3": "s3:PutObject"}
+
+
+def event_source_calls(translated: Mapping[str, Any]) -> list[tuple[str, str, Authorization]]:
+    """(function, mapping, authorization) for every event source mapping of the template: the
+    polling actions on its source and the send to its on-failure destination."""
+    resolver = Resolver(translated)
+    calls: list[tuple[str, str, Authorization]] = []
+    for mapping_id, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = resource["Properties"]
+        function = props.get("FunctionName")
+        function_id = function.get("Ref") if isinstance(function, Mapping) else None
+        if not function_id:
+            continue
+        source = resolver._one(props["EventSourceArn"])
+        service = source.split(":")[2] if source.startswith("arn:") else ""
+        for action in _ESM_ACTIONS.get(service, ()):
+            calls.append((function_id, mapping_id, Authorization(action, source)))
+        destination = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+        if destination is not None:
+            target = resolver._one(destination)
+            target_service = target.split(":")[2] if target.startswith("arn:") else ""
+            if target_service in _DESTINATION_ACTIONS:
+                calls.append((function_id, mapping_id, Authorization(_DESTINATION_ACTIONS[target_service], target)))
+    return calls
+
+
 # --- the operator policy for the CLI ---------------------------------------------------------
 
 
@@ -546,6 +584,15 @@ def evaluate(
                 report.used.setdefault(machine, set()).add((auth.action, auth.resource))
             continue
         check(principal, call["action"], call["resource"])
+    for function_id, mapping_id, auth in event_source_calls(translated):
+        function_role = principals.get(function_id)
+        report.checked += 1
+        if function_role is None or not function_role.decide(auth):
+            where = f"role {function_role.role_id}" if function_role else "no role in the translated template"
+            report.denied.append(
+                Denied(f"{function_id} (event source {mapping_id})", auth.action, auth.resource, where)
+            )
+        report.used.setdefault(function_id, set()).add((auth.action, auth.resource))
     for machine, state, auth in definition_calls(sam_template, translated):
         role = principals[machine]
         report.checked += 1

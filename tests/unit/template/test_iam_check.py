@@ -176,3 +176,36 @@ def test_the_generated_operator_policy_writes_resources_as_the_readme_does() -> 
 )
 def test_recorded_names_map_back_to_their_logical_ids(arn: str, canonical: str) -> None:
     assert iam.canonical_resource(arn, TEMPLATE["Resources"]) == canonical
+
+
+def _with_stream_consumer(destination: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the template where the test-link function also reads ConversionsTable's stream."""
+    sam = copy.deepcopy(TEMPLATE)
+    sam["Resources"]["ConversionsTable"]["Properties"]["StreamSpecification"] = {"StreamViewType": "NEW_IMAGE"}
+    sam["Resources"]["TestLinkFunction"]["Properties"]["Events"] = {}
+    sam["Resources"]["TestLinkFunction"]["Properties"]["Events"]["Changes"] = {
+        "Type": "DynamoDB",
+        "Properties": {
+            "Stream": {"Fn::GetAtt": ["ConversionsTable", "StreamArn"]},
+            "StartingPosition": "LATEST",
+            "DestinationConfig": {"OnFailure": destination},
+        },
+    }
+    return sam
+
+
+def test_an_event_source_needs_its_polling_and_on_failure_permissions_in_the_function_role() -> None:
+    # GIVEN a stream event source whose on-failure queue SAM is not told about (no Type)
+    sam = _with_stream_consumer({"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}})
+    report = iam.evaluate([], translate(sam, region=REGION), sam)
+    # THEN the send to the on-failure queue is named as denied; the stream reads are allowed
+    assert [(d.principal, d.action, d.resource) for d in report.denied] == [
+        (
+            "TestLinkFunction (event source TestLinkFunctionChanges)",
+            "sqs:SendMessage",
+            "arn:aws:sqs:{region}:{account}:<<DeadLetterQueue>>",
+        )
+    ]
+    # WHEN SAM is told the destination is a queue, it grants the send itself
+    sam = _with_stream_consumer({"Type": "SQS", "Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}})
+    assert iam.evaluate([], translate(sam, region=REGION), sam).denied == []

@@ -169,4 +169,3 @@ def test_a_table_retained_on_delete_but_not_on_replace_is_refused() -> None:
     assert rules.retained_tables_are_retained_on_replace_too(template) == [
         "AffiliatesTable: DeletionPolicy Retain without UpdateReplacePolicy Retain"
     ]
-

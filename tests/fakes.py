@@ -4,6 +4,7 @@
 
 from collections.abc import Callable as _IngestCallable
 from collections.abc import Sequence as _IngestSequence
+from datetime import datetime as _IngestDatetime
 
 from postback_relay.domain.config import AffiliateConfig as _IngestAffiliateConfig
 from postback_relay.domain.config import parse_config as _ingest_parse_config
@@ -59,15 +60,23 @@ class FakeAffiliateStore:
 
 
 class FakeConversionLog:
-    """ConversionLog in a dict; `fail_after` makes the n+1-th record raise InfrastructureError."""
+    """ConversionLog in a dict; `fail_after` makes the n+1-th record raise InfrastructureError.
+    `outbox` lists the messages of every record written, in order: what the stream would queue."""
 
     def __init__(self, *, fail_after: int | None = None) -> None:
         self.records: dict[str, tuple[_IngestConversion, _IngestConversionResult]] = {}
+        self.outbox: list[_IngestPostbackMessage] = []
         self.writes = 0
-        self.forgotten: list[str] = []
         self.fail_after = fail_after
 
-    def record(self, conversion: _IngestConversion, result: _IngestConversionResult) -> _IngestConversionResult | None:
+    def record(
+        self,
+        conversion: _IngestConversion,
+        result: _IngestConversionResult,
+        messages: _IngestSequence[_IngestPostbackMessage] = (),
+        *,
+        received_at: _IngestDatetime | None = None,
+    ) -> _IngestConversionResult | None:
         if self.fail_after is not None and self.writes >= self.fail_after:
             raise _IngestInfrastructureError("the conversion log is down")
         self.writes += 1
@@ -75,12 +84,8 @@ class FakeConversionLog:
         if first is not None:
             return first[1]
         self.records[conversion.conversion_id] = (conversion, result)
+        self.outbox.extend(messages)
         return None
-
-    def forget(self, conversion_ids: _IngestSequence[str]) -> None:
-        for conversion_id in conversion_ids:
-            self.forgotten.append(conversion_id)
-            self.records.pop(conversion_id, None)
 
 
 class FakePostbackQueue:

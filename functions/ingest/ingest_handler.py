@@ -1,8 +1,9 @@
 """The conversion API: `POST /conversions` (contract section 2), HTTP API payload v2.
 
 Checks in this order, each cheap before the next: size (413), signature (401), content type
-(415), body (400); then the ingest service records and queues (202, or 200 for repeats).
-Infrastructure failures answer 503 with Retry-After; nothing the caller sends gets a 5xx.
+(415), body (400); then the ingest service records each conversion with its postbacks in one
+write (202, or 200 for repeats); the table's stream queues them. Ingest never calls SQS.
+Infrastructure failures (DynamoDB) answer 503 with Retry-After; nothing the caller sends gets a 5xx.
 The body, the secret and the signature are never logged.
 """
 
@@ -31,7 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
-from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.conversion import Conversion
 from postback_relay.domain.errors import DomainError, InfrastructureError, SignatureError
 from postback_relay.domain.signing import verify_conversion_request
@@ -47,7 +47,6 @@ from postback_relay.settings import settings_from_environ
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_sqs import SQSClient
 
 SIGNATURE_TOLERANCE_S = 300
 SECRET_MAX_AGE_S = 300
@@ -63,7 +62,6 @@ class IngestSettings(BaseModel):
 
     affiliates_table: str = Field(min_length=1)
     conversions_table: str = Field(min_length=1)
-    postback_queue_url: str = Field(min_length=1)
     signing_secret_name: str = Field(min_length=1)
     config_cache_seconds: float = Field(default=60, ge=0)
     allow_loopback: bool = False
@@ -124,36 +122,29 @@ class UnsupportedMediaType(DomainError):
 @dataclass(frozen=True)
 class Adapters:
     dynamodb: DynamoDBClient
-    sqs: SQSClient
     affiliates: CachedAffiliateStore
     conversions: DynamoConversionLog
-    queue: SqsPostbackQueue
 
 
 @functools.cache
 def adapters() -> Adapters:
     """Built on the first invocation, not at import, so that tests can start moto first."""
     dynamodb = boto3.client("dynamodb")
-    sqs = boto3.client("sqs")
     return Adapters(
         dynamodb=dynamodb,
-        sqs=sqs,
         affiliates=CachedAffiliateStore(
             DynamoAffiliateStore(settings.affiliates_table, client=dynamodb, allow_loopback=settings.allow_loopback),
             ttl_s=settings.config_cache_seconds,
             clock=lambda: clock(),
         ),
         conversions=DynamoConversionLog(settings.conversions_table, client=dynamodb, clock=_now),
-        queue=SqsPostbackQueue(settings.postback_queue_url, client=sqs),
     )
 
 
 @functools.cache
 def ingest_service() -> IngestService:
     built = adapters()
-    return IngestService(
-        built.affiliates, built.conversions, built.queue, clock=_now, allow_loopback=settings.allow_loopback
-    )
+    return IngestService(built.affiliates, built.conversions, clock=_now, allow_loopback=settings.allow_loopback)
 
 
 def _now() -> datetime:
@@ -306,7 +297,10 @@ def _unavailable(error: InfrastructureError) -> Response[str]:
     metrics.add_metric(name=REJECTED_METRICS[503], unit=MetricUnit.Count, value=1)
     document = {
         "error": InfrastructureError.kind,
-        "message": "The relay cannot take conversions right now; nothing of this request was kept. Retry it.",
+        "message": (
+            "The relay cannot take conversions right now. Retry the same request: conversions of it "
+            "already taken are answered as repeats, the others are taken."
+        ),
     }
     return _json(503, document, headers={"Retry-After": str(RETRY_AFTER_S)})
 

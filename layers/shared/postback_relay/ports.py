@@ -37,15 +37,19 @@ class AffiliateStore(Protocol):
 
 
 class ConversionLog(Protocol):
-    def record(self, conversion: Conversion, result: ConversionResult) -> ConversionResult | None:
-        """Record an accepted conversion with its result, if it is new.
+    def record(
+        self,
+        conversion: Conversion,
+        result: ConversionResult,
+        messages: Sequence[PostbackMessage] = (),
+        *,
+        received_at: datetime | None = None,
+    ) -> ConversionResult | None:
+        """Record an accepted conversion with its result and its postbacks' messages (the
+        outbox, queued from the table's stream), if it is new.
 
         Returns None when recorded, or the first result when (transaction_id, event) was
-        already recorded. One conditional write."""
-        ...
-
-    def forget(self, conversion_ids: Sequence[str]) -> None:
-        """Delete records again (after the queue refused their postbacks)."""
+        already recorded (nothing is written then, so nothing is queued). One conditional write."""
         ...
 
 
@@ -53,6 +57,17 @@ class PostbackQueue(Protocol):
     def send(self, messages: Sequence[PostbackMessage]) -> list[PostbackMessage]:
         """Queue the messages; returns those the queue refused (empty on success)."""
         ...
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One new conversion from the conversions table's stream, with the messages it holds;
+    `unreadable` says why its messages could not be read (a record to retry, then park)."""
+
+    sequence_number: str
+    conversion_id: str
+    messages: tuple[PostbackMessage, ...] = ()
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
-from fakes import FakeAffiliateStore, FakeConversionLog, FakePostbackQueue, ingest_config, ingest_conversion
+from fakes import FakeAffiliateStore, FakeConversionLog, ingest_config, ingest_conversion
 
 from postback_relay.domain.conversion import Conversion, ConversionResult, Outcome
+from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.services.ingest import RECORD_WORKERS, IngestService
 
@@ -25,23 +27,29 @@ class OverlappingLog(FakeConversionLog):
         self._lock = threading.Lock()
         self.refuse = refuse
 
-    def record(self, conversion: Conversion, result: ConversionResult) -> ConversionResult | None:
+    def record(
+        self,
+        conversion: Conversion,
+        result: ConversionResult,
+        messages: Sequence[PostbackMessage] = (),
+        *,
+        received_at: datetime | None = None,
+    ) -> ConversionResult | None:
         self._barrier.wait()  # raises BrokenBarrierError if the puts do not overlap
         if conversion.transaction_id == self.refuse:
             raise InfrastructureError("the conversion log is down")
         with self._lock:
-            return super().record(conversion, result)
+            return super().record(conversion, result, messages, received_at=received_at)
 
 
-def service(log: FakeConversionLog, queue: FakePostbackQueue) -> IngestService:
-    return IngestService(FakeAffiliateStore(ingest_config()), log, queue, clock=lambda: NOW)
+def service(log: FakeConversionLog) -> IngestService:
+    return IngestService(FakeAffiliateStore(ingest_config()), log, clock=lambda: NOW)
 
 
 def test_a_batch_is_recorded_concurrently_and_answered_in_request_order() -> None:
     # GIVEN a log that lets a record finish only when a pool's worth of records are in flight,
     # and a batch of twice that many, one of them recorded before
     log = OverlappingLog(RECORD_WORKERS)
-    queue = FakePostbackQueue()
     batch = [ingest_conversion(transaction_id=f"T-{n}") for n in range(2 * RECORD_WORKERS)]
     earlier = ConversionResult(
         transaction_id="T-5", event=batch[5].event, affiliate_id="1234567", outcome=Outcome.QUEUED, postbacks_queued=1
@@ -49,23 +57,22 @@ def test_a_batch_is_recorded_concurrently_and_answered_in_request_order() -> Non
     log.records[batch[5].conversion_id] = (batch[5], earlier)
 
     # WHEN the batch is ingested
-    report = service(log, queue).ingest(batch)
+    report = service(log).ingest(batch)
 
     # THEN every answer is in the request's order, the earlier one a repeat, the rest queued in order
     assert [a.result.transaction_id for a in report.answers] == [c.transaction_id for c in batch]
     assert [n for n, a in enumerate(report.answers) if a.repeat] == [5]
-    assert [m.transaction_id for m in queue.sent] == [c.transaction_id for c in batch if c is not batch[5]]
+    assert sorted(m.transaction_id for m in log.outbox) == sorted(c.transaction_id for c in batch if c is not batch[5])
 
 
-def test_a_failed_put_among_concurrent_ones_takes_back_every_record() -> None:
+def test_a_failed_put_among_concurrent_ones_fails_the_request_once_every_put_ended() -> None:
     # GIVEN a batch whose puts overlap and one of which fails
     log = OverlappingLog(4, refuse="T-2")
-    queue = FakePostbackQueue()
     batch = [ingest_conversion(transaction_id=f"T-{n}") for n in range(4)]
 
-    # WHEN it is ingested, THEN the failure surfaces, nothing stays recorded and nothing is queued
+    # WHEN it is ingested, THEN the failure surfaces (503), after every other put ended: the
+    # others are recorded with their outbox, and the platform's retry finds them as repeats
     with pytest.raises(InfrastructureError):
-        service(log, queue).ingest(batch)
-    assert log.records == {}
-    assert sorted(log.forgotten) == ["T-0#sale", "T-1#sale", "T-3#sale"]
-    assert queue.calls == 0
+        service(log).ingest(batch)
+    assert sorted(log.records) == ["T-0#sale", "T-1#sale", "T-3#sale"]
+    assert sorted(m.transaction_id for m in log.outbox) == ["T-0", "T-1", "T-3"]

@@ -1,4 +1,5 @@
-"""The ingest use case over in-memory fakes: resolve, record, queue, undo."""
+"""The ingest use case over in-memory fakes: resolve, then record each conversion with its
+postbacks' messages (the outbox) in one write; no queue, nothing to undo."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 from fakes import (
     INGEST_AFFILIATE_ID,
     INGEST_PPS_LINK,
+    INGEST_REVSHARE_LINK,
     FakeAffiliateStore,
     FakeConversionLog,
-    FakePostbackQueue,
     ingest_config,
     ingest_conversion,
 )
@@ -20,7 +21,7 @@ from postback_relay.domain.conversion import Outcome
 from postback_relay.domain.delivery import delivery_id_for
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import Event
-from postback_relay.services.ingest import ConversionsNotQueued, IngestService
+from postback_relay.services.ingest import MAX_MESSAGE_BYTES, IngestService
 
 NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)
 
@@ -29,10 +30,7 @@ class World:
     def __init__(self, *, allow_loopback: bool = False) -> None:
         self.affiliates = FakeAffiliateStore(ingest_config())
         self.log = FakeConversionLog()
-        self.queue = FakePostbackQueue()
-        self.service = IngestService(
-            self.affiliates, self.log, self.queue, clock=lambda: NOW, allow_loopback=allow_loopback
-        )
+        self.service = IngestService(self.affiliates, self.log, clock=lambda: NOW, allow_loopback=allow_loopback)
 
 
 @pytest.fixture
@@ -49,7 +47,7 @@ def test_revshare_sale_queues_its_postback_with_the_tracker_values(world: World)
     assert answer.repeat is False
     assert answer.result.outcome is Outcome.QUEUED
     assert answer.result.postbacks_queued == 1
-    (message,) = world.queue.sent
+    (message,) = world.log.outbox
     query = parse_qs(urlsplit(message.url).query)
     assert query == {"cid": ["c123"], "payout": ["25.00"], "cur": ["EUR"], "ev": ["sale"], "offer": ["89"]}
     assert message.delivery_id == delivery_id_for("T-2026-000123", Event.SALE, INGEST_AFFILIATE_ID, 0)
@@ -67,7 +65,7 @@ def test_pps_conversion_reads_the_affiliate_from_the_tracker(world: World) -> No
 
     # THEN affiliate 1234567's postback is queued for offer 66013
     assert report.answers[0].result.affiliate_id == INGEST_AFFILIATE_ID
-    assert "offer=66013" in world.queue.sent[0].url
+    assert "offer=66013" in world.log.outbox[0].url
 
 
 def test_tracker_instead_of_link_is_accepted(world: World) -> None:
@@ -76,7 +74,7 @@ def test_tracker_instead_of_link_is_accepted(world: World) -> None:
 
     # WHEN it is ingested, THEN the postback carries that tracker's click ID
     world.service.ingest([conversion])
-    assert "cid=c999" in world.queue.sent[0].url
+    assert "cid=c999" in world.log.outbox[0].url
 
 
 def test_repeat_answers_the_first_result_and_queues_nothing(world: World) -> None:
@@ -89,7 +87,7 @@ def test_repeat_answers_the_first_result_and_queues_nothing(world: World) -> Non
     # THEN it is a repeat with the first result, and nothing more is queued
     assert again.repeat is True
     assert again.result == first.result
-    assert len(world.queue.sent) == 1
+    assert len(world.log.outbox) == 1
 
 
 def test_same_conversion_twice_in_one_request_counts_once(world: World) -> None:
@@ -99,7 +97,7 @@ def test_same_conversion_twice_in_one_request_counts_once(world: World) -> None:
     # THEN the second is answered as a repeat of the first, and two postbacks are queued
     assert [a.repeat for a in report.answers] == [False, True, False]
     assert report.answers[1].result == report.answers[0].result
-    assert len(world.queue.sent) == 2
+    assert len(world.log.outbox) == 2
     assert world.log.writes == 2
 
 
@@ -115,7 +113,7 @@ def test_unknown_affiliate_is_recorded_without_postbacks(world: World) -> None:
     assert result.affiliate_id == "7654321"
     assert result.reason and "7654321" in result.reason
     assert "T-2026-000123#sale" in world.log.records
-    assert world.queue.sent == []
+    assert world.log.outbox == []
 
 
 def test_unreadable_link_is_an_unknown_affiliate(world: World) -> None:
@@ -128,7 +126,7 @@ def test_unreadable_link_is_an_unknown_affiliate(world: World) -> None:
     result = report.answers[0].result
     assert result.outcome is Outcome.UNKNOWN_AFFILIATE
     assert result.error_kind == "bad_link"
-    assert world.queue.sent == []
+    assert world.log.outbox == []
 
 
 def test_disabled_affiliate_fires_nothing(world: World) -> None:
@@ -138,7 +136,7 @@ def test_disabled_affiliate_fires_nothing(world: World) -> None:
     # WHEN a sale arrives, THEN it is recorded as affiliate_disabled
     result = world.service.ingest([ingest_conversion()]).answers[0].result
     assert result.outcome is Outcome.AFFILIATE_DISABLED
-    assert world.queue.sent == []
+    assert world.log.outbox == []
 
 
 @pytest.mark.parametrize(
@@ -154,7 +152,7 @@ def test_event_not_subscribed(world: World, event: str, offer_id: str) -> None:
     result = world.service.ingest([conversion]).answers[0].result
     assert result.outcome is Outcome.EVENT_NOT_SUBSCRIBED
     assert result.reason and event in result.reason
-    assert world.queue.sent == []
+    assert world.log.outbox == []
 
 
 @pytest.mark.parametrize(
@@ -172,7 +170,7 @@ def test_tracker_mismatch_reports_the_trackers_error(world: World, tracker: str,
     result = world.service.ingest([conversion]).answers[0].result
     assert result.outcome is Outcome.TRACKER_MISMATCH
     assert result.error_kind == error_kind
-    assert world.queue.sent == []
+    assert world.log.outbox == []
     assert "T-2026-000123#sale" in world.log.records
 
 
@@ -207,7 +205,7 @@ def test_rendered_url_to_a_forbidden_address_is_refused_at_send_time() -> None:
     result = world.service.ingest([ingest_conversion()]).answers[0].result
     assert result.outcome is Outcome.TRACKER_MISMATCH
     assert result.error_kind == "unsafe_url"
-    assert world.queue.sent == []
+    assert world.log.outbox == []
 
 
 def test_each_matching_postback_is_one_message_with_its_config_index(world: World) -> None:
@@ -231,63 +229,63 @@ def test_each_matching_postback_is_one_message_with_its_config_index(world: Worl
 
     # THEN two messages are queued, their delivery IDs from the config indexes 0 and 2
     assert result.postbacks_queued == 2
-    assert [m.delivery_id for m in world.queue.sent] == [
+    assert [m.delivery_id for m in world.log.outbox] == [
         delivery_id_for("T-2026-000123", Event.SALE, INGEST_AFFILIATE_ID, index) for index in (0, 2)
     ]
-    assert world.queue.sent[1].body == "c=c123"
-    assert list(result.delivery_ids) == [m.delivery_id for m in world.queue.sent]
+    assert world.log.outbox[1].body == "c=c123"
+    assert list(result.delivery_ids) == [m.delivery_id for m in world.log.outbox]
 
 
-def test_queue_refusal_forgets_the_refused_conversions_and_a_retry_queues_them(world: World) -> None:
-    # GIVEN the queue refuses the rebill's postback once
-    world.queue.refuse = lambda message: message.event is Event.REBILL
-    batch = [ingest_conversion(), ingest_conversion(event="rebill")]
-
-    # WHEN the batch is ingested, THEN it fails as unavailable and only the rebill's record is deleted
-    with pytest.raises(ConversionsNotQueued) as failure:
-        world.service.ingest(batch)
-    assert failure.value.conversion_ids == ("T-2026-000123#rebill",)
-    assert set(world.log.records) == {"T-2026-000123#sale"}
-
-    # WHEN the platform retries after the queue recovered
-    world.queue.refuse = lambda message: False
-    report = world.service.ingest(batch)
-
-    # THEN the sale is a repeat and the rebill is queued afresh
-    assert [a.repeat for a in report.answers] == [True, False]
-    assert [m.event for m in world.queue.sent] == [Event.SALE, Event.REBILL]
-
-
-def test_queue_down_forgets_everything_this_request_recorded(world: World) -> None:
-    # GIVEN the queue raises
-    world.queue.down = True
-
-    # WHEN a batch is ingested, THEN the error surfaces and no record is left
-    with pytest.raises(InfrastructureError):
-        world.service.ingest([ingest_conversion(), ingest_conversion(event="rebill")])
-    assert world.log.records == {}
-
-
-def test_log_failure_mid_batch_forgets_what_was_recorded_and_queues_nothing() -> None:
+def test_log_failure_mid_batch_keeps_what_was_recorded_and_the_retry_takes_the_rest() -> None:
     # GIVEN the conversion log fails on its second write
     world = World()
     world.log.fail_after = 1
+    batch = [ingest_conversion(), ingest_conversion(event="rebill")]
 
-    # WHEN a batch of two is ingested
+    # WHEN a batch of two is ingested, THEN the failure surfaces (503)
     with pytest.raises(InfrastructureError):
-        world.service.ingest([ingest_conversion(), ingest_conversion(event="rebill")])
+        world.service.ingest(batch)
+    # AND the first record stays, with its postback in its outbox: there is nothing to undo
+    assert set(world.log.records) == {"T-2026-000123#sale"}
+    assert [m.event for m in world.log.outbox] == [Event.SALE]
 
-    # THEN the first record was taken back and nothing was queued
-    assert world.log.records == {}
-    assert world.queue.calls == 0
+    # WHEN the platform retries once the log is back
+    world.log.fail_after = None
+    report = world.service.ingest(batch)
+
+    # THEN the sale is a repeat that records nothing more, and the rebill is taken
+    assert [a.repeat for a in report.answers] == [True, False]
+    assert [m.event for m in world.log.outbox] == [Event.SALE, Event.REBILL]
+    assert report.postbacks_queued == 1
 
 
-def test_batch_sends_all_postbacks_in_one_queue_call(world: World) -> None:
+def test_each_conversion_is_one_write_carrying_its_messages(world: World) -> None:
     # WHEN 25 distinct sales arrive in one request
     report = world.service.ingest([ingest_conversion(transaction_id=f"T-{n}") for n in range(25)])
 
-    # THEN the queue is called once with 25 messages
-    assert world.queue.calls == 1
+    # THEN each was recorded by exactly one write, carrying its postback's message
+    assert world.log.writes == 25
+    assert len(world.log.outbox) == 25
     assert report.postbacks_queued == 25
     assert len(report.new_conversions) == 25
     assert not report.all_repeats
+
+
+def test_a_postback_rendering_longer_than_the_limit_fires_nothing_and_says_why() -> None:
+    # GIVEN a POST body template repeating the click ID 80 times, and a 250-character click ID:
+    # the rendered message would pass the limit (20 postbacks of it would pass DynamoDB's 400 KB)
+    world = World()
+    body = "&".join(f"c{n}={{clickid}}" for n in range(80))
+    spec = {"events": ["sale"], "url": "https://track.acme.example/p", "method": "POST", "body": body}
+    world.affiliates.items.clear()
+    world.affiliates.put(ingest_config(postbacks=[spec]), expected_version=None, updated_by="test")
+    link = INGEST_REVSHARE_LINK.replace("c123", "c" * 250)
+
+    # WHEN a sale arrives with it
+    (answer,) = world.service.ingest([ingest_conversion(link=link)]).answers
+
+    # THEN nothing is recorded to queue, and the answer names the cause
+    assert 250 * 80 > MAX_MESSAGE_BYTES
+    assert answer.result.outcome is Outcome.TRACKER_MISMATCH
+    assert answer.result.error_kind == "postback_too_large"
+    assert world.log.outbox == []

@@ -10,14 +10,13 @@ import ingest_handler
 from ingest_handler import load_settings
 from postback_relay.settings import SettingsError
 
-REQUIRED = ("AFFILIATES_TABLE", "CONVERSIONS_TABLE", "POSTBACK_QUEUE_URL", "SIGNING_SECRET_NAME")
+REQUIRED = ("AFFILIATES_TABLE", "CONVERSIONS_TABLE", "SIGNING_SECRET_NAME")
 
 
 def environment(**changes: str | None) -> dict[str, str]:
     env = {
         "AFFILIATES_TABLE": "Affiliates",
         "CONVERSIONS_TABLE": "Conversions",
-        "POSTBACK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/postbacks",
         "SIGNING_SECRET_NAME": "signing-secret",
     }
     for name, value in changes.items():

@@ -1,22 +1,33 @@
-"""ConversionsTable: every accepted conversion with its result (ports.ConversionLog).
+"""ConversionsTable: every accepted conversion with its result (ports.ConversionLog), and the
+outbox of its postbacks.
 
 The conditional PutItem that records a conversion is also the idempotency guard: a repeat of
 `(transaction_id, event)` fails the condition and DynamoDB hands back the first item
-(ReturnValuesOnConditionCheckFailure), so a repeat costs one write request and no read.
+(ReturnValuesOnConditionCheckFailure), so a repeat costs one write request and no read. A
+refused put writes nothing, so it adds no record to the table's stream either.
 
-Items stay under 1 KB (one write unit): the link and the tracker are not kept, the reason
-sentence is cut, and the result JSON leaves out what the item already holds.
+The item is the outbox: `postbacks` holds the conversion's rendered postback messages, and
+the table's stream (INSERT, NEW_IMAGE) hands each new item to the outbox function, which
+queues them (`messages_of_item` rebuilds them exactly). To keep the item small, each message
+is kept without its default values and without what the item holds anyway (transaction,
+event, offer, affiliate, and `created_at` = `received_at`): a GET postback costs its
+delivery ID and its URL. A conversion that fires nothing carries no `postbacks`, and the
+stream filter leaves it out.
+
+Items stay under 1 KB (one write unit) for a conversion firing one postback: the link and the
+tracker are not kept, the reason sentence is cut, and the result JSON leaves out what the item
+already holds. Each postback's message is at most 16 KB (services.ingest.MAX_MESSAGE_BYTES:
+ingest refuses a longer rendering), so even 20 postbacks stay far under DynamoDB's 400 KB item limit.
 
 `delivery_ids` (the queued postbacks' IDs, space-joined) is how `postback deliveries
---transaction` finds a conversion's deliveries without an index on DeliveriesTable. It keeps
-as many IDs as fit under 1 KB: all of them unless a conversion fires about ten postbacks with
-every other field at its longest; the rest are then listed only by affiliate.
+--transaction` finds a conversion's deliveries without an index on DeliveriesTable. An item
+with an outbox keeps all of them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,17 +35,26 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.conversion import Conversion, ConversionResult
+from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TTL_DAYS = 400
 MAX_REASON_CHARS = 240
-BATCH_WRITE_LIMIT = 25
 DELIVERY_IDS = "delivery_ids"
+POSTBACKS = "postbacks"  # the outbox: the postback messages the stream hands to the outbox function
+# Message fields the item carries in its own attributes: left out of each kept message.
+_SHARED_FIELDS = {
+    "transaction_id": "transaction_id",
+    "event": "event",
+    "offer_id": "offer_id",
+    "affiliate_id": "affiliate_id",
+    "created_at": "received_at",
+}
 # One write unit is 1 KB; a byte of margin for the size estimate's rounding of numbers.
 MAX_ITEM_BYTES = 1023
 
@@ -47,6 +67,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _iso_exact(moment: datetime) -> str:
+    """The moment as a postback message's `created_at` renders in JSON (UTC, microseconds if any)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def result_to_json(result: ConversionResult) -> str:
     """The result as the item keeps it: without what the item holds anyway."""
     document = result.model_dump(mode="json", exclude={"transaction_id", "event", "delivery_ids"}, exclude_none=True)
@@ -57,9 +82,13 @@ def result_to_json(result: ConversionResult) -> str:
 
 
 def conversion_item(
-    conversion: Conversion, result: ConversionResult, *, received_at: datetime
+    conversion: Conversion,
+    result: ConversionResult,
+    *,
+    received_at: datetime,
+    messages: Sequence[PostbackMessage] = (),
 ) -> dict[str, AttributeValueTypeDef]:
-    """The item recording an accepted conversion and its result."""
+    """The item recording an accepted conversion, its result and its postbacks' messages."""
     item: dict[str, AttributeValueTypeDef] = {
         "conversion_id": {"S": conversion.conversion_id},
         "transaction_id": {"S": conversion.transaction_id},
@@ -69,14 +98,48 @@ def conversion_item(
         "amount_text": {"S": conversion.amount_text or str(conversion.amount)},
         "currency": {"S": conversion.currency},
         "occurred_at": {"S": _iso(conversion.occurred_at)},
-        "received_at": {"S": _iso(received_at)},
+        "received_at": {"S": _iso_exact(received_at)},
         "result": {"S": result_to_json(result)},
         "expires_at": {"N": str(int((received_at + timedelta(days=TTL_DAYS)).timestamp()))},
     }
     if result.affiliate_id is not None:
         item["affiliate_id"] = {"S": result.affiliate_id}
-    _with_delivery_ids(item, result.delivery_ids)
+    if messages:
+        item[POSTBACKS] = {"S": _outbox_text(item, messages)}
+        # The outbox already makes the item as large as its postbacks: every ID is kept.
+        if result.delivery_ids:
+            item[DELIVERY_IDS] = {"S": " ".join(result.delivery_ids)}
+    else:
+        _with_delivery_ids(item, result.delivery_ids)
     return item
+
+
+def _outbox_text(item: dict[str, AttributeValueTypeDef], messages: Sequence[PostbackMessage]) -> str:
+    kept = []
+    for message in messages:
+        document = message.model_dump(mode="json", exclude_defaults=True)
+        for field, attribute in _SHARED_FIELDS.items():
+            # Left out only when the item holds the very same text: rebuilt exactly, whatever it is.
+            if field in document and document[field] == item.get(attribute, {}).get("S"):
+                del document[field]
+        kept.append(document)
+    return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
+
+
+def messages_of_item(item: Mapping[str, Any]) -> list[PostbackMessage]:
+    """The postback messages a ConversionsTable item (or its stream image) holds, exactly as
+    ingest rendered them; empty when the conversion fired none. Raises ValueError for an item
+    whose outbox cannot be read."""
+    text = item.get(POSTBACKS, {}).get("S")
+    if not text:
+        return []
+    shared = {
+        field: item[attribute]["S"] for field, attribute in _SHARED_FIELDS.items() if "S" in item.get(attribute, {})
+    }
+    documents = json.loads(text)
+    if not isinstance(documents, list):
+        raise ValueError("the item's postbacks are not a list")
+    return [PostbackMessage.model_validate({**shared, **document}) for document in documents]
 
 
 def item_bytes(item: dict[str, AttributeValueTypeDef]) -> int:
@@ -130,8 +193,15 @@ class DynamoConversionLog:
         self._client: DynamoDBClient = client or boto3.client("dynamodb")
         self._clock = clock
 
-    def record(self, conversion: Conversion, result: ConversionResult) -> ConversionResult | None:
-        item = conversion_item(conversion, result, received_at=self._clock())
+    def record(
+        self,
+        conversion: Conversion,
+        result: ConversionResult,
+        messages: Sequence[PostbackMessage] = (),
+        *,
+        received_at: datetime | None = None,
+    ) -> ConversionResult | None:
+        item = conversion_item(conversion, result, received_at=received_at or self._clock(), messages=messages)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -161,25 +231,3 @@ class DynamoConversionLog:
         if "Item" not in answer:
             raise InfrastructureError(f"Conversion {conversion_id} was recorded and is gone.")
         return _result_of(answer["Item"])
-
-    def forget(self, conversion_ids: Sequence[str]) -> None:
-        unique = list(dict.fromkeys(conversion_ids))
-        for start in range(0, len(unique), BATCH_WRITE_LIMIT):
-            requests: list[WriteRequestTypeDef] = [
-                {"DeleteRequest": {"Key": {"conversion_id": {"S": cid}}}}
-                for cid in unique[start : start + BATCH_WRITE_LIMIT]
-            ]
-            self._delete(requests)
-
-    def _delete(self, requests: list[WriteRequestTypeDef]) -> None:
-        # DynamoDB may leave some deletes unprocessed under throttling: try those twice more.
-        for _ in range(3):
-            try:
-                answer = self._client.batch_write_item(RequestItems={self._table: requests})
-            except (ClientError, BotoCoreError) as exc:
-                raise InfrastructureError(f"Forgetting {len(requests)} conversion(s) failed: {exc}") from exc
-            unprocessed = answer.get("UnprocessedItems", {}).get(self._table, [])
-            requests = cast("list[WriteRequestTypeDef]", unprocessed)
-            if not requests:
-                return
-        raise InfrastructureError(f"Forgetting conversions failed: {len(requests)} delete(s) left unprocessed.")

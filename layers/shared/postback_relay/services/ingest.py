@@ -1,14 +1,16 @@
-"""Accept conversions: validate the request, resolve each conversion to its postbacks, record
-it (the idempotency guard), then queue the postbacks.
+"""Accept conversions: validate the request, resolve each conversion to its postbacks, and
+record it with its rendered postback messages, in one conditional write (the idempotency
+guard and the outbox at once).
 
-The order is record first, then queue. A conversion whose postbacks the queue refused is
-forgotten again, so that the platform's retry of the whole request queues it afresh; the
-deterministic delivery IDs make a postback queued twice still one delivery.
+Ingest never calls the queue: the conversions table's stream hands each new record to the
+outbox function (services.outbox), which queues its messages. Acceptance depends on that one
+write alone, so a 202 holds even while SQS is down, and there is nothing to undo: a record
+written is a postback that will be queued. A repeat (refused write) writes nothing, so it
+queues nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,9 +37,13 @@ from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.render import macro_values, render_postback
 from postback_relay.domain.tracker import parse_tracker
-from postback_relay.ports import AffiliateStore, ConversionLog, PostbackQueue
+from postback_relay.ports import AffiliateStore, ConversionLog
 
 MAX_BATCH = 100
+# One postback message, as JSON, at most: 20 postbacks (a config's limit) stay far under
+# DynamoDB's 400 KB item, and a SendMessageBatch of 10 under SQS's 256 KB. A tracker value
+# repeated in a URL template can render longer: that conversion fires nothing, and says why.
+MAX_MESSAGE_BYTES = 16384
 # Conditional puts of a batch in flight at once: 100 puts take about 7 round trips, not 100.
 RECORD_WORKERS = 16
 MAX_FIELD_ERRORS = 100
@@ -67,14 +73,6 @@ class InvalidConversionRequest(DomainError):
             shown.append(FieldError(BODY_FIELD, f"{len(errors) - MAX_FIELD_ERRORS} more errors not shown."))
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in shown))
         self.errors: tuple[FieldError, ...] = tuple(shown)
-
-
-class ConversionsNotQueued(InfrastructureError):
-    """The queue refused postbacks of some conversions; their records were deleted again."""
-
-    def __init__(self, conversion_ids: Sequence[str]) -> None:
-        super().__init__(f"The postback queue refused the postbacks of {len(conversion_ids)} conversion(s).")
-        self.conversion_ids = tuple(conversion_ids)
 
 
 @dataclass(frozen=True)
@@ -219,20 +217,18 @@ def _nothing(
 
 
 class IngestService:
-    """Turns accepted conversions into recorded results and queued postback messages."""
+    """Turns accepted conversions into recorded results with their postback messages."""
 
     def __init__(
         self,
         affiliates: AffiliateStore,
         conversions: ConversionLog,
-        queue: PostbackQueue,
         *,
         clock: Callable[[], datetime],
         allow_loopback: bool = False,
     ) -> None:
         self._affiliates = affiliates
         self._conversions = conversions
-        self._queue = queue
         self._clock = clock
         self._allow_loopback = allow_loopback
         # Threads start on first use, so a single-conversion request (recorded inline) never
@@ -240,11 +236,12 @@ class IngestService:
         self._record_pool = ThreadPoolExecutor(max_workers=RECORD_WORKERS, thread_name_prefix="record")
 
     def ingest(self, conversions: Sequence[Conversion]) -> IngestReport:
-        """Record each new conversion with its result and queue its postbacks.
+        """Record each new conversion with its result and its postbacks' messages.
 
         A repeat (already recorded, or twice in this request) answers its first result and
-        queues nothing. Raises InfrastructureError (nothing of the failed part is kept) when a
-        store or the queue fails.
+        records nothing. Raises InfrastructureError when a write fails: the conversions
+        recorded before it stay recorded (their postbacks go out from the stream), and the
+        platform's retry finds them as repeats and records the rest.
         """
         now = self._clock()
         first_of: dict[str, int] = {}
@@ -253,26 +250,15 @@ class IngestService:
         unique = [conversions[position] for position in first_of.values()]
         resolved = {c.conversion_id: self.resolve(c, now=now) for c in unique}
 
+        firsts = self._record_all([(c, resolved[c.conversion_id]) for c in unique], now=now)
         answers_by_id: dict[str, Answer] = {}
         recorded: list[str] = []
-        try:
-            firsts = self._record_all([(c, resolved[c.conversion_id].result) for c in unique], recorded)
-            for conversion, first_result in zip(unique, firsts, strict=True):
-                if first_result is None:
-                    answers_by_id[conversion.conversion_id] = Answer(resolved[conversion.conversion_id].result)
-                else:
-                    answers_by_id[conversion.conversion_id] = Answer(first_result, repeat=True)
-            messages = [m for cid in recorded for m in resolved[cid].messages]
-            refused = self._queue.send(messages) if messages else []
-        except Exception:
-            # Without its postbacks queued a record would make the platform's retry a repeat
-            # that fires nothing: take back what this request recorded.
-            self._forget_quietly(recorded)
-            raise
-        if refused:
-            refused_ids = sorted({f"{m.transaction_id}#{m.event.value}" for m in refused})
-            self._conversions.forget(refused_ids)
-            raise ConversionsNotQueued(refused_ids)
+        for conversion, first_result in zip(unique, firsts, strict=True):
+            if first_result is None:
+                recorded.append(conversion.conversion_id)
+                answers_by_id[conversion.conversion_id] = Answer(resolved[conversion.conversion_id].result)
+            else:
+                answers_by_id[conversion.conversion_id] = Answer(first_result, repeat=True)
 
         answers = []
         for position, conversion in enumerate(conversions):
@@ -283,50 +269,31 @@ class IngestService:
         by_id = {c.conversion_id: c for c in unique}
         return IngestReport(
             answers=tuple(answers),
-            postbacks_queued=len(messages),
+            postbacks_queued=sum(len(resolved[cid].messages) for cid in recorded),
             new_conversions=tuple(by_id[cid] for cid in recorded),
         )
 
     def _record_all(
-        self, pairs: Sequence[tuple[Conversion, ConversionResult]], recorded: list[str]
+        self, pairs: Sequence[tuple[Conversion, _Resolved]], *, now: datetime
     ) -> list[ConversionResult | None]:
         """Record each conversion (distinct IDs), concurrently for a batch; returns each one's
-        first result (None: recorded now) in the order given, and appends the IDs recorded
-        now to `recorded`, in that order, even when one of the records raises."""
+        first result (None: recorded now) in the order given. Raises the first failure, once
+        every write has ended."""
+
+        def record(conversion: Conversion, resolved: _Resolved) -> ConversionResult | None:
+            return self._conversions.record(conversion, resolved.result, resolved.messages, received_at=now)
+
         if len(pairs) == 1:
-            conversion, result = pairs[0]
-            first = self._conversions.record(conversion, result)
-            if first is None:
-                recorded.append(conversion.conversion_id)
-            return [first]
+            return [record(*pairs[0])]
         futures: list[Future[ConversionResult | None]] = [
-            self._record_pool.submit(self._conversions.record, conversion, result) for conversion, result in pairs
+            self._record_pool.submit(record, conversion, resolved) for conversion, resolved in pairs
         ]
-        # Every put is waited for, even after a failure: what was recorded must be known to be
-        # taken back.
-        firsts: list[ConversionResult | None] = []
-        failure: BaseException | None = None
-        for (conversion, _), future in zip(pairs, futures, strict=True):
-            error = future.exception()
-            if error is not None:
-                failure = failure or error
-                firsts.append(None)
-                continue
-            first = future.result()
-            if first is None:
-                recorded.append(conversion.conversion_id)
-            firsts.append(first)
+        # Every put is waited for, even after a failure: none is left running behind the answer.
+        errors = [future.exception() for future in futures]
+        failure = next((error for error in errors if error is not None), None)
         if failure is not None:
             raise failure
-        return firsts
-
-    def _forget_quietly(self, conversion_ids: Sequence[str]) -> None:
-        if not conversion_ids:
-            return
-        # The original failure is what the caller must see; records left behind answer the
-        # platform's retry as repeats, which the conversion records make visible to ops.
-        with contextlib.suppress(InfrastructureError):
-            self._conversions.forget(conversion_ids)
+        return [future.result() for future in futures]
 
     def resolve(self, conversion: Conversion, *, now: datetime) -> _Resolved:
         """The result of one conversion and the postback messages it fires (pure but for the
@@ -390,7 +357,15 @@ class IngestService:
             except UnsafeUrlError as exc:
                 reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
                 return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind)
-            messages.append(postback_message(conversion, config, index, spec, rendered, now=now))
+            message = postback_message(conversion, config, index, spec, rendered, now=now)
+            size = len(message.model_dump_json().encode("utf-8"))
+            if size > MAX_MESSAGE_BYTES:
+                reason = (
+                    f"Postback {index} renders to {size} bytes, more than {MAX_MESSAGE_BYTES}: "
+                    "a tracker value is too long for its URL template."
+                )
+                return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, "postback_too_large")
+            messages.append(message)
         result = ConversionResult(
             transaction_id=conversion.transaction_id,
             event=conversion.event,

@@ -44,13 +44,19 @@ class ConversionLogFake:
 
     def __init__(self) -> None:
         self.writes = 0
+        self.messages = 0  # postback messages written into the outbox
 
-    def record(self, conversion: Conversion, result: ConversionResult) -> ConversionResult | None:
+    def record(
+        self,
+        conversion: Conversion,
+        result: ConversionResult,
+        messages: Sequence[PostbackMessage] = (),
+        *,
+        received_at: datetime | None = None,
+    ) -> ConversionResult | None:
         self.writes += 1
+        self.messages += len(messages)
         return None
-
-    def forget(self, conversion_ids: Sequence[str]) -> None:
-        raise AssertionError("the queue never refuses in the benchmark")
 
 
 class PostbackQueueFake:

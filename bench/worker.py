@@ -228,12 +228,10 @@ def ingest_warm(runs: int, batch: int, mode: str, sink: CountingSink) -> dict[st
     config_data = support.affiliate_config_data("https://track.bench.example")
     store = fakes.AffiliateStoreFake(parse_config(config_data))
     conversions = fakes.ConversionLogFake()
-    queue = fakes.PostbackQueueFake()
     if mode == "fakes":
         service = IngestService(
             CachedAffiliateStore(store, ttl_s=ingest_handler.settings.config_cache_seconds),
             conversions,
-            queue,
             clock=ingest_handler._now,
             allow_loopback=ingest_handler.settings.allow_loopback,
         )
@@ -257,7 +255,7 @@ def ingest_warm(runs: int, batch: int, mode: str, sink: CountingSink) -> dict[st
 
     for _ in range(20):  # warm: caches filled, lazy imports done
         invoke(event())
-    gets_warm, writes_warm, calls_warm = store.gets, conversions.writes, queue.calls
+    gets_warm, writes_warm = store.gets, conversions.writes
     timing = _timed(event, invoke, sink, runs)
     return {
         **timing,
@@ -265,7 +263,6 @@ def ingest_warm(runs: int, batch: int, mode: str, sink: CountingSink) -> dict[st
         "batch": batch,
         "affiliate_reads_per_request": (store.gets - gets_warm) / runs,
         "conversion_writes_per_request": (conversions.writes - writes_warm) / runs,
-        "queue_calls_per_request": (queue.calls - calls_warm) / runs,
         "rss_mb": {
             "interpreter": INTERPRETER_RSS_MB,
             "before_import": rss_before_import,

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from fakes import INGEST_AFFILIATE_ID, ingest_config, ingest_conversion
+from fakes import INGEST_AFFILIATE_ID, FakeAffiliateStore, FakeConversionLog, ingest_config, ingest_conversion
 
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
-from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog, conversion_item
+from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog, conversion_item, messages_of_item
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
+from postback_relay.domain.config import ExpectedAnswer, HttpMethod
 from postback_relay.domain.conversion import ConversionResult, Outcome
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
 from postback_relay.domain.events import Event
+from postback_relay.services.ingest import MAX_MESSAGE_BYTES, IngestService
 
 NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)
 
@@ -129,10 +132,108 @@ def test_record_once_then_repeats_answer_the_first_result(conversions: DynamoCon
     assert again == first.model_copy(update={"delivery_ids": ()})
 
 
-def test_forget_lets_the_conversion_be_recorded_afresh(conversions: DynamoConversionLog) -> None:
-    conversions.record(ingest_conversion(), queued_result())
-    conversions.forget(["T-2026-000123#sale", "T-2026-000123#sale", "never#sale"])
-    assert conversions.record(ingest_conversion(), queued_result()) is None
+def stream_records(aws: dict[str, str]) -> list[dict[str, Any]]:
+    streams = boto3.client("dynamodbstreams")
+    stream_arn = aws["ConversionsStreamArn"]
+    (shard,) = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    return list(streams.get_records(ShardIterator=iterator)["Records"])
+
+
+def test_a_repeat_writes_nothing_so_the_stream_holds_one_insert(
+    aws: dict[str, str], conversions: DynamoConversionLog
+) -> None:
+    # GIVEN a conversion recorded with its postback's message, then recorded again
+    assert conversions.record(ingest_conversion(), queued_result(), [message(1)], received_at=NOW) is None
+    assert conversions.record(ingest_conversion(), queued_result(), [message(1)], received_at=NOW) is not None
+
+    # THEN the table's stream holds one INSERT, whose image rebuilds the message exactly
+    (record,) = stream_records(aws)
+    assert record["eventName"] == "INSERT"
+    assert messages_of_item(record["dynamodb"]["NewImage"]) == [message(1)]
+
+
+def outbox_messages() -> list[PostbackMessage]:
+    """Every shape a postback message takes: GET, signed POST with a body and a content type,
+    an expected answer, a created_at with and without microseconds."""
+    base = {
+        "affiliate_id": INGEST_AFFILIATE_ID,
+        "transaction_id": "T-2026-000123",
+        "event": Event.SALE,
+        "offer_id": "89",
+    }
+    return [
+        PostbackMessage(
+            **base, delivery_id="a" * 32, url="https://track.acme.example/p?cid=c123&payout=25.00", created_at=NOW
+        ),
+        PostbackMessage(
+            **base,
+            delivery_id="b" * 32,
+            method=HttpMethod.POST,
+            url="https://track.acme.example/post",
+            body='{"cid":"c123","é":"ü"}',
+            content_type="application/json",
+            expect=ExpectedAnswer(status=(200, 201), body_contains="success=true"),
+            signed=True,
+            created_at=NOW,
+        ),
+        PostbackMessage(
+            **base,
+            delivery_id="c" * 32,
+            url="https://track.acme.example/lead?cid=c123",
+            created_at=NOW.replace(microsecond=123456),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("received_at", [NOW, NOW.replace(microsecond=123456)], ids=["whole-second", "microseconds"])
+def test_the_item_rebuilds_every_message_exactly(received_at: datetime) -> None:
+    # GIVEN messages of every shape, WHEN a conversion's item carries them
+    messages = outbox_messages()
+    result = queued_result(postbacks_queued=3, delivery_ids=tuple(m.delivery_id for m in messages))
+    item = conversion_item(ingest_conversion(), result, received_at=received_at, messages=messages)
+
+    # THEN they are rebuilt equal, field for field, from the item (as the stream's image holds it)
+    assert messages_of_item(item) == messages
+    assert [m.model_dump_json() for m in messages_of_item(item)] == [m.model_dump_json() for m in messages]
+    # AND the fields the item holds anyway are not kept twice
+    kept = json.loads(item["postbacks"]["S"])
+    assert all("transaction_id" not in entry and "offer_id" not in entry for entry in kept)
+
+
+def test_an_item_without_postbacks_rebuilds_none_and_a_broken_outbox_says_so() -> None:
+    nothing = queued_result(outcome=Outcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
+    item = conversion_item(ingest_conversion(), nothing, received_at=NOW)
+    assert "postbacks" not in item
+    assert messages_of_item(item) == []
+    with pytest.raises(ValueError, match="validation error"):
+        messages_of_item({**item, "postbacks": {"S": '[{"url": 3}]'}})
+
+
+def test_the_happy_path_item_is_one_write_unit_and_twenty_largest_postbacks_fit_an_item() -> None:
+    # GIVEN the sample sale resolved by the ingest service, as it fires its one postback
+    service = IngestService(FakeAffiliateStore(ingest_config()), FakeConversionLog(), clock=lambda: NOW)
+    conversion = ingest_conversion()
+    resolved = service.resolve(conversion, now=NOW)
+    (postback,) = resolved.messages
+
+    # WHEN its item is made
+    item = conversion_item(conversion, resolved.result, received_at=NOW, messages=resolved.messages)
+
+    # THEN it is one write unit (1 KB) with its outbox
+    size = dynamodb_size(dict(item))
+    print(f"\nhappy-path conversion item: {size} bytes, outbox {len(item['postbacks']['S'])} bytes")
+    assert size < 1024
+
+    # AND 20 postbacks (a config's most) at the largest message ingest lets through fit an item
+    largest = postback.model_copy(update={"body": "x" * (MAX_MESSAGE_BYTES - len(postback.model_dump_json()) - 9)})
+    assert len(largest.model_dump_json()) <= MAX_MESSAGE_BYTES
+    twenty = [largest.model_copy(update={"delivery_id": f"{n:032x}"}) for n in range(20)]
+    result = resolved.result.model_copy(update={"delivery_ids": tuple(m.delivery_id for m in twenty)})
+    big = conversion_item(conversion, result, received_at=NOW, messages=twenty)
+    assert dynamodb_size(dict(big)) < 400 * 1024
 
 
 def test_record_is_one_conditional_put_returning_the_old_item() -> None:

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.client
 import pytest
 import yaml
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 from fakes import INGEST_AFFILIATE_ID, ingest_config, ingest_conversion_data
 from jsonschema import Draft202012Validator
+from outbox_support import outbox_poller, run_outbox
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -75,6 +77,7 @@ class Api:
         self.affiliates = DynamoAffiliateStore(outputs["AffiliatesTableName"], allow_loopback=True)
         self.sqs = boto3.client("sqs")
         self.dynamodb = boto3.client("dynamodb")
+        self.outbox = outbox_poller(outputs)
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         response = ingest_handler.lambda_handler(event, LambdaContext())
@@ -96,6 +99,8 @@ class Api:
         return self.invoke(http_event(body, signed))
 
     def queued(self) -> list[PostbackMessage]:
+        """What reached the postback queue: the outbox function runs over the table's stream first."""
+        run_outbox(self.outbox)
         messages: list[PostbackMessage] = []
         while True:
             answer = self.sqs.receive_message(QueueUrl=self.outputs["PostbackQueueUrl"], MaxNumberOfMessages=10)
@@ -356,36 +361,30 @@ def test_invalid_body_gets_400_with_field_errors_and_nothing_is_taken(api: Api, 
 # --- infrastructure failures --------------------------------------------------------------
 
 
-def test_sqs_refusing_once_answers_503_and_the_retry_queues_afresh(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a warm function whose SQS client fails every call for a while
-    api.invoke(sample_event("pps"))
-    api.queued()
-    sqs = ingest_handler.adapters().sqs
-    real_send = sqs.send_message_batch
-    calls = Counter[str]()
+def test_ingest_never_calls_sqs_and_a_repeat_adds_nothing_to_the_stream(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN SQS refusing every call of this process
+    def refusing(self: Any, operation_name: str, api_params: Any) -> Any:
+        if self.meta.service_model.service_name == "sqs":
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, operation_name)
+        return real_call(self, operation_name, api_params)
 
-    def refusing(**kwargs: Any) -> Any:
-        calls["send"] += 1
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessageBatch")
+    real_call = botocore.client.BaseClient._make_api_call
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refusing)
 
-    monkeypatch.setattr(sqs, "send_message_batch", refusing)
+    # WHEN the sample sale is posted, then posted again
+    first = api.invoke(sample_event("revshare"))
+    again = api.invoke(sample_event("revshare"))
 
-    # WHEN the sample sale is posted
-    status, body, headers = api.invoke(sample_event("revshare"))
+    # THEN it is taken (202), then a repeat (200): SQS down changes nothing at ingest
+    assert (first[0], first[1]["postbacks_queued"]) == (202, 1)
+    assert (again[0], again[1]["repeat"]) == (200, True)
 
-    # THEN 503 with Retry-After, the adapter tried twice, and the conversion's record is gone
-    assert status == 503
-    assert headers["Retry-After"].isdigit()
-    assert body["error"] == "unavailable"
-    assert calls["send"] == 2
-    assert "T-2026-000123#sale" not in api.records()
+    # WHEN SQS is back and the outbox reads the table's stream
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", real_call)
 
-    # WHEN SQS is back and the platform retries the same request
-    monkeypatch.setattr(sqs, "send_message_batch", real_send)
-    status, body, _ = api.invoke(sample_event("revshare"))
-
-    # THEN it is taken as new (not a repeat) and its postback is queued
-    assert (status, body["repeat"], body["postbacks_queued"]) == (202, False, 1)
+    # THEN the postback is queued once: the repeat wrote nothing, so it added no stream record
     assert [m.transaction_id for m in api.queued()] == ["T-2026-000123"]
 
 
@@ -422,23 +421,24 @@ def test_unexpected_error_answers_500_without_a_traceback(api: Api, monkeypatch:
 # --- cost and caching -------------------------------------------------------------------
 
 
-def test_warm_happy_path_reads_nothing_writes_once_and_sends_once(api: Api) -> None:
-    # GIVEN a warm function (the affiliate's config is cached)
+def test_warm_happy_path_reads_nothing_and_writes_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a warm function (the affiliate's config is cached), and every AWS call of this
+    # process counted, whatever client makes it
     api.invoke(sample_event("pps"))
     calls: Counter[str] = Counter()
+    real_call = botocore.client.BaseClient._make_api_call
 
-    def count(event_name: str, **kwargs: Any) -> None:
-        calls[event_name.split(".")[-1]] += 1
+    def counted(self: Any, operation_name: str, api_params: Any) -> Any:
+        calls[f"{self.meta.service_model.service_name}:{operation_name}"] += 1
+        return real_call(self, operation_name, api_params)
 
-    built = ingest_handler.adapters()
-    built.dynamodb.meta.events.register("before-call.dynamodb", count)
-    built.sqs.meta.events.register("before-call.sqs", count)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counted)
 
     # WHEN the next conversion arrives
     assert api.invoke(sample_event("revshare"))[0] == 202
 
-    # THEN the AWS work is one PutItem and one SendMessageBatch: no reads at all
-    assert calls == Counter({"PutItem": 1, "SendMessageBatch": 1})
+    # THEN the AWS work is one PutItem: no read, no SQS call
+    assert calls == Counter({"dynamodb:PutItem": 1})
 
 
 def test_config_change_takes_effect_when_the_cache_expires(api: Api) -> None:

@@ -115,11 +115,18 @@ def create_resources(
             kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
         if props.get("SSESpecification", {}).get("SSEEnabled"):
             kwargs["SSESpecification"] = {"Enabled": True}
-        dynamodb.create_table(**kwargs)
+        if "StreamSpecification" in props:
+            kwargs["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": props["StreamSpecification"]["StreamViewType"],
+            }
+        description = dynamodb.create_table(**kwargs)["TableDescription"]
         if "TimeToLiveSpecification" in props:
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
         stack.refs[logical_id] = name
         stack.attrs[(logical_id, "Arn")] = f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{name}"
+        if "LatestStreamArn" in description:
+            stack.attrs[(logical_id, "StreamArn")] = description["LatestStreamArn"]
 
     sqs = session.client("sqs")
     queues = resources_of_type(template, "AWS::SQS::Queue")

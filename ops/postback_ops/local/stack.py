@@ -3,8 +3,9 @@
 `LocalRelay(settings).start()` (or `with LocalRelay(settings) as relay:`) starts, in order:
 a moto server (DynamoDB, SQS, Secrets Manager, SSM, Step Functions), the template's tables,
 queues and secret, the handlers with the environment the template gives them, the test-link
-state machine, the HTTP API, the dispatcher's SQS poller and an affiliate receiver on
-loopback. `stop()` takes it all down again and gives the process its environment back.
+state machine, the HTTP API, the outbox's stream poller (the conversions table's stream ->
+the outbox function), the dispatcher's SQS poller and an affiliate receiver on loopback.
+`stop()` takes it all down again and gives the process its environment back.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from postback_ops.local.moto_patches import patch_moto_sqs
 from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
 from postback_ops.local.receiver import Answer, Hit, Receiver, describe
 from postback_ops.local.runtime import LocalFunction, function_specs, load_functions
+from postback_ops.local.stream import StreamBatchOutcome, StreamPoller, stream_mappings_for
 
 OUTPUTS_PARAMETER = "/postback-relay/local/outputs"
 DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the local stack's documented default (contract 6)
@@ -122,6 +124,7 @@ class LocalRelay:
     _api: LocalHttpApi | None = None
     _pollers: list[SqsPoller] = field(default_factory=list)
     _alarms: AlarmLog | None = None
+    _stream_pollers: list[StreamPoller] = field(default_factory=list)
     _saved_env: dict[str, str] | None = None
     _session: boto3.Session | None = None
     _deliveries_table: str = ""
@@ -191,7 +194,23 @@ class LocalRelay:
             self._alarms = AlarmLog(
                 self._session.client("sns"), sqs, alarm_topic, queue_name=f"{STACK_NAME}-alarm-log", say=self._say
             ).start()
+        streams = self._session.client("dynamodbstreams")
         for function in self.functions.values():
+            for stream_mapping in stream_mappings_for(
+                function,
+                resolve=lambda value: stack.resolve(value, resources.parameter_defaults(template)),
+                queue_url_for_arn=_queue_urls(stack),
+            ):
+                stream_poller = StreamPoller(
+                    streams,
+                    stream_mapping,
+                    function.invoke,
+                    region=resources.LOCAL_REGION,
+                    sqs=sqs,
+                    on_batch=self._log_stream_batch,
+                )
+                stream_poller.start()
+                self._stream_pollers.append(stream_poller)
             for mapping in mapping_for(
                 function,
                 resolve=lambda value: stack.resolve(value, resources.parameter_defaults(template)),
@@ -212,6 +231,9 @@ class LocalRelay:
         if self._api:
             self._api.stop()
             self._api = None
+        for stream_poller in self._stream_pollers:
+            stream_poller.stop()
+        self._stream_pollers.clear()
         for poller in self._pollers:
             poller.stop()
         self._pollers.clear()
@@ -301,6 +323,18 @@ class LocalRelay:
                 f"conversion {result.get('transaction_id')} {result.get('event')}"
                 f" affiliate={result.get('affiliate_id')}"
                 f" -> {response.status} {result.get('outcome')}, {queued} postback(s) queued{reason} ({ms} ms)"
+            )
+
+    def _log_stream_batch(self, outcome: StreamBatchOutcome) -> None:
+        if outcome.error:
+            self._say(f"outbox    batch of {len(outcome.records)} to retry: {outcome.error.strip()}")
+        elif outcome.failed:
+            self._say(f"outbox    {len(outcome.failed)} of {len(outcome.records)} conversion(s) to retry")
+        for failure in outcome.discarded:
+            info = failure["DDBStreamBatchInfo"]
+            self._say(
+                f"outbox    gave up on {info['batchSize']} conversion(s) ({failure['requestContext']['condition']}):"
+                " on the OutboxFailureQueue, see `postback outbox recover`"
             )
 
     def _log_batch(self, outcome: BatchOutcome) -> None:

@@ -285,7 +285,7 @@ def test_a_postback_rendering_longer_than_the_limit_fires_nothing_and_says_why()
     (answer,) = world.service.ingest([ingest_conversion(link=link)]).answers
 
     # THEN nothing is recorded to queue, and the answer names the cause
-    assert 250 * 80 > MAX_MESSAGE_BYTES
+    assert MAX_MESSAGE_BYTES < 250 * 80
     assert answer.result.outcome is Outcome.TRACKER_MISMATCH
     assert answer.result.error_kind == "postback_too_large"
     assert world.log.outbox == []

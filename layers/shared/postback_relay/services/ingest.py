@@ -27,7 +27,6 @@ from postback_relay.domain.delivery import PostbackMessage, postback_message
 from postback_relay.domain.errors import (
     ConfigError,
     DomainError,
-    InfrastructureError,
     LinkError,
     TrackerError,
     UnreadableConfigError,

@@ -1,0 +1,216 @@
+"""The outbox end to end in-process: conversion records -> moto's stream of the conversions
+table -> the local stack's stream poller (the template's event source mapping) ->
+outbox_handler -> moto's postback queue; and what the mapping does with failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import botocore.client
+import outbox_handler
+import pytest
+from botocore.exceptions import ClientError
+from fakes import INGEST_AFFILIATE_ID, ingest_conversion
+from outbox_support import invoke_outbox, outbox_poller, run_outbox
+
+from postback_ops.local.stream import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED
+from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+from postback_relay.domain.conversion import ConversionResult, Outcome
+from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.domain.events import Event
+
+NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)
+
+
+def message(transaction_id: str, index: int = 0) -> PostbackMessage:
+    return PostbackMessage(
+        delivery_id=f"{transaction_id}-{index}".ljust(32, "0"),
+        affiliate_id=INGEST_AFFILIATE_ID,
+        transaction_id=transaction_id,
+        event=Event.SALE,
+        offer_id="89",
+        url=f"https://track.acme.example/p?tx={transaction_id}&n={index}",
+        created_at=NOW,
+    )
+
+
+class Outbox:
+    def __init__(self, outputs: dict[str, str]) -> None:
+        self.outputs = outputs
+        self.log = DynamoConversionLog(outputs["ConversionsTableName"])
+        self.sqs = boto3.client("sqs")
+
+    def convert(self, transaction_id: str, postbacks: int = 1) -> list[PostbackMessage]:
+        messages = [message(transaction_id, i) for i in range(postbacks)]
+        result = ConversionResult(
+            transaction_id=transaction_id,
+            event=Event.SALE,
+            affiliate_id=INGEST_AFFILIATE_ID,
+            outcome=Outcome.QUEUED if postbacks else Outcome.EVENT_NOT_SUBSCRIBED,
+            postbacks_queued=postbacks,
+            delivery_ids=tuple(m.delivery_id for m in messages),
+        )
+        conversion = ingest_conversion(transaction_id=transaction_id)
+        assert self.log.record(conversion, result, messages, received_at=NOW) is None
+        return messages
+
+    def drain(self, queue: str = "PostbackQueueUrl") -> list[dict[str, Any]]:
+        bodies: list[dict[str, Any]] = []
+        while True:
+            got = self.sqs.receive_message(QueueUrl=self.outputs[queue], MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return bodies
+            for m in got:
+                bodies.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=self.outputs[queue], ReceiptHandle=m["ReceiptHandle"])
+
+
+@pytest.fixture
+def outbox(aws: dict[str, str]) -> Iterator[Outbox]:
+    outbox_handler.outbox_service.cache_clear()
+    yield Outbox(aws)
+    outbox_handler.outbox_service.cache_clear()
+
+
+def sqs_refusing(monkeypatch: pytest.MonkeyPatch, operations: tuple[str, ...] = ("SendMessageBatch",)) -> None:
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def refusing(self: Any, operation_name: str, api_params: Any) -> Any:
+        if self.meta.service_model.service_name == "sqs" and operation_name in operations:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, operation_name)
+        return real_call(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refusing)
+
+
+def test_new_conversions_are_queued_exactly_and_one_firing_nothing_never_wakes_the_function(
+    outbox: Outbox,
+) -> None:
+    # GIVEN three conversions recorded: two fire postbacks (one of them two), one fires nothing
+    expected = outbox.convert("T-1") + outbox.convert("T-2", postbacks=2)
+    outbox.convert("T-3", postbacks=0)
+    invocations: list[list[str]] = []
+
+    def counting(event: dict[str, Any]) -> Any:
+        invocations.append([r["dynamodb"]["NewImage"]["conversion_id"]["S"] for r in event["Records"]])
+        return invoke_outbox(event)
+
+    # WHEN the stream's event source mapping runs
+    run_outbox(outbox_poller(outbox.outputs, invoke=counting))
+
+    # THEN one batch held the two that fire postbacks (the filter kept T-3 out), and the queue
+    # holds their messages exactly as ingest rendered them
+    assert invocations == [["T-1#sale", "T-2#sale"]]
+    assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected
+
+
+def test_sqs_down_leaves_the_records_in_the_stream_until_it_is_back(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two conversions recorded while SQS refuses every send
+    expected = outbox.convert("T-1") + outbox.convert("T-2")
+    sqs_refusing(monkeypatch)
+    poller = outbox_poller(outbox.outputs)
+
+    # WHEN the mapping runs a batch, THEN both records are reported failed (retried from T-1)
+    outcome = poller.poll_once()
+    assert outcome is not None and len(outcome.failed) == 2 and not outcome.discarded
+
+    # WHEN SQS is back, THEN the retried batch queues both
+    monkeypatch.undo()
+    run_outbox(poller)
+    assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected
+
+
+def test_the_handler_reports_the_first_unreadable_record_and_every_later_one(outbox: Outbox) -> None:
+    # GIVEN a batch of three stream records, the second one's outbox unreadable
+    outbox.convert("T-1")
+    outbox.convert("T-2")
+    outbox.convert("T-3")
+    records: list[dict[str, Any]] = []
+    poller = outbox_poller(outbox.outputs, invoke=lambda event: records.extend(event["Records"]))
+    run_outbox(poller)
+    records[1]["dynamodb"]["NewImage"]["postbacks"] = {"S": "not json"}
+
+    # WHEN the handler gets the batch
+    answer = invoke_outbox({"Records": records})
+
+    # THEN Powertools' answer names records 2 and 3 by sequence number; record 1 was queued
+    failed = [f["itemIdentifier"] for f in answer["batchItemFailures"]]
+    assert failed == [r["dynamodb"]["SequenceNumber"] for r in records[1:]]
+    assert [body["transaction_id"] for body in outbox.drain()] == ["T-1"]
+
+
+def test_a_crashed_invocation_is_retried_whole_and_bisected(outbox: Outbox) -> None:
+    # GIVEN four conversions, and an outbox invocation that dies after its work once
+    for n in range(4):
+        outbox.convert(f"T-{n}")
+    deaths = iter([True])
+    sizes: list[int] = []
+
+    def dying(event: dict[str, Any]) -> Any:
+        sizes.append(len(event["Records"]))
+        answer = invoke_outbox(event)
+        if next(deaths, False):
+            raise RuntimeError("the outbox invocation died before answering")
+        return answer
+
+    # WHEN the mapping runs until it caught up
+    run_outbox(outbox_poller(outbox.outputs, invoke=dying))
+
+    # THEN the batch was split in two after the error (BisectBatchOnFunctionError) and nothing
+    # was lost; the crashed try's messages went twice (the dispatcher sends a postback once)
+    assert sizes == [4, 2, 2]
+    sent = [body["transaction_id"] for body in outbox.drain()]
+    assert sorted(set(sent)) == ["T-0", "T-1", "T-2", "T-3"]
+    assert len(sent) == 8
+
+
+def test_a_record_older_than_the_maximum_age_goes_to_the_on_failure_queue(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a conversion whose postbacks SQS keeps refusing
+    outbox.convert("T-1")
+    sqs_refusing(monkeypatch)
+    clock = [datetime.now(UTC).timestamp()]
+    poller = outbox_poller(outbox.outputs, clock=lambda: clock[0])
+    outcome = poller.poll_once()
+    assert outcome is not None and outcome.failed
+
+    # WHEN its stream record gets older than MaximumRecordAgeInSeconds
+    clock[0] += poller.mapping.maximum_record_age_s + 1
+    monkeypatch.undo()
+    outcome = poller.poll_once()
+
+    # THEN the mapping gave up on it: the on-failure queue names the shard and its sequence
+    # number, and nothing reached the postback queue
+    assert outcome is not None
+    (failure,) = outbox.drain("OutboxFailureQueueUrl")
+    assert failure["requestContext"]["condition"] == RECORD_AGE_EXCEEDED
+    info = failure["DDBStreamBatchInfo"]
+    assert (info["batchSize"], info["streamArn"]) == (1, outbox.outputs["ConversionsStreamArn"])
+    assert info["startSequenceNumber"] == info["endSequenceNumber"]
+    assert outbox.drain() == []
+
+
+def test_retries_past_the_maximum_go_to_the_on_failure_queue(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a conversion whose postbacks SQS refuses for good, and a conversion after it
+    outbox.convert("T-1")
+    sqs_refusing(monkeypatch)
+    poller = outbox_poller(outbox.outputs)
+
+    # WHEN the mapping retries it MaximumRetryAttempts times
+    for _ in range(poller.mapping.maximum_retry_attempts + 1):
+        poller.poll_once()
+
+    # THEN it is on the on-failure queue, and the shard moves on
+    (failure,) = outbox.drain("OutboxFailureQueueUrl")
+    assert failure["requestContext"]["condition"] == RETRIES_EXHAUSTED
+    monkeypatch.undo()
+    outbox.convert("T-2")
+    run_outbox(poller)
+    assert [body["transaction_id"] for body in outbox.drain()] == ["T-2"]

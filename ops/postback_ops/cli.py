@@ -12,6 +12,7 @@ from postback_ops.cli_affiliates import affiliate_app, export
 from postback_ops.cli_context import Ops
 from postback_ops.cli_deliveries import deliveries, endpoints, replay
 from postback_ops.cli_health import health
+from postback_ops.cli_outbox import outbox_app
 from postback_ops.cli_preview import preview
 from postback_ops.cli_testruns import test_app
 
@@ -43,6 +44,7 @@ def root(
 
 app.add_typer(affiliate_app, name="affiliate")
 app.add_typer(test_app, name="test")
+app.add_typer(outbox_app, name="outbox")
 app.command("preview")(preview)
 app.command("deliveries")(deliveries)
 app.command("replay")(replay)

@@ -14,11 +14,14 @@ import botocore.client
 import outbox_handler
 import pytest
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 from fakes import INGEST_AFFILIATE_ID, ingest_conversion
 from outbox_support import invoke_outbox, outbox_poller, run_outbox
 
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED
+from postback_ops.outbox_recovery import OutboxRecovery
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.conversion import ConversionResult, Outcome
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.events import Event
@@ -214,3 +217,85 @@ def test_retries_past_the_maximum_go_to_the_on_failure_queue(outbox: Outbox, mon
     outbox.convert("T-2")
     run_outbox(poller)
     assert [body["transaction_id"] for body in outbox.drain()] == ["T-2"]
+
+
+def recovery(outputs: dict[str, str], streams: Any = None) -> OutboxRecovery:
+    return OutboxRecovery(
+        dynamodb=boto3.client("dynamodb"),
+        streams=streams or boto3.client("dynamodbstreams"),
+        sqs=boto3.client("sqs"),
+        conversions_table=outputs["ConversionsTableName"],
+        failure_queue_url=outputs["OutboxFailureQueueUrl"],
+        queue=SqsPostbackQueue(outputs["PostbackQueueUrl"]),
+    )
+
+
+def give_up_on(outbox: Outbox, monkeypatch: pytest.MonkeyPatch, *transaction_ids: str) -> list[PostbackMessage]:
+    """Record conversions whose stream records the mapping gives up on (SQS down past their age)."""
+    expected = [m for transaction_id in transaction_ids for m in outbox.convert(transaction_id)]
+    sqs_refusing(monkeypatch)
+    clock = [datetime.now(UTC).timestamp()]
+    poller = outbox_poller(outbox.outputs, clock=lambda: clock[0])
+    poller.poll_once()
+    clock[0] += poller.mapping.maximum_record_age_s + 1
+    poller.poll_once()
+    monkeypatch.undo()
+    assert len(poller.discarded) == 1
+    return expected
+
+
+def test_recover_queues_the_postbacks_of_a_batch_given_up_on_from_the_stream(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two conversions whose stream batch the outbox gave up on (on the on-failure queue)
+    expected = give_up_on(outbox, monkeypatch, "T-1", "T-2")
+
+    # WHEN ops run the recovery (a dry run first)
+    dry = recovery(outbox.outputs).recover(dry_run=True)
+    assert [(b.conversions, b.postbacks, b.deleted) for b in dry] == [(["T-1#sale", "T-2#sale"], 2, False)]
+    assert outbox.drain() == []
+    (batch,) = recovery(outbox.outputs).recover()
+
+    # THEN the stream still held the records: their postbacks are queued, exactly, and the
+    # failure message is gone
+    assert (batch.source, batch.conversions, batch.postbacks, batch.deleted) == (
+        "stream",
+        ["T-1#sale", "T-2#sale"],
+        2,
+        True,
+    )
+    assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected
+    assert outbox.drain("OutboxFailureQueueUrl") == []
+
+
+def test_recover_reads_the_table_once_the_stream_trimmed_the_records(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a conversion recorded at NOW, and a failure message about its batch
+    expected = outbox.convert("T-1")
+    outbox.convert("T-9", postbacks=0)
+    failure = {
+        "requestContext": {"condition": RECORD_AGE_EXCEEDED},
+        "DDBStreamBatchInfo": {
+            "shardId": "shardId-00000001541626099285-f35f62ef",
+            "startSequenceNumber": "1100000000017454423009",
+            "endSequenceNumber": "1100000000017454423009",
+            "approximateArrivalOfFirstRecord": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "approximateArrivalOfLastRecord": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "batchSize": 1,
+            "streamArn": outbox.outputs["ConversionsStreamArn"],
+        },
+    }
+    outbox.sqs.send_message(QueueUrl=outbox.outputs["OutboxFailureQueueUrl"], MessageBody=json.dumps(failure))
+    # AND the stream no longer holding those records (past its 24 hours)
+    streams = boto3.client("dynamodbstreams")
+    stub = Stubber(streams)
+    stub.add_client_error("get_shard_iterator", service_error_code="TrimmedDataAccessException")
+
+    # WHEN ops run the recovery
+    with stub:
+        (batch,) = recovery(outbox.outputs, streams).recover()
+
+    # THEN it found the conversion in the table by its arrival time, and queued its postback
+    assert (batch.source, batch.conversions, batch.deleted) == ("table", ["T-1#sale"], True)
+    assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected

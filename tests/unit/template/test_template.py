@@ -98,6 +98,51 @@ def test_dispatcher_reports_partial_batch_failures_with_bounded_concurrency() ->
     assert "MaximumConcurrency" in props["ScalingConfig"]
 
 
+def test_ingest_may_only_put_conversions_and_never_reaches_sqs() -> None:
+    ingest = FUNCTIONS["IngestFunction"]["Properties"]
+    # THEN its only write is the conditional PutItem's (no delete: there is no undo), and it has
+    # no SQS permission or queue to call: the table's stream queues its postbacks
+    policies = {name: args for policy in ingest["Policies"] for name, args in policy.items()}
+    assert policies["DynamoDBWritePolicy"] == {"TableName": {"Ref": "ConversionsTable"}}
+    assert policies["DynamoDBReadPolicy"] == {"TableName": {"Ref": "AffiliatesTable"}}
+    assert "DynamoDBCrudPolicy" not in policies
+    assert not [name for name in policies if name.startswith("SQS")]
+    assert "POSTBACK_QUEUE_URL" not in ingest["Environment"]["Variables"]
+
+
+def test_the_outbox_reads_new_conversions_from_the_stream_with_partial_batches_and_an_on_failure_queue() -> None:
+    # GIVEN the conversions table and the outbox function's stream event
+    table = TABLES["ConversionsTable"]["Properties"]
+    outbox = FUNCTIONS["OutboxFunction"]["Properties"]
+    (event,) = outbox["Events"].values()
+    props = event["Properties"]
+    # THEN the table streams new images, and the function reads that stream
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    assert event["Type"] == "DynamoDB"
+    assert props["Stream"] == {"Fn::GetAtt": ["ConversionsTable", "StreamArn"]}
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    # AND only INSERTs of items carrying postbacks wake it: a repeat writes nothing, a TTL
+    # deletion is a REMOVE, a conversion firing nothing has no postbacks
+    (pattern,) = (json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"])
+    assert pattern == {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"postbacks": {"S": [{"exists": True}]}}}}
+    # AND batches of up to 100 wait at most 1 s, report partial failures, split on a crash
+    assert props["BatchSize"] == 100
+    assert props["MaximumBatchingWindowInSeconds"] == 1
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BisectBatchOnFunctionError"] is True
+    # AND a record is given up on within the stream's 24 h, to an encrypted queue that keeps
+    # it 14 days, which the function's role may write to
+    assert 0 < props["MaximumRecordAgeInSeconds"] < 24 * 3600
+    assert 0 <= props["MaximumRetryAttempts"] <= 10000
+    destination = props["DestinationConfig"]["OnFailure"]
+    assert destination == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["OutboxFailureQueue", "Arn"]}}
+    failure_queue = QUEUES["OutboxFailureQueue"]["Properties"]
+    assert failure_queue["SqsManagedSseEnabled"] is True
+    assert failure_queue["MessageRetentionPeriod"] == 14 * 86400
+    queues = {args["QueueName"]["Fn::GetAtt"][0] for p in outbox["Policies"] for name, args in p.items()}
+    assert queues == {"PostbackQueue", "OutboxFailureQueue"}
+
+
 def test_http_api_is_throttled_and_logs_access_without_bodies() -> None:
     api = RESOURCES["ConversionApi"]["Properties"]
     assert api["DefaultRouteSettings"]["ThrottlingRateLimit"]
@@ -114,7 +159,16 @@ def test_alarms_cover_the_dlq_dispatcher_errors_and_failed_test_runs() -> None:
     assert ("AWS/Lambda", "Errors") in metrics
     assert ("AWS/States", "ExecutionsFailed") in metrics
     for name, alarm in alarms.items():
-        assert alarm["Properties"]["AlarmActions"], name
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    # AND the outbox has two: its stream falling behind, and a batch it gave up on
+    iterator_age = alarms["OutboxIteratorAgeAlarm"]["Properties"]
+    assert (iterator_age["MetricName"], iterator_age["Dimensions"][0]["Value"]) == (
+        "IteratorAge",
+        {"Ref": "OutboxFunction"},
+    )
+    on_failure = alarms["OutboxFailureQueueAlarm"]["Properties"]
+    assert on_failure["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["OutboxFailureQueue", "QueueName"]}
+    assert (on_failure["Threshold"], on_failure["ComparisonOperator"]) == (0, "GreaterThanThreshold")
 
 
 @pytest.mark.parametrize(
@@ -128,6 +182,8 @@ def test_alarms_cover_the_dlq_dispatcher_errors_and_failed_test_runs() -> None:
         "EndpointsTableName",
         "PostbackQueueUrl",
         "DeadLetterQueueUrl",
+        "OutboxFailureQueueUrl",
+        "ConversionsStreamArn",
         "TestLinkStateMachineArn",
         "SigningSecretArn",
     ],

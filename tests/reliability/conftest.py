@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 import botocore.endpoint
+import outbox_handler
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from reliability.relay_harness import MAX_ATTEMPTS, AwsFaults, Relay, moto_sqs_for_threads, patch_boto3_clients
@@ -59,6 +60,7 @@ def relay(aws: dict[str, str], aws_faults: AwsFaults, monkeypatch: pytest.Monkey
     moto_sqs_for_threads(monkeypatch)
     ingest_handler.adapters.cache_clear()
     ingest_handler.ingest_service.cache_clear()
+    outbox_handler.outbox_service.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     fast = dispatch_handler.settings.model_copy(
         update={
@@ -78,4 +80,5 @@ def relay(aws: dict[str, str], aws_faults: AwsFaults, monkeypatch: pytest.Monkey
     yield built
     ingest_handler.adapters.cache_clear()
     ingest_handler.ingest_service.cache_clear()
+    outbox_handler.outbox_service.cache_clear()
     dispatch_handler.dispatcher.cache_clear()

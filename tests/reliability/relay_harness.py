@@ -7,8 +7,11 @@
   endpoint (500s, 429 + Retry-After, a late answer, a reset connection, a slow body, a
   redirect...) and counts every postback it received per delivery key.
 - `Relay`: posts signed conversions to the ingest handler (retrying 503s as the platform
-  does) and plays Lambda's SQS event source mapping for the dispatch handler
-  (`postback_ops.local.poller.SqsPoller`: receive up to 10, invoke, delete the successes).
+  does), plays Lambda's DynamoDB Streams event source mapping for the outbox handler
+  (`postback_ops.local.stream.StreamPoller`, as the template configures it) and its SQS one
+  for the dispatch handler (`postback_ops.local.poller.SqsPoller`: receive up to 10, invoke,
+  delete the successes). The event source mappings are Lambda's, not the relay's: their own
+  clients carry no injected faults.
 """
 
 from __future__ import annotations
@@ -29,16 +32,21 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import outbox_handler
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from integration.test_dispatch_handler import FakeLambdaContext
 from integration.test_ingest_handler import EVENT_TIME, SECRET, LambdaContext, check_documented, http_event
+from outbox_support import OutboxContext, template_stream_mapping
 
 import dispatch_handler
 import ingest_handler
 from postback_ops.local.poller import BatchOutcome, EventSourceMapping, SqsPoller
+from postback_ops.local.stream import StreamBatchOutcome, StreamMapping, StreamPoller
+from postback_ops.outbox_recovery import OutboxRecovery, RecoveredBatch
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import DeliveryState
 from postback_relay.domain.signing import sign_conversion_request
@@ -77,6 +85,7 @@ MAX_ATTEMPTS = 3  # botocore's attempts per call in this suite (AWS_MAX_ATTEMPTS
 UNREACHABLE_URL = "https://injected.invalid/"
 THROTTLED = ("ProvisionedThroughputExceededException", 400)
 SQS_UNAVAILABLE = ("ServiceUnavailable", 503)
+SERVICE_UNAVAILABLE = (503, "ServiceUnavailable")  # aws_error's arguments
 
 
 @dataclass
@@ -95,6 +104,8 @@ class AwsFaults:
     """Botocore faults on every client built while installed (see `install`)."""
 
     rules: list[AwsFaultRule] = field(default_factory=list)
+    # Operations down for now ("sqs:SendMessageBatch"): every attempt fails while listed.
+    down: set[str] = field(default_factory=set)
     # SendMessageBatch entries to refuse: decide(entry) -> refuse?
     refuse_sqs_entry: Callable[[Mapping[str, Any]], bool] | None = None
     calls: Counter[str] = field(default_factory=Counter)  # every attempt, by operation
@@ -132,6 +143,12 @@ class AwsFaults:
         if service == "sqs" and operation == "SendMessage" and b"DelaySeconds" in body:
             with self._lock:
                 self.message_delays.append(int(json.loads(body)["DelaySeconds"]))
+        if f"{service}:{operation}" in self.down:
+            with self._lock:
+                self.injected[operation] += 1
+            request._original_url = request.url  # type: ignore[attr-defined]
+            request.url = UNREACHABLE_URL
+            return aws_error(*SERVICE_UNAVAILABLE)
         for rule in self.rules:
             if (rule.service, rule.operation) != (service, operation):
                 continue
@@ -408,6 +425,23 @@ class Relay:
         self.crashes = 0
         # Decides, after each dispatch invocation, whether the function died before answering.
         self.crash: Callable[[], bool] | None = None
+        # The same for the outbox function, and its tally.
+        self.outbox_crash: Callable[[], bool] | None = None
+        self.outbox_invocations = 0
+        self.outbox_crashes = 0
+        self.outbox_batches: list[StreamBatchOutcome] = []
+        # The event source mappings' own clients: Lambda's, untouched by the injected faults.
+        lambda_service = boto3.session.Session()
+        self.clock = time.time
+        stream_mapping = template_stream_mapping(outputs)
+        self.outbox = StreamPoller(
+            lambda_service.client("dynamodbstreams"),
+            StreamMapping(**{**stream_mapping.__dict__, "batching_window_s": 0.0}),
+            self._invoke_outbox,
+            region="eu-west-1",
+            sqs=lambda_service.client("sqs"),
+            clock=lambda: self.clock(),
+        )
         mapping = EventSourceMapping(
             queue_url=outputs["PostbackQueueUrl"],
             queue_arn="arn:aws:sqs:eu-west-1:123456789012:postback-relay-test-PostbackQueue",
@@ -452,6 +486,40 @@ class Relay:
                 return status, answer
         raise AssertionError(f"still 503 after {max_tries} tries")
 
+    # outbox ---------------------------------------------------------------------------
+
+    def _invoke_outbox(self, event: dict[str, Any]) -> Any:
+        self.outbox_invocations += 1
+        answer = outbox_handler.lambda_handler(event, OutboxContext())
+        if self.outbox_crash is not None and self.outbox_crash():
+            # Dies after sending, before Lambda reads the answer: the batch is retried (bisected).
+            self.outbox_crashes += 1
+            raise RuntimeError("the outbox invocation died before answering")
+        return answer
+
+    def run_outbox(self, *, max_batches: int = 10_000, or_stop: bool = False) -> None:
+        """Run the stream's event source mapping until it handled every record (or gave up on
+        it); with `or_stop`, at most `max_batches` batches (their retries included)."""
+        for _ in range(max_batches):
+            outcome = self.outbox.poll_once()
+            if outcome is None:
+                return
+            self.outbox_batches.append(outcome)
+        if not or_stop:
+            raise AssertionError(f"the outbox did not catch up in {max_batches} batches")
+
+    def recover_outbox(self) -> list[RecoveredBatch]:
+        """What ops do when the on-failure queue's alarm fires: `postback outbox recover`."""
+        lambda_service = boto3.session.Session()
+        return OutboxRecovery(
+            dynamodb=lambda_service.client("dynamodb"),
+            streams=lambda_service.client("dynamodbstreams"),
+            sqs=lambda_service.client("sqs"),
+            conversions_table=self.outputs["ConversionsTableName"],
+            failure_queue_url=self.outputs["OutboxFailureQueueUrl"],
+            queue=SqsPostbackQueue(self.outputs["PostbackQueueUrl"], client=lambda_service.client("sqs")),
+        ).recover()
+
     # dispatch -------------------------------------------------------------------------
 
     def _invoke(self, event: dict[str, Any]) -> Any:
@@ -480,7 +548,9 @@ class Relay:
         )
 
     def drain(self, *, timeout_s: float = 120.0) -> None:
-        """Run the event source mapping until the queue holds nothing, visible or in flight."""
+        """Run the outbox's stream until it caught up, then the dispatcher's event source mapping
+        until the queue holds nothing, visible or in flight."""
+        self.run_outbox()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             outcome = self.poller.poll_once()

@@ -1,5 +1,6 @@
-"""One fault at a time, end to end: the ingest handler, moto's queue and tables, the dispatch
-handler under a played event source mapping, and real affiliate servers on 127.0.0.1.
+"""One fault at a time, end to end: the ingest handler, moto's tables and the conversions
+table's stream, the outbox handler and the dispatch handler under played event source
+mappings, moto's queue, and real affiliate servers on 127.0.0.1.
 
 Each test ends with every postback either received by its affiliate (counted per delivery
 key) or failed with its reason in the delivery log and on the DLQ."""
@@ -19,7 +20,6 @@ from reliability.relay_harness import (
     RESETTING,
     SLOW_BODY,
     SLOWLORIS,
-    SQS_UNAVAILABLE,
     THROTTLED,
     THROTTLING,
     TIMING_OUT,
@@ -31,7 +31,10 @@ from reliability.relay_harness import (
     affiliate_config,
     conversion,
 )
+from template_support import TEMPLATE
 
+from postback_ops.local.resources import resources_of_type
+from postback_ops.local.stream import RECORD_AGE_EXCEEDED
 from postback_relay.domain.delivery import DeliveryState, delivery_id_for
 from postback_relay.domain.events import Event
 
@@ -156,7 +159,8 @@ def test_a_body_trickling_in_cannot_hold_the_batch_beyond_the_timeouts(relay: Re
             {"conversions": [conversion("T-1", AFFILIATE, "c1"), conversion("T-2", "7000002", "c2")]}
         )
 
-        # WHEN one batch is dispatched
+        # WHEN the outbox queued them and one batch is dispatched
+        relay.run_outbox()
         started = time.monotonic()
         outcome = relay.poller.poll_once()
         elapsed = time.monotonic() - started
@@ -169,54 +173,54 @@ def test_a_body_trickling_in_cannot_hold_the_batch_beyond_the_timeouts(relay: Re
     assert healthy.received == {"/pb0?c2": 1}
 
 
-# --- SQS refuses at ingest -----------------------------------------------------------------
+# --- SQS refuses while conversions arrive: the outbox waits for it ------------------------
 
 
-def test_sqs_down_at_ingest_answers_503_and_the_platforms_retry_queues_each_postback_once(
+def test_sqs_down_at_ingest_every_conversion_gets_202_and_every_postback_goes_out_once_it_is_back(
     relay: Relay, affiliate: FaultyAffiliate, aws_faults: AwsFaults
 ) -> None:
-    # GIVEN SQS answering 503 to every attempt of the first SendMessageBatch (and the adapter's
-    # second try): 2 tries x 3 botocore attempts
-    first_call = iter([6])
-    aws_faults.rules.append(
-        AwsFaultRule("sqs", "SendMessageBatch", SQS_UNAVAILABLE, lambda body: next(first_call, None))
-    )
-    batch = {"conversions": [conversion(f"T-{n}", AFFILIATE, f"c{n}") for n in range(5)]}
+    # GIVEN SQS answering 503 to every attempt of every SendMessageBatch for a while
+    aws_faults.down.add("sqs:SendMessageBatch")
 
-    # WHEN the platform posts a batch, and retries it after the 503
-    status, answer = relay.post_until_taken(batch)
+    # WHEN the platform posts a batch of five and three single conversions meanwhile
+    batch = relay.post({"conversions": [conversion(f"T-{n}", AFFILIATE, f"c{n}") for n in range(5)]})
+    singles = [relay.post(conversion(f"T-{n}", AFFILIATE, f"c{n}")) for n in range(5, 8)]
 
-    # THEN the first try was a 503 that kept nothing, the retry took all five as new
-    assert relay.ingest_tally.answers == {503: 1, 202: 1}
-    assert aws_faults.injected["SendMessageBatch"] == 6
-    assert status == 202
-    assert [r["repeat"] for r in answer["results"]] == [False] * 5
+    # THEN every one is taken at once (202): acceptance depends on the conversion's record alone
+    assert [status for status, _ in [batch, *singles]] == [202] * 4
+    assert relay.ingest_tally.answers == {202: 4}
+    assert aws_faults.calls["SendMessageBatch"] == 0  # ingest never calls SQS
+
+    # WHEN the outbox tries three times while SQS is still down, THEN nothing is queued, nothing is lost
+    relay.run_outbox(max_batches=3, or_stop=True)
+    assert aws_faults.injected["SendMessageBatch"] > 0
+    assert relay.queue_depth() == (0, 0)
+    assert relay.outbox.discarded == []
+
+    # WHEN SQS is back and the relay runs until the queue is empty
+    aws_faults.down.clear()
     relay.drain()
-    assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(5)}
+
+    # THEN every postback reached the affiliate exactly once
+    assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(8)}
+    assert set(relay.delivery_states().values()) == {DeliveryState.DELIVERED}
 
 
-def test_sqs_refusing_one_entry_answers_503_and_the_retry_queues_only_that_one_again(
+def test_sqs_refusing_one_entry_of_the_outbox_retries_from_it_and_sends_each_postback_once(
     relay: Relay, affiliate: FaultyAffiliate, aws_faults: AwsFaults
 ) -> None:
     # GIVEN SQS refusing the entry of conversion T-2 twice (the adapter's two tries)
     refusals = iter([True, True])
     aws_faults.refuse_sqs_entry = lambda entry: '"T-2"' in entry["MessageBody"] and next(refusals, False)
-    batch = {"conversions": [conversion(f"T-{n}", AFFILIATE, f"c{n}") for n in range(4)]}
 
-    # WHEN the platform posts the batch, and retries it after the 503
-    _, answer = relay.post_until_taken(batch)
-
-    # THEN the retry found the others taken (repeats) and queued T-2 afresh; each postback
-    # reached the affiliate exactly once
-    assert relay.ingest_tally.answers == {503: 1, 202: 1}
-    assert aws_faults.entries_refused == 2
-    assert [(r["transaction_id"], r["repeat"]) for r in answer["results"]] == [
-        ("T-0", True),
-        ("T-1", True),
-        ("T-2", False),
-        ("T-3", True),
-    ]
+    # WHEN the platform posts a batch of four (taken at once) and the relay runs
+    status, answer = relay.post({"conversions": [conversion(f"T-{n}", AFFILIATE, f"c{n}") for n in range(4)]})
+    assert (status, [r["repeat"] for r in answer["results"]]) == (202, [False] * 4)
     relay.drain()
+
+    # THEN the stream batch was retried from T-2, and each postback reached the affiliate once
+    assert aws_faults.entries_refused == 2
+    assert any(outcome.failed for outcome in relay.outbox_batches)
     assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(4)}
 
 
@@ -229,13 +233,67 @@ def test_sqs_refusing_one_of_a_conversions_two_postbacks_sends_neither_twice(
         refusals = iter([True, True])
         aws_faults.refuse_sqs_entry = lambda entry: "/pb1?" in entry["MessageBody"] and next(refusals, False)
 
-        # WHEN the sale is posted (503), retried by the platform (202) and dispatched
-        status, _ = relay.post_until_taken(conversion("T-1", AFFILIATE, "c1"))
-        assert (status, relay.ingest_tally.answers) == (202, {503: 1, 202: 1})
+        # WHEN the sale is posted (202 at once) and the relay runs
+        status, _ = relay.post(conversion("T-1", AFFILIATE, "c1"))
+        assert (status, relay.ingest_tally.answers) == (202, {202: 1})
         relay.drain()
 
     # THEN each of the two postbacks reached the affiliate once
     assert server.received == {"/pb0?c1": 1, "/pb1?c1": 1}
+
+
+# --- the outbox function dies, or gives up -----------------------------------------------------
+
+
+def test_an_outbox_invocation_dying_after_its_sends_loses_nothing_and_sends_nothing_twice(
+    relay: Relay, affiliate: FaultyAffiliate
+) -> None:
+    # GIVEN ten conversions, and an outbox invocation that dies after sending, before answering
+    relay.post({"conversions": [conversion(f"T-{n}", AFFILIATE, f"c{n}") for n in range(10)]})
+    deaths = iter([True])
+    relay.outbox_crash = lambda: next(deaths, False)
+
+    # WHEN the relay runs until the queue is empty
+    relay.drain()
+
+    # THEN the stream batch was retried (split in two); the messages it had sent were queued
+    # twice, and the dispatcher sent each postback once
+    assert relay.outbox_crashes == 1
+    assert [len(o.records) for o in relay.outbox_batches] == [10, 5, 5]
+    assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(10)}
+    assert set(relay.delivery_states().values()) == {DeliveryState.DELIVERED}
+
+
+def test_a_stream_record_past_its_maximum_age_lands_on_the_on_failure_queue_and_ops_recover_it(
+    relay: Relay, affiliate: FaultyAffiliate, aws_faults: AwsFaults
+) -> None:
+    # GIVEN SQS down long enough for a new conversion's stream record to pass its maximum age
+    aws_faults.down.add("sqs:SendMessageBatch")
+    assert relay.post(conversion("T-1", AFFILIATE, "c1"))[0] == 202
+    relay.run_outbox(max_batches=3, or_stop=True)
+    now = time.time()
+    relay.clock = lambda: now + relay.outbox.mapping.maximum_record_age_s + 1
+    aws_faults.down.clear()
+
+    # WHEN the mapping reads it again
+    relay.drain()
+
+    # THEN it gave up on it: nothing was delivered, and the on-failure queue holds the batch,
+    # which an alarm watches
+    assert affiliate.received == {}
+    (discarded,) = relay.outbox.discarded
+    assert discarded["requestContext"]["condition"] == RECORD_AGE_EXCEEDED
+    alarms = resources_of_type(TEMPLATE, "AWS::CloudWatch::Alarm")
+    watched = {a["Properties"]["Dimensions"][0]["Value"].get("Fn::GetAtt", [""])[0] for a in alarms.values()}
+    assert "OutboxFailureQueue" in watched
+
+    # WHEN ops run `postback outbox recover`, and the relay runs
+    (batch,) = relay.recover_outbox()
+    relay.drain()
+
+    # THEN the postback reached the affiliate once
+    assert (batch.conversions, batch.deleted) == (["T-1#sale"], True)
+    assert affiliate.received == {"/pb0?c1": 1}
 
 
 # --- DynamoDB throttles ---------------------------------------------------------------------
@@ -257,7 +315,7 @@ def test_a_throttled_conversion_write_is_retried_by_botocore_and_taken_once(
     assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(3)}
 
 
-def test_a_write_throttled_past_botocores_retries_answers_503_keeps_nothing_and_the_retry_takes_it(
+def test_a_write_throttled_past_botocores_retries_answers_503_and_the_retry_takes_the_rest(
     relay: Relay, affiliate: FaultyAffiliate, aws_faults: AwsFaults
 ) -> None:
     # GIVEN the third conversion's write throttled on every attempt, once
@@ -270,17 +328,16 @@ def test_a_write_throttled_past_botocores_retries_answers_503_keeps_nothing_and_
     # WHEN the batch is posted
     status, answer = relay.post(batch)
 
-    # THEN 503, and the two conversions recorded before it were taken back: nothing kept or queued
+    # THEN 503; the other three stay recorded, their postbacks in their records (nothing to undo)
     assert (status, answer["error"]) == (503, "unavailable")
-    assert relay.conversion_ids() == set()
-    assert relay.queue_depth() == (0, 0)
+    assert relay.conversion_ids() == {"T-0#sale", "T-1#sale", "T-3#sale"}
 
     # WHEN the platform retries it
     status, answer = relay.post_until_taken(batch)
 
-    # THEN all four are new, and each postback reaches the affiliate once
+    # THEN the three are repeats and T-2 is new, and each postback reaches the affiliate once
     assert status == 202
-    assert [r["repeat"] for r in answer["results"]] == [False] * 4
+    assert [r["repeat"] for r in answer["results"]] == [True, True, False, True]
     relay.drain()
     assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(4)}
 
@@ -368,27 +425,25 @@ def test_an_invocation_dying_mid_batch_sends_nothing_twice_and_loses_nothing(
     assert set(relay.delivery_states().values()) == {DeliveryState.DELIVERED}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: services/ingest.py swallows a failed forget (_forget_quietly) and ConversionsNotQueued's "
-    "forget can fail too: the records stay, the platform's retry is answered as a repeat and the "
-    "postbacks are never queued",
-)
-def test_a_failed_undo_at_ingest_does_not_turn_the_retry_into_a_repeat_that_queues_nothing(
+def test_a_failed_write_at_ingest_does_not_turn_the_retry_into_a_repeat_that_queues_nothing(
     relay: Relay, affiliate: FaultyAffiliate, aws_faults: AwsFaults
 ) -> None:
-    # GIVEN the second conversion's write throttled past botocore's retries, and the undo of the
-    # first one's record (BatchWriteItem) throttled past them too
+    # GIVEN the second conversion's write throttled past botocore's retries, and any delete of a
+    # conversion record (the undo the relay used to make) throttled past them too
     aws_faults.rules += [
         AwsFaultRule("dynamodb", "PutItem", THROTTLED, lambda body: 3 if b'"T-1"' in body else None),
         AwsFaultRule("dynamodb", "BatchWriteItem", THROTTLED, lambda body: 3),
+        AwsFaultRule("dynamodb", "DeleteItem", THROTTLED, lambda body: 3),
     ]
     batch = {"conversions": [conversion(f"T-{n}", AFFILIATE, f"c{n}") for n in range(2)]}
 
     # WHEN the batch is posted (503) and retried by the platform until taken
-    status, _ = relay.post_until_taken(batch)
+    status, answer = relay.post_until_taken(batch)
     assert (status, relay.ingest_tally.answers[503]) == (202, 1)
+    # (T-0 was recorded by the first try: the retry answers it as a repeat)
+    assert [r["repeat"] for r in answer["results"]] == [True, False]
     relay.drain()
 
-    # THEN both postbacks reached the affiliate
+    # THEN both postbacks reached the affiliate, once: T-0's from its first record, T-1's from the retry
     assert affiliate.received == {"/pb0?c0": 1, "/pb0?c1": 1}
+    assert aws_faults.calls["BatchWriteItem"] == aws_faults.calls["DeleteItem"] == 0

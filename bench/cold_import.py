@@ -21,7 +21,12 @@ from pathlib import Path
 
 from postback_ops.local.resources import REPO_ROOT, LocalStack, function_code, function_environment, load_template
 
-FUNCTIONS = {"ingest": "IngestFunction", "dispatch": "DispatchFunction", "testlink": "TestLinkFunction"}
+FUNCTIONS = {
+    "ingest": "IngestFunction",
+    "outbox": "OutboxFunction",
+    "dispatch": "DispatchFunction",
+    "testlink": "TestLinkFunction",
+}
 _SNIPPET = "import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1000)"
 
 

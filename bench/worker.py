@@ -483,7 +483,7 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
     with mock_aws():
         stack = create_resources(boto3.Session(), stack_name=stack_name, signing_secret=support.SECRET)
         # The handlers were given the names moto would create (see bench.__main__); check.
-        for logical_id in ("IngestFunction", "DispatchFunction"):
+        for logical_id in ("IngestFunction", "OutboxFunction", "DispatchFunction"):
             for key, value in function_environment(stack, logical_id, template=template).items():
                 if key.endswith(("_TABLE", "_URL")) and os.environ.get(key) != value:
                     raise RuntimeError(f"{key}: the worker's environment does not match moto ({value})")
@@ -495,12 +495,46 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
         )
         import dispatch_handler
         import ingest_handler
+        import outbox_handler
+        from postback_ops.local.resources import parameter_defaults
+        from postback_ops.local.stream import StreamMapping, StreamPoller, stream_mapping
 
         sqs = boto3.client("sqs")
         dynamodb = boto3.client("dynamodb")
         queue_url = stack.outputs["PostbackQueueUrl"]
+        # The outbox: Lambda's stream event source mapping (its own reads, not counted: they are
+        # the mapping's, free to the function) invoking the outbox handler, whose calls count.
+        (outbox_event,) = template["Resources"]["OutboxFunction"]["Properties"]["Events"].values()
+        by_arn = {arn: stack.refs[logical_id] for (logical_id, attr), arn in stack.attrs.items() if attr == "Arn"}
+        mapping = stream_mapping(
+            outbox_event["Properties"],
+            function_arn="arn:aws:lambda:eu-west-1:123456789012:function:outbox",
+            resolve=lambda value: stack.resolve(value, parameter_defaults(template)),
+            queue_url_for_arn=lambda arn: by_arn[arn],
+        )
+        outbox_calls: Counter[str] = Counter()
+        outbox_invocations = [0]
 
-        def one(transaction_ids: list[str]) -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
+        def invoke_outbox(event: dict[str, Any]) -> Any:
+            outbox_invocations[0] += 1
+            counter.enabled = True
+            try:
+                return outbox_handler.lambda_handler(event, _context("outbox"))
+            finally:
+                outbox_calls.update(counter.take())
+                counter.enabled = False
+
+        outbox = StreamPoller(
+            boto3.client("dynamodbstreams"),
+            StreamMapping(**{**mapping.__dict__, "batching_window_s": 0.0}),
+            invoke_outbox,
+            region="eu-west-1",
+            sqs=sqs,
+        )
+
+        def one(
+            transaction_ids: list[str],
+        ) -> tuple[dict[str, int], dict[str, int], dict[str, int], list[dict[str, Any]]]:
             counter.enabled = True
             answer = ingest_handler.lambda_handler(
                 support.http_event(support.request_body(transaction_ids)), _context("ingest")
@@ -509,6 +543,10 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
             counter.enabled = False
             if answer["statusCode"] != 202:
                 raise RuntimeError(f"ingest answered {answer['statusCode']}: {answer.get('body')}")
+            outbox_calls.clear()
+            while outbox.poll_once() is not None:
+                pass
+            outbox_single = dict(outbox_calls)
             records: list[dict[str, Any]] = []
             while len(records) < len(transaction_ids):
                 got = sqs.receive_message(
@@ -539,12 +577,12 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
                     QueueUrl=queue_url,
                     Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(batch)],
                 )
-            return ingest_calls, dict(dispatch_calls), records
+            return ingest_calls, outbox_single, dict(dispatch_calls), records
 
         # The first builds the clients and reads the secret and the affiliate's config.
-        ingest_first, dispatch_first, _ = one(["WARM-1"])
-        ingest_single, dispatch_single, records = one(["C-1"])
-        ingest_batch, dispatch_batch, _ = one([f"CB-{i}" for i in range(100)])
+        ingest_first, outbox_first, dispatch_first, _ = one(["WARM-1"])
+        ingest_single, outbox_single, dispatch_single, records = one(["C-1"])
+        ingest_batch, outbox_batch, dispatch_batch, _ = one([f"CB-{i}" for i in range(100)])
         if not receiver.wait_for(102, timeout_s=10):
             raise RuntimeError(f"the receiver got {len(receiver.arrivals)} postbacks, wanted 102")
 
@@ -560,11 +598,17 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
 
     return {
         "ingest": {"calls": ingest_single, **by_kind(ingest_single)},
+        # The outbox function's calls, per conversion (one postback each): the stream's batch
+        # of 1 for a single conversion, of 100 for a batch request.
+        "outbox": {"calls": outbox_single, **by_kind(outbox_single)},
         "dispatch": {"calls": dispatch_single, **by_kind(dispatch_single)},
         "ingest_first_invocation": {"calls": ingest_first, **by_kind(ingest_first)},
+        "outbox_first_invocation": {"calls": outbox_first, **by_kind(outbox_first)},
         "dispatch_first_invocation": {"calls": dispatch_first, **by_kind(dispatch_first)},
         "ingest_batch_of_100": {"calls": ingest_batch, **by_kind(ingest_batch)},
+        "outbox_batch_of_100": {"calls": outbox_batch, **by_kind(outbox_batch)},
         "dispatch_batch_of_100": {"calls": dispatch_batch, **by_kind(dispatch_batch)},
+        "outbox_invocations": outbox_invocations[0],
         "conversion_item_bytes": cost.dynamodb_item_size(conversion_item),
         "delivery_item_bytes": cost.dynamodb_item_size(delivery_item),
         "postback_message_bytes": message_bytes,

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
-import outbox_handler
 from template_support import TEMPLATE
 
+import outbox_handler
 from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION
 from postback_ops.local.stream import StreamMapping, StreamPoller, stream_mapping
 

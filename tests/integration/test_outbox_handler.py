@@ -11,13 +11,13 @@ from typing import Any
 
 import boto3
 import botocore.client
-import outbox_handler
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from fakes import INGEST_AFFILIATE_ID, ingest_conversion
 from outbox_support import invoke_outbox, outbox_poller, run_outbox
 
+import outbox_handler
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED
 from postback_ops.outbox_recovery import OutboxRecovery
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog

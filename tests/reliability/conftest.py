@@ -6,13 +6,13 @@ import time
 from collections.abc import Iterator
 
 import botocore.endpoint
-import outbox_handler
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from reliability.relay_harness import MAX_ATTEMPTS, AwsFaults, Relay, moto_sqs_for_threads, patch_boto3_clients
 
 import dispatch_handler
 import ingest_handler
+import outbox_handler
 
 # DELAY_SCALE of the suite: every retry, Retry-After and circuit cool-down lands on the
 # 1-second floor, so eight attempts of a postback take seconds rather than 27 hours.

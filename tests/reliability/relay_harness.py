@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
-import outbox_handler
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from integration.test_dispatch_handler import FakeLambdaContext
@@ -41,6 +40,7 @@ from outbox_support import OutboxContext, template_stream_mapping
 
 import dispatch_handler
 import ingest_handler
+import outbox_handler
 from postback_ops.local.poller import BatchOutcome, EventSourceMapping, SqsPoller
 from postback_ops.local.stream import StreamBatchOutcome, StreamMapping, StreamPoller
 from postback_ops.outbox_recovery import OutboxRecovery, RecoveredBatch

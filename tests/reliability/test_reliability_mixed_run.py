@@ -1,8 +1,10 @@
 """1,000 conversions through every fault at once, and nothing lost.
 
 Ten affiliates, each behind its own misbehaving endpoint; DynamoDB throttling ingest and
-dispatch (mostly absorbed by botocore's retry, sometimes past it); SQS refusing sends at
-ingest (the platform retries the 503); the DLQ, visibility changes and redelivery reads
+dispatch (mostly absorbed by botocore's retry, sometimes past it; the platform retries a 503);
+SQS down while conversions arrive, and refusing single entries of the outbox's sends; outbox
+invocations dying after their sends; a stream batch given up on past its maximum age (ops
+recover it from the on-failure queue); the DLQ, visibility changes and redelivery reads
 failing; dispatch invocations dying before they answer. At the end every postback is either
 received by its affiliate or failed with its reason in the delivery log and on the DLQ, and
 the two counts add up to the total.
@@ -41,12 +43,14 @@ from reliability.relay_harness import (
     sometimes,
 )
 
+from postback_ops.local.stream import RECORD_AGE_EXCEEDED
 from postback_relay.domain.delivery import DeliveryState, delivery_id_for
 from postback_relay.domain.events import Event
 
 CONVERSIONS = 1000
 REQUEST_SIZES = (1, 10, 100, 3, 37)
 SEED = 20261126
+EXPIRY_TURN = 7  # the request whose stream records pass their maximum age while SQS is down
 
 
 @dataclass(frozen=True)
@@ -84,26 +88,28 @@ def state_written(body: bytes) -> tuple[str, str]:
 
 
 class SqsAtIngest:
-    """SQS refusing at ingest: a whole outage for the first try of some requests, and single
-    entries (of one-postback conversions, see the xfail test on two) refused on both tries."""
+    """SQS while conversions arrive: a whole outage now and then (the outbox's sends fail; the
+    conversions are taken all the same), and single entries of the outbox's sends refused on
+    both of the adapter's tries."""
 
-    def __init__(self, faults: AwsFaults, rng: random.Random, single_postback_affiliates: set[str]) -> None:
-        self.down = False
+    def __init__(self, faults: AwsFaults, rng: random.Random) -> None:
         self.outages = 0
+        self._faults = faults
         self._rng = rng
-        self._single = single_postback_affiliates
         self._left: dict[str, int] = {}
-        faults.rules.append(AwsFaultRule("sqs", "SendMessageBatch", SQS_UNAVAILABLE, self._outage))
         faults.refuse_sqs_entry = self._refuse
 
-    def _outage(self, body: bytes) -> int | None:
-        return 6 if self.down else None  # two tries of the adapter x 3 botocore attempts
+    def down(self) -> None:
+        self.outages += 1
+        self._faults.down.add("sqs:SendMessageBatch")
+
+    def up(self) -> None:
+        self._faults.down.discard("sqs:SendMessageBatch")
 
     def _refuse(self, entry: Mapping[str, Any]) -> bool:
         body = str(entry["MessageBody"])
         if body not in self._left:
-            affiliate = json.loads(body)["affiliate_id"]
-            self._left[body] = 2 if affiliate in self._single and self._rng.random() < 0.01 else 0
+            self._left[body] = 2 if self._rng.random() < 0.01 else 0
         if self._left[body] > 0:
             self._left[body] -= 1
             return True
@@ -136,27 +142,50 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
             AwsFaultRule("sqs", "SendMessage", SQS_UNAVAILABLE, sometimes({1: 0.1, 3: 0.05}, seed=SEED + 5)),
             AwsFaultRule("sqs", "ChangeMessageVisibility", SQS_UNAVAILABLE, sometimes({3: 0.03}, seed=SEED + 6)),
         ]
-        sqs = SqsAtIngest(aws_faults, rng, {e.affiliate_id for e in ENDPOINTS if e.postbacks == 1})
-        # AND one dispatch invocation in 25 dying before it answers
+        sqs = SqsAtIngest(aws_faults, rng)
+        # AND one outbox invocation in 25 and one dispatch invocation in 25 dying before they answer
+        relay.outbox_crash = lambda: rng.random() < 0.04
         relay.crash = lambda: rng.random() < 0.04
 
         started = time.monotonic()
-        # WHEN the platform posts them in requests of 1 to 100, retrying each 503 as it must
-        for request in chunks(documents, REQUEST_SIZES):
+        taken: set[str] = set()
+        # WHEN the platform posts them in requests of 1 to 100, retrying each 503 as it must,
+        # while the outbox follows the stream
+        for turn, request in enumerate(chunks(documents, REQUEST_SIZES)):
             document: object = request[0] if len(request) == 1 else {"conversions": request}
-            if rng.random() < 0.03:
-                sqs.down, sqs.outages = True, sqs.outages + 1
-                assert relay.post(document)[0] == 503
-                sqs.down = False
+            outage = rng.random() < 0.05 or turn == EXPIRY_TURN
+            if outage:
+                # SQS down: the conversions are taken all the same; the outbox's sends fail
+                sqs.down()
             status, answer = relay.post_until_taken(document)
             assert status in (200, 202), answer
+            taken.update(f"{c['transaction_id']}#sale" for c in request)
+            if outage:
+                relay.run_outbox(max_batches=3, or_stop=True)  # the outbox's sends fail meanwhile
+            else:
+                relay.run_outbox()
+            if turn == EXPIRY_TURN:
+                # AND SQS down past the stream records' maximum age: the mapping gives up on them
+                aged = time.time() + relay.outbox.mapping.maximum_record_age_s + 1
+                relay.clock = lambda aged=aged: aged
+                relay.run_outbox()
+                relay.clock = time.time
+            if outage:
+                sqs.up()
+                relay.run_outbox()
         ingest_s = time.monotonic() - started
-        # AND the dispatcher runs until the queue is empty
-        relay.drain(timeout_s=150)
+        # AND ops recover what the outbox gave up on (its alarm fired), then the relay runs
+        # until the queue is empty
+        recovered = relay.recover_outbox()
+        relay.drain(timeout_s=240)
         dispatch_s = time.monotonic() - started - ingest_s
 
-    # THEN every conversion was recorded once
-    assert len(relay.conversion_ids()) == CONVERSIONS
+    # THEN every conversion was taken (202 or 200) and recorded once
+    assert len(taken) == CONVERSIONS
+    assert relay.conversion_ids() == taken
+    # AND the outbox gave up on one batch, which the recovery queued whole
+    assert [d["requestContext"]["condition"] for d in relay.outbox.discarded] == [RECORD_AGE_EXCEEDED]
+    assert [(b.deleted, b.refused) for b in recovered] == [(True, 0)]
 
     # AND every postback was received by its affiliate, or failed with its reason (log + DLQ)
     states = relay.delivery_states()
@@ -202,6 +231,8 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
         "aws_calls_past_retries": dict(Counter(operation for operation, _ in aws_faults.exhausted)),
         "sqs_outages_at_ingest": sqs.outages,
         "sqs_entries_refused": aws_faults.entries_refused,
+        "outbox_invocations_died": relay.outbox_crashes,
+        "outbox_batches_given_up_and_recovered": len(recovered),
         "dispatch_invocations_died": relay.crashes,
     }
     summary = {
@@ -212,6 +243,7 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
         "duplicates": dict(duplicates),
         "dlq_messages": len(letters),
         "ingest_answers": dict(relay.ingest_tally.answers),
+        "outbox_invocations": relay.outbox_invocations,
         "dispatch_invocations": relay.invocations,
         "seconds": {"ingest": round(ingest_s, 1), "dispatch": round(dispatch_s, 1)},
         "faults": faults,
@@ -227,5 +259,5 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
         "SendMessageBatch",
         "ChangeMessageVisibility",
     }
-    assert sqs.outages and aws_faults.entries_refused and relay.crashes
+    assert sqs.outages and aws_faults.entries_refused and relay.crashes and relay.outbox_crashes
     assert set(faults["aws_calls_past_retries"]) >= {"PutItem", "UpdateItem", "GetItem", "SendMessage"}

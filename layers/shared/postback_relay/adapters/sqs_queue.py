@@ -24,7 +24,7 @@ class SqsPostbackQueue:
     """Sends postback messages with SendMessageBatch, 10 at a time.
 
     Entries SQS refuses (or a whole call that fails) are tried once more; what is still
-    refused is returned, for the caller to undo what it recorded for them.
+    refused is returned to the caller.
     """
 
     def __init__(self, queue_url: str, *, client: SQSClient | None = None) -> None:

@@ -28,10 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from postback_relay.adapters.dynamodb_conversions import messages_of_item
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.ports import OutboxRecord
-from postback_relay.services.outbox import OutboxService
+from postback_relay.services.outbox import OutboxReport, OutboxService
 from postback_relay.settings import settings_from_environ
 
 MAX_REASON_CHARS = 300
+# The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
+# the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
+METRIC_QUEUED = "OutboxPostbacksQueued"
+METRIC_RETRIED = "OutboxRecordsRetried"
 
 
 class OutboxSettings(BaseModel):
@@ -84,16 +88,20 @@ def outbox_record(record: Mapping[str, Any]) -> OutboxRecord:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = [outbox_record(record) for record in event.get("Records", [])]
     report = outbox_service().relay(records)
-    metrics.add_metric(name="PostbacksQueued", unit=MetricUnit.Count, value=report.queued)
-    if report.failed:
-        metrics.add_metric(name="OutboxRecordsRetried", unit=MetricUnit.Count, value=len(report.failed))
-        logger.warning(
-            "Postbacks not queued; the stream retries from the first record not queued",
-            extra={"records": len(records), "failed": len(report.failed), "reasons": list(report.reasons)},
-        )
+    count(report, records=len(records))
 
     def check(record: DynamoDBRecord) -> None:
         if record.dynamodb is None or record.dynamodb.sequence_number in report.failed:
             raise PostbacksNotQueued(record.event_id)
 
     return process_partial_response(event=event, record_handler=check, processor=processor, context=context)
+
+
+def count(report: OutboxReport, *, records: int) -> None:
+    metrics.add_metric(name=METRIC_QUEUED, unit=MetricUnit.Count, value=report.queued)
+    if report.failed:
+        metrics.add_metric(name=METRIC_RETRIED, unit=MetricUnit.Count, value=len(report.failed))
+        logger.warning(
+            "Postbacks not queued; the stream retries from the first record not queued",
+            extra={"records": records, "failed": len(report.failed), "reasons": list(report.reasons)},
+        )

@@ -167,6 +167,7 @@ def drive_every_emitter() -> None:
     """Run every function's metric-emitting code with values that make each name appear."""
     import dispatch_handler
     import ingest_handler
+    import outbox_handler
     import testlink_handler
     from postback_relay.domain.conversion import ConversionResult, Outcome
     from postback_relay.domain.errors import InfrastructureError, SignatureError
@@ -174,6 +175,7 @@ def drive_every_emitter() -> None:
     from postback_relay.domain.notices import CircuitChange
     from postback_relay.services.dispatch import DispatchOutcome, DispatchResult
     from postback_relay.services.ingest import Answer, IngestReport
+    from postback_relay.services.outbox import OutboxReport
 
     outcomes: dict[str, DispatchResult | Exception] = {
         outcome.value: DispatchResult(outcome, latency_ms=20) for outcome in DispatchOutcome
@@ -192,6 +194,9 @@ def drive_every_emitter() -> None:
     ingest_handler._unavailable(InfrastructureError("down"))
     ingest_handler._unexpected(RuntimeError("bug"))
     ingest_handler.metrics.flush_metrics()
+
+    outbox_handler.count(OutboxReport(queued=9, failed=frozenset({"1"}), reasons=("refused",)), records=10)
+    outbox_handler.metrics.flush_metrics()
 
     for verdict in ("passed", "failed", "running"):
         testlink_handler.count_verdict({"verdict": verdict})

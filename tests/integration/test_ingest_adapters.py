@@ -132,6 +132,20 @@ def test_record_once_then_repeats_answer_the_first_result(conversions: DynamoCon
     assert again == first.model_copy(update={"delivery_ids": ()})
 
 
+def test_a_repeat_of_a_conversion_without_an_affiliate_answers_its_first_result(
+    conversions: DynamoConversionLog,
+) -> None:
+    # GIVEN a conversion recorded whose link named no affiliate (found by the schemathesis run:
+    # its repeat answered 500, the stored result lacking the None it left out)
+    first = queued_result(
+        affiliate_id=None, outcome=Outcome.UNKNOWN_AFFILIATE, postbacks_queued=0, delivery_ids=(), reason="no link"
+    )
+    assert conversions.record(ingest_conversion(), first) is None
+
+    # WHEN it is posted again, THEN the first result comes back
+    assert conversions.record(ingest_conversion(), first) == first
+
+
 def stream_records(aws: dict[str, str]) -> list[dict[str, Any]]:
     streams = boto3.client("dynamodbstreams")
     stream_arn = aws["ConversionsStreamArn"]

@@ -176,6 +176,8 @@ def _result_of(item: dict[str, Any]) -> ConversionResult:
     document = json.loads(item["result"]["S"])
     document["transaction_id"] = item["transaction_id"]["S"]
     document["event"] = item["event"]["S"]
+    # The JSON leaves out what is None: a conversion whose link named no affiliate has none.
+    document.setdefault("affiliate_id", None)
     return ConversionResult.model_validate(document)
 
 

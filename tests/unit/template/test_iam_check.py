@@ -18,6 +18,7 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 POSTBACK_QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:postback-relay-test-PostbackQueue"
 DELIVERIES = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/postback-relay-test-DeliveriesTable"
+CONVERSIONS = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/postback-relay-test-ConversionsTable"
 
 
 @cache
@@ -65,7 +66,8 @@ def test_batch_operations_are_authorized_as_the_action_iam_checks() -> None:
 def test_the_template_roles_allow_what_each_function_does() -> None:
     # GIVEN calls each function makes (the names the tests give the stack's resources)
     calls = [
-        _call("IngestFunction", "sqs:SendMessage", POSTBACK_QUEUE),
+        _call("IngestFunction", "dynamodb:PutItem", CONVERSIONS),
+        _call("OutboxFunction", "sqs:SendMessage", POSTBACK_QUEUE),
         _call("DispatchFunction", "dynamodb:UpdateItem", DELIVERIES),
         _call("DispatchFunction", "sqs:ChangeMessageVisibility", POSTBACK_QUEUE),
         _call("TestLinkFunction", "dynamodb:Query", f"{DELIVERIES}/index/by_affiliate"),
@@ -97,18 +99,18 @@ def test_a_call_outside_the_role_is_named_with_function_action_and_resource() ->
 
 
 def test_removing_a_policy_template_denies_the_call_it_allowed() -> None:
-    # GIVEN a template whose ingest function lost its SQSSendMessagePolicy
+    # GIVEN a template whose outbox function lost its SQSSendMessagePolicy
     sam = copy.deepcopy(TEMPLATE)
-    policies = sam["Resources"]["IngestFunction"]["Properties"]["Policies"]
-    sam["Resources"]["IngestFunction"]["Properties"]["Policies"] = [
+    policies = sam["Resources"]["OutboxFunction"]["Properties"]["Policies"]
+    sam["Resources"]["OutboxFunction"]["Properties"]["Policies"] = [
         p for p in policies if "SQSSendMessagePolicy" not in p
     ]
     translated = translate(sam, region=REGION)
-    # WHEN the ingest function's recorded SendMessageBatch is checked
-    report = iam.evaluate([_call("IngestFunction", "sqs:SendMessage", POSTBACK_QUEUE)], translated, sam)
+    # WHEN the outbox function's recorded SendMessageBatch is checked
+    report = iam.evaluate([_call("OutboxFunction", "sqs:SendMessage", POSTBACK_QUEUE)], translated, sam)
     # THEN the check names exactly that call
     assert [str(d) for d in report.denied] == [
-        f"IngestFunction: sqs:SendMessage on {POSTBACK_QUEUE} is not allowed by role IngestFunctionRole"
+        f"OutboxFunction: sqs:SendMessage on {POSTBACK_QUEUE} is not allowed by role OutboxFunctionRole"
     ]
 
 
@@ -140,9 +142,9 @@ def test_the_readme_operator_policy_covers_the_cli_and_nothing_else_is_assumed()
 
 
 def test_unused_grants_are_listed_per_principal() -> None:
-    report = _evaluate([_call("IngestFunction", "sqs:SendMessage", POSTBACK_QUEUE)])
-    # GIVEN only the ingest function's send recorded THEN its other grants are listed, by resource
-    assert not any(grant.startswith("PostbackQueue:") for grant in report.unused["IngestFunction"])
+    report = _evaluate([_call("IngestFunction", "dynamodb:PutItem", CONVERSIONS)])
+    # GIVEN only the ingest function's put recorded THEN its other grants are listed, by resource
+    assert "ConversionsTable: dynamodb:PutItem" not in report.unused["IngestFunction"]
     assert "SigningSecret: secretsmanager:GetSecretValue" in report.unused["IngestFunction"]
 
 

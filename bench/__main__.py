@@ -64,11 +64,12 @@ def _median(values: list[float]) -> float:
 # --- the parts --------------------------------------------------------------------------------
 
 
-def warm_figures(repeats: int) -> dict[str, Any]:
-    """Warm per-invocation times and peak RSS, each a median over `repeats` fresh processes."""
+def warm_figures(repeats: int, *, tree: Path | None = None) -> dict[str, Any]:
+    """Warm per-invocation times and peak RSS, each a median over `repeats` fresh processes
+    (of another checkout's handlers with `tree`)."""
     traced = {"_X_AMZN_TRACE_ID": TRACE_HEADER}
-    ingest_env = worker_environment(["ingest"], extra=traced)
-    dispatch_env = worker_environment(["dispatch"], extra={**traced, "ALLOW_LOOPBACK": "true"})
+    ingest_env = worker_environment(["ingest"], extra=traced, tree=tree)
+    dispatch_env = worker_environment(["dispatch"], extra={**traced, "ALLOW_LOOPBACK": "true"}, tree=tree)
     affiliate = AffiliateServer()
     runs: dict[str, list[dict[str, Any]]] = {}
     plan: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = {
@@ -517,5 +518,86 @@ def _kinds(calls: Mapping[str, Any], *, per: int = 1) -> dict[str, Any]:
     return {**kinds, "calls": calls["calls"]}
 
 
+# --- `python -m bench cold`: the cold-start figures alone, before and after ---------------------
+
+COLD_RESULTS_PATH = Path(__file__).resolve().parent / "cold_results.json"
+
+
+def _warm_targets(warm: Mapping[str, Any]) -> dict[str, float]:
+    f = warm["figures"]
+    return {
+        "ingest_us_per_conversion_single": f["ingest_single_fakes"]["wall_us"],
+        "ingest_us_per_conversion_batch_of_100": round(f["ingest_batch_fakes"]["wall_us"] / 100, 1),
+        "dispatch_us_per_postback": round(f["dispatch_fakes"]["wall_us"] / 10, 1),
+    }
+
+
+def cold_main(argv: list[str]) -> int:
+    """Cold import and first invocation on the Lambda layout; with --against REF, the same for
+    git REF's functions and layer code in the same rounds (interleaved), and with --warm the
+    warm per-conversion figures of both too. Written to bench/cold_results.json."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m bench cold", description=cold_main.__doc__)
+    parser.add_argument("--against", metavar="REF", help="a git ref to measure beside this tree (e.g. main)")
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds of cold imports (15)")
+    parser.add_argument("--first-repeats", type=int, default=9, help="rounds of first invocations (9)")
+    parser.add_argument("--warm", type=int, default=0, metavar="N", help="also N rounds of warm figures")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+        baseline = cold_import.checkout(args.against, Path(tmp)) if args.against else None
+        results: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        results["against"] = args.against
+        results.update(_timed_part("cold import", lambda: cold_import.measure(repeats=args.repeats, baseline=baseline)))
+        results.update(
+            _timed_part(
+                "first invocation",
+                lambda: cold_import.measure_first_invocation(repeats=args.first_repeats, baseline=baseline),
+            )
+        )
+        if args.warm:
+            rounds: dict[str, list[dict[str, float]]] = {"current": [], "baseline": []}
+            for _ in range(args.warm):  # interleaved, one fresh process per figure and tree
+                rounds["current"].append(_warm_targets(warm_figures(1)))
+                if baseline is not None:
+                    rounds["baseline"].append(_warm_targets(warm_figures(1, tree=baseline)))
+            for tree, prefix in (("current", ""), ("baseline", "baseline_")):
+                if rounds[tree]:
+                    results[f"{prefix}warm"] = {key: _median([r[key] for r in rounds[tree]]) for key in rounds[tree][0]}
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    results["load_average"] = load
+    COLD_RESULTS_PATH.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    _say("")
+    _say(cold_table(results))
+    _say(f"figures in {COLD_RESULTS_PATH}")
+    return 0
+
+
+def cold_table(results: Mapping[str, Any]) -> str:
+    has_baseline = "baseline_cold_import_ms" in results
+    head = f"{'':<44} {'after':>16}" + (f" {'before (' + str(results['against']) + ')':>22}" if has_baseline else "")
+    lines = [head]
+
+    def row(label: str, after: object, before: object = "") -> None:
+        lines.append(f"{label:<44} {after!s:>16}" + (f" {before!s:>22}" if has_baseline else ""))
+
+    row("import boto3 (ms)", results["boto3_import_ms"], results["boto3_import_ms"])
+    for name, ms in results["cold_import_ms"].items():
+        before = ""
+        if has_baseline and name in results["baseline_cold_import_ms"]:
+            before = f"{results['baseline_cold_import_ms'][name]} ({results['baseline_cold_import_ratio'][name]}x)"
+        row(f"cold import {name} (ms, ratio)", f"{ms} ({results['cold_import_ratio'][name]}x)", before)
+    for name, figures in results["first_invocation"].items():
+        old = results.get("baseline_first_invocation", {}).get(name, {})
+        for key in ("first_invocation_ms", "import_ms", "first_call_ms", "second_call_ms"):
+            row(f"{name} {key}", figures[key], old.get(key, ""))
+    for key, value in results.get("warm", {}).items():
+        row(key, value, results.get("baseline_warm", {}).get(key, ""))
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["cold"]:
+        sys.exit(cold_main(sys.argv[2:]))
     sys.exit(main())

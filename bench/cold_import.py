@@ -11,13 +11,17 @@ the figure. Medians over repeated runs: the machine is shared and noisy.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from postback_ops.local.resources import REPO_ROOT, LocalStack, function_code, function_environment, load_template
 
@@ -27,7 +31,10 @@ FUNCTIONS = {
     "dispatch": "DispatchFunction",
     "testlink": "TestLinkFunction",
 }
-_SNIPPET = "import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1000)"
+_SNIPPET = (
+    "import time; t = time.perf_counter(); c = time.process_time(); import {module}; "
+    "print((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000)"
+)
 
 
 def lambda_like_environment(logical_id: str, stack: LocalStack | None = None) -> dict[str, str]:
@@ -69,6 +76,7 @@ def lambda_like_environment(logical_id: str, stack: LocalStack | None = None) ->
 
 
 def _time_import(module: str, env: dict[str, str], pythonpath: Path | None) -> float:
+    """Wall milliseconds of `import module` in a fresh interpreter (see _time_import_isolated)."""
     run_env = dict(env)
     if pythonpath is not None:
         run_env["PYTHONPATH"] = str(pythonpath)
@@ -80,7 +88,7 @@ def _time_import(module: str, env: dict[str, str], pythonpath: Path | None) -> f
         check=True,
         timeout=60,
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(out.stdout.strip().splitlines()[-1].split()[0])
 
 
 def _medians(samples: dict[str, list[float]], boto3_samples: list[float], prefix: str = "") -> dict[str, object]:
@@ -117,44 +125,215 @@ def _runtime_boto3_requirements() -> list[str]:
     return [line.strip() for line in lock if line.split("==")[0].strip() in wanted and "==" in line]
 
 
-def _build_lambda_layout(root: Path) -> tuple[Path, Path]:
+def _build_lambda_layout(root: Path, relay_trees: Mapping[str, Path] | None = None) -> tuple[dict[str, Path], Path]:
     """The layer as layers/shared/Makefile builds it, for this machine's platform, and the
-    runtime's boto3: both installed from the pinned lists and byte-compiled as Lambda has them."""
-    layer, runtime = root / "layer" / "python", root / "runtime"
+    runtime's boto3: both installed from the pinned lists and byte-compiled as Lambda has them.
+
+    One layer per tree in `relay_trees` (name -> a checkout's root; default this one), each
+    with the same third-party packages and that tree's postback_relay."""
+    trees = dict(relay_trees or {"current": REPO_ROOT})
+    deps, runtime = root / "deps", root / "runtime"
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
     requirements = REPO_ROOT / "layers" / "shared" / "requirements.txt"
-    subprocess.run([*pip, "--target", str(layer), "-r", str(requirements)], check=True, timeout=600)
+    subprocess.run([*pip, "--target", str(deps), "-r", str(requirements)], check=True, timeout=600)
     subprocess.run([*pip, "--target", str(runtime), *_runtime_boto3_requirements()], check=True, timeout=600)
-    shutil.copytree(REPO_ROOT / "layers" / "shared" / "postback_relay", layer / "postback_relay")
-    for folder in (layer, runtime):
+    layers: dict[str, Path] = {}
+    for name, tree in trees.items():
+        layer = root / f"layer-{name}" / "python"
+        shutil.copytree(deps, layer)
+        shutil.copytree(tree / "layers" / "shared" / "postback_relay", layer / "postback_relay")
+        layers[name] = layer
+    for folder in (*layers.values(), runtime):
         subprocess.run(
             [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(folder)],
             check=True,
             timeout=600,
         )
-    return layer, runtime
+    return layers, runtime
 
 
-def _time_import_isolated(module: str, env: dict[str, str], path: list[Path]) -> float:
+def _time_import_isolated(module: str, env: dict[str, str], path: list[Path]) -> tuple[float, float]:
+    """Wall and CPU milliseconds of the import. The CPU time is kept beside the headline wall
+    time: on a shared machine it moves less with the neighbours' load."""
     # -S: no site-packages, so nothing but the given folders (as in Lambda) can be imported.
     snippet = f"import sys; sys.path[:0] = {[str(p) for p in path]!r}; " + _SNIPPET.format(module=module)
     out = subprocess.run(
         [sys.executable, "-S", "-c", snippet], env=env, capture_output=True, text=True, check=True, timeout=60
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
-def measure(repeats: int = 7) -> dict[str, object]:
+def checkout(ref: str, root: Path) -> Path:
+    """The functions and the layer's code of git `ref`, exported to `root` (for before/after runs)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", ref, "functions", "layers/shared"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    ).stdout
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True, timeout=120)
+    return root
+
+
+def _code_dir(logical_id: str, tree: Path) -> Path:
+    code_dir, _, _ = function_code(logical_id)
+    return tree / code_dir.relative_to(REPO_ROOT)
+
+
+def measure(repeats: int = 7, *, baseline: Path | None = None) -> dict[str, object]:
     """Cold imports as Lambda runs them: the function's folder, the layer and the runtime's
-    boto3 only (no site-packages), byte-compiled; `import boto3` on the same path for scale."""
-    samples: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
-    boto3_samples: list[float] = []
+    boto3 only (no site-packages), byte-compiled; `import boto3` on the same path for scale.
+
+    With `baseline` (a checkout, see `checkout`), that tree's handlers are imported in the same
+    rounds, interleaved with this tree's, and reported under `baseline_*`."""
+    trees = {"current": REPO_ROOT, **({"baseline": baseline} if baseline is not None else {})}
+    samples: dict[str, dict[str, list[tuple[float, float]]]] = {tree: {} for tree in trees}
+    boto3_samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-lambda-layout-") as tmp:
-        layer, runtime = _build_lambda_layout(Path(tmp))
+        layers, runtime = _build_lambda_layout(Path(tmp), trees)
         envs = {name: lambda_like_environment(logical_id) for name, logical_id in FUNCTIONS.items()}
         for _ in range(repeats):
             boto3_samples.append(_time_import_isolated("boto3", envs["ingest"], [runtime]))
             for name, logical_id in FUNCTIONS.items():
-                code_dir, module, _ = function_code(logical_id)
-                samples[name].append(_time_import_isolated(module, envs[name], [code_dir, layer, runtime]))
-    return _medians(samples, boto3_samples)
+                _, module, _ = function_code(logical_id)
+                for tree_name, tree in trees.items():
+                    code_dir = _code_dir(logical_id, tree)
+                    if not code_dir.exists():
+                        continue  # a function the baseline did not have yet
+                    path = [code_dir, layers[tree_name], runtime]
+                    samples[tree_name].setdefault(name, []).append(_time_import_isolated(module, envs[name], path))
+    results: dict[str, object] = {}
+    for tree_name, prefix in (("current", ""), ("baseline", "baseline_")):
+        if tree_name not in trees:
+            continue
+        wall = {name: [w for w, _ in runs] for name, runs in samples[tree_name].items()}
+        cpu = {name: [c for _, c in runs] for name, runs in samples[tree_name].items()}
+        results.update(_medians(wall, [w for w, _ in boto3_samples], prefix=prefix))
+        results.update(_medians(cpu, [c for _, c in boto3_samples], prefix=f"{prefix}cpu_"))
+    results["cold_import_runs"] = repeats
+    return results
+
+
+# --- the first invocation after a cold start ------------------------------------------------
+
+FIRST_CALL_SCRIPT = Path(__file__).resolve().parent / "first_call.py"
+
+
+def _first_call_specs(affiliate_url: str) -> dict[str, dict[str, Any]]:
+    """What each measured function gets: its events and the AWS answers (not the paths)."""
+    from bench import events as support
+    from postback_relay.domain.config import dump_config, parse_config
+    from postback_relay.domain.delivery import PostbackMessage, delivery_id_for
+    from postback_relay.domain.events import Event
+
+    config = parse_config(support.affiliate_config_data(affiliate_url), allow_loopback=True)
+    affiliate_item = {
+        "affiliate_id": {"S": config.affiliate_id},
+        "config": {"S": json.dumps(dump_config(config), separators=(",", ":"), sort_keys=True)},
+        "enabled": {"BOOL": True},
+        "version": {"N": "1"},
+        "updated_at": {"S": "2026-11-26T00:00:00Z"},
+        "updated_by": {"S": "bench"},
+    }
+
+    def postback(n: int) -> dict[str, Any]:
+        transaction_id = f"F-{n}"
+        body = PostbackMessage(
+            delivery_id=delivery_id_for(transaction_id, Event.SALE, support.AFFILIATE_ID, 0),
+            affiliate_id=support.AFFILIATE_ID,
+            transaction_id=transaction_id,
+            event=Event.SALE,
+            offer_id="89",
+            url=f"{affiliate_url}/postback?cid=c123&payout=25.00&cur=EUR&ev=sale&offer=89&tx={transaction_id}",
+            created_at=datetime.now(UTC),
+        ).model_dump_json()
+        return support.sqs_record(body, f"first-{n}")
+
+    return {
+        "ingest": {
+            # One conversion per request: the first builds the clients, reads the secret and
+            # the affiliate's config (the cache is cold); the second finds them warm.
+            "events": [support.http_event(support.request_body([f"FIRST-{n}"])) for n in (1, 2)],
+            "check_status": 202,
+            "secret": support.SECRET,
+            "affiliate_item": affiliate_item,
+        },
+        "dispatch": {
+            "events": [{"Records": [postback(n)]} for n in (1, 2)],
+            "affiliate_item": affiliate_item,
+        },
+    }
+
+
+def _time_first_call(spec: Mapping[str, Any], env: Mapping[str, str], path: list[Path], folder: Path) -> dict[str, Any]:
+    spec_path = folder / "spec.json"
+    spec_path.write_text(json.dumps({**spec, "path": [str(p) for p in path]}), encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-S", str(FIRST_CALL_SCRIPT), str(spec_path)],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"first call failed (exit {out.returncode}):\n{(out.stderr or out.stdout)[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_first_invocation(repeats: int = 7, *, baseline: Path | None = None) -> dict[str, object]:
+    """`first_invocation_ms`: a fresh interpreter on the Lambda layout imports the handler
+    (settings validated, Powertools set up), then handles its first conversion (ingest) or
+    postback (dispatch): clients created, the secret and the affiliate's config read, AWS
+    answered in memory after serialisation and signing, the postback sent to a server on
+    127.0.0.1. Medians of interleaved runs, the baseline tree's beside this one's."""
+    from bench.events import AffiliateServer
+
+    trees = {"current": REPO_ROOT, **({"baseline": baseline} if baseline is not None else {})}
+    functions = {"ingest": "IngestFunction", "dispatch": "DispatchFunction"}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {tree: {} for tree in trees}
+    affiliate = AffiliateServer()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-first-call-") as tmp:
+            layers, runtime = _build_lambda_layout(Path(tmp), trees)
+            specs = _first_call_specs(affiliate.url)
+            for _ in range(repeats):
+                for name, logical_id in functions.items():
+                    env = lambda_like_environment(logical_id)
+                    env["ALLOW_LOOPBACK"] = "true"  # the affiliate server is on 127.0.0.1
+                    _, module, attribute = function_code(logical_id)
+                    spec = {
+                        **specs[name],
+                        "module": module,
+                        "attribute": attribute,
+                        "items": {env["AFFILIATES_TABLE"]: specs[name]["affiliate_item"]},
+                    }
+                    for tree_name, tree in trees.items():
+                        path = [_code_dir(logical_id, tree), layers[tree_name], runtime]
+                        # Fresh events each run: ingest's idempotency and signatures are per request.
+                        if name == "ingest":
+                            spec["events"] = _first_call_specs(affiliate.url)["ingest"]["events"]
+                        runs[tree_name].setdefault(name, []).append(_time_first_call(spec, env, path, Path(tmp)))
+    finally:
+        affiliate.stop()
+
+    def medians(tree: str) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                key: round(statistics.median(float(r[key]) for r in samples), 1)
+                for key in ("import_ms", "first_call_ms", "second_call_ms", "first_invocation_ms")
+            }
+            for name, samples in runs[tree].items()
+        }
+
+    results: dict[str, object] = {"first_invocation": medians("current")}
+    results["first_invocation_ms"] = {
+        name: figures["first_invocation_ms"]
+        for name, figures in results["first_invocation"].items()  # type: ignore[attr-defined]
+    }
+    if baseline is not None:
+        results["baseline_first_invocation"] = medians("baseline")
+    return results

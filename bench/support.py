@@ -48,15 +48,25 @@ def moto_stack(stack_name: str = MOTO_STACK_NAME) -> LocalStack:
 
 
 def worker_environment(
-    names: Iterable[str], *, extra: Mapping[str, str] | None = None, stack: LocalStack | None = None
+    names: Iterable[str],
+    *,
+    extra: Mapping[str, str] | None = None,
+    stack: LocalStack | None = None,
+    tree: Path | None = None,
 ) -> dict[str, str]:
-    """The Lambda-like environment of these functions (merged) with their folders on PYTHONPATH."""
+    """The Lambda-like environment of these functions (merged) with their folders on PYTHONPATH.
+
+    `tree`: another checkout's functions and layer code (bench.cold_import.checkout) instead of
+    this one's, for before/after runs; the benchmark's own modules stay this tree's."""
     env: dict[str, str] = {}
     paths: list[str] = []
     for name in names:
         logical_id = FUNCTIONS[name]
         env.update(lambda_like_environment(logical_id, stack))
-        paths.append(str(function_code(logical_id)[0]))
+        code_dir = function_code(logical_id)[0]
+        paths.append(str(code_dir if tree is None else tree / code_dir.relative_to(REPO_ROOT)))
+    if tree is not None:
+        paths.append(str(tree / "layers" / "shared"))  # ahead of the venv's editable install
     env["PYTHONPATH"] = os.pathsep.join([*paths, str(REPO_ROOT)])
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

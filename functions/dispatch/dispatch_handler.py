@@ -18,11 +18,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +29,15 @@ from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
 from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
 from postback_relay.adapters.sqs_retry import SqsRetryControl
+from postback_relay.batch import (
+    BatchProcessor,
+    EventType,
+    PartialItemFailureResponse,
+    SQSRecord,
+    process_partial_response,
+)
 from postback_relay.domain.notices import CircuitChange
+from postback_relay.observability import LazyTracer
 from postback_relay.services.dispatch import (
     CircuitBreakers,
     Dispatcher,
@@ -89,7 +94,7 @@ logger = Logger()
 metrics = Metrics()
 # Patch only what this function calls: the default patches every library it finds and imports
 # each one (requests, sqlite3, httplib...) at cold start.
-tracer = Tracer(patch_modules=("botocore", "requests"))
+tracer = LazyTracer(patch_modules=("botocore", "requests"))
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 

@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
@@ -35,6 +34,8 @@ from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.domain.conversion import Conversion
 from postback_relay.domain.errors import DomainError, InfrastructureError, SignatureError
 from postback_relay.domain.signing import verify_conversion_request
+from postback_relay.http_api import HttpApiResolver, Response, content_types
+from postback_relay.observability import LazyTracer
 from postback_relay.services.ingest import (
     BODY_FIELD,
     FieldError,
@@ -77,8 +78,8 @@ logger = Logger()
 metrics = Metrics()
 # Patch only what this function calls: the default patches every library it finds and imports
 # each one (requests, sqlite3, httplib...) at cold start.
-tracer = Tracer(patch_modules=("botocore",))
-app = APIGatewayHttpResolver()
+tracer = LazyTracer(patch_modules=("botocore",))
+app = HttpApiResolver()
 
 # Unix seconds; tests replace it to check signatures made at a fixed time and to age the cache.
 clock: Callable[[], float] = time.time

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -26,6 +26,7 @@ from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.http_sender import SafeHttpClient
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.events import OfferType
+from postback_relay.observability import LazyTracer
 from postback_relay.services.testlink import MAX_HOPS, TestLinkService
 from postback_relay.settings import settings_from_environ
 
@@ -62,7 +63,7 @@ settings = load_settings(os.environ)
 logger = Logger()
 # Patch only what this function calls: the default patches every library it finds and imports
 # each one (requests, sqlite3, httplib...) at cold start.
-tracer = Tracer(patch_modules=("botocore", "requests"))
+tracer = LazyTracer(patch_modules=("botocore", "requests"))
 metrics = Metrics()
 
 # The metric this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimensions `service`

@@ -151,7 +151,7 @@ class ExpectedAnswer(BaseModel):
     Some trackers answer 200 with `success=false` in the body.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     status: tuple[int, ...] = ()  # empty: any 2xx
     body_contains: str | None = Field(default=None, max_length=256)
@@ -180,7 +180,7 @@ class ExpectedAnswer(BaseModel):
 class PostbackSpec(BaseModel):
     """One postback: which events (and offers) fire it, and what to call."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True, defer_build=True)
 
     events: tuple[Event, ...] = Field(min_length=1)
     url: str = Field(min_length=1, max_length=2048)
@@ -257,7 +257,7 @@ class PostbackSpec(BaseModel):
 class AffiliateConfig(BaseModel):
     """One affiliate's postback configuration, for all offers."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True, defer_build=True)
 
     affiliate_id: str = Field(min_length=1, max_length=32)
     name: str = Field(min_length=1, max_length=128)

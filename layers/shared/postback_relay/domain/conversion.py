@@ -62,7 +62,7 @@ def _utf8(value: str, what: str) -> str:
 
 
 class Offer(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: str = Field(min_length=1, max_length=64)
     type: OfferType
@@ -81,7 +81,7 @@ class Offer(BaseModel):
 class Conversion(BaseModel):
     """One conversion event. `(transaction_id, event)` is its identity."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     transaction_id: str = Field(min_length=1, max_length=128)
     event: Event
@@ -206,7 +206,7 @@ class Outcome(StrEnum):
 class ConversionResult(BaseModel):
     """What the API answers for one conversion, and what is recorded with it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     transaction_id: str
     event: Event

@@ -63,7 +63,7 @@ class PostbackMessage(BaseModel):
     postback has none, and its JSON then has no `schedule` key at all.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     v: int = 1
     delivery_id: str
@@ -95,7 +95,7 @@ class PostbackMessage(BaseModel):
 class Attempt(BaseModel):
     """One call to the affiliate's server, as the delivery log keeps it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     attempt: int = Field(ge=1)
     at: datetime

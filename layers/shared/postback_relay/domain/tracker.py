@@ -31,7 +31,7 @@ class TrackerStructure(BaseModel):
     contains `-`). Without `rest` the tracker must split into exactly `len(fields)` values.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     fields: tuple[str, ...] = Field(default=("affid", "transid", "clickid", "whateverid"))
     separator: str = "-"

@@ -71,7 +71,7 @@ class TestStep(BaseModel):
     """One entry of a run's log: what a step saw, for a person reading `test status`."""
 
     __test__ = False  # not a pytest test class, despite its name
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     at: datetime
@@ -83,7 +83,7 @@ class TestRun(BaseModel):
     """One test-link run, as the TestRunsTable keeps it and `postback test status` shows it."""
 
     __test__ = False
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     affiliate_id: str
@@ -132,11 +132,15 @@ class HopClient(Protocol):
 
 
 class FollowResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     ok: bool
     network_link: str | None = None
 
 
 class TrackerResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     ok: bool
     offer_id: str | None = None
     offer_type: OfferType | None = None
@@ -145,6 +149,8 @@ class TrackerResult(BaseModel):
 
 class DeliveryCheck(BaseModel):
     """The loop's state: carried by the workflow from one check to the next."""
+
+    model_config = ConfigDict(defer_build=True)
 
     verdict: Verdict
     delivery_ids: list[str] = Field(default_factory=list)

@@ -26,12 +26,16 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
-from postback_relay.domain.conversion import Conversion
+from postback_relay.coldstart import after_restore, build_models, credentials_refresh_themselves, prime, reseed_random
+from postback_relay.domain.config import AffiliateConfig
+from postback_relay.domain.conversion import Conversion, ConversionResult
+from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import DomainError, InfrastructureError, SignatureError
 from postback_relay.domain.signing import verify_conversion_request
 from postback_relay.http_api import HttpApiResolver, Response, content_types
@@ -153,6 +157,10 @@ def _now() -> datetime:
 
 
 def signing_secret() -> str:
+    # Powertools' provider on the default boto3 session: its own session would load the
+    # endpoint and service data a second time on the first request.
+    if "secrets" not in DEFAULT_PROVIDERS:
+        DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
     try:
         secret = parameters.get_secret(settings.signing_secret_name, max_age=SECRET_MAX_AGE_S)
     except parameters.exceptions.GetParameterError as exc:
@@ -320,3 +328,20 @@ def _unexpected(error: Exception) -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# SnapStart (template parameter IngestSnapStart) or provisioned concurrency: the clients and
+# the hot path's models are built at init, into the snapshot; on demand, on first use.
+prime(ingest_service, build_models((Conversion, ConversionResult, AffiliateConfig, PostbackMessage)))
+
+
+@after_restore
+def _refresh_after_restore() -> None:
+    reseed_random()
+    # The secret is read again: it may have rotated since the snapshot was taken.
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    if not credentials_refresh_themselves(boto3.DEFAULT_SESSION):
+        # Clients holding the snapshot's fixed credentials: built again on the next request.
+        boto3.setup_default_session()
+        adapters.cache_clear()
+        ingest_service.cache_clear()

@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-from postback_relay.adapters.http_sender import SafeHttpClient
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.events import OfferType
 from postback_relay.observability import LazyTracer
@@ -77,7 +76,7 @@ FINAL_VERDICTS = frozenset({"passed", "failed"})
 
 
 class _Task(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     run_id: str = Field(min_length=1, max_length=80)
     affiliate_id: str = Field(min_length=1, max_length=32)
@@ -123,12 +122,15 @@ TestLinkTask = Annotated[
     FollowLinkTask | CheckTrackerTask | FirePostbacksTask | CheckDeliveryTask | RecordVerdictTask,
     Field(discriminator="step"),
 ]
-_task_adapter: TypeAdapter[TestLinkTask] = TypeAdapter(TestLinkTask)
+# Built on the first validation, not at import (defer_build).
+_task_adapter: TypeAdapter[TestLinkTask] = TypeAdapter(TestLinkTask, config=ConfigDict(defer_build=True))
 
 
 @functools.cache
 def service() -> TestLinkService:
     """Built on the first invocation, not at import, so that tests can start moto first."""
+    from postback_relay.adapters.http_sender import SafeHttpClient  # requests: on the first call, not at import
+
     dynamodb = boto3.client("dynamodb")
     return TestLinkService(
         runs=DynamoTestRunStore(settings.test_runs_table, client=dynamodb),

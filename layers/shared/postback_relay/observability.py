@@ -17,28 +17,22 @@ Every handler, including ones added later, gets this by building its tracer here
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aws_lambda_powertools.tracing.tracer import Tracer
+
+from postback_relay.coldstart import init_is_off_the_callers_path
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.tracing.base import BaseProvider
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Lambda's values of AWS_LAMBDA_INITIALIZATION_TYPE whose init no caller waits for.
-_INIT_OFF_THE_CALLERS_PATH = frozenset({"snap-start", "provisioned-concurrency"})
-
 
 def tracing_enabled() -> bool:
     """Powertools' rule: POWERTOOLS_TRACE_DISABLED, outside Lambda or under SAM local -> off."""
     return not Tracer._is_tracer_disabled()
-
-
-def init_is_off_the_callers_path() -> bool:
-    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand") in _INIT_OFF_THE_CALLERS_PATH
 
 
 class LazyTracer:

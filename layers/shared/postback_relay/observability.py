@@ -4,8 +4,8 @@ Powertools' `Tracer()` imports the X-Ray SDK and patches the libraries it is giv
 it is built, even when tracing is disabled (its provider is the SDK's recorder either way).
 `LazyTracer` decides from the environment, with Powertools' own rule, whether tracing is on:
 
-- off (`POWERTOOLS_TRACE_DISABLED`, which the template sets when `TracingMode` is
-  `PassThrough`; outside Lambda; under SAM local): the X-Ray SDK is never imported and the
+- off (`POWERTOOLS_TRACE_DISABLED`; `TRACING_MODE=PassThrough` on a function no caller can
+  sample; outside Lambda; under SAM local): the X-Ray SDK is never imported and the
   decorators hand the function back unchanged (nothing on the warm path either);
 - on: the real Tracer (the SDK's import, the patching of botocore/requests) is built on the
   first invocation, before the handler's clients are, or at init when the init is not on a
@@ -17,6 +17,7 @@ Every handler, including ones added later, gets this by building its tracer here
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -31,7 +32,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def tracing_enabled() -> bool:
-    """Powertools' rule: POWERTOOLS_TRACE_DISABLED, outside Lambda or under SAM local -> off."""
+    """Powertools' rule (POWERTOOLS_TRACE_DISABLED, outside Lambda or under SAM local: off),
+    and off under `TRACING_MODE=PassThrough`: the template gives TRACING_MODE only to a
+    function that no caller can sample (behind an HTTP API), which PassThrough never traces."""
+    if os.environ.get("TRACING_MODE", "") == "PassThrough":
+        return False
     return not Tracer._is_tracer_disabled()
 
 

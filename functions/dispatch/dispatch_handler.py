@@ -20,15 +20,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
-from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
-from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
-from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
-from postback_relay.adapters.sqs_retry import SqsRetryControl
 from postback_relay.batch import (
     BatchProcessor,
     EventType,
@@ -38,28 +31,28 @@ from postback_relay.batch import (
 )
 from postback_relay.domain.notices import CircuitChange
 from postback_relay.observability import LazyTracer
-from postback_relay.services.dispatch import (
-    CircuitBreakers,
-    Dispatcher,
-    DispatchOutcome,
-    DispatchResult,
-    ReceivedPostback,
-)
 from postback_relay.settings import settings_from_environ
 
+# The dispatcher, its domain, requests and the adapters load on the first batch, not at
+# import (README, Benchmarks).
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from postback_relay.services.dispatch import Dispatcher, DispatchResult, ReceivedPostback
 
 AFFILIATE_CACHE_S = 60.0
 
 # The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
 # the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
+# Keyed by DispatchOutcome's values (a StrEnum: its members are these strings), so that the
+# service loads on the first batch, not at import; a unit test keeps the keys complete.
 OUTCOME_METRICS = {
-    DispatchOutcome.DELIVERED: "PostbacksDelivered",
-    DispatchOutcome.RETRIED: "PostbacksRetried",
-    DispatchOutcome.FAILED: "PostbacksFailed",
-    DispatchOutcome.DEFERRED: "PostbacksDeferred",
-    DispatchOutcome.SKIPPED: "PostbacksSkipped",
+    "delivered": "PostbacksDelivered",
+    "retried": "PostbacksRetried",
+    "failed": "PostbacksFailed",
+    "deferred": "PostbacksDeferred",
+    "skipped": "PostbacksSkipped",
 }
 METRIC_CRASHED = "PostbacksCrashed"  # records whose dispatch raised: left on the queue
 METRIC_LATENCY = "PostbackLatency"  # per attempt that got an answer or timed out
@@ -105,6 +98,14 @@ class PostbackNotDone(Exception):
 @functools.cache
 def dispatcher() -> Dispatcher:
     """Built on the first invocation, not at import, so that tests can start moto first."""
+    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+    from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
+    from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
+    from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
+    from postback_relay.adapters.sqs_retry import SqsRetryControl
+    from postback_relay.services.dispatch import CircuitBreakers, Dispatcher
+
     dynamodb: DynamoDBClient = boto3.client("dynamodb")
     client = SafeHttpClient(
         settings.connect_timeout_s,
@@ -131,6 +132,8 @@ def dispatcher() -> Dispatcher:
 
 
 def received(record: Mapping[str, Any]) -> ReceivedPostback:
+    from postback_relay.services.dispatch import ReceivedPostback
+
     attributes = record.get("attributes") or {}
     # The earliest of the message's timestamps bounds its receipt from below, for SQS's rule
     # that a visibility can't reach past 12 hours from the receipt (moto counts from the send).
@@ -149,7 +152,11 @@ def received(record: Mapping[str, Any]) -> ReceivedPostback:
 
 
 def count(outcomes: Mapping[str, DispatchResult | Exception]) -> None:
-    tally = Counter(o.outcome if isinstance(o, DispatchResult) else None for o in outcomes.values())
+    from postback_relay.services.dispatch import DispatchResult
+
+    tally: Counter[str | None] = Counter(
+        o.outcome.value if isinstance(o, DispatchResult) else None for o in outcomes.values()
+    )
     for outcome in OUTCOME_METRICS:
         if tally[outcome]:
             metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=tally[outcome])

@@ -25,33 +25,25 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
-from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
-from postback_relay.coldstart import after_restore, build_models, credentials_refresh_themselves, prime, reseed_random
-from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.conversion import Conversion, ConversionResult
-from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.coldstart import after_restore, credentials_refresh_themselves, prime, reseed_random
 from postback_relay.domain.errors import DomainError, InfrastructureError, SignatureError
-from postback_relay.domain.signing import verify_conversion_request
 from postback_relay.http_api import HttpApiResolver, Response, content_types
 from postback_relay.observability import LazyTracer
-from postback_relay.services.ingest import (
-    BODY_FIELD,
-    FieldError,
-    IngestReport,
-    IngestService,
-    InvalidConversionRequest,
-    parse_conversion_request,
-)
+from postback_relay.services.ingest_request_errors import BODY_FIELD, FieldError, InvalidConversionRequest
 from postback_relay.settings import settings_from_environ
 
+# The service, its domain, models and adapters load on the first request (or at init under
+# SnapStart, see the end of this module), not at import: README, Benchmarks.
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore
+    from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+    from postback_relay.domain.conversion import Conversion
+    from postback_relay.services.ingest import IngestReport, IngestService
 
 SIGNATURE_TOLERANCE_S = 300
 SECRET_MAX_AGE_S = 300
@@ -134,6 +126,9 @@ class Adapters:
 @functools.cache
 def adapters() -> Adapters:
     """Built on the first invocation, not at import, so that tests can start moto first."""
+    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+
     dynamodb = boto3.client("dynamodb")
     return Adapters(
         dynamodb=dynamodb,
@@ -148,6 +143,8 @@ def adapters() -> Adapters:
 
 @functools.cache
 def ingest_service() -> IngestService:
+    from postback_relay.services.ingest import IngestService
+
     built = adapters()
     return IngestService(built.affiliates, built.conversions, clock=_now, allow_loopback=settings.allow_loopback)
 
@@ -157,6 +154,9 @@ def _now() -> datetime:
 
 
 def signing_secret() -> str:
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
     # Powertools' provider on the default boto3 session: its own session would load the
     # endpoint and service data a second time on the first request.
     if "secrets" not in DEFAULT_PROVIDERS:
@@ -208,6 +208,9 @@ def check_content_type(content_type: str | None) -> None:
 
 @app.post("/conversions")
 def post_conversions() -> Response[str]:
+    from postback_relay.domain.signing import verify_conversion_request
+    from postback_relay.services.ingest import parse_conversion_request
+
     event = app.current_event
     body = raw_body(event.body, bool(event.is_base64_encoded), limit=settings.max_body_bytes)
     verify_conversion_request(
@@ -330,13 +333,27 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return app.resolve(event, context)
 
 
-# SnapStart (template parameter IngestSnapStart) or provisioned concurrency: the clients and
-# the hot path's models are built at init, into the snapshot; on demand, on first use.
-prime(ingest_service, build_models((Conversion, ConversionResult, AffiliateConfig, PostbackMessage)))
+def _build_hot_path() -> None:
+    """The service, its clients and the hot path's models, built ahead of the first request."""
+    from postback_relay.domain.config import AffiliateConfig
+    from postback_relay.domain.conversion import Conversion, ConversionResult
+    from postback_relay.domain.delivery import PostbackMessage
+    from postback_relay.domain.signing import verify_conversion_request  # noqa: F401 - imported for the snapshot
+
+    ingest_service()
+    for model in (Conversion, ConversionResult, AffiliateConfig, PostbackMessage):
+        model.model_rebuild()
+
+
+# SnapStart (template parameter IngestSnapStart) or provisioned concurrency: that work is
+# done at init, into the snapshot; on demand, on first use.
+prime(_build_hot_path)
 
 
 @after_restore
 def _refresh_after_restore() -> None:
+    from aws_lambda_powertools.utilities import parameters
+
     reseed_random()
     # The secret is read again: it may have rotated since the snapshot was taken.
     parameters.clear_caches()  # type: ignore[no-untyped-call]

@@ -12,22 +12,20 @@ import functools
 import os
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
-from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.events import OfferType
 from postback_relay.observability import LazyTracer
 from postback_relay.services.testlink import MAX_HOPS, TestLinkService
 from postback_relay.settings import settings_from_environ
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 class TestLinkSettings(BaseModel):
@@ -129,7 +127,12 @@ _task_adapter: TypeAdapter[TestLinkTask] = TypeAdapter(TestLinkTask, config=Conf
 @functools.cache
 def service() -> TestLinkService:
     """Built on the first invocation, not at import, so that tests can start moto first."""
-    from postback_relay.adapters.http_sender import SafeHttpClient  # requests: on the first call, not at import
+    # The adapters (and requests) load on the first call, not at import (README, Benchmarks).
+    from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+    from postback_relay.adapters.http_sender import SafeHttpClient
+    from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 
     dynamodb = boto3.client("dynamodb")
     return TestLinkService(

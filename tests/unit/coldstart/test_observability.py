@@ -102,3 +102,10 @@ def test_reseeding_changes_the_random_stream() -> None:
     random.seed(1)
     coldstart.reseed_random()
     assert random.random() != first
+
+
+def test_dispatch_outcome_metrics_name_every_outcome() -> None:
+    import dispatch_handler
+    from postback_relay.services.dispatch import DispatchOutcome
+
+    assert set(dispatch_handler.OUTCOME_METRICS) == {outcome.value for outcome in DispatchOutcome}

@@ -26,7 +26,6 @@ from postback_relay.domain.conversion import Conversion, ConversionResult, Outco
 from postback_relay.domain.delivery import PostbackMessage, postback_message
 from postback_relay.domain.errors import (
     ConfigError,
-    DomainError,
     LinkError,
     TrackerError,
     UnreadableConfigError,
@@ -37,6 +36,14 @@ from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.render import macro_values, render_postback
 from postback_relay.domain.tracker import parse_tracker
 from postback_relay.ports import AffiliateStore, ConversionLog
+from postback_relay.services.ingest_request_errors import (  # re-exported: the handler imports them alone
+    BODY_FIELD,
+    FieldError,
+    InvalidConversionRequest,
+)
+from postback_relay.services.ingest_request_errors import (
+    MAX_FIELD_ERRORS as MAX_FIELD_ERRORS,
+)
 
 MAX_BATCH = 100
 # One postback message, as JSON, at most: 20 postbacks (a config's limit) stay far under
@@ -45,33 +52,6 @@ MAX_BATCH = 100
 MAX_MESSAGE_BYTES = 16384
 # Conditional puts of a batch in flight at once: 100 puts take about 7 round trips, not 100.
 RECORD_WORKERS = 16
-MAX_FIELD_ERRORS = 100
-BODY_FIELD = "body"  # the `field` of an error about the body as a whole
-
-
-# --- the request ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One problem with the request: `field` is a dotted path like `conversions.3.amount`."""
-
-    field: str
-    message: str
-
-
-class InvalidConversionRequest(DomainError):
-    """The request body is not one valid conversion or a valid batch: nothing is taken."""
-
-    kind = "invalid_request"
-
-    def __init__(self, errors: Sequence[FieldError]) -> None:
-        shown = list(errors[:MAX_FIELD_ERRORS])
-        if len(errors) > MAX_FIELD_ERRORS:
-            # A hostile body can hold tens of thousands of errors; the answer must stay small.
-            shown.append(FieldError(BODY_FIELD, f"{len(errors) - MAX_FIELD_ERRORS} more errors not shown."))
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in shown))
-        self.errors: tuple[FieldError, ...] = tuple(shown)
 
 
 @dataclass(frozen=True)

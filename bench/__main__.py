@@ -64,9 +64,9 @@ def _median(values: list[float]) -> float:
 # --- the parts --------------------------------------------------------------------------------
 
 
-def warm_figures(repeats: int, *, tree: Path | None = None) -> dict[str, Any]:
+def warm_figures(repeats: int, *, tree: Path | None = None, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Warm per-invocation times and peak RSS, each a median over `repeats` fresh processes
-    (of another checkout's handlers with `tree`)."""
+    (of another checkout's handlers with `tree`; only the figures named in `only`)."""
     traced = {"_X_AMZN_TRACE_ID": TRACE_HEADER}
     ingest_env = worker_environment(["ingest"], extra=traced, tree=tree)
     dispatch_env = worker_environment(["dispatch"], extra={**traced, "ALLOW_LOOPBACK": "true"}, tree=tree)
@@ -80,6 +80,8 @@ def warm_figures(repeats: int, *, tree: Path | None = None) -> dict[str, Any]:
         "ingest_batch_botocore": ("ingest-warm", ingest_env, ("40", "100", "botocore")),
         "dispatch_botocore": ("dispatch-warm", dispatch_env, ("100", affiliate.url, "botocore")),
     }
+    if only is not None:
+        plan = {name: step for name, step in plan.items() if name in only}
     try:
         for _ in range(repeats):  # interleaved: a noisy minute hurts every figure alike
             for name, (task, env, args) in plan.items():
@@ -558,10 +560,11 @@ def cold_main(argv: list[str]) -> int:
         )
         if args.warm:
             rounds: dict[str, list[dict[str, float]]] = {"current": [], "baseline": []}
+            only = ("ingest_single_fakes", "ingest_batch_fakes", "dispatch_fakes")
             for _ in range(args.warm):  # interleaved, one fresh process per figure and tree
-                rounds["current"].append(_warm_targets(warm_figures(1)))
+                rounds["current"].append(_warm_targets(warm_figures(1, only=only)))
                 if baseline is not None:
-                    rounds["baseline"].append(_warm_targets(warm_figures(1, tree=baseline)))
+                    rounds["baseline"].append(_warm_targets(warm_figures(1, tree=baseline, only=only)))
             for tree, prefix in (("current", ""), ("baseline", "baseline_")):
                 if rounds[tree]:
                     results[f"{prefix}warm"] = {key: _median([r[key] for r in rounds[tree]]) for key in rounds[tree][0]}

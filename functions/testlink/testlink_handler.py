@@ -21,11 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from postback_relay.domain.events import OfferType
 from postback_relay.observability import LazyTracer
-from postback_relay.services.testlink import MAX_HOPS, TestLinkService
 from postback_relay.settings import settings_from_environ
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from postback_relay.services.testlink import TestLinkService
+
+# services.testlink.MAX_HOPS, written out so that the service loads on the first call, not
+# at import (a unit test keeps the two equal).
+DEFAULT_MAX_HOPS = 10
 
 
 class TestLinkSettings(BaseModel):
@@ -40,7 +45,7 @@ class TestLinkSettings(BaseModel):
     postback_queue_url: str = Field(min_length=1)
     network_link_hosts: tuple[str, ...] = Field(min_length=1)
     allow_loopback: bool = False
-    max_hops: int = Field(default=MAX_HOPS, ge=1, le=30)
+    max_hops: int = Field(default=DEFAULT_MAX_HOPS, ge=1, le=30)
     connect_timeout_s: float = Field(default=3, gt=0)
     read_timeout_s: float = Field(default=10, gt=0)
 
@@ -133,6 +138,7 @@ def service() -> TestLinkService:
     from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
     from postback_relay.adapters.http_sender import SafeHttpClient
     from postback_relay.adapters.sqs_queue import SqsPostbackQueue
+    from postback_relay.services.testlink import TestLinkService
 
     dynamodb = boto3.client("dynamodb")
     return TestLinkService(

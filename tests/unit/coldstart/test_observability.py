@@ -109,3 +109,10 @@ def test_dispatch_outcome_metrics_name_every_outcome() -> None:
     from postback_relay.services.dispatch import DispatchOutcome
 
     assert set(dispatch_handler.OUTCOME_METRICS) == {outcome.value for outcome in DispatchOutcome}
+
+
+def test_the_test_link_handler_default_hops_are_the_service_s() -> None:
+    import testlink_handler
+    from postback_relay.services.testlink import MAX_HOPS
+
+    assert testlink_handler.DEFAULT_MAX_HOPS == MAX_HOPS

@@ -327,6 +327,12 @@ def table(results: Mapping[str, Any]) -> str:
     row("import boto3 (ms, median)", results["boto3_import_ms"])
     for name, ms in results["cold_import_ms"].items():
         row(f"cold import {name} (ms, ratio to boto3)", f"{ms}  ({results['cold_import_ratio'][name]}x)")
+    for name, figures in results["first_invocation"].items():
+        row(
+            f"first invocation {name} (ms: import + first call)",
+            f"{figures['first_invocation_ms']}  ({figures['import_ms']} + {figures['first_call_ms']}; "
+            f"second call {figures['second_call_ms']})",
+        )
     row(
         "  in the dev venv: boto3 / ingest / dispatch (ms)",
         f"{results['dev_venv_boto3_import_ms']} / {results['dev_venv_cold_import_ms']['ingest']} / "
@@ -424,6 +430,7 @@ def main() -> int:
 
     cold = _timed_part("cold import", lambda: cold_import.measure(repeats=7))
     cold_venv = _timed_part("cold import in the dev venv", lambda: cold_import.measure_dev_venv(repeats=5))
+    first = _timed_part("first invocation", lambda: cold_import.measure_first_invocation(repeats=5))
     warm = _timed_part("warm handlers", lambda: warm_figures(repeats))
     concurrency = _timed_part("dispatch concurrency and isolation", concurrency_figures)
     calls = _timed_part("AWS calls on moto", aws_call_figures)
@@ -450,6 +457,7 @@ def main() -> int:
         },
         **cold,
         **cold_venv,
+        **first,
         "ingest_us_per_conversion": {
             "single": f["ingest_single_fakes"]["wall_us"],
             "batch_of_100": round(f["ingest_batch_fakes"]["wall_us"] / 100, 1),

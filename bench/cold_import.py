@@ -37,14 +37,16 @@ _SNIPPET = (
 )
 
 
-def lambda_like_environment(logical_id: str, stack: LocalStack | None = None) -> dict[str, str]:
+def lambda_like_environment(
+    logical_id: str, stack: LocalStack | None = None, *, template_path: Path | None = None
+) -> dict[str, str]:
     """The template's variables for the function plus the ones the Lambda runtime sets.
 
     LAMBDA_TASK_ROOT matters: without it the X-Ray SDK believes it runs outside Lambda and
     builds a centralised sampler with two botocore clients at import (about 250 ms here),
     which a real cold start never pays.
     """
-    template = load_template()
+    template = load_template(template_path) if template_path is not None else load_template()
     stack = stack or LocalStack(stack_name="bench")
     code_dir, module, attribute = function_code(logical_id, template=template)
     props = template["Resources"][logical_id]["Properties"]
@@ -167,7 +169,7 @@ def _time_import_isolated(module: str, env: dict[str, str], path: list[Path]) ->
 def checkout(ref: str, root: Path) -> Path:
     """The functions and the layer's code of git `ref`, exported to `root` (for before/after runs)."""
     archive = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", ref, "functions", "layers/shared"],
+        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", ref, "functions", "layers/shared", "template.yaml"],
         check=True,
         capture_output=True,
         timeout=120,
@@ -175,6 +177,12 @@ def checkout(ref: str, root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True, timeout=120)
     return root
+
+
+def _tree_environment(logical_id: str, tree: Path) -> dict[str, str]:
+    """The function's environment as that tree's template gives it (a baseline keeps its own)."""
+    template_path = tree / "template.yaml"
+    return lambda_like_environment(logical_id, template_path=template_path if template_path.exists() else None)
 
 
 def _code_dir(logical_id: str, tree: Path) -> Path:
@@ -193,9 +201,13 @@ def measure(repeats: int = 7, *, baseline: Path | None = None) -> dict[str, obje
     boto3_samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-lambda-layout-") as tmp:
         layers, runtime = _build_lambda_layout(Path(tmp), trees)
-        envs = {name: lambda_like_environment(logical_id) for name, logical_id in FUNCTIONS.items()}
+        envs = {
+            (tree_name, name): _tree_environment(logical_id, tree)
+            for name, logical_id in FUNCTIONS.items()
+            for tree_name, tree in trees.items()
+        }
         for _ in range(repeats):
-            boto3_samples.append(_time_import_isolated("boto3", envs["ingest"], [runtime]))
+            boto3_samples.append(_time_import_isolated("boto3", envs[("current", "ingest")], [runtime]))
             for name, logical_id in FUNCTIONS.items():
                 _, module, _ = function_code(logical_id)
                 for tree_name, tree in trees.items():
@@ -203,7 +215,8 @@ def measure(repeats: int = 7, *, baseline: Path | None = None) -> dict[str, obje
                     if not code_dir.exists():
                         continue  # a function the baseline did not have yet
                     path = [code_dir, layers[tree_name], runtime]
-                    samples[tree_name].setdefault(name, []).append(_time_import_isolated(module, envs[name], path))
+                    env = envs[(tree_name, name)]
+                    samples[tree_name].setdefault(name, []).append(_time_import_isolated(module, env, path))
     results: dict[str, object] = {}
     for tree_name, prefix in (("current", ""), ("baseline", "baseline_")):
         if tree_name not in trees:
@@ -302,16 +315,16 @@ def measure_first_invocation(repeats: int = 7, *, baseline: Path | None = None) 
             specs = _first_call_specs(affiliate.url)
             for _ in range(repeats):
                 for name, logical_id in functions.items():
-                    env = lambda_like_environment(logical_id)
-                    env["ALLOW_LOOPBACK"] = "true"  # the affiliate server is on 127.0.0.1
                     _, module, attribute = function_code(logical_id)
-                    spec = {
-                        **specs[name],
-                        "module": module,
-                        "attribute": attribute,
-                        "items": {env["AFFILIATES_TABLE"]: specs[name]["affiliate_item"]},
-                    }
                     for tree_name, tree in trees.items():
+                        env = _tree_environment(logical_id, tree)
+                        env["ALLOW_LOOPBACK"] = "true"  # the affiliate server is on 127.0.0.1
+                        spec = {
+                            **specs[name],
+                            "module": module,
+                            "attribute": attribute,
+                            "items": {env["AFFILIATES_TABLE"]: specs[name]["affiliate_item"]},
+                        }
                         path = [_code_dir(logical_id, tree), layers[tree_name], runtime]
                         # Fresh events each run: ingest's idempotency and signatures are per request.
                         if name == "ingest":

@@ -92,10 +92,13 @@ def main() -> None:
     sys.path[:0] = spec["path"]
     sink = io.StringIO()
     sys.stdout = sink  # the handler's log lines are not this script's answer
+    if spec.get("answer_aws_before_import"):
+        _answer_aws(spec)  # an init that builds clients (SnapStart's priming) needs AWS answered
     began_import = time.perf_counter()
     module = importlib.import_module(spec["module"])
     imported = time.perf_counter()
-    _answer_aws(spec)  # botocore is imported by now; sessions are created on the first call
+    if not spec.get("answer_aws_before_import"):
+        _answer_aws(spec)  # botocore is imported by now; sessions are created on the first call
     handler = getattr(module, spec["attribute"])
     context = _Context()
     check = spec.get("check_status")

@@ -47,13 +47,14 @@ AFFILIATE_CACHE_S = 60.0
 # the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
 # Keyed by DispatchOutcome's values (a StrEnum: its members are these strings), so that the
 # service loads on the first batch, not at import; a unit test keeps the keys complete.
-OUTCOME_METRICS = {
-    "delivered": "PostbacksDelivered",
-    "retried": "PostbacksRetried",
-    "failed": "PostbacksFailed",
-    "deferred": "PostbacksDeferred",
-    "skipped": "PostbacksSkipped",
-}
+DISPATCH_OUTCOMES = ("delivered", "retried", "failed", "deferred", "skipped")
+OUTCOME_METRICS = dict(
+    zip(
+        DISPATCH_OUTCOMES,
+        ("PostbacksDelivered", "PostbacksRetried", "PostbacksFailed", "PostbacksDeferred", "PostbacksSkipped"),
+        strict=True,
+    )
+)
 METRIC_CRASHED = "PostbacksCrashed"  # records whose dispatch raised: left on the queue
 METRIC_LATENCY = "PostbackLatency"  # per attempt that got an answer or timed out
 CIRCUIT_METRICS = {CircuitChange.OPENED: "CircuitsOpened", CircuitChange.CLOSED: "CircuitsClosed"}

@@ -46,7 +46,7 @@ AFFILIATE_CACHE_S = 60.0
 # The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
 # the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
 # Keyed by DispatchOutcome's values (a StrEnum: its members are these strings), so that the
-# service loads on the first batch, not at import; a unit test keeps the keys complete.
+# service loads on the first batch, not at import; a unit test checks each is an outcome.
 DISPATCH_OUTCOMES = ("delivered", "retried", "failed", "deferred", "skipped")
 OUTCOME_METRICS = dict(
     zip(

@@ -17,16 +17,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from postback_relay.adapters.dynamodb_conversions import messages_of_item
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
+from postback_relay.batch import (
+    BatchProcessor,
+    DynamoDBRecord,
+    EventType,
+    PartialItemFailureResponse,
+    process_partial_response,
+)
+from postback_relay.observability import LazyTracer
 from postback_relay.ports import OutboxRecord
 from postback_relay.services.outbox import OutboxReport, OutboxService
 from postback_relay.settings import settings_from_environ
@@ -53,7 +58,7 @@ def load_settings(environ: Mapping[str, str]) -> OutboxSettings:
 settings = load_settings(os.environ)
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer(patch_modules=("botocore",))
+tracer = LazyTracer(patch_modules=("botocore",))
 # Every record failing is still a partial answer: Lambda retries from the first failed record
 # either way, and a function error would also split the batch for nothing.
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)

@@ -70,11 +70,31 @@ class SQSRecord:
         return self.raw_event.get("attributes") or {}
 
 
+class StreamRecord:
+    """The `dynamodb` part of a stream record, as Powertools' data class names it."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def sequence_number(self) -> str:
+        return str(self.raw["SequenceNumber"])
+
+
 class DynamoDBRecord:
     """One DynamoDB Streams record of the event (images in DynamoDB JSON, as sent)."""
 
     def __init__(self, raw_event: Mapping[str, Any]) -> None:
         self.raw_event = raw_event
+
+    @property
+    def event_id(self) -> str:
+        return str(self.raw_event.get("eventID", ""))
+
+    @property
+    def dynamodb(self) -> StreamRecord | None:
+        change = self.raw_event.get("dynamodb")
+        return StreamRecord(change) if change is not None else None
 
     @property
     def event_name(self) -> str:

@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
     from postback_relay.services.dispatch import Dispatcher, DispatchResult, ReceivedPostback
 
-AFFILIATE_CACHE_S = 60.0
-
 # The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
 # the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
 # Keyed by DispatchOutcome's values (a StrEnum: its members are these strings), so that the
@@ -75,6 +73,7 @@ class DispatchSettings(BaseModel):
     delay_scale: float = Field(default=1.0, gt=0, le=1)
     connect_timeout_s: float = Field(default=3, gt=0, le=30)
     read_timeout_s: float = Field(default=10, gt=0, le=60)
+    config_cache_seconds: float = Field(default=60, ge=0)
     max_workers: int = Field(default=10, ge=1, le=100)
     delivery_ttl_days: int = Field(default=30, ge=1)
 
@@ -125,7 +124,7 @@ def dispatcher() -> Dispatcher:
         ),
         affiliates=CachedAffiliateStore(
             DynamoAffiliateStore(settings.affiliates_table, client=dynamodb, allow_loopback=settings.allow_loopback),
-            ttl_s=AFFILIATE_CACHE_S,
+            ttl_s=settings.config_cache_seconds,
         ),
         max_workers=settings.max_workers,
         delay_scale=settings.delay_scale,

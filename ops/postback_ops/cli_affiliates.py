@@ -2,6 +2,7 @@
 
 import difflib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -26,6 +27,10 @@ MASK = "********"
 # can refuse it once someone else has changed the config in between.
 _READ_AT = re.compile(r"^#\s*read-at:\s*(?P<stack>\S+)\s+version\s+(?P<version>\d+)\s*$", re.MULTILINE)
 _SAFE_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+# Contract section 3: a new affiliate's postbacks fire from its next conversion, within 5 s; a
+# change to an existing one reaches the functions within their config cache time.
+NEW_AFFILIATE_WITHIN_S = 5
+DEFAULT_CONFIG_CACHE_S = 60  # template.yaml's ConfigCacheSeconds, for a stack without that output
 
 
 def config_document(config: AffiliateConfig) -> dict[str, Any]:
@@ -109,6 +114,7 @@ def put(
         "change": change,
         "version": stored.version if stored else None,
         "diff": diff,
+        "takes_effect_within_s": _takes_effect_within_s(ops, change),
     }
     if dry_run or change == "none":
         ops.emit(result, lambda console: _show_put(console, result))
@@ -120,6 +126,17 @@ def put(
     saved = store.put(config, expected_version=stored.version if stored else None, updated_by=ops.backends.caller())
     result["version"] = saved.version
     ops.emit(result, lambda console: _show_put(console, result))
+
+
+def _takes_effect_within_s(ops: Ops, change: str) -> int | None:
+    """How long until the relay acts on this put: a new affiliate at once, a change within the
+    functions' config cache time (the stack's ConfigCacheSeconds output)."""
+    if change == "create":
+        return NEW_AFFILIATE_WITHIN_S
+    if change == "update":
+        raw = ops.target.outputs.get("ConfigCacheSeconds")
+        return math.ceil(float(raw)) if raw else DEFAULT_CONFIG_CACHE_S
+    return None
 
 
 def _stale_reason(text: str, stack: str, stored: StoredAffiliate | None) -> str | None:
@@ -146,6 +163,18 @@ def _show_put(console: Console, result: dict[str, Any]) -> None:
         console.print(f"Dry run: affiliate {affiliate} would be {result['change']}d; nothing written.", markup=False)
     else:
         console.print(f"Affiliate {affiliate} {result['change']}d: version {result['version']}.", markup=False)
+    within = result.get("takes_effect_within_s")
+    if within is not None:
+        verb = "would fire" if result["dry_run"] else "fire"
+        if result["change"] == "create":
+            console.print(f"Its postbacks {verb} from its next conversion (within {within} s).", markup=False)
+        else:
+            when = "would reach" if result["dry_run"] else "reaches"
+            console.print(
+                f"The change {when} the relay within {within} s (the functions' config cache); "
+                "conversions before then still use the previous version.",
+                markup=False,
+            )
 
 
 @affiliate_app.command("get")

@@ -232,6 +232,25 @@ def test_unknown_affiliate_is_accepted_and_recorded(api: Api) -> None:
     assert api.queued() == []
 
 
+def test_an_affiliate_onboarded_after_a_miss_gets_its_postbacks_within_5_seconds(api: Api) -> None:
+    # GIVEN a warm function that answered unknown_affiliate for 7654321 (the README's order:
+    # post the example, then onboard)
+    link = str(ingest_conversion_data()["link"]).replace("id=1234567", "id=7654321")
+    first = api.post(ingest_conversion_data(transaction_id="T-NEW-1", link=link))[1]
+    assert first["outcome"] == "unknown_affiliate"
+
+    # WHEN ops onboard it and the next conversion comes 5 s later
+    api.affiliates.put(
+        ingest_config().model_copy(update={"affiliate_id": "7654321"}), expected_version=None, updated_by="ops"
+    )
+    api.now += 5
+
+    # THEN its postbacks are queued: the miss was not cached for CONFIG_CACHE_SECONDS
+    assert ingest_handler.settings.config_cache_seconds > 5
+    second = api.post(ingest_conversion_data(transaction_id="T-NEW-2", link=link))[1]
+    assert (second["outcome"], second["postbacks_queued"]) == ("queued", 1), second
+
+
 def test_tracker_mismatch_is_accepted_with_its_kind(api: Api) -> None:
     link = str(ingest_conversion_data()["link"]).replace("c123", "#clickId#")
     status, body, _ = api.post(ingest_conversion_data(link=link))

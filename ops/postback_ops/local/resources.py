@@ -170,7 +170,7 @@ def create_resources(
         value = output["Value"]
         if isinstance(value, dict) and ("Ref" in value or "Fn::GetAtt" in value):
             ref = value.get("Ref")
-            if ref is None or ref in stack.refs:
+            if ref is None or ref in stack.refs or ref in parameters:
                 stack.outputs[output_name] = str(stack.resolve(value, parameters))
     return stack
 

@@ -51,11 +51,33 @@ def test_put_creates_the_affiliate_with_the_callers_identity(
         "change": "create",
         "version": 1,
         "diff": as_json(result)["diff"],  # type: ignore[index]
+        "takes_effect_within_s": 5,
     }
     stored = backends.affiliates.items["1234567"]
     assert stored.version == 1
     assert stored.updated_by == OPS_ARN
     assert stored.config.postbacks[0].url.startswith("https://track.acme.example/")
+
+
+def test_put_says_when_a_new_or_changed_config_takes_effect(backends: FakeBackends, tmp_path: Path) -> None:
+    # GIVEN a stack whose functions cache configs for 45 s
+    runner = CliRunner()
+    with pinned(Target.from_outputs({"ConfigCacheSeconds": "45"}, name="relay-prod")):
+        # WHEN a new affiliate is put
+        created = runner.invoke(app, ["affiliate", "put", str(write(tmp_path, ACME))])
+        # THEN people read that its postbacks fire from its next conversion
+        assert created.exit_code == 0, created.stderr
+        assert "from its next conversion (within 5 s)" in created.stdout
+
+        # WHEN its config is changed
+        changed = write(tmp_path, ACME.replace("Acme Media", "Acme Media EU"), "acme-eu.yaml")
+        human = runner.invoke(app, ["affiliate", "put", "--dry-run", str(changed)])
+        updated = runner.invoke(app, ["--json", "affiliate", "put", str(changed)])
+
+    # THEN people and scripts read that the change takes up to the cache time
+    assert "would reach the relay within 45 s" in human.stdout
+    assert updated.exit_code == 0, updated.stderr
+    assert as_json(updated)["takes_effect_within_s"] == 45  # type: ignore[index]
 
 
 def test_put_of_an_unchanged_config_writes_nothing(

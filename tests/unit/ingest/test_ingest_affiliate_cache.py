@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes import INGEST_AFFILIATE_ID, FakeAffiliateStore, ingest_config
 
-from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore
+from postback_relay.adapters.dynamodb_affiliates import UNKNOWN_AFFILIATE_CACHE_S, CachedAffiliateStore
 
 
 class Clock:
@@ -41,13 +41,41 @@ def test_get_is_served_from_memory_until_the_ttl_passes() -> None:
     assert store.gets == 2
 
 
-def test_unknown_affiliates_are_cached_too() -> None:
-    # GIVEN an empty store, WHEN an unknown ID is read twice, THEN the store is asked once
+def test_an_unknown_affiliate_is_remembered_for_seconds_not_for_the_cache_time() -> None:
+    # GIVEN a cache of 60 s over an empty store
     store = FakeAffiliateStore()
-    cache = CachedAffiliateStore(store, ttl_s=60, clock=Clock())
-    assert cache.get("42") is None
-    assert cache.get("42") is None
+    clock = Clock()
+    cache = CachedAffiliateStore(store, ttl_s=60, clock=clock)
+
+    # WHEN an unknown ID is read twice within a second, THEN the store is asked once (bounded cost)
+    assert cache.get(INGEST_AFFILIATE_ID) is None
+    clock.now += 1
+    assert cache.get(INGEST_AFFILIATE_ID) is None
     assert store.gets == 1
+
+    # WHEN ops onboard it behind the cache's back
+    store.put(ingest_config(), expected_version=None, updated_by="ops")
+    clock.now += UNKNOWN_AFFILIATE_CACHE_S
+
+    # THEN it is seen within 5 s of the first miss (contract section 3), not after 60 s
+    assert UNKNOWN_AFFILIATE_CACHE_S <= 2
+    stored = cache.get(INGEST_AFFILIATE_ID)
+    assert stored is not None and stored.config.affiliate_id == INGEST_AFFILIATE_ID
+
+
+def test_a_flood_of_unknown_ids_costs_one_read_per_id_per_miss_window() -> None:
+    # GIVEN a warm cache and a platform posting conversions for an ID nobody onboarded, 20 a second
+    store = FakeAffiliateStore()
+    clock = Clock()
+    cache = CachedAffiliateStore(store, ttl_s=60, clock=clock)
+
+    # WHEN it goes on for 60 s
+    for _ in range(60 * 20):
+        cache.get("9999999")
+        clock.now += 0.05
+
+    # THEN the store was read once per miss window at most: 30 reads, not 1,200
+    assert store.gets <= 60 / UNKNOWN_AFFILIATE_CACHE_S + 1
 
 
 def test_writes_through_the_cache_refresh_it() -> None:

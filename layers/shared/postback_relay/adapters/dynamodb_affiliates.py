@@ -170,16 +170,36 @@ class DynamoAffiliateStore:
         )
 
 
+# An unknown affiliate ID is remembered this long at most, whatever the cache time: the
+# affiliate onboarded a moment later gets its postbacks from its next conversion, within 5 s
+# (contract section 3), and a stream of conversions for an ID nobody onboarded costs at most
+# one read per ID per this many seconds per warm instance.
+UNKNOWN_AFFILIATE_CACHE_S = 2.0
+# Entries kept before expired ones are dropped: unknown IDs from a misconfigured platform must
+# not grow the instance's memory without bound.
+MAX_CACHE_ENTRIES = 10_000
+
+
 class CachedAffiliateStore:
-    """An AffiliateStore that keeps what `get` read for `ttl_s` seconds, unknown IDs included.
+    """An AffiliateStore that keeps what `get` read for `ttl_s` seconds.
 
     Warm ingest then reads no configuration at all; a changed or disabled configuration takes
-    effect within `ttl_s` (CONFIG_CACHE_SECONDS). Writes go through and refresh the entry.
+    effect within `ttl_s` (CONFIG_CACHE_SECONDS). An unknown ID is kept for `miss_ttl_s` at most
+    (UNKNOWN_AFFILIATE_CACHE_S), so that a new affiliate is seen within seconds. Writes go
+    through and refresh the entry.
     """
 
-    def __init__(self, store: AffiliateStore, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: AffiliateStore,
+        *,
+        ttl_s: float,
+        miss_ttl_s: float = UNKNOWN_AFFILIATE_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._ttl_s = ttl_s
+        self._miss_ttl_s = min(ttl_s, miss_ttl_s)
         self._clock = clock
         self._entries: dict[str, tuple[float, StoredAffiliate | None]] = {}
 
@@ -189,7 +209,9 @@ class CachedAffiliateStore:
         if entry is not None and entry[0] > now:
             return entry[1]
         stored = self._store.get(affiliate_id)
-        self._entries[affiliate_id] = (now + self._ttl_s, stored)
+        if len(self._entries) >= MAX_CACHE_ENTRIES:
+            self._entries = {key: kept for key, kept in self._entries.items() if kept[0] > now}
+        self._entries[affiliate_id] = (now + (self._ttl_s if stored is not None else self._miss_ttl_s), stored)
         return stored
 
     def put(self, config: AffiliateConfig, *, expected_version: int | None, updated_by: str) -> StoredAffiliate:

@@ -28,10 +28,20 @@ help:
 
 venv: $(STAMP)
 
+# The lock is installed by uv, at the version the lock itself pins (a fresh clone is ready in
+# well under a minute); pip does the same, slower, when uv cannot be had (POSTBACK_NO_UV=1 forces it).
+UV_PIN = $$(grep -E '^uv==' requirements/dev.txt)
 $(STAMP): requirements/dev.txt pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python313)" -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements/dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@echo "installing the dev environment from requirements/dev.txt into $(VENV)..."
+	@if [ -z "$$POSTBACK_NO_UV" ] && $(PY) -m pip install --quiet "$(UV_PIN)" \
+		&& $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements/dev.txt \
+		&& $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .; then :; \
+	else \
+		echo "installing with pip instead of uv (slower)"; \
+		$(PY) -m pip install --quiet -r requirements/dev.txt \
+		&& $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .; \
+	fi
 	@touch $@
 
 run: $(STAMP)

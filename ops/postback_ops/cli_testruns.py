@@ -20,13 +20,14 @@ test_app = typer.Typer(
 _WAIT_MARGIN_S = 120.0
 
 
-def scaled_schedule(delay_scale: float) -> tuple[list[int], int]:
-    """The run's waits and deadline times the stack's DelayScale (the local stack shrinks every
-    delay), never below a second each."""
+def scaled_schedule(delay_scale: float, deadline_s: int | None = None) -> tuple[list[int], int]:
+    """The run's waits times the stack's DelayScale (the local stack shrinks every delay), never
+    below a second each, and its deadline: the one the stack gives (the local stack computes it
+    from the retry schedule and its own floors, ops/postback_ops/local/timing.py), else scaled."""
     if delay_scale == 1.0:
-        return list(DEFAULT_WAITS_S), DEFAULT_DEADLINE_S
+        return list(DEFAULT_WAITS_S), deadline_s or DEFAULT_DEADLINE_S
     waits = [max(1, math.ceil(wait * delay_scale)) for wait in DEFAULT_WAITS_S]
-    return waits, max(1, math.ceil(DEFAULT_DEADLINE_S * delay_scale))
+    return waits, deadline_s or max(1, math.ceil(DEFAULT_DEADLINE_S * delay_scale))
 
 
 def verdict_of(run: TestRun) -> dict[str, Any]:
@@ -82,7 +83,8 @@ def start(
     stored = require_affiliate(ops, affiliate_id)
     if not stored.config.test_link:
         raise UsageProblem(f"Affiliate {affiliate_id} has no test_link in its config: add one and put it again.")
-    waits, deadline_s = scaled_schedule(ops.target.delay_scale)
+    published = ops.target.outputs.get("TestLinkDeadlineSeconds")
+    waits, deadline_s = scaled_schedule(ops.target.delay_scale, int(published) if published else None)
     backends = ops.backends
     run_id = backends.test_runs.start(affiliate_id, backends.caller(), waits, deadline_s)
     if not wait:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,6 +31,11 @@ from botocore.exceptions import (
 
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
 LOCAL_ENDPOINT_ENV = "POSTBACK_LOCAL_ENDPOINT"
+# `make run` records where its stack is in <repo>/.local-stack/stack.json (git-ignored); the
+# tests point this at a folder of their own so that they never touch a developer's record.
+LOCAL_STATE_DIR_ENV = "POSTBACK_LOCAL_STATE_DIR"
+LOCAL_STACK_FILE = "stack.json"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_REGION = "eu-west-1"
 LOCAL_OUTPUTS_PARAMETER = "/postback-relay/local/outputs"
 LOCAL_CALLER = "local"
@@ -150,8 +156,42 @@ def resolve_target(*, local: bool, stack_name: str | None, region: str | None, p
     return _resolve_stack(stack_name, region, profile)
 
 
+def local_state_dir() -> Path:
+    """Where `make run` writes what it tells the developer (the stack record, the receiver's config)."""
+    return Path(os.environ.get(LOCAL_STATE_DIR_ENV) or REPO_ROOT / ".local-stack")
+
+
+def local_stack_file() -> Path:
+    return local_state_dir() / LOCAL_STACK_FILE
+
+
+def read_local_stack_record() -> dict[str, Any] | None:
+    """What the running `make run` recorded: its endpoints and its token; None when none runs."""
+    try:
+        record = json.loads(local_stack_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("aws_endpoint") else None
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _resolve_local(region: str | None) -> Target:
-    endpoint = os.environ.get(LOCAL_ENDPOINT_ENV) or LOCAL_ENDPOINT
+    """The local stack: POSTBACK_LOCAL_ENDPOINT if set, else the endpoint `make run` recorded,
+    else moto's default port; and only if what answers there is this project's local stack."""
+    record = read_local_stack_record()
+    explicit = os.environ.get(LOCAL_ENDPOINT_ENV)
+    endpoint = explicit or (str(record["aws_endpoint"]) if record else LOCAL_ENDPOINT)
+    recorded = _shown_path(local_stack_file())
+    not_ours = (
+        f"The server at {endpoint} is not this project's local stack; "
+        f"`make run` prints its AWS endpoint and records it in {recorded}."
+    )
     # moto accepts any credentials; fixed dummies keep a developer's real ones out of the way.
     session = boto3.Session(
         aws_access_key_id="local",
@@ -161,17 +201,34 @@ def _resolve_local(region: str | None) -> Target:
     target = Target(
         name="local", region=region or LOCAL_REGION, outputs={}, session=session, endpoint_url=endpoint, local=True
     )
-    with translate_errors(target):
-        try:
-            answer = target.client("ssm").get_parameter(Name=LOCAL_OUTPUTS_PARAMETER)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
-                raise TargetUnavailable(
-                    f"The server at {endpoint} is not a running local stack (no {LOCAL_OUTPUTS_PARAMETER}); "
-                    "start it with `make run`."
-                ) from exc
-            raise
-    outputs = json.loads(answer["Parameter"]["Value"])
+    try:
+        answer = target.client("ssm").get_parameter(Name=LOCAL_OUTPUTS_PARAMETER)
+        outputs = json.loads(answer["Parameter"]["Value"])
+    except EndpointConnectionError as exc:
+        if record and not explicit:
+            raise TargetUnavailable(
+                f"The local stack recorded in {recorded} is not running at {endpoint}; start it with `make run`."
+            ) from exc
+        raise TargetUnavailable(f"The local stack is not running at {endpoint}; start it with `make run`.") from exc
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            raise TargetUnavailable(
+                f"The server at {endpoint} is not a running local stack (no {LOCAL_OUTPUTS_PARAMETER}); "
+                "start it with `make run`."
+            ) from exc
+        raise TargetUnavailable(not_ours) from exc
+    except (BotoCoreError, KeyError, TypeError, ValueError) as exc:
+        # Another kind of server (the conversion API, the test receiver) answered something
+        # that is not an SSM answer.
+        raise TargetUnavailable(not_ours) from exc
+    token = outputs.get("StackToken") if isinstance(outputs, dict) else None
+    if not token:
+        raise TargetUnavailable(not_ours)
+    if record and str(record.get("aws_endpoint")) == endpoint and record.get("token") != token:
+        raise TargetUnavailable(
+            f"The server at {endpoint} is another local stack than the one recorded in {recorded}; "
+            "stop it, or point POSTBACK_LOCAL_ENDPOINT at the one you mean."
+        )
     return Target(
         name="local",
         region=target.region,

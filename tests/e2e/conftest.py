@@ -24,13 +24,20 @@ START_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="session")
-def local_stack() -> Iterator[LocalStackProcess]:
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests' stack records itself, never a developer's .local-stack/."""
+    return tmp_path_factory.mktemp("local-stack")
+
+
+@pytest.fixture(scope="session")
+def local_stack(state_dir: Path) -> Iterator[LocalStackProcess]:
     """GIVEN the whole system running locally, as `make run` starts it, on free ports."""
     env = {
         **os.environ,
         "POSTBACK_LOCAL_API_PORT": "0",
         "POSTBACK_LOCAL_AWS_PORT": "0",
         "POSTBACK_LOCAL_RECEIVER_PORT": "off",
+        "POSTBACK_LOCAL_STATE_DIR": str(state_dir),
         "PYTHONUNBUFFERED": "1",
     }
     process = subprocess.Popen(
@@ -67,15 +74,23 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
-def postback(local_stack: LocalStackProcess) -> Callable[..., CliResult]:
-    """The config script as ops run it: `postback --local --json ...` in its own process."""
+def postback_script(local_stack: LocalStackProcess, state_dir: Path) -> Callable[..., CliResult]:
+    """The config script in its own process, finding the stack as a developer's shell does:
+    through the stack record (`extra_env` adds or, with None, removes variables)."""
     script = Path(sys.executable).with_name("postback")
-    env = {**os.environ, "POSTBACK_LOCAL_ENDPOINT": local_stack.aws_endpoint}
-    env.pop("AWS_ENDPOINT_URL", None)
+    base = {**os.environ, "POSTBACK_LOCAL_STATE_DIR": str(state_dir)}
+    for name in ("AWS_ENDPOINT_URL", "POSTBACK_LOCAL_ENDPOINT"):
+        base.pop(name, None)
 
-    def run(*args: str) -> CliResult:
+    def run(*args: str, extra_env: dict[str, str | None] | None = None) -> CliResult:
+        env = dict(base)
+        for name, value in (extra_env or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         done = subprocess.run(  # noqa: S603 - the project's own console script
-            [str(script), "--local", "--json", *args],
+            [str(script), *args],
             capture_output=True,
             text=True,
             env=env,
@@ -83,5 +98,17 @@ def postback(local_stack: LocalStackProcess) -> Callable[..., CliResult]:
             check=False,
         )
         return CliResult(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def postback(local_stack: LocalStackProcess, postback_script: Callable[..., CliResult]) -> Callable[..., CliResult]:
+    """The config script as ops run it: `postback --local --json ...` in its own process."""
+
+    def run(*args: str) -> CliResult:
+        return postback_script(
+            "--local", "--json", *args, extra_env={"POSTBACK_LOCAL_ENDPOINT": local_stack.aws_endpoint}
+        )
 
     return run

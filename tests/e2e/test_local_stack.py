@@ -19,6 +19,7 @@ from e2e_support import CliResult, LocalStackProcess, eventually
 
 from postback_ops.local.conversions import post_conversions
 from postback_ops.local.receiver import Answer, Receiver
+from postback_relay.domain.delivery import MAX_ATTEMPTS
 from postback_relay.domain.events import Event
 
 pytestmark = pytest.mark.e2e
@@ -101,6 +102,39 @@ def test_the_stack_publishes_its_outputs_for_the_config_script(local_stack: Loca
         assert outputs.get(key), key
     assert outputs["ApiUrl"] == local_stack.api_url
     assert 0 < float(outputs["DelayScale"]) < 1
+
+
+def test_postback_local_finds_the_stack_make_run_recorded_whatever_its_ports(
+    local_stack: LocalStackProcess, postback_script: Cli, state_dir: Path
+) -> None:
+    # GIVEN the stack on free ports (not 4566), recorded with its token
+    record = json.loads((state_dir / "stack.json").read_text(encoding="utf-8"))
+    assert record["aws_endpoint"] == local_stack.aws_endpoint
+    assert record["token"] == local_stack.outputs["StackToken"]
+
+    # WHEN a developer runs `postback --local` with no endpoint in the environment
+    result = postback_script("--local", "--json", "affiliate", "list")
+
+    # THEN it reaches that stack
+    assert result.exit_code == 0, result.stderr
+    assert isinstance(result.json(), list)
+
+
+@pytest.mark.parametrize("server", ["api", "receiver"])
+def test_postback_local_pointed_at_another_server_says_so_in_one_sentence(
+    local_stack: LocalStackProcess, receiver: Receiver, postback_script: Cli, server: str
+) -> None:
+    # GIVEN POSTBACK_LOCAL_ENDPOINT pointed at the conversion API's port, or at an affiliate receiver
+    endpoint = local_stack.api_url if server == "api" else receiver.url
+
+    # WHEN a developer runs `postback --local`
+    result = postback_script("--local", "affiliate", "list", extra_env={"POSTBACK_LOCAL_ENDPOINT": endpoint})
+
+    # THEN one sentence says it is not this project's local stack, exit 3, no traceback
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"The server at {endpoint} is not this project's local stack" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_signed_conversions_of_both_offer_types_and_every_event_end_as_postbacks(
@@ -271,6 +305,30 @@ def test_a_test_link_is_followed_to_the_network_and_passes(
     assert status.json()["verdict"] == "passed"
 
 
+def test_a_test_link_passes_when_the_endpoint_answers_503_twice_then_200(
+    local_stack: LocalStackProcess, receiver: Receiver, postback: Cli, tmp_path: Path
+) -> None:
+    # GIVEN an affiliate whose server answers 503, 503, then 200: on AWS its attempts come at
+    # 0, 5 s and about 5 min, all within the test link's 35 minutes
+    affiliate = "2000009"
+    onboard(postback, tmp_path, affiliate, receiver, "/tl-retry")
+    receiver.respond("/tl-retry/click", [Answer.redirect(revshare_link(affiliate, "a-b-c9-d"))])
+    receiver.respond("/tl-retry/pb", [503, 503, 200])
+
+    # WHEN ops start a test run and wait for its verdict
+    result = postback("test", "start", affiliate, "--wait")
+
+    # THEN it passes locally too, as the delivery log says: the third attempt was delivered
+    verdict = result.json()
+    assert (result.exit_code, verdict["verdict"]) == (0, "passed"), verdict
+    assert [h.status for h in receiver.hits(path="/tl-retry/pb")] == [503, 503, 200]
+    rows = deliveries_of(postback, affiliate=affiliate)
+    assert {(r["state"], r["attempts"], r["http_status"]) for r in rows} == {
+        ("delivered", 3, 200),
+        ("delivered", 1, 200),
+    }
+
+
 def test_a_test_link_with_an_unfilled_placeholder_fails_at_the_tracker_check(
     local_stack: LocalStackProcess, receiver: Receiver, postback: Cli, tmp_path: Path
 ) -> None:
@@ -321,10 +379,14 @@ def test_a_postback_that_never_succeeds_ends_failed_after_the_whole_scaled_sched
     sale = conversion(
         "E2E-DOWN", Event.SALE, revshare_link(affiliate, "a-b-c8-d"), offer_id="89", offer_type="revshare"
     )
+    posted_at = time.time()
     assert post_conversions(local_stack.api_url, sale, SECRET).status_code == 202
     rows = eventually(lambda: deliveries_of(postback, transaction="E2E-DOWN"), settled, timeout_s=180)
 
     # THEN it ends failed, never silently dropped, with every attempt made and the reason kept
     assert [(r["state"], r["http_status"]) for r in rows] == [("failed", 503)], rows
-    assert rows[0]["attempts"] == len(receiver.hits(path="/down/pb")) > 1
+    hits = receiver.hits(path="/down/pb")
+    assert rows[0]["attempts"] == len(hits) == MAX_ATTEMPTS
     assert rows[0]["last_error"]
+    # AND the whole schedule ran within a minute, as the README promises
+    assert hits[-1].at - posted_at <= 60, [round(h.at - posted_at, 1) for h in hits]

@@ -4,6 +4,7 @@ through its moto server, and one clear sentence (exit 3) when neither can be rea
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,9 @@ from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from postback_ops.cli import app
+from postback_ops.local.receiver import Receiver
 from postback_ops.local.resources import create_resources
-from postback_ops.target import LOCAL_OUTPUTS_PARAMETER
+from postback_ops.target import LOCAL_OUTPUTS_PARAMETER, resolve_target
 
 LOOPBACK_ACME = """\
 affiliate_id: "1234567"
@@ -25,6 +27,14 @@ postbacks:
   - events: [sale]
     url: "http://127.0.0.1:9000/postback?cid={clickid}"
 """
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No developer's .local-stack/ record is read: each test has its own (empty) folder."""
+    folder = tmp_path / "local-stack"
+    monkeypatch.setenv("POSTBACK_LOCAL_STATE_DIR", str(folder))
+    return folder
 
 
 def _stack_template(outputs: dict[str, str]) -> str:
@@ -153,7 +163,9 @@ def test_the_local_stack_is_found_through_its_outputs_parameter(
         env.setenv("AWS_ENDPOINT_URL", moto_server)
         stack = create_resources(boto3.Session(region_name="eu-west-1"), stack_name="cli-local")
         boto3.client("ssm").put_parameter(
-            Name=LOCAL_OUTPUTS_PARAMETER, Value=json.dumps({**stack.outputs, "DelayScale": 0.001}), Type="String"
+            Name=LOCAL_OUTPUTS_PARAMETER,
+            Value=json.dumps({**stack.outputs, "DelayScale": 0.001, "StackToken": "t0ken"}),
+            Type="String",
         )
     path = tmp_path / "acme.yaml"
     path.write_text(LOOPBACK_ACME)
@@ -170,3 +182,74 @@ def test_a_server_without_the_outputs_parameter_is_not_a_local_stack(moto_server
     result = CliRunner().invoke(app, ["--local", "affiliate", "list"])
     assert result.exit_code == 3
     assert "is not a running local stack" in result.stderr
+
+
+def _publish(endpoint: str, outputs: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        boto3.client("ssm").put_parameter(Name=LOCAL_OUTPUTS_PARAMETER, Value=json.dumps(outputs), Type="String")
+
+
+def test_the_stack_recorded_by_make_run_is_found_without_an_endpoint(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, state_dir: Path
+) -> None:
+    # GIVEN a local stack on a port that is not 4566, recorded by `make run` with its token
+    _publish(moto_server, {"AffiliatesTableName": "none", "StackToken": "t0ken"}, monkeypatch)
+    state_dir.mkdir()
+    (state_dir / "stack.json").write_text(json.dumps({"aws_endpoint": moto_server, "token": "t0ken"}))
+    monkeypatch.delenv("POSTBACK_LOCAL_ENDPOINT")
+    # WHEN a developer resolves --local
+    target = resolve_target(local=True, stack_name=None, region=None, profile=None)
+    # THEN it is that stack
+    assert (target.endpoint_url, target.outputs["StackToken"]) == (moto_server, "t0ken")
+
+
+def test_another_stack_answering_at_the_recorded_endpoint_exits_3(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, state_dir: Path
+) -> None:
+    # GIVEN a record whose token is not the one the server at its endpoint publishes
+    _publish(moto_server, {"StackToken": "another"}, monkeypatch)
+    state_dir.mkdir()
+    (state_dir / "stack.json").write_text(json.dumps({"aws_endpoint": moto_server, "token": "t0ken"}))
+    monkeypatch.delenv("POSTBACK_LOCAL_ENDPOINT")
+    # WHEN a developer uses --local
+    result = CliRunner().invoke(app, ["--local", "affiliate", "list"])
+    # THEN one sentence says so, exit 3
+    assert result.exit_code == 3
+    assert "is another local stack than the one recorded in" in result.stderr
+
+
+def test_a_recorded_stack_that_stopped_exits_3(monkeypatch: pytest.MonkeyPatch, state_dir: Path) -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    state_dir.mkdir()
+    (state_dir / "stack.json").write_text(json.dumps({"aws_endpoint": endpoint, "token": "t0ken"}))
+    monkeypatch.delenv("POSTBACK_LOCAL_ENDPOINT", raising=False)
+    result = CliRunner().invoke(app, ["--local", "affiliate", "list"])
+    assert result.exit_code == 3
+    assert f"is not running at {endpoint}; start it with `make run`." in result.stderr
+
+
+def test_a_moto_server_without_a_stack_token_is_not_this_projects_stack(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish(moto_server, {"AffiliatesTableName": "none"}, monkeypatch)
+    result = CliRunner().invoke(app, ["--local", "affiliate", "list"])
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"The server at {moto_server} is not this project's local stack;")
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_a_server_that_is_not_moto_exits_3_in_one_sentence(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+    # GIVEN POSTBACK_LOCAL_ENDPOINT pointed at an HTTP server that is not AWS (a receiver, an API)
+    with Receiver() as server:
+        server.respond("/", [status])
+        monkeypatch.setenv("POSTBACK_LOCAL_ENDPOINT", server.url)
+        # WHEN a developer uses --local
+        result = CliRunner().invoke(app, ["--local", "affiliate", "list"])
+    # THEN one sentence, exit 3, no traceback
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr == (
+        f"The server at {server.url} is not this project's local stack; "
+        "`make run` prints its AWS endpoint and records it in "
+        f"{os.environ['POSTBACK_LOCAL_STATE_DIR']}/stack.json.\n"
+    )

@@ -2,7 +2,7 @@
 
 Ports and the secret come from the environment: POSTBACK_LOCAL_API_PORT (3000),
 POSTBACK_LOCAL_AWS_PORT (4566), POSTBACK_LOCAL_RECEIVER_PORT (3001, `off` for none),
-POSTBACK_SIGNING_SECRET (local-dev-secret), POSTBACK_LOCAL_DELAY_SCALE (0.0005),
+POSTBACK_SIGNING_SECRET (local-dev-secret), POSTBACK_LOCAL_DELAY_SCALE (0.00025),
 POSTBACK_LOCAL_LOG_LEVEL (the handlers' log level, WARNING). A port of 0 takes a free one;
 the line starting with `local stack ready` gives the ports chosen, as JSON, for scripts.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from postback_ops.local.runtime import MetricLinesFilter
-from postback_ops.local.stack import OUTPUTS_PARAMETER, RECEIVER_AFFILIATE_ID, LocalRelay, LocalSettings
+from postback_ops.local.stack import OUTPUTS_PARAMETER, RECEIVER_AFFILIATE_ID, LocalRelay, LocalSettings, PortBusy
 
 READY_PREFIX = "local stack ready "
 
@@ -31,15 +31,21 @@ def banner(relay: LocalRelay) -> str:
         f"  conversion API   {relay.api_url}/conversions",
         f"  AWS (moto)       {relay.aws_endpoint}   outputs in SSM {OUTPUTS_PARAMETER}",
         f"  signing secret   {secret}",
-        f"  retry delays     x{relay.settings.delay_scale} (the ~27 h schedule ends within a minute)",
+        f"  retry delays     x{relay.settings.delay_scale}: {_schedule_line(relay)}",
     ]
     if receiver:
         lines.append(f"  test receiver    {receiver}/  (an affiliate server on loopback; prints each hit)")
-    default_endpoint = relay.aws_endpoint == "http://127.0.0.1:4566"
-    endpoint_env = "" if default_endpoint else f"POSTBACK_LOCAL_ENDPOINT={relay.aws_endpoint} "
+    recorded = relay.settings.stack_file is not None
+    endpoint_env = "" if recorded else f"POSTBACK_LOCAL_ENDPOINT={relay.aws_endpoint} "
+    finds = (
+        f"finds this stack through {_shown(relay.settings.stack_file)}"
+        if relay.settings.stack_file is not None
+        else "reaches this stack through POSTBACK_LOCAL_ENDPOINT"
+    )
     lines += [
         "",
-        "Point the config script at it:",
+        "The config script is .venv/bin/postback: run `source .venv/bin/activate` in your shell first",
+        f"(or type .venv/bin/postback). `postback --local` {finds}:",
         f"  {endpoint_env}postback --local affiliate put {_shown(relay.receiver_affiliate_file)}",
         f"  {endpoint_env}postback --local deliveries --affiliate {RECEIVER_AFFILIATE_ID}",
         f"  {endpoint_env}postback --local health --since 1h",
@@ -59,6 +65,17 @@ def banner(relay: LocalRelay) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _schedule_line(relay: LocalRelay) -> str:
+    schedule = relay.outputs.get("RetryScheduleSeconds")
+    deadline = relay.outputs.get("TestLinkDeadlineSeconds")
+    if not (schedule and deadline):
+        return "every delay scaled down"
+    return (
+        f"the ~27 h retry schedule ends within {schedule} s; a test link waits up to {deadline} s "
+        "(every attempt of the real 35 minutes)"
+    )
 
 
 def _shown(path: Path | None) -> str:
@@ -92,6 +109,9 @@ def main() -> int:
     relay = LocalRelay(LocalSettings.from_env(), log=lambda line: print(line, flush=True))
     try:
         relay.start()
+    except PortBusy as exc:
+        print(f"the local stack could not start: {exc}.", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"the local stack could not start: {exc} (is another `make run` still running?)", file=sys.stderr)
         return 1

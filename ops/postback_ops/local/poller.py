@@ -174,6 +174,12 @@ class SqsPoller:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
+    @property
+    def pickup_s(self) -> float:
+        """The longest a message that became visible waits before the function has it: the
+        receive wait, then the batching window (local timing floors, ops/.../local/timing.py)."""
+        return self._max_wait_s + self.mapping.batching_window_s
+
     def start(self) -> None:
         for index in range(max(1, self.mapping.concurrency)):
             thread = threading.Thread(target=self._run, name=f"sqs-poller-{index}", daemon=True)

@@ -10,9 +10,12 @@ the outbox function), the dispatcher's SQS poller and an affiliate receiver on l
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,12 +36,15 @@ from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
 from postback_ops.local.receiver import Answer, Hit, Receiver, describe
 from postback_ops.local.runtime import LocalFunction, function_specs, load_functions
 from postback_ops.local.stream import StreamBatchOutcome, StreamPoller, stream_mappings_for
+from postback_ops.local.timing import LocalFloors, local_testlink_deadline_s, retry_schedule_s
+from postback_ops.target import local_stack_file, local_state_dir
 
 OUTPUTS_PARAMETER = "/postback-relay/local/outputs"
 DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the local stack's documented default (contract 6)
 STACK_NAME = "postback-relay-local"
 HOST = "127.0.0.1"
-# Files the local stack writes for its user (gitignored).
+# Files the local stack writes for its user (gitignored): the stack record `postback --local`
+# reads (stack.json) and the receiver's affiliate config. POSTBACK_LOCAL_STATE_DIR moves them.
 STATE_DIR = resources.REPO_ROOT / ".local-stack"
 RECEIVER_AFFILIATE_ID = "1234567"
 # Where the receiver's test link redirects: a network link carrying the receiver affiliate's
@@ -56,6 +62,43 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+class PortBusy(OSError):
+    """A port of the local stack is taken; the message names it and the knob that moves it."""
+
+
+@contextmanager
+def _binding(port: int, knob: str) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, SystemExit) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (errno.EADDRINUSE, errno.EACCES, None):
+            raise
+        raise PortBusy(
+            f"port {port} is already in use (another `make run`?): stop what holds it, "
+            f"or set {knob} to another port (0 takes any free one)"
+        ) from exc
+
+
+class AtomicDynamoDB:
+    """moto's WSGI app, serving one DynamoDB request at a time.
+
+    moto creates an UpdateItem's new item with its key alone, then applies the update in place,
+    attribute by attribute: a GetItem at that moment (a test link checking a delivery while the
+    dispatcher logs its first attempt) reads a half-written item, which DynamoDB never shows.
+    Serialised, each request is atomic, as DynamoDB's are; SQS long polls are not held up.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+            with self._lock:
+                return list(self._app(environ, start_response))
+        return self._app(environ, start_response)
+
+
 class MotoServer(ThreadedMotoServer):
     """moto's ThreadedMotoServer, binding its port before `start()` returns.
 
@@ -64,7 +107,7 @@ class MotoServer(ThreadedMotoServer):
     """
 
     def start(self) -> None:
-        app = DomainDispatcherApplication(create_backend_app)
+        app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         except SystemExit as exc:  # werkzeug exits the process when the port is taken
@@ -81,13 +124,16 @@ class LocalSettings:
     aws_port: int = 4566
     receiver_port: int | None = 3001  # None: no receiver
     signing_secret: str = DEFAULT_SECRET
-    # 0.0005 turns the ~27 h retry schedule into under a minute (contract section 6).
-    delay_scale: float = 0.0005
+    # 0.00025 turns the ~27 h retry schedule into under a minute, the local floors included
+    # (contract section 6; `timing.retry_schedule_s` gives the bound, the banner prints it).
+    delay_scale: float = 0.00025
     dispatch_concurrency: int = 2
     log_level: str = "WARNING"  # the handlers' Powertools logs; the stack's own lines always show
     template_path: Path = resources.TEMPLATE_PATH
     # Where to write an affiliate config for the receiver (None: nowhere; the demo writes its own).
     receiver_affiliate_path: Path | None = STATE_DIR / "receiver-affiliate.yaml"
+    # Where to record the running stack for `postback --local` (None: nowhere).
+    stack_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> LocalSettings:
@@ -97,9 +143,11 @@ class LocalSettings:
             aws_port=_env_int("POSTBACK_LOCAL_AWS_PORT", 4566),
             receiver_port=None if receiver.lower() in ("", "off", "none") else int(receiver),
             signing_secret=os.environ.get("POSTBACK_SIGNING_SECRET") or DEFAULT_SECRET,
-            delay_scale=float(os.environ.get("POSTBACK_LOCAL_DELAY_SCALE") or 0.0005),
+            delay_scale=float(os.environ.get("POSTBACK_LOCAL_DELAY_SCALE") or cls.delay_scale),
             dispatch_concurrency=_env_int("POSTBACK_LOCAL_DISPATCH_CONCURRENCY", 2),
             log_level=os.environ.get("POSTBACK_LOCAL_LOG_LEVEL") or "WARNING",
+            receiver_affiliate_path=local_state_dir() / "receiver-affiliate.yaml",
+            stack_file=local_stack_file(),
         )
 
 
@@ -118,6 +166,7 @@ class LocalRelay:
     functions: dict[str, LocalFunction] = field(default_factory=dict)
     receiver: Receiver | None = None
     receiver_affiliate_file: Path | None = None
+    floors: LocalFloors | None = None
     aws_endpoint: str = ""
     api_url: str = ""
     _moto: MotoServer | None = None
@@ -130,6 +179,9 @@ class LocalRelay:
     _deliveries_table: str = ""
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
     _routed: list[str] = field(default_factory=list)
+    _recorded: Path | None = None
+    # Told apart from any other local stack (or another program on its port) by this token.
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -149,7 +201,8 @@ class LocalRelay:
         # Its pollers delete while the dispatcher queues waiting postbacks' delayed copies.
         patch_moto_sqs()
         moto = MotoServer(ip_address=HOST, port=s.aws_port, verbose=False)
-        moto.start()
+        with _binding(s.aws_port, "POSTBACK_LOCAL_AWS_PORT"):
+            moto.start()
         self._moto = moto
         host, port = moto.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
@@ -171,18 +224,20 @@ class LocalRelay:
             self.outputs["TestLinkStateMachineArn"] = state_machine_arn
 
         if s.receiver_port is not None:
-            self.receiver = Receiver(host=HOST, port=s.receiver_port, on_hit=self._log_hit).start()
+            with _binding(s.receiver_port, "POSTBACK_LOCAL_RECEIVER_PORT"):
+                self.receiver = Receiver(host=HOST, port=s.receiver_port, on_hit=self._log_hit).start()
             self.receiver.respond("/click", [Answer.redirect(RECEIVER_NETWORK_LINK)])
             if s.receiver_affiliate_path is not None:
                 self.receiver_affiliate_file = write_receiver_affiliate(self.receiver.url, s.receiver_affiliate_path)
 
-        self._api = LocalHttpApi(
-            routes_from_functions(list(self.functions.values())),
-            host=HOST,
-            port=s.api_port,
-            on_request=self._log_request,
-            on_error=lambda trace: self._say(f"function error:\n{trace}"),
-        )
+        with _binding(s.api_port, "POSTBACK_LOCAL_API_PORT"):
+            self._api = LocalHttpApi(
+                routes_from_functions(list(self.functions.values())),
+                host=HOST,
+                port=s.api_port,
+                on_request=self._log_request,
+                on_error=lambda trace: self._say(f"function error:\n{trace}"),
+            )
         self.api_url = self._api.url
         self.outputs["ApiUrl"] = self.api_url
         self.outputs["DelayScale"] = str(s.delay_scale)
@@ -222,12 +277,52 @@ class LocalRelay:
                 )
                 poller.start()
                 self._pollers.append(poller)
-        # Last: the published outputs tell the config script the stack is up.
+                if mapping.queue_url == self.outputs.get("PostbackQueueUrl"):
+                    self.floors = _dispatch_floors(function, poller)
+        if self.floors is not None:
+            # The test link's deadline and the retry schedule's length as this stack runs them.
+            self.outputs["TestLinkDeadlineSeconds"] = str(
+                local_testlink_deadline_s(scale=s.delay_scale, floors=self.floors)
+            )
+            self.outputs["RetryScheduleSeconds"] = str(
+                math.ceil(retry_schedule_s(scale=s.delay_scale, floors=self.floors))
+            )
+        # Last: the published outputs tell the config script the stack is up; the token in them
+        # and in the stack record tells it that what answers is this very stack.
+        self.outputs["StackToken"] = self.token
         self._session.client("ssm").put_parameter(
             Name=OUTPUTS_PARAMETER, Value=json.dumps(self.outputs), Type="String", Overwrite=True
         )
+        if s.stack_file is not None:
+            self._record(s.stack_file)
+
+    def _record(self, path: Path) -> None:
+        record = {
+            "token": self.token,
+            "aws_endpoint": self.aws_endpoint,
+            "api_url": self.api_url,
+            "receiver_url": self.receiver.url if self.receiver else None,
+            "pid": os.getpid(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(path)
+        self._recorded = path
+
+    def _forget_record(self) -> None:
+        """Remove the stack record, unless another stack has written its own since."""
+        path, self._recorded = self._recorded, None
+        if path is None:
+            return
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("token") == self.token:
+                path.unlink()
+        except (OSError, ValueError):
+            pass
 
     def stop(self) -> None:
+        self._forget_record()
         if self._api:
             self._api.stop()
             self._api = None
@@ -408,6 +503,14 @@ def _conversion_results(body: bytes) -> list[dict[str, Any]]:
     if isinstance(answer, dict) and "outcome" in answer:
         return [answer]
     return []
+
+
+def _dispatch_floors(function: LocalFunction, poller: SqsPoller) -> LocalFloors:
+    """What the local stack adds to every attempt of a postback, from the poller that feeds the
+    dispatcher and the timeouts the template gives the dispatcher."""
+    environment = function.spec.environment
+    attempt_s = float(environment.get("CONNECT_TIMEOUT_S", 0)) + float(environment.get("READ_TIMEOUT_S", 0))
+    return LocalFloors(pickup_s=poller.pickup_s, attempt_s=attempt_s or float(function.spec.timeout_s))
 
 
 def _queue_urls(stack: resources.LocalStack) -> Callable[[str], str]:

@@ -97,6 +97,21 @@ def test_the_local_stack_scales_the_schedule(backends: FakeBackends, postback: C
     assert deadline == 3  # 2100 s * 0.001, rounded up
 
 
+def test_the_local_stack_gives_the_deadline_it_computed_from_its_floors(
+    backends: FakeBackends, postback: Callable[..., Result]
+) -> None:
+    # GIVEN a local stack that publishes the deadline its retry schedule and floors need
+    assert postback("affiliate", "put", str(EXAMPLES / "revshare-default.yaml")).exit_code == 0
+    outputs = {"DelayScale": "0.00025", "TestLinkDeadlineSeconds": "24"}
+    with pinned(Target.from_outputs(outputs, local=True, name="local")):
+        # WHEN ops start a test there
+        result = CliRunner().invoke(app, ["test", "start", "1234567"])
+    # THEN the run waits until that deadline, not 2100 s * 0.00025
+    assert result.exit_code == 0, result.stderr
+    _, _, _, deadline = backends.test_runs.started[0]
+    assert deadline == 24
+
+
 def test_start_needs_a_known_affiliate_with_a_test_link(
     postback: Callable[..., Result], backends: FakeBackends
 ) -> None:

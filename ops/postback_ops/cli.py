@@ -17,6 +17,9 @@ from postback_ops.cli_preview import preview
 from postback_ops.cli_testruns import test_app
 
 app = typer.Typer(
+    # Plain help: no `<bool>` beside every flag, and summaries kept to their first line.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
     name="postback",
     help="Operate a postback relay: affiliate configs, previews, test links, deliveries.\n\n"
     "Exit codes: 0 ok, 1 failed, 2 invalid input, 3 unreachable or no credentials, 4 not found, 5 conflict.",

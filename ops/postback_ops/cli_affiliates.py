@@ -18,6 +18,8 @@ from postback_relay.domain.errors import ConflictError, NotFoundError
 from postback_relay.ports import StoredAffiliate
 
 affiliate_app = typer.Typer(
+    # Plain help: no `<bool>` beside every flag, and summaries kept to their first line.
+    rich_markup_mode=None,
     help="Affiliate postback configs: create or update from a file, show, list, disable, enable.",
     no_args_is_help=True,
 )
@@ -93,7 +95,7 @@ def put(
     """
     ops = ops_of(ctx)
     text = file.read_text(encoding="utf-8")
-    config = load_config_text(text, allow_loopback=ops.target.allow_loopback)
+    config = load_config_text(text, allow_loopback=ops.target.allow_loopback, source=str(file))
     store = ops.backends.affiliates
     stored = store.get(config.affiliate_id)
     before = config_yaml(stored.config) if stored else ""

@@ -1,9 +1,11 @@
 """What every command of the config script shares: the target, its adapters, output and exit codes."""
 
 import functools
+import itertools
 import json
 import sys
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
@@ -225,24 +227,74 @@ def ops_of(ctx: typer.Context) -> Ops:
 
 def _ops_among(values: Sequence[object]) -> Ops | None:
     for value in values:
-        if isinstance(value, typer.Context):
-            return value.find_object(Ops)
+        # Typer hands commands the context of its own click, which typer.Context is not a base of.
+        find_object = getattr(value, "find_object", None)
+        if callable(find_object):
+            found = find_object(Ops)
+            return found if isinstance(found, Ops) else None
     return None
 
 
-def fail(code: ExitCode, message: str) -> typer.Exit:
-    """Print one sentence on stderr and return the exit to raise."""
-    typer.echo(message, err=True)
+_ERROR_KINDS = {
+    ExitCode.FAILED: "failed",
+    ExitCode.INVALID: "invalid_input",
+    ExitCode.UNREACHABLE: "unreachable",
+    ExitCode.NOT_FOUND: "not_found",
+    ExitCode.CONFLICT: "conflict",
+}
+
+
+# The options of the command running now, for `fail` (set by handle_errors).
+_running_ops: ContextVar[Ops | None] = ContextVar("running_ops", default=None)
+
+
+def _json_wanted() -> bool:
+    ops = _running_ops.get()
+    return bool(ops and ops.json)
+
+
+def fail(code: ExitCode, message: str, *, error: str | None = None, **details: object) -> typer.Exit:
+    """Print one sentence on stderr and return the exit to raise.
+
+    With --json the sentence goes to stderr as {"error": kind, "message": sentence, ...details},
+    so that a script reads every failure the way it reads every answer."""
+    if _json_wanted():
+        document = {"error": error or _ERROR_KINDS.get(code, "failed"), "message": message, **details}
+        typer.echo(json.dumps(document, ensure_ascii=False), err=True)
+    else:
+        typer.echo(message, err=True)
     return typer.Exit(int(code))
 
 
+# A list in the config, and what one of its items is called: `postbacks.0.url` is shown to
+# people as "postback 1, url", as the test verdict counts them ("postback 1").
+_ITEM_NAMES = {"postbacks": "postback", "events": "event", "fields": "field", "offers": "offer", "status": "status"}
+
+
+def human_field(path: str) -> str:
+    """A config field path as people count: list items from 1, named by what they are."""
+    segments: list[str] = []
+    for part in path.split("."):
+        if part.isdigit() and segments and segments[-1] in _ITEM_NAMES:
+            segments[-1] = f"{_ITEM_NAMES[segments[-1]]} {int(part) + 1}"
+        else:
+            segments.append(part)
+    shown = segments[0] if segments else path
+    for previous, segment in itertools.pairwise(segments):
+        shown += (", " if previous[-1:].isdigit() else ".") + segment
+    return shown
+
+
+def config_errors(exc: ConfigError) -> list[tuple[str, str]]:
+    return list(getattr(exc, "errors", None) or [(exc.field, exc.reason)])
+
+
 def config_error_lines(exc: ConfigError) -> list[str]:
-    errors: list[tuple[str, str]] = list(getattr(exc, "errors", None) or [(exc.field, exc.reason)])
-    return [f"{field_path}: {reason}" for field_path, reason in errors]
+    return [f"{human_field(field_path)}: {reason}" for field_path, reason in config_errors(exc)]
 
 
 def validation_error_lines(exc: ValidationError) -> list[str]:
-    return [f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}" for err in exc.errors()]
+    return [f"{human_field('.'.join(str(p) for p in err['loc'])) or '(input)'}: {err['msg']}" for err in exc.errors()]
 
 
 def _aws_exit(exc: BaseException, ops: Ops | None) -> typer.Exit:
@@ -264,25 +316,35 @@ def handle_errors[**P, R](command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        running = _running_ops.set(_ops_among([*args, *kwargs.values()]))
+        try:
+            return _run(*args, **kwargs)
+        finally:
+            _running_ops.reset(running)
+
+    def _run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except typer.Exit:
             raise
         except UsageProblem as exc:
-            raise fail(ExitCode.INVALID, str(exc)) from None
+            raise fail(ExitCode.INVALID, str(exc), error="usage") from None
         except TargetUnavailable as exc:
             raise fail(ExitCode.UNREACHABLE, str(exc)) from None
         except ConfigError as exc:
             lines = config_error_lines(exc)
-            raise fail(ExitCode.INVALID, "Config refused:\n  " + "\n  ".join(lines)) from None
+            errors = [{"field": f, "reason": r} for f, r in config_errors(exc)]
+            message = "Config refused:\n  " + "\n  ".join(lines)
+            raise fail(ExitCode.INVALID, message, error=exc.kind, errors=errors) from None
         except ValidationError as exc:
             raise fail(ExitCode.INVALID, "Invalid input:\n  " + "\n  ".join(validation_error_lines(exc))) from None
         except TrackerError as exc:
-            raise fail(ExitCode.INVALID, f"The tracker does not fit ({exc.reason}): {exc.message}") from None
+            message = f"The tracker does not fit ({exc.reason}): {exc.message}"
+            raise fail(ExitCode.INVALID, message, error=exc.kind) from None
         except LinkError as exc:
-            raise fail(ExitCode.INVALID, f"The link cannot be read: {exc.message}") from None
+            raise fail(ExitCode.INVALID, f"The link cannot be read: {exc.message}", error=exc.kind) from None
         except UnsafeUrlError as exc:
-            raise fail(ExitCode.INVALID, f"Unsafe URL: {exc.message}") from None
+            raise fail(ExitCode.INVALID, f"Unsafe URL: {exc.message}", error=exc.kind) from None
         except NotFoundError as exc:
             raise fail(ExitCode.NOT_FOUND, exc.message) from None
         except ConflictError as exc:
@@ -290,6 +352,6 @@ def handle_errors[**P, R](command: Callable[P, R]) -> Callable[P, R]:
         except (InfrastructureError, BotoCoreError, ClientError) as exc:
             raise _aws_exit(exc, _ops_among([*args, *kwargs.values()])) from None
         except DomainError as exc:
-            raise fail(ExitCode.FAILED, exc.message) from None
+            raise fail(ExitCode.FAILED, exc.message, error=exc.kind) from None
 
     return run

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from postback_ops.cli_affiliates import require_affiliate
 from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people_table
 from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState, circuit_wait
 from postback_relay.domain.health import circuit_view
@@ -57,6 +58,8 @@ def deliveries(
     would send again); listing all recent postbacks of every affiliate would read the whole log.
     """
     ops = ops_of(ctx)
+    if affiliate is not None:
+        require_affiliate(ops, affiliate)  # an unknown ID exits 4, as `affiliate get` does
     log = ops.backends.deliveries
     read_limit = _FILTER_READ_LIMIT if state is not None else limit
     if affiliate is None and transaction is None and state in (None, DeliveryState.FAILED):
@@ -110,9 +113,13 @@ def replay(
         str | None, typer.Option("--transaction", help="Replay this conversion's failed ones.")
     ] = None,
 ) -> None:
-    """Send failed postbacks again (all of them without a filter): back on the queue, pending,
-    their earlier attempts kept in the log."""
+    """Send failed postbacks again (all of them without a filter).
+
+    Each goes back on the queue as pending; its earlier attempts stay in the log.
+    """
     ops = ops_of(ctx)
+    if affiliate is not None:
+        require_affiliate(ops, affiliate)
     backends = ops.backends
     replayed = replay_failed(backends.deliveries, backends.queue, affiliate_id=affiliate, transaction_id=transaction)
     data = {"replayed": len(replayed), "delivery_ids": list(replayed)}

@@ -13,7 +13,10 @@ from postback_ops.cli_context import ExitCode, Ops, UsageProblem, handle_errors,
 from postback_relay.services.testlink import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun
 
 test_app = typer.Typer(
-    help="Test-link runs: follow an affiliate's test link and fire its postbacks.", no_args_is_help=True
+    # Plain help: no `<bool>` beside every flag, and summaries kept to their first line.
+    rich_markup_mode=None,
+    help="Test-link runs: follow an affiliate's test link and fire its postbacks.",
+    no_args_is_help=True,
 )
 
 # How long `--wait` keeps polling past the run's own deadline before giving up on it.

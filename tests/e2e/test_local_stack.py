@@ -362,7 +362,7 @@ def test_a_config_posting_back_to_a_private_address_is_refused(postback: Cli, tm
 
     # THEN it is refused, naming the field, and nothing is stored
     assert result.exit_code != 0
-    assert "postbacks.0.url" in result.stdout + result.stderr
+    assert "postback 1, url" in result.stdout + result.stderr
     assert postback("affiliate", "get", "2000007").exit_code != 0
 
 

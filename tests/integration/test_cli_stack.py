@@ -17,10 +17,12 @@ from typer.testing import CliRunner, Result
 
 from postback_ops.cli import app
 from postback_ops.target import Target, pinned
+from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+from postback_relay.domain.config import load_config_text
 from postback_relay.domain.conversion import ConversionResult, Outcome
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
 from postback_relay.domain.events import Event
@@ -133,10 +135,10 @@ def test_put_dry_run_then_update(postback: Invoke, tmp_path: Path) -> None:
     ("change", "field", "reason"),
     [
         (("name: Acme Media\n", ""), "name", "required"),
-        (("events: [sale]", "events: [sale, chargeback]"), "postbacks.0.events.1", "'sale' or 'rebill'"),
-        (("{amount}", "{payout}"), "postbacks.0.url", "unknown macro {payout}"),
-        (("track.acme.example/postback", "192.168.1.20/postback"), "postbacks.0.url", "private"),
-        (("https://track.acme.example/postback", "http://127.0.0.1:9000/postback"), "postbacks.0.url", "loopback"),
+        (("events: [sale]", "events: [sale, chargeback]"), "postback 1, event 2", "`chargeback` is not one of"),
+        (("{amount}", "{payout}"), "postback 1, url", "unknown macro {payout}"),
+        (("track.acme.example/postback", "192.168.1.20/postback"), "postback 1, url", "private"),
+        (("https://track.acme.example/postback", "http://127.0.0.1:9000/postback"), "postback 1, url", "loopback"),
         (("https://track.acme.example/click", "http://0x7f.1/click"), "test_link", "loopback"),
     ],
 )
@@ -304,6 +306,11 @@ def delivery_log(outputs: dict[str, str]) -> DynamoDeliveryLog:
     _log_delivery(log, conversions, 2, DeliveryState.FAILED, 404, "1234567")
     _log_delivery(log, conversions, 3, DeliveryState.RETRYING, 503, "1234567")
     _log_delivery(log, conversions, 4, DeliveryState.FAILED, 410, "7654321")
+    # Both affiliates are onboarded: listing an unknown one's postbacks exits 4.
+    affiliates = DynamoAffiliateStore(outputs["AffiliatesTableName"], client=client)
+    for affiliate_id in ("1234567", "7654321"):
+        config = load_config_text(ACME.replace("1234567", affiliate_id))
+        affiliates.put(config, expected_version=None, updated_by="test")
     return log
 
 

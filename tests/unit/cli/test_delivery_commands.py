@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cli_fakes import FakeBackends, delivery
 from typer.testing import Result
 
+from postback_relay.domain.config import load_config_text
 from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "affiliates"
 
 
 @pytest.fixture
 def log(backends: FakeBackends) -> FakeBackends:
     """GIVEN five postbacks of two affiliates, two of them failed."""
+    for example in ("revshare-default.yaml", "custom-structure-rest.yaml"):
+        config = load_config_text((EXAMPLES / example).read_text(encoding="utf-8"))
+        backends.affiliates.put(config, expected_version=None, updated_by="test")
     backends.deliveries.records = {
         r.delivery_id: r
         for r in (
@@ -175,3 +182,17 @@ def test_endpoints_says_so_when_no_circuit_is_open(postback: Callable[..., Resul
     assert default.exit_code == 0
     assert "No endpoint's circuit is open." in default.stdout
     assert [r["state"] for r in json.loads(every.stdout)] == ["closed"]
+
+
+@pytest.mark.usefixtures("log")
+def test_deliveries_and_replay_of_an_unknown_affiliate_exit_4_like_affiliate_get(
+    postback: Callable[..., Result], backends: FakeBackends
+) -> None:
+    # WHEN ops list or replay the postbacks of an affiliate the stack does not know
+    listed = postback("deliveries", "--affiliate", "UNKNOWN")
+    replayed = postback("replay", "--affiliate", "UNKNOWN")
+    got = postback("affiliate", "get", "UNKNOWN")
+    # THEN each exits 4 with the same sentence, and nothing is queued
+    assert listed.exit_code == replayed.exit_code == got.exit_code == 4
+    assert listed.stderr == replayed.stderr == got.stderr == "No affiliate UNKNOWN in relay-prod.\n"
+    assert backends.queue.sent == []

@@ -10,6 +10,7 @@ context, key "allow_loopback": `AffiliateConfig.model_validate(data, context={"a
 
 import base64
 import binascii
+import io
 import json
 import re
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from postback_relay.domain.addresses import check_url
 from postback_relay.domain.errors import ConfigError, UnsafeUrlError
@@ -98,10 +100,12 @@ def check_url_template(template: str, *, allow_loopback: bool = False) -> None:
         name = piece.partition("=")[0]
         if MACRO.search(name):
             raise ValueError(f"a macro cannot be a parameter name ({name!r}), only a parameter value")
+    sample = _sample(template)
     try:
-        check_url(_sample(template), allow_loopback=allow_loopback)
+        check_url(sample, allow_loopback=allow_loopback)
     except UnsafeUrlError as exc:
-        raise ValueError(exc.message) from exc
+        # The reason is the sample's (macros filled with `x`); the person wrote the template.
+        raise ValueError(exc.message.replace(repr(sample), repr(template), 1)) from exc
 
 
 def _check_form_body(body: str) -> None:
@@ -379,9 +383,74 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         if isinstance(cause, FieldProblems):
             found.extend((_dotted((*loc, *path.split("."))), reason) for path, reason in cause.problems)
             continue
-        message = str(error["msg"]).removeprefix("Value error, ")
-        found.append((_dotted(loc), message))
+        found.append((_dotted(loc), _in_words(error)))
     return found
+
+
+# What a list of each key holds, for "at least one postback is needed".
+_ITEM_NOUNS = {
+    "postbacks": "postback",
+    "events": "event",
+    "fields": "field",
+    "offers": "offer",
+    "status": "status code",
+}
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a config accepts at the mapping `loc` points into (list indices skipped)."""
+    model: type[BaseModel] = AffiliateConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        models: dict[str, type[BaseModel]] = {
+            "tracker": TrackerStructure,
+            "postbacks": PostbackSpec,
+            "expect": ExpectedAnswer,
+        }
+        nested = models.get(part)
+        if nested is None:
+            return []
+        model = nested
+    return list(model.model_fields)
+
+
+def _in_words(error: ErrorDetails) -> str:
+    """Pydantic's message for one error, in the words of someone writing the config file."""
+    kind, loc, ctx = error["type"], tuple(error["loc"]), error.get("ctx") or {}
+    key = loc[-1] if loc else ""
+    if kind == "extra_forbidden":
+        import difflib  # only on a refusal: not a cold start's cost
+
+        close = difflib.get_close_matches(str(key), _keys_at(loc[:-1]), n=1, cutoff=0.6)
+        known = ", ".join(_keys_at(loc[:-1]))
+        return f"unknown key `{key}`" + (f" (did you mean `{close[0]}`?)" if close else f" (known keys: {known})")
+    if kind == "missing":
+        return f"`{key}` is required"
+    if kind in ("too_short", "too_long"):
+        noun = _ITEM_NOUNS.get(str(key), "item")
+        if kind == "too_short":
+            least = ctx.get("min_length", 1)
+            return f"at least one {noun} is needed" if least == 1 else f"at least {least} {noun}s are needed"
+        return f"at most {ctx.get('max_length')} {noun}s are allowed, not {ctx.get('actual_length')}"
+    if kind == "string_too_short":
+        return "cannot be empty"
+    if kind == "string_too_long":
+        return f"is longer than {ctx.get('max_length')} characters"
+    if kind == "string_type":
+        return "must be text (a number or a word, not a list or a mapping)"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list, like [{'sale, rebill' if key == 'events' else 'a, b'}]"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a mapping of keys (key: value lines)"
+    if kind == "enum":
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        return f"`{error.get('input')}` is not one of {expected}"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def parse_config(data: Mapping[str, object], *, allow_loopback: bool = False) -> AffiliateConfig:
@@ -402,7 +471,7 @@ def _load_json(text: str) -> object:
     return json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=refuse_constant)
 
 
-def _load_yaml(text: str) -> object:
+def _load_yaml(text: str, source: str | None = None) -> object:
     # Imported here: PyYAML is for the config script only; the Lambda layer does not ship it
     # and a cold start should not pay for it.
     import yaml
@@ -432,14 +501,18 @@ def _load_yaml(text: str) -> object:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    stream = io.StringIO(text)
+    stream.name = source or "the config"  # what PyYAML's error marks name
     try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+        return yaml.load(stream, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         raise ValueError(str(exc)) from exc
 
 
-def load_config_text(text: str, *, allow_loopback: bool = False) -> AffiliateConfig:
+def load_config_text(text: str, *, allow_loopback: bool = False, source: str | None = None) -> AffiliateConfig:
     """Read a config file's text, JSON or YAML. Raises ConfigError naming every bad field.
+
+    `source` (the file's name) is named in the reason when the text is not JSON or YAML.
 
     JSON is tried first and needs nothing beyond the standard library (this is what runs in
     Lambda); YAML needs PyYAML, present wherever the config script runs.
@@ -454,14 +527,15 @@ def load_config_text(text: str, *, allow_loopback: bool = False) -> AffiliateCon
         data = _load_json(text)
     except (ValueError, RecursionError) as json_error:
         try:
-            data = _load_yaml(text)
+            data = _load_yaml(text, source)
         except ImportError:
             raise ConfigError(
                 f"not valid JSON ({json_error}); YAML is read by the config script only", field="(file)"
             ) from None
         except (ValueError, RecursionError) as yaml_error:
             shown = json_error if text.lstrip().startswith(("{", "[")) else yaml_error
-            raise ConfigError(f"the file is neither valid JSON nor valid YAML: {shown}", field="(file)") from None
+            what = source or "the file"
+            raise ConfigError(f"{what} is neither valid JSON nor valid YAML: {shown}", field="(file)") from None
     if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
         raise ConfigError("the config must be a mapping of fields (affiliate_id, name, postbacks...)", field="(config)")
     return parse_config(data, allow_loopback=allow_loopback)

@@ -8,6 +8,9 @@ gets. Each test onboards its own affiliate and uses its own receiver paths.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,7 @@ from e2e_support import CliResult, LocalStackProcess, eventually
 
 from postback_ops.local.conversions import post_conversions
 from postback_ops.local.receiver import Answer, Receiver
+from postback_ops.local.stack import RECEIVER_NETWORK_LINK, receiver_affiliate_config
 from postback_relay.domain.delivery import MAX_ATTEMPTS
 from postback_relay.domain.events import Event
 
@@ -390,3 +394,50 @@ def test_a_postback_that_never_succeeds_ends_failed_after_the_whole_scaled_sched
     assert rows[0]["last_error"]
     # AND the whole schedule ran within a minute, as the README promises
     assert hits[-1].at - posted_at <= 60, [round(h.at - posted_at, 1) for h in hits]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+WALKTHROUGH_MARKER = "<!-- e2e: the block below runs as written"
+
+
+def readme_walkthrough() -> str:
+    """The README's "Try it locally" shell block, as a reader copies it."""
+    after = README.read_text(encoding="utf-8").split(WALKTHROUGH_MARKER, 1)[1]
+    return after.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_local_walkthrough_runs_as_written(
+    local_stack: LocalStackProcess, receiver: Receiver, state_dir: Path, tmp_path: Path
+) -> None:
+    # GIVEN a checkout as `make run` leaves it: the venv, the stack's record, the receiver's
+    # affiliate file (the tests' stack runs on free ports and the tests' receiver)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
+    (tmp_path / ".local-stack").mkdir()
+    (tmp_path / ".local-stack" / "receiver-affiliate.yaml").write_text(
+        receiver_affiliate_config(receiver.url), encoding="utf-8"
+    )
+    receiver.respond("/click", [Answer.redirect(RECEIVER_NETWORK_LINK)])
+    script = readme_walkthrough().replace("http://127.0.0.1:3000", local_stack.api_url)
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("AWS_ENDPOINT_URL", "POSTBACK_LOCAL_ENDPOINT")
+    }
+    env["POSTBACK_LOCAL_STATE_DIR"] = str(state_dir)
+
+    # WHEN a reader runs the block, line by line, stopping at the first failure
+    done = subprocess.run(  # noqa: S603 - bash running the README's own lines
+        ["/bin/bash", "-e", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    # THEN every command works: the affiliate is onboarded, the conversion queued and sent,
+    # the preview rendered and the test link passed
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"outcome":"queued"' in done.stdout.replace(" ", ""), done.stdout
+    assert "https://" not in done.stderr
+    assert "passed" in done.stdout, done.stdout
+    assert receiver.wait_for(1, path="/postback", timeout_s=60)[0].param("cid") == "c123"

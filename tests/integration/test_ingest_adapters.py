@@ -250,6 +250,23 @@ def test_the_happy_path_item_is_one_write_unit_and_twenty_largest_postbacks_fit_
     assert dynamodb_size(dict(big)) < 400 * 1024
 
 
+def test_a_repeat_of_a_free_registration_whose_affiliate_could_not_be_read_answers_its_first_result(
+    conversions: DynamoConversionLog,
+) -> None:
+    # GIVEN a registration without money whose link named no affiliate, recorded as such
+    conversion = ingest_conversion(event="registration", amount=None, currency=None)
+    first = queued_result(
+        event=Event.REGISTRATION,
+        outcome=Outcome.UNKNOWN_AFFILIATE,
+        affiliate_id=None,
+        postbacks_queued=0,
+        delivery_ids=(),
+    )
+    assert conversions.record(conversion, first) is None
+    # WHEN the platform posts it again, THEN the first result comes back (not a 500)
+    assert conversions.record(conversion, first) == first
+
+
 def test_record_is_one_conditional_put_returning_the_old_item() -> None:
     # GIVEN a stubbed client, WHEN a conversion is recorded
     client = boto3.client("dynamodb")

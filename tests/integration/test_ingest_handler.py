@@ -251,6 +251,33 @@ def test_an_affiliate_onboarded_after_a_miss_gets_its_postbacks_within_5_seconds
     assert (second["outcome"], second["postbacks_queued"]) == ("queued", 1), second
 
 
+def test_a_free_registration_without_amount_or_currency_is_queued_with_empty_macros(api: Api) -> None:
+    # GIVEN an affiliate whose registration postback carries {amount} and {currency}
+    api.affiliates.put(
+        ingest_config(
+            "5550001",
+            postbacks=[
+                {"events": ["registration"], "url": "https://t.example/lead?c={clickid}&p={amount}&cur={currency}"}
+            ],
+        ),
+        expected_version=None,
+        updated_by="test",
+    )
+    link = str(ingest_conversion_data()["link"]).replace("id=1234567", "id=5550001")
+
+    # WHEN the platform posts a free registration with no money at all
+    status, body, _ = api.post(ingest_conversion_data(event="registration", amount=None, currency=None, link=link))
+
+    # THEN it is taken, and both macros render empty
+    assert (status, body["outcome"], body["postbacks_queued"]) == (202, "queued", 1), body
+    assert [m.url for m in api.queued()] == ["https://t.example/lead?c=c123&p=&cur="]
+
+    # AND a sale without them is refused naming both fields
+    status, body, _ = api.post(ingest_conversion_data(transaction_id="T-NOMONEY", amount=None, currency=None))
+    assert status == 400
+    assert {e["field"] for e in body["errors"]} >= {"amount", "currency"}, body
+
+
 def test_tracker_mismatch_is_accepted_with_its_kind(api: Api) -> None:
     link = str(ingest_conversion_data()["link"]).replace("c123", "#clickId#")
     status, body, _ = api.post(ingest_conversion_data(link=link))

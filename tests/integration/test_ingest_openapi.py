@@ -65,8 +65,25 @@ def test_documented_examples_match_the_request_schema() -> None:
         {"conversions": []},
         {"conversions": [ingest_conversion_data()] * 101},
         {**ingest_conversion_data(), "colour": "blue"},
+        ingest_conversion_data(amount=None, currency=None),
+        ingest_conversion_data(event="rebill", amount=None),
+        ingest_conversion_data(event="registration", amount=None),
+        ingest_conversion_data(event="trial", currency=None),
+        {**ingest_conversion_data(event="registration"), "amount": None, "currency": None},
     ],
-    ids=["event", "currency", "amount", "empty-batch", "batch-over-100", "unknown-field"],
+    ids=[
+        "event",
+        "currency",
+        "amount",
+        "empty-batch",
+        "batch-over-100",
+        "unknown-field",
+        "sale-without-money",
+        "rebill-without-amount",
+        "currency-without-amount",
+        "amount-without-currency",
+        "null-money",
+    ],
 )
 def test_the_request_schema_refuses_what_the_handler_refuses(document: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
@@ -75,3 +92,9 @@ def test_the_request_schema_refuses_what_the_handler_refuses(document: dict[str,
 
 def test_retry_after_is_documented_on_503() -> None:
     assert "Retry-After" in OPERATION["responses"]["503"]["headers"]
+
+
+@pytest.mark.parametrize("event", ["registration", "trial"])
+def test_a_registration_or_trial_may_leave_out_amount_and_currency(event: str) -> None:
+    # GIVEN a conversion that carries no money; THEN the documented schema accepts it
+    validator(REQUEST_POINTER).validate(ingest_conversion_data(event=event, amount=None, currency=None))

@@ -406,14 +406,14 @@ class LocalRelay:
         ms = int(elapsed_s * 1000)
         results = _conversion_results(response.body) if route and response.status < 300 else []
         if not results:
-            detail = response.body[:160].decode(errors="replace")
+            detail = refusal_line(response.body)
             self._say(f"api       {request.method} {request.target} -> {response.status} ({ms} ms) {detail}")
             return
         for result in results:
             queued = result.get("postbacks_queued", 0)
-            reason = f": {result['reason']}" if result.get("reason") else ""
+            reason = f": {str(result['reason']).rstrip('.')}" if result.get("reason") else ""
             if result.get("repeat"):
-                reason += ", the first time; a repeat queues nothing new"
+                reason += " (a repeat: the first time's answer; nothing new is queued)"
             self._say(
                 f"conversion {result.get('transaction_id')} {result.get('event')}"
                 f" affiliate={result.get('affiliate_id')}"
@@ -491,6 +491,29 @@ def write_receiver_affiliate(receiver_url: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(receiver_affiliate_config(receiver_url), encoding="utf-8")
     return path
+
+
+def refusal_line(body: bytes, *, limit: int = 300) -> str:
+    """An API answer the stack's log shows as one line a person reads: the message and each
+    field's reason, not the JSON document."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("message"), str):
+        text = body.decode(errors="replace")
+    else:
+        text = str(answer["message"]).rstrip(".")
+        errors = answer.get("errors")
+        if isinstance(errors, list) and errors:
+            fields = [
+                f"{e.get('field')}: {str(e.get('message') or e.get('reason') or '').rstrip('.')}"
+                for e in errors
+                if isinstance(e, dict)
+            ]
+            text += " (" + "; ".join(fields) + ")"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _conversion_results(body: bytes) -> list[dict[str, Any]]:

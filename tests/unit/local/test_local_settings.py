@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 
-from postback_ops.local.stack import RECEIVER_AFFILIATE_ID, LocalSettings, receiver_affiliate_config
+from postback_ops.local.__main__ import banner
+from postback_ops.local.receiver import Receiver
+from postback_ops.local.stack import (
+    RECEIVER_AFFILIATE_ID,
+    LocalRelay,
+    LocalSettings,
+    PortBusy,
+    _binding,
+    receiver_affiliate_config,
+)
 from postback_relay.domain.config import load_config_text
 from postback_relay.domain.events import Event
 
@@ -56,3 +68,38 @@ def test_the_receiver_affiliate_is_a_valid_config_for_every_event() -> None:
     for event in Event:
         ((_, spec),) = config.postbacks_for(event, "89")
         assert spec.url.startswith("http://127.0.0.1:3001/")
+
+
+def test_a_busy_port_is_named_with_the_knob_that_moves_it() -> None:
+    # GIVEN a port some other program holds
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = int(holder.getsockname()[1])
+
+        # WHEN the local stack starts with its AWS endpoint, or its receiver, on that port
+        with pytest.raises(PortBusy) as aws:
+            LocalRelay(LocalSettings(aws_port=busy, receiver_affiliate_path=None)).start()
+        with pytest.raises(PortBusy) as receiver, _binding(busy, "POSTBACK_LOCAL_RECEIVER_PORT"):
+            Receiver(port=busy)
+
+    # THEN the message names the port and the POSTBACK_LOCAL_* variable to set
+    assert f"port {busy} is already in use" in str(aws.value)
+    assert "set POSTBACK_LOCAL_AWS_PORT to another port (0 takes any free one)" in str(aws.value)
+    assert "POSTBACK_LOCAL_RECEIVER_PORT" in str(receiver.value)
+
+
+def test_the_banner_says_where_the_config_script_is_and_how_it_finds_the_stack(tmp_path: Path) -> None:
+    # GIVEN a started stack's details (ports not the default ones, recorded for the script)
+    relay = LocalRelay(LocalSettings(stack_file=tmp_path / "stack.json"))
+    relay.api_url, relay.aws_endpoint = "http://127.0.0.1:3100", "http://127.0.0.1:4600"
+    relay.outputs = {"RetryScheduleSeconds": "50", "TestLinkDeadlineSeconds": "24"}
+
+    # WHEN its banner is printed
+    text = banner(relay)
+
+    # THEN it says where `postback` is, and no endpoint variable is needed
+    assert "source .venv/bin/activate" in text
+    assert ".venv/bin/postback" in text
+    assert "POSTBACK_LOCAL_ENDPOINT=" not in text
+    assert "ends within 50 s; a test link waits up to 24 s" in text

@@ -95,13 +95,15 @@ def conversion_item(
         "event": {"S": conversion.event.value},
         "offer_id": {"S": conversion.offer.id},
         "offer_type": {"S": conversion.offer.type.value},
-        "amount_text": {"S": conversion.amount_text or str(conversion.amount)},
-        "currency": {"S": conversion.currency},
         "occurred_at": {"S": _iso(conversion.occurred_at)},
         "received_at": {"S": _iso_exact(received_at)},
         "result": {"S": result_to_json(result)},
         "expires_at": {"N": str(int((received_at + timedelta(days=TTL_DAYS)).timestamp()))},
     }
+    if conversion.amount is not None:  # a registration or a trial may carry no money
+        item["amount_text"] = {"S": conversion.amount_text or str(conversion.amount)}
+    if conversion.currency is not None:
+        item["currency"] = {"S": conversion.currency}
     if result.affiliate_id is not None:
         item["affiliate_id"] = {"S": result.affiliate_id}
     if messages:

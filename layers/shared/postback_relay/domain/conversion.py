@@ -53,6 +53,16 @@ def amount_text(value: object) -> str:
     return text
 
 
+MONEY_EVENTS = frozenset({Event.SALE, Event.REBILL})
+_SENT_NULL = object()  # an amount or currency sent as JSON null
+
+
+def _money_required(info: ValidationInfo, field: str) -> None:
+    """A sale or a rebill carries money: its amount and currency are required."""
+    if info.data.get("event") in MONEY_EVENTS:
+        raise ValueError(f"a {info.data['event'].value} needs its {field}; only a registration or a trial may omit it")
+
+
 def _utf8(value: str, what: str) -> str:
     try:
         value.encode("utf-8")
@@ -86,9 +96,11 @@ class Conversion(BaseModel):
     transaction_id: str = Field(min_length=1, max_length=128)
     event: Event
     offer: Offer
-    amount: Decimal
+    # A free registration or a trial may carry no money: both absent (`{amount}` and
+    # `{currency}` then render empty). A sale or a rebill always has both.
+    amount: Decimal | None = Field(default=None, validate_default=True)
     amount_text: str = ""  # the amount exactly as the platform sent it (filled by validation)
-    currency: str
+    currency: str | None = Field(default=None, validate_default=True)
     link: str | None = None
     tracker: str | None = Field(default=None, validate_default=True)
     affiliate_id: str | None = Field(default=None, validate_default=True)
@@ -103,7 +115,13 @@ class Conversion(BaseModel):
     def _keep_amount_text(cls, data: Any) -> Any:
         # Before pydantic turns the amount into a Decimal, keep its text (and refuse a float's
         # artefacts): amount_text is always what was sent, whatever the caller put there.
-        if isinstance(data, dict) and "amount" in data:
+        if isinstance(data, dict) and any(data.get(key, "") is None for key in ("amount", "currency")):
+            # `null` is not leaving the field out (the API's schema refuses it): keep it apart.
+            data = {
+                key: _SENT_NULL if key in ("amount", "currency") and value is None else value
+                for key, value in data.items()
+            }
+        if isinstance(data, dict) and "amount" in data and data["amount"] is not _SENT_NULL:
             data = dict(data)
             try:
                 text = amount_text(data["amount"])
@@ -115,7 +133,12 @@ class Conversion(BaseModel):
 
     @field_validator("amount", mode="before")
     @classmethod
-    def _amount_is_decimal_text(cls, value: object) -> Decimal:
+    def _amount_is_decimal_text(cls, value: object, info: ValidationInfo) -> Decimal | None:
+        if value is _SENT_NULL:
+            raise ValueError("the amount cannot be null: leave it out for a registration or a trial without money")
+        if value is None:
+            _money_required(info, "amount")
+            return None
         text = amount_text(value)
         try:
             return Decimal(text)
@@ -130,9 +153,23 @@ class Conversion(BaseModel):
             raise ValueError("the transaction_id must be printable, without spaces or control characters")
         return value
 
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency_not_null(cls, value: object) -> object:
+        if value is _SENT_NULL:
+            raise ValueError("the currency cannot be null: leave it out for a registration or a trial without money")
+        return value
+
     @field_validator("currency")
     @classmethod
-    def _currency_iso_4217(cls, value: str) -> str:
+    def _currency_iso_4217(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            _money_required(info, "currency")
+            if info.data.get("amount") is not None:
+                raise ValueError("an amount needs its currency (ISO 4217, like EUR)")
+            return None
+        if info.data.get("amount") is None and "amount" in info.data:
+            raise ValueError("a currency without an amount: send both, or neither for a free registration or trial")
         if not _CURRENCY.fullmatch(value):
             raise ValueError("the currency must be an ISO 4217 code: three upper-case letters, like EUR")
         return value

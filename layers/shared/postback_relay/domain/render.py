@@ -44,8 +44,9 @@ def macro_values(conversion: Conversion, affiliate_id: str, tracker_values: Mapp
         {
             "transaction_id": conversion.transaction_id,
             "event": conversion.event.value,
-            "amount": conversion.amount_text or str(conversion.amount),
-            "currency": conversion.currency,
+            # A registration or a trial sent without money renders both empty.
+            "amount": conversion.amount_text or ("" if conversion.amount is None else str(conversion.amount)),
+            "currency": conversion.currency or "",
             "offer_id": conversion.offer.id,
             "offer_name": conversion.offer.name or "",
             "offer_type": conversion.offer.type.value,

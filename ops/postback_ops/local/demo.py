@@ -82,7 +82,10 @@ def tour(relay: LocalRelay, receiver: Receiver, workdir: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout = MetricLinesFilter(sys.stdout)
-    settings = replace(LocalSettings.from_env(), api_port=0, aws_port=0, receiver_port=0, receiver_affiliate_path=None)
+    # The demo records nothing: a `make run` of the same checkout keeps its own stack record.
+    settings = replace(
+        LocalSettings.from_env(), api_port=0, aws_port=0, receiver_port=0, receiver_affiliate_path=None, stack_file=None
+    )
     print("Starting the local stack (moto, the handlers, the state machine)...", flush=True)
     with LocalRelay(settings, log=lambda line: print(f"    | {line}", flush=True)) as relay:
         assert relay.receiver is not None

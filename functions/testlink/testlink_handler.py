@@ -113,6 +113,7 @@ class CheckDeliveryTask(_Timing):
     delivery_ids: list[str]
     checks: int = Field(ge=0)
     summary: str = ""
+    fired_at: datetime | None = None  # absent from runs started before the deadline counted from it
 
 
 class RecordVerdictTask(_Task):
@@ -182,6 +183,7 @@ def run_task(task: TestLinkTask, service: TestLinkService) -> dict[str, Any]:
                 waits=task.waits,
                 deadline_s=task.deadline_s,
                 started_at=task.started_at,
+                fired_at=task.fired_at,
             ).model_dump(mode="json")
         case RecordVerdictTask():
             return service.record_verdict(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from testlink_fakes import AFFILIATE_ID, NETWORK_HOST, NETWORK_LINK, START, ScriptedHttp, World, make_config
 
@@ -307,6 +309,43 @@ def test_an_endpoint_still_failing_at_the_deadline_fails_the_run(world: World) -
     reason = world.run(run_id).reason or ""
     assert reason.startswith("postback 2 (GET https://track.acme.example/lead?cid=c123&offer=89)")
     assert reason.endswith("your server answered 500 on 6 attempts over 35 minutes")
+
+
+def test_the_deadline_counts_from_the_firing_not_from_following_the_link(world: World) -> None:
+    # GIVEN a run whose link took 20 s to follow (unscaled locally) before its postbacks were
+    # fired, with a local deadline of 24 s
+    run_id = world.new_run()
+    world.clock.advance(20)
+    fired = world.service().fire_postbacks(
+        run_id,
+        AFFILIATE_ID,
+        network_link=NETWORK_LINK,
+        offer_id="89",
+        offer_type=OfferType.REVSHARE,
+        tracker_values=VALUES,
+        waits=[1],
+        deadline_s=24,
+        started_at=START,
+    )
+    world.deliveries.set(world.queue.sent[0], DeliveryState.RETRYING, [503, 503])
+    world.deliveries.set(world.queue.sent[1], DeliveryState.DELIVERED, [200])
+
+    # WHEN it is checked 10 s after the firing (30 s after the start)
+    world.clock.advance(10)
+    checked = world.service().check_delivery(
+        run_id,
+        delivery_ids=fired.delivery_ids,
+        checks=0,
+        summary="",
+        waits=[1],
+        deadline_s=24,
+        started_at=START,
+        fired_at=fired.fired_at,
+    )
+
+    # THEN the run keeps checking: its third attempt still has 14 s
+    assert fired.fired_at == START + timedelta(seconds=20)
+    assert (checked.verdict, checked.fired_at) == (Verdict.RUNNING, fired.fired_at)
 
 
 def test_an_unchanged_check_adds_no_step(world: World) -> None:

@@ -157,6 +157,9 @@ class DeliveryCheck(BaseModel):
     checks: int = 0
     next_wait_s: int = 0
     summary: str = ""
+    # When the postbacks were fired: the deadline counts from here, so that the time spent
+    # following the link (unscaled on the local stack) never eats into the delivery checks.
+    fired_at: datetime | None = None
 
 
 # --- following the test link ------------------------------------------------------------------
@@ -501,12 +504,12 @@ class TestLinkService:
             ]
         }
         self._ok(run_id, step, details)
-        remaining = (started_at + timedelta(seconds=deadline_s) - now).total_seconds()
         return DeliveryCheck(
             verdict=Verdict.RUNNING,
             delivery_ids=[m.delivery_id for m in messages],
             checks=0,
-            next_wait_s=next_wait_s(waits, 0, remaining),
+            next_wait_s=next_wait_s(waits, 0, deadline_s),
+            fired_at=now,
         )
 
     # step 4, in a loop
@@ -520,6 +523,7 @@ class TestLinkService:
         waits: Sequence[int],
         deadline_s: int,
         started_at: datetime,
+        fired_at: datetime | None = None,
     ) -> DeliveryCheck:
         step = StepName.CHECK_DELIVERY
         now = self._clock()
@@ -529,7 +533,7 @@ class TestLinkService:
             f"{n}:{state.value}/{len(r.attempts) if r else 0}"
             for n, (state, r) in enumerate(zip(states, records, strict=True), 1)
         )
-        deadline = started_at + timedelta(seconds=deadline_s)
+        deadline = (fired_at or started_at) + timedelta(seconds=deadline_s)
         within = describe_duration(deadline_s)
         reason: str | None = None
         if all(state is DeliveryState.DELIVERED for state in states):
@@ -579,6 +583,7 @@ class TestLinkService:
             checks=checks + 1,
             next_wait_s=next_wait_s(waits, checks + 1, (deadline - now).total_seconds()),
             summary=new_summary,
+            fired_at=fired_at,
         )
 
     # the Catch of every Task: an error becomes a verdict, never a stuck run

@@ -6,6 +6,7 @@ own: a 503 endpoint opening its circuit must not defer the other tests' postback
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,7 +95,8 @@ def test_health_puts_the_affiliate_whose_server_answers_404_first_with_its_reaso
     assert [r["affiliate_id"] for r in health_rows(postback, "--affiliate", failing)] == [failing]
     unknown = postback("health", "--affiliate", "9999999")
     assert unknown.exit_code == 4
-    assert unknown.stderr.strip() == "No affiliate 9999999 is onboarded."
+    # (with --json, as every command here runs, the sentence comes as JSON on stderr)
+    assert json.loads(unknown.stderr) == {"error": "not_found", "message": "No affiliate 9999999 is onboarded."}
     assert postback("health", "--since", "2w").exit_code == 2
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
-from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.ports import DeliveryRecord, StoredAffiliate
 
 
@@ -78,7 +78,7 @@ class DeliveryLogFake:
     def __init__(self) -> None:
         self.attempts = 0
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
         return None
 
     def record_attempt(
@@ -101,7 +101,7 @@ class DeliveryLogFake:
     def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]:
         return []
 
-    def mark_replayed(self, delivery_id: str) -> None:
+    def mark_replayed(self, ref: DeliveryRef) -> None:
         raise NotImplementedError("the benchmark never replays")
 
 

@@ -477,7 +477,9 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
     from bench import events as support
     from postback_ops.local.resources import create_resources, function_environment, load_template
     from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_deliveries import key_of
     from postback_relay.domain.config import parse_config
+    from postback_relay.domain.delivery import PostbackMessage
 
     template = load_template()
     with mock_aws():
@@ -589,10 +591,10 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
         conversion_item = dynamodb.get_item(
             TableName=stack.outputs["ConversionsTableName"], Key={"conversion_id": {"S": "C-1#sale"}}
         )["Item"]
-        delivery_id = json.loads(records[0]["body"])["delivery_id"]
-        delivery_item = dynamodb.get_item(
-            TableName=stack.outputs["DeliveriesTableName"], Key={"delivery_id": {"S": delivery_id}}
-        )["Item"]
+        delivery_ref = PostbackMessage.model_validate_json(records[0]["body"]).ref
+        delivery_item = dynamodb.get_item(TableName=stack.outputs["DeliveriesTableName"], Key=key_of(delivery_ref))[
+            "Item"
+        ]
         message_bytes = len(records[0]["body"].encode())
         receiver.stop()
 

@@ -177,6 +177,7 @@ def run_task(task: TestLinkTask, service: TestLinkService) -> dict[str, Any]:
         case CheckDeliveryTask():
             return service.check_delivery(
                 task.run_id,
+                affiliate_id=task.affiliate_id,
                 delivery_ids=task.delivery_ids,
                 checks=task.checks,
                 summary=task.summary,

@@ -24,7 +24,7 @@ from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.domain.config import load_config_text
 from postback_relay.domain.conversion import ConversionResult, Outcome
-from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.events import Event
 from postback_relay.services.testlink import Verdict
 
@@ -274,15 +274,6 @@ def _log_delivery(
     at = datetime(2026, 11, 25, 12, n, tzinfo=UTC)
     # The conversion record names its postbacks: that is how a transaction's are found.
     conversion = ingest_conversion(transaction_id=f"T-{n}")
-    result = ConversionResult(
-        transaction_id=conversion.transaction_id,
-        event=conversion.event,
-        affiliate_id=affiliate_id,
-        outcome=Outcome.QUEUED,
-        postbacks_queued=1,
-        delivery_ids=(f"d{n}",),
-    )
-    conversions.record(conversion, result)
     message = PostbackMessage(
         delivery_id=f"d{n}",
         affiliate_id=affiliate_id,
@@ -292,6 +283,15 @@ def _log_delivery(
         url=f"https://track.acme.example/postback?cid=c{n}",
         created_at=at,
     )
+    result = ConversionResult(
+        transaction_id=conversion.transaction_id,
+        event=conversion.event,
+        affiliate_id=affiliate_id,
+        outcome=Outcome.QUEUED,
+        postbacks_queued=1,
+        delivery_ids=(f"d{n}",),
+    )
+    conversions.record(conversion, result, [message], received_at=at)
     attempt = Attempt(attempt=1, at=at, url=message.url, method=message.method, status=status, latency_ms=80 + n)
     log.record_attempt(message, attempt, state, reason=None if state is DeliveryState.DELIVERED else f"HTTP {status}")
 
@@ -338,10 +338,12 @@ def test_replay_queues_failed_postbacks_again(
     assert data == {"replayed": 1, "delivery_ids": ["d2"]}
     received = boto3.client("sqs").receive_message(QueueUrl=outputs["PostbackQueueUrl"], MaxNumberOfMessages=10)
     assert [json.loads(m["Body"])["delivery_id"] for m in received.get("Messages", [])] == ["d2"]
-    record = delivery_log.get("d2")
+    record = delivery_log.get(DeliveryRef("1234567", datetime(2026, 11, 25, 12, 2, tzinfo=UTC), "d2"))
     assert record is not None
     assert record.state is DeliveryState.PENDING
-    assert delivery_log.get("d4").state is DeliveryState.FAILED  # type: ignore[union-attr]
+    other = delivery_log.get(DeliveryRef("7654321", datetime(2026, 11, 25, 12, 4, tzinfo=UTC), "d4"))
+    assert other is not None
+    assert other.state is DeliveryState.FAILED
 
 
 def test_endpoints_lists_circuits(postback: Invoke, outputs: dict[str, str]) -> None:

@@ -11,13 +11,13 @@ import pytest
 from fakes import ingest_conversion
 
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
-from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog, key_of
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore, EndpointStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sqs_retry import SqsRetryControl
 from postback_relay.domain.config import ExpectedAnswer
 from postback_relay.domain.conversion import ConversionResult, Outcome
-from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage, key_time
 from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.events import Event
 from postback_relay.services.testlink import TestRun, TestStep
@@ -80,18 +80,6 @@ def log(aws: dict[str, str]) -> DynamoDeliveryLog:
     )
 
 
-@pytest.fixture
-def ticking_log(aws: dict[str, str]) -> DynamoDeliveryLog:
-    """The log on a clock a minute further on each write: `created_at` orders the writes."""
-    minutes = iter(range(10_000))
-    return DynamoDeliveryLog(
-        aws["DeliveriesTableName"],
-        client=boto3.client("dynamodb"),
-        conversions_table=aws["ConversionsTableName"],
-        clock=lambda: AT + timedelta(minutes=next(minutes)),
-    )
-
-
 def record_conversion(aws: dict[str, str], *postbacks: PostbackMessage) -> None:
     """The ConversionsTable record of the postbacks' conversion, as ingest writes it."""
     first = postbacks[0]
@@ -104,7 +92,8 @@ def record_conversion(aws: dict[str, str], *postbacks: PostbackMessage) -> None:
         delivery_ids=tuple(p.delivery_id for p in postbacks),
     )
     conversion = ingest_conversion(transaction_id=first.transaction_id, event=first.event.value)
-    assert DynamoConversionLog(aws["ConversionsTableName"]).record(conversion, result) is None
+    log = DynamoConversionLog(aws["ConversionsTableName"])
+    assert log.record(conversion, result, postbacks, received_at=first.created_at) is None
 
 
 def test_attempts_are_appended_and_read_back(log: DynamoDeliveryLog) -> None:
@@ -115,7 +104,7 @@ def test_attempts_are_appended_and_read_back(log: DynamoDeliveryLog) -> None:
     )
     log.record_attempt(postback, attempt(2, 200, "delivered"), DeliveryState.DELIVERED)
     # WHEN it is read
-    record = log.get(postback.delivery_id)
+    record = log.get(postback.ref)
     # THEN both attempts, the state, the last status and the whole message come back; excerpts are capped
     assert record is not None
     assert record.state is DeliveryState.DELIVERED
@@ -138,7 +127,7 @@ def test_a_delivered_postback_refuses_any_further_attempt(log: DynamoDeliveryLog
         log.record_attempt(postback, attempt(2, 500, "retry"), DeliveryState.RETRYING)
     with pytest.raises(ConflictError):
         log.mark_deferred(postback, reason="circuit open")
-    record = log.get(postback.delivery_id)
+    record = log.get(postback.ref)
     assert record is not None
     assert (record.state, len(record.attempts)) == (DeliveryState.DELIVERED, 1)
 
@@ -148,9 +137,7 @@ def test_the_happy_path_item_stays_under_one_kilobyte(aws: dict[str, str], log: 
     postback = message(3)
     log.record_attempt(postback, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
     # WHEN its item is measured as DynamoDB bills it
-    item = boto3.client("dynamodb").get_item(
-        TableName=aws["DeliveriesTableName"], Key={"delivery_id": {"S": postback.delivery_id}}
-    )["Item"]
+    item = boto3.client("dynamodb").get_item(TableName=aws["DeliveriesTableName"], Key=key_of(postback.ref))["Item"]
     # THEN it is one write unit
     assert sum(len(name.encode()) + billed_size(value) for name, value in item.items()) < 1024
 
@@ -169,22 +156,21 @@ def test_failed_deliveries_are_found_and_replay_marks_them_pending(aws: dict[str
     assert {r.delivery_id for r in log.failed()} == {failed_a.delivery_id, failed_b.delivery_id}
     assert {r.delivery_id for r in log.by_affiliate("1234567")} == {failed_a.delivery_id, delivered.delivery_id}
     # WHEN one is marked replayed, THEN it is pending with one replay; a second mark is refused
-    log.mark_replayed(failed_a.delivery_id)
-    record = log.get(failed_a.delivery_id)
+    log.mark_replayed(failed_a.ref)
+    record = log.get(failed_a.ref)
     assert record is not None
     assert (record.state, record.replays, record.last_error) == (DeliveryState.PENDING, 1, None)
     with pytest.raises(ConflictError):
-        log.mark_replayed(failed_a.delivery_id)
+        log.mark_replayed(failed_a.ref)
 
 
 def test_a_transactions_postbacks_are_found_through_its_conversion_records(
-    aws: dict[str, str], ticking_log: DynamoDeliveryLog
+    aws: dict[str, str], log: DynamoDeliveryLog
 ) -> None:
-    # GIVEN a transaction whose sale fired two postbacks and whose rebill fired one, logged a
-    # minute apart, and another transaction's postback
-    log = ticking_log
+    # GIVEN a transaction whose sale fired two postbacks and whose rebill, accepted a minute
+    # later, fired one, and another transaction's postback
     sale_1, sale_2 = message(11, transaction_id="T-X"), message(12, transaction_id="T-X")
-    rebill = message(13, transaction_id="T-X", event="rebill")
+    rebill = message(13, transaction_id="T-X", event="rebill", created_at=AT + timedelta(minutes=1))
     other = message(14, transaction_id="T-Y")
     record_conversion(aws, sale_1, sale_2)
     record_conversion(aws, rebill)
@@ -210,7 +196,7 @@ def test_a_test_link_postback_is_found_through_its_test_run(aws: dict[str, str],
     first = message(21, transaction_id=f"test-{run_id}-1", test_run_id=run_id)
     second = message(22, transaction_id=f"test-{run_id}-2", test_run_id=run_id)
     postbacks = [
-        {"n": n, "transaction_id": m.transaction_id, "delivery_id": m.delivery_id}
+        {"n": n, "transaction_id": m.transaction_id, "delivery_id": m.delivery_id, "created_at": key_time(m.created_at)}
         for n, m in enumerate((first, second), start=1)
     ]
     DynamoTestRunStore(aws["TestRunsTableName"]).create(
@@ -230,16 +216,33 @@ def test_a_test_link_postback_is_found_through_its_test_run(aws: dict[str, str],
     assert log.by_transaction("test-19990101T000000-00000000-1") == []
 
 
-def test_listings_read_the_items_behind_the_keys_only_index(ticking_log: DynamoDeliveryLog) -> None:
-    # GIVEN an affiliate's three postbacks logged a minute apart
-    postbacks = [message(31 + n, affiliate_id="5550001") for n in range(3)]
-    for postback in postbacks:
-        ticking_log.record_attempt(postback, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+def test_an_affiliates_postbacks_are_read_newest_first_from_its_partition(log: DynamoDeliveryLog) -> None:
+    # GIVEN an affiliate's three postbacks created a minute apart, logged newest first
+    postbacks = [message(31 + n, affiliate_id="5550001", created_at=AT + timedelta(minutes=n)) for n in range(3)]
+    for postback in reversed(postbacks):
+        log.record_attempt(postback, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
 
-    # WHEN the newest two are listed, THEN whole records come back, the newest first
-    found = ticking_log.by_affiliate("5550001", limit=2)
+    # WHEN the newest two are listed, THEN whole records come back, by creation time, newest first
+    found = log.by_affiliate("5550001", limit=2)
     assert [r.delivery_id for r in found] == [postbacks[2].delivery_id, postbacks[1].delivery_id]
     assert [(r.message.url, len(r.attempts)) for r in found] == [(postbacks[2].url, 1), (postbacks[1].url, 1)]
+
+
+def test_a_message_addresses_its_item_by_its_own_creation_time(log: DynamoDeliveryLog) -> None:
+    # GIVEN a postback created at a moment with microseconds, logged once
+    postback = message(41, created_at=datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC))
+    log.record_attempt(postback, attempt(1, 404, "failed"), DeliveryState.FAILED, reason="answered HTTP 404")
+    # WHEN the log is read with the message's key, and with the same ID at another moment
+    record = log.get(postback.ref)
+    elsewhere = log.get(message(41, created_at=AT).ref)
+    # THEN the first finds it and the second does not (the time is part of the key)
+    assert record is not None
+    assert elsewhere is None
+    assert record.created_at == "2026-11-25T12:00:00.123Z"
+    # AND the message kept for replay addresses the same item, so a replay logs onto it
+    assert record.message.ref.sort_key == postback.ref.sort_key
+    log.mark_replayed(record.ref)
+    assert log.get(postback.ref).state is DeliveryState.PENDING  # type: ignore[union-attr]
 
 
 def test_a_deferral_keeps_the_delivery_pending_without_an_attempt(log: DynamoDeliveryLog) -> None:
@@ -247,7 +250,7 @@ def test_a_deferral_keeps_the_delivery_pending_without_an_attempt(log: DynamoDel
     postback = message(7, test_run_id="run-1")
     log.mark_deferred(postback, reason="circuit open for https://track.acme.example:443")
     # WHEN it is read, THEN it is pending, without attempts, with the reason and its test run
-    record = log.get(postback.delivery_id)
+    record = log.get(postback.ref)
     assert record is not None
     assert (record.state, record.attempts, record.last_error) == (
         DeliveryState.PENDING,
@@ -263,7 +266,7 @@ def test_the_log_also_takes_a_boto3_table(aws: dict[str, str]) -> None:
     log = DynamoDeliveryLog(table)
     # WHEN an attempt is logged and read, THEN it round-trips
     log.record_attempt(message(8), attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
-    assert log.get(message(8).delivery_id) is not None
+    assert log.get(message(8).ref) is not None
 
 
 def test_circuits_are_saved_listed_and_the_trial_taken_once(aws: dict[str, str]) -> None:

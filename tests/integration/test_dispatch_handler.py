@@ -144,7 +144,7 @@ def test_ten_slow_postbacks_are_sent_concurrently(stack: Stack, receiver: Receiv
     assert failed == set()
     assert elapsed < 1.5
     assert len(receiver.hits("/slow")) == 10
-    assert all(stack.deliveries.get(m.delivery_id).state is DeliveryState.DELIVERED for m in messages)  # type: ignore[union-attr]
+    assert all(stack.deliveries.get(m.ref).state is DeliveryState.DELIVERED for m in messages)  # type: ignore[union-attr]
 
 
 def test_a_hanging_endpoint_does_not_hold_up_the_others(
@@ -168,8 +168,8 @@ def test_a_hanging_endpoint_does_not_hold_up_the_others(
     assert elapsed < 2.5
     assert failed == set()
     assert stack.depth()["ApproximateNumberOfMessagesDelayed"] == 1
-    assert all(stack.deliveries.get(m.delivery_id).state is DeliveryState.DELIVERED for m in healthy)  # type: ignore[union-attr]
-    record = stack.deliveries.get(hanging.delivery_id)
+    assert all(stack.deliveries.get(m.ref).state is DeliveryState.DELIVERED for m in healthy)  # type: ignore[union-attr]
+    record = stack.deliveries.get(hanging.ref)
     assert record is not None
     assert (record.state, record.attempts[0].error_kind) == (DeliveryState.RETRYING, "timeout")
 
@@ -190,7 +190,7 @@ def test_500_then_200_is_delivered_once_with_both_attempts_logged(stack: Stack, 
     assert again[0]["attributes"]["ApproximateReceiveCount"] == "1"
     assert json.loads(again[0]["body"])["schedule"]["receives"] == 1
     assert second == set()
-    record = stack.deliveries.get(message.delivery_id)
+    record = stack.deliveries.get(message.ref)
     assert record is not None
     assert record.state is DeliveryState.DELIVERED
     assert [(a.attempt, a.status, a.outcome) for a in record.attempts] == [(1, 500, "retry"), (2, 200, "delivered")]
@@ -212,7 +212,7 @@ def test_a_404_fails_at_once_onto_the_dlq_with_its_reason(stack: Stack, receiver
     (parked,) = stack.dead_letters()
     assert parked["MessageAttributes"]["delivery_id"]["StringValue"] == message.delivery_id
     assert parked["MessageAttributes"]["reason"]["StringValue"] == "answered HTTP 404"
-    record = stack.deliveries.get(message.delivery_id)
+    record = stack.deliveries.get(message.ref)
     assert record is not None
     assert (record.state, record.last_error, len(record.attempts)) == (DeliveryState.FAILED, "answered HTTP 404", 1)
 
@@ -305,7 +305,7 @@ def test_a_crash_mid_batch_loses_nothing_and_calls_nothing_twice(
     # THEN every postback reached its endpoint exactly once and is delivered
     for n, message in enumerate(messages):
         assert len(receiver.hits(f"/pb/{n}")) == 1
-        record = stack.deliveries.get(message.delivery_id)
+        record = stack.deliveries.get(message.ref)
         assert record is not None
         assert record.state is DeliveryState.DELIVERED
     assert stack.receive(1) == []

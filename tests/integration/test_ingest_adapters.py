@@ -12,7 +12,12 @@ from botocore.stub import ANY, Stubber
 from fakes import INGEST_AFFILIATE_ID, FakeAffiliateStore, FakeConversionLog, ingest_config, ingest_conversion
 
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
-from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog, conversion_item, messages_of_item
+from postback_relay.adapters.dynamodb_conversions import (
+    DynamoConversionLog,
+    conversion_item,
+    delivery_refs_of,
+    messages_of_item,
+)
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.config import ExpectedAnswer, HttpMethod
 from postback_relay.domain.conversion import ConversionResult, Outcome
@@ -215,6 +220,21 @@ def test_the_item_rebuilds_every_message_exactly(received_at: datetime) -> None:
     # AND the fields the item holds anyway are not kept twice
     kept = json.loads(item["postbacks"]["S"])
     assert all("transaction_id" not in entry and "offer_id" not in entry for entry in kept)
+
+
+def test_a_conversion_record_addresses_its_deliveries_in_the_log() -> None:
+    # GIVEN a conversion's item carrying its messages (the outbox)
+    messages = outbox_messages()
+    result = queued_result(postbacks_queued=3, delivery_ids=tuple(m.delivery_id for m in messages))
+    item = conversion_item(ingest_conversion(), result, received_at=NOW, messages=messages)
+    # WHEN the delivery log's keys are read from it (`deliveries --transaction`)
+    refs = delivery_refs_of(item)
+    # THEN they are the messages' own: affiliate, creation time (to the microsecond) and ID
+    assert refs == [m.ref for m in messages]
+    assert refs[2].sort_key == f"{NOW.strftime('%Y-%m-%dT%H:%M:%S')}.123Z#{'c' * 32}"
+    # AND a record that keeps no messages (none fired, or written before the outbox) has none
+    nothing = queued_result(outcome=Outcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
+    assert delivery_refs_of(conversion_item(ingest_conversion(), nothing, received_at=NOW)) == []
 
 
 def test_an_item_without_postbacks_rebuilds_none_and_a_broken_outbox_says_so() -> None:

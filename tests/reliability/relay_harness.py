@@ -45,11 +45,12 @@ from postback_ops.local.poller import BatchOutcome, EventSourceMapping, SqsPolle
 from postback_ops.local.stream import StreamBatchOutcome, StreamMapping, StreamPoller
 from postback_ops.outbox_recovery import OutboxRecovery, RecoveredBatch
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
-from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog, record_of, ref_of
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import DeliveryState
 from postback_relay.domain.signing import sign_conversion_request
+from postback_relay.ports import DeliveryRecord
 
 LINK = (
     "http://www.espace-plus.net/redir/rotation_redir.php?id_rotation=89&e=0&w=0&id={affiliate_id}&e=1&w=0"
@@ -582,12 +583,20 @@ class Relay:
                 return letters
             letters.extend(dict(message) for message in got)
 
-    def delivery_states(self) -> dict[str, DeliveryState]:
-        states: dict[str, DeliveryState] = {}
+    def _delivery_items(self) -> Iterator[Any]:
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.outputs["DeliveriesTableName"]):
-            for item in page["Items"]:
-                states[item["delivery_id"]["S"]] = DeliveryState(item["state"]["S"])
-        return states
+            yield from page["Items"]
+
+    def delivery_states(self) -> dict[str, DeliveryState]:
+        return {ref_of(item).delivery_id: DeliveryState(item["state"]["S"]) for item in self._delivery_items()}
+
+    def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        """A delivery by its ID alone (the log's key also holds the affiliate and the creation
+        time, which a test does not always know): found by a scan, as a test may afford."""
+        for item in self._delivery_items():
+            if ref_of(item).delivery_id == delivery_id:
+                return record_of(item)
+        return None
 
     def conversion_ids(self) -> set[str]:
         found: set[str] = set()

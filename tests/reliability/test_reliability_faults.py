@@ -76,7 +76,7 @@ def test_a_passing_fault_ends_delivered_once_with_every_attempt_logged(
     assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(3)}
     assert affiliate.attempts == {f"/pb0?c{n}": attempts for n in range(3)}
     for n in range(3):
-        record = relay.deliveries.get(delivery_id(f"T-{n}"))
+        record = relay.delivery(delivery_id(f"T-{n}"))
         assert record is not None
         assert record.state is DeliveryState.DELIVERED
         assert [a.attempt for a in record.attempts] == list(range(1, attempts + 1))
@@ -114,7 +114,7 @@ def test_a_timeout_whose_answer_came_late_is_the_one_allowed_duplicate(relay: Re
     # one extra receipt per attempt that timed out.
     assert server.actions == {"late-ok": 1, "ok": 1}
     assert server.received == {"/pb0?c1": 2}
-    record = relay.deliveries.get(delivery_id("T-1"))
+    record = relay.delivery(delivery_id("T-1"))
     assert record is not None
     assert record.state is DeliveryState.DELIVERED
     assert [(a.attempt, a.error_kind) for a in record.attempts] == [(1, "timeout"), (2, None)]
@@ -139,7 +139,7 @@ def test_a_lasting_fault_ends_failed_with_its_reason_in_the_log_and_on_the_dlq(
     # postback is failed with its reason, in the delivery log and on the DLQ
     assert affiliate.received == {}
     assert affiliate.attempts == {"/pb0?c1": attempts}
-    record = relay.deliveries.get(delivery_id("T-1"))
+    record = relay.delivery(delivery_id("T-1"))
     assert record is not None
     assert record.state is DeliveryState.FAILED
     assert record.last_error is not None and record.last_error.startswith(reason)

@@ -213,7 +213,7 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
         extra = affiliate_servers[p.endpoint.affiliate_id].received[p.key] - 1
         if extra <= 0:
             continue
-        record = relay.deliveries.get(p.delivery_id)
+        record = relay.delivery(p.delivery_id)
         assert record is not None
         timeouts = sum(1 for attempt in record.attempts if attempt.error_kind == "timeout")
         assert extra <= timeouts + lost_writes[p.delivery_id], f"{p.key} received {extra + 1} times: {record}"

@@ -224,7 +224,7 @@ def test_a_name_resolving_to_an_internal_address_at_send_time_fails_without_a_co
     # THEN the name was resolved, nothing connected, and the postback failed for good with why
     assert lookups == ["tracker.affiliate.example"]
     assert server.attempts == {}
-    record = relay.deliveries.get(delivery_id_for("T-1", Event.SALE, AFFILIATE, 0))
+    record = relay.delivery(delivery_id_for("T-1", Event.SALE, AFFILIATE, 0))
     assert record is not None
     assert record.state is DeliveryState.FAILED
     assert record.attempts[0].error_kind == "unsafe_url"

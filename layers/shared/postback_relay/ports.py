@@ -11,7 +11,7 @@ from typing import Protocol
 
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
-from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.notices import CircuitNotice
 
 
@@ -85,9 +85,15 @@ class DeliveryRecord:
     def http_status(self) -> int | None:
         return self.attempts[-1].status if self.attempts else None
 
+    @property
+    def ref(self) -> DeliveryRef:
+        return self.message.ref
+
 
 class DeliveryLog(Protocol):
-    def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+    def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
+        """The delivery at this key (affiliate, creation time, ID), read consistently."""
+        ...
 
     def record_attempt(
         self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, *, reason: str | None = None
@@ -107,7 +113,7 @@ class DeliveryLog(Protocol):
 
     def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]: ...
 
-    def mark_replayed(self, delivery_id: str) -> None:
+    def mark_replayed(self, ref: DeliveryRef) -> None:
         """Set a failed delivery back to pending, attempts kept, replay count + 1."""
         ...
 

@@ -38,6 +38,7 @@ from postback_ops.local.runtime import LocalFunction, function_specs, load_funct
 from postback_ops.local.stream import StreamBatchOutcome, StreamPoller, stream_mappings_for
 from postback_ops.local.timing import LocalFloors, local_testlink_deadline_s, retry_schedule_s
 from postback_ops.target import local_stack_file, local_state_dir
+from postback_relay.domain.delivery import PostbackMessage
 
 OUTPUTS_PARAMETER = "/postback-relay/local/outputs"
 DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the local stack's documented default (contract 6)
@@ -441,7 +442,7 @@ class LocalRelay:
             except (ValueError, TypeError):
                 self._say(f"postback  message {record['messageId']}: not JSON")
                 continue
-            state, status = self._delivery_state(str(message.get("delivery_id", "")))
+            state, status = self._delivery_state(record["body"])
             again = " (back on the queue)" if record["messageId"] in outcome.failed_ids else ""
             self._say(
                 f"postback  {message.get('transaction_id')} {message.get('event')}"
@@ -450,15 +451,16 @@ class LocalRelay:
                 f"{f' (HTTP {status})' if status else ''}{again}"
             )
 
-    def _delivery_state(self, delivery_id: str) -> tuple[str, Any]:
+    def _delivery_state(self, body: str) -> tuple[str, Any]:
         """The delivery's state after the attempt, read from the delivery log for the log line."""
-        if not (self._session and self._deliveries_table and delivery_id):
+        if not (self._session and self._deliveries_table):
             return "?", None
         try:
+            ref = PostbackMessage.model_validate_json(body).ref
             item = (
                 self._session.resource("dynamodb")
                 .Table(self._deliveries_table)
-                .get_item(Key={"delivery_id": delivery_id}, ConsistentRead=True)
+                .get_item(Key={"affiliate_id": ref.affiliate_id, "delivery_key": ref.sort_key}, ConsistentRead=True)
                 .get("Item")
             )
         except Exception:  # noqa: BLE001 - a log line must never break the poller

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.delivery import Attempt, Circuit, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError, NotFoundError
 from postback_relay.domain.events import Event
 from postback_relay.ports import DeliveryRecord, StoredAffiliate
@@ -61,8 +61,9 @@ class FakeDeliveryLog:
         self.records = {r.delivery_id: r for r in records}
         self.reads_since: list[tuple[str, datetime]] = []
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
-        return self.records.get(delivery_id)
+    def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
+        record = self.records.get(ref.delivery_id)
+        return record if record is not None and record.ref == ref else None
 
     def record_attempt(
         self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, *, reason: str | None = None
@@ -70,7 +71,7 @@ class FakeDeliveryLog:
         raise NotImplementedError
 
     def _newest_first(self) -> list[DeliveryRecord]:
-        # As the GSIs are read: by created_at, descending.
+        # As the table's sort key reads: by created_at, descending.
         return sorted(self.records.values(), key=lambda r: r.created_at, reverse=True)
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
@@ -96,9 +97,10 @@ class FakeDeliveryLog:
             and transaction_id in (None, r.message.transaction_id)
         ]
 
-    def mark_replayed(self, delivery_id: str) -> None:
-        record = self.records[delivery_id]
-        self.records[delivery_id] = replace(record, state=DeliveryState.PENDING, replays=record.replays + 1)
+    def mark_replayed(self, ref: DeliveryRef) -> None:
+        record = self.records[ref.delivery_id]
+        assert record.ref == ref
+        self.records[ref.delivery_id] = replace(record, state=DeliveryState.PENDING, replays=record.replays + 1)
 
 
 class FakeQueue:

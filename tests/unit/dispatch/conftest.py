@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError, InfrastructureError
 from postback_relay.ports import DeliveryRecord, SendResult
 
@@ -23,9 +23,11 @@ class FakeDeliveryLog:
         self.reads = 0
         self._lock = threading.Lock()
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
         self.reads += 1
-        return self.records.get(delivery_id)
+        # As DynamoDB addresses the item: the whole key (affiliate, created_at, ID) must match.
+        record = self.records.get(ref.delivery_id)
+        return record if record is not None and record.ref.sort_key == ref.sort_key else None
 
     def record_attempt(
         self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, *, reason: str | None = None
@@ -41,9 +43,11 @@ class FakeDeliveryLog:
             current = self._writable(message)
             self.records[message.delivery_id] = replace(current, state=DeliveryState.PENDING, last_error=reason)
 
-    def mark_replayed(self, delivery_id: str) -> None:
+    def mark_replayed(self, ref: DeliveryRef) -> None:
+        delivery_id = ref.delivery_id
         with self._lock:
             current = self.records[delivery_id]
+            assert current.ref == ref
             if current.state is not DeliveryState.FAILED:
                 raise ConflictError("not failed")
             self.records[delivery_id] = replace(

@@ -124,7 +124,7 @@ def test_a_replay_received_before_its_delivery_is_marked_pending_is_still_sent(
     dispatcher.dispatch(received(message, handle="original"))
     held = dispatcher.dispatch(received(message, count=1, handle="replay"))
     # WHEN the delivery is then marked replayed, and the held message's copy comes back
-    deliveries.mark_replayed(message.delivery_id)
+    deliveries.mark_replayed(message.ref)
     result = dispatcher.dispatch(back(retries, clock))
     # THEN the replay is sent, as attempt 1 of its new round, and delivered
     assert held.outcome is DispatchOutcome.DEFERRED

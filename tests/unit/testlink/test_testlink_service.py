@@ -242,6 +242,23 @@ def test_each_postback_is_fired_once_as_a_test_conversion(world: World) -> None:
     assert world.run(run_id).steps[-1].details["postbacks"][0]["url"] == sent[0].url
 
 
+def test_a_retried_fire_step_addresses_the_same_delivery_items(world: World) -> None:
+    # GIVEN a fire step that ran once
+    run_id = world.new_run()
+    fire(world, run_id)
+    first = list(world.queue.sent)
+    # WHEN the workflow retries it a minute later
+    world.clock.advance(60)
+    fire(world, run_id)
+    again = world.queue.sent[len(first) :]
+    # THEN every message keeps the run's start as its creation time: the same log keys
+    assert [m.ref for m in again] == [m.ref for m in first]
+    assert {m.created_at for m in first} == {START}
+    # AND the step records where each postback is logged
+    postbacks = world.run(run_id).steps[-1].details["postbacks"]
+    assert [p["created_at"] for p in postbacks] == ["2026-11-25T12:00:00.000Z"] * 2
+
+
 def test_a_refused_queue_is_an_infrastructure_error_for_the_workflow_to_retry(world: World) -> None:
     run_id = world.new_run()
     world.queue.refuse = lambda message: True
@@ -253,6 +270,7 @@ def test_a_refused_queue_is_an_infrastructure_error_for_the_workflow_to_retry(wo
 def check(world: World, run_id: str, delivery_ids: list[str], checks: int = 0, summary: str = ""):  # type: ignore[no-untyped-def]
     return world.service().check_delivery(
         run_id,
+        affiliate_id=AFFILIATE_ID,
         delivery_ids=delivery_ids,
         checks=checks,
         summary=summary,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from fakes import FakeAffiliateStore, FakePostbackQueue
 
 from postback_relay.domain.config import AffiliateConfig, parse_config
-from postback_relay.domain.delivery import Attempt, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import Attempt, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.ports import DeliveryRecord
 from postback_relay.services.testlink import TestLinkService, TestRun, TestStep, Verdict
 
@@ -55,8 +55,10 @@ class FakeDeliveryLog:
     def __init__(self) -> None:
         self.records: dict[str, DeliveryRecord] = {}
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
-        return self.records.get(delivery_id)
+    def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
+        # As DynamoDB addresses the item: the whole key (affiliate, created_at, ID) must match.
+        record = self.records.get(ref.delivery_id)
+        return record if record is not None and record.ref.sort_key == ref.sort_key else None
 
     def set(self, message: PostbackMessage, state: DeliveryState, statuses: list[int | None]) -> None:
         attempts = tuple(

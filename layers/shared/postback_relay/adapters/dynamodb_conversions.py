@@ -35,7 +35,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.conversion import Conversion, ConversionResult
-from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.domain.delivery import DeliveryRef, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 
 if TYPE_CHECKING:
@@ -142,6 +142,14 @@ def messages_of_item(item: Mapping[str, Any]) -> list[PostbackMessage]:
     if not isinstance(documents, list):
         raise ValueError("the item's postbacks are not a list")
     return [PostbackMessage.model_validate({**shared, **document}) for document in documents]
+
+
+def delivery_refs_of(item: Mapping[str, Any]) -> list[DeliveryRef]:
+    """Where the deliveries of a ConversionsTable item are logged (affiliate, creation time,
+    ID): its kept messages' own keys. Empty for a record that keeps no messages (no postback,
+    or written before the outbox and the re-keyed log: its deliveries are in the retired
+    table, docs/architecture.md)."""
+    return [message.ref for message in messages_of_item(item)]
 
 
 def item_bytes(item: dict[str, AttributeValueTypeDef]) -> int:

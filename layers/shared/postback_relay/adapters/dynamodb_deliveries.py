@@ -1,17 +1,21 @@
-"""The delivery log in DynamoDB (DeliveriesTable, key `delivery_id`): ports.DeliveryLog.
+"""The delivery log in DynamoDB (DeliveriesTable): ports.DeliveryLog.
 
-One item per postback: `affiliate_id`, `transaction_id`, `event`, `offer_id`, `url`,
-`method`, `state`, `attempts` (a list of maps: attempt, at, status, latency_ms, excerpt,
-error_kind, outcome, and url/method only when they differ from the item's), `http_status`,
-`last_error`, `message` (the rest of the postback message as JSON, for replay), `created_at`,
-`updated_at`, `replays`, `test_run_id`, `expires_at` (TTL).
+Key: `affiliate_id` (partition) and `delivery_key` = `<created_at>#<delivery_id>` (sort), where
+`created_at` is the postback message's own (set when the message was built, kept on replay):
+a message addresses its item directly (`PostbackMessage.ref`), and an affiliate's postbacks
+are read newest first from the table itself, with no index to write.
 
-One GSI, `by_affiliate` (`affiliate_id`, `created_at`), keys only: a postback costs one small
-index write when it is first logged and none for its later attempts. Listings read the keys
-there and the items with BatchGetItem. A transaction's postbacks are found without an index:
-its ConversionsTable records (`<transaction_id>#<event>`, one BatchGetItem for the four
-events) keep the `delivery_ids` they queued. A test-link postback (`test-<run_id>-<n>`) has no
-conversion record: its test run's `fire_postbacks` step names its delivery ID.
+One item per postback: the key, `transaction_id`, `event`, `offer_id`, `url`, `method`,
+`state`, `attempts` (a list of maps: attempt, at, status, latency_ms, excerpt, error_kind,
+outcome, and url/method only when they differ from the item's), `http_status`,
+`last_error`, `message` (the rest of the postback message as JSON, for replay), `updated_at`,
+`replays`, `test_run_id`, `expires_at` (TTL).
+
+A transaction's postbacks are found without an index: its ConversionsTable records
+(`<transaction_id>#<event>`, one BatchGetItem for the four events) keep their postbacks'
+messages (the outbox), and each message carries its key. A test-link postback (`test-<run_id>-<n>`)
+has no conversion record: its test run's `fire_postbacks` step names its delivery ID and
+creation time.
 
 Nothing is stored twice, so that the happy path's item stays under 1 KB (one write unit).
 """
@@ -27,7 +31,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.config import HttpMethod
-from postback_relay.domain.delivery import EXCERPT_CHARS, Attempt, DeliveryState, PostbackMessage
+from postback_relay.domain.delivery import (
+    EXCERPT_CHARS,
+    Attempt,
+    DeliveryRef,
+    DeliveryState,
+    PostbackMessage,
+    key_time,
+)
 from postback_relay.domain.errors import ConflictError, InfrastructureError
 from postback_relay.domain.events import Event
 from postback_relay.ports import DeliveryRecord
@@ -39,13 +50,16 @@ if TYPE_CHECKING:
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 DELIVERY_TTL_DAYS = 30
+PARTITION_KEY = "affiliate_id"
+SORT_KEY = "delivery_key"  # `<created_at>#<delivery_id>`
 # Attributes of the item that the stored message JSON leaves out (rebuilt from the item).
 _MESSAGE_FIELDS_ON_ITEM = frozenset(
-    {"delivery_id", "affiliate_id", "transaction_id", "event", "offer_id", "url", "method", "test_run_id"}
+    {"delivery_id", "affiliate_id", "created_at", "transaction_id", "event", "offer_id", "url", "method"}
+    | {"test_run_id"}
 )
 _ATTRIBUTES = (
-    *("state", "affiliate_id", "transaction_id", "event", "offer_id", "url", "method", "message"),
-    *("created_at", "updated_at", "replays", "expires_at", "attempts", "http_status", "last_error", "test_run_id"),
+    *("state", "transaction_id", "event", "offer_id", "url", "method", "message"),
+    *("updated_at", "replays", "expires_at", "attempts", "http_status", "last_error", "test_run_id"),
 )
 _NOT_DELIVERED = "attribute_not_exists(#state) OR #state <> :delivered"
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
@@ -65,8 +79,18 @@ def table_and_client(table: str | Table, client: DynamoDBClient | None) -> tuple
     return table.name, client
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_iso = key_time
+
+
+def key_of(ref: DeliveryRef) -> dict[str, AttributeValueTypeDef]:
+    """The item's primary key."""
+    return {PARTITION_KEY: {"S": ref.affiliate_id}, SORT_KEY: {"S": ref.sort_key}}
+
+
+def ref_of(item: Any) -> DeliveryRef:
+    """The key of an item, read back: `<created_at>#<delivery_id>` under its affiliate."""
+    created_at, _, delivery_id = str(item[SORT_KEY]["S"]).partition("#")
+    return DeliveryRef(str(item[PARTITION_KEY]["S"]), datetime.fromisoformat(created_at), delivery_id)
 
 
 def _attempt_value(attempt: Attempt, message: PostbackMessage) -> AttributeValueTypeDef:
@@ -114,10 +138,12 @@ def record_of(item: Any) -> DeliveryRecord:
     """A DeliveryRecord from a DeliveriesTable item (low-level attribute values)."""
     url = item["url"]["S"]
     method = item["method"]["S"]
+    ref = ref_of(item)
     message_fields: dict[str, Any] = json.loads(item["message"]["S"])
     message_fields.update(
-        delivery_id=item["delivery_id"]["S"],
-        affiliate_id=item["affiliate_id"]["S"],
+        delivery_id=ref.delivery_id,
+        affiliate_id=ref.affiliate_id,
+        created_at=ref.created_at,
         transaction_id=item["transaction_id"]["S"],
         event=item["event"]["S"],
         offer_id=item["offer_id"]["S"],
@@ -126,11 +152,11 @@ def record_of(item: Any) -> DeliveryRecord:
         test_run_id=_text(item, "test_run_id"),
     )
     return DeliveryRecord(
-        delivery_id=item["delivery_id"]["S"],
+        delivery_id=ref.delivery_id,
         message=PostbackMessage.model_validate(message_fields),
         state=DeliveryState(item["state"]["S"]),
         attempts=tuple(_attempt_of(a, url, method) for a in item.get("attempts", {}).get("L", [])),
-        created_at=item["created_at"]["S"],
+        created_at=key_time(ref.created_at),
         updated_at=item["updated_at"]["S"],
         last_error=_text(item, "last_error"),
         replays=int(item.get("replays", {}).get("N", "0")),
@@ -181,11 +207,12 @@ class DynamoDeliveryLog:
     def mark_deferred(self, message: PostbackMessage, *, reason: str) -> None:
         self._update(message, DeliveryState.PENDING, reason, [], [], {}, what="Deferring")
 
-    def mark_replayed(self, delivery_id: str) -> None:
+    def mark_replayed(self, ref: DeliveryRef) -> None:
+        delivery_id = ref.delivery_id
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"delivery_id": {"S": delivery_id}},
+                Key=key_of(ref),
                 UpdateExpression="SET #state = :pending, #replays = if_not_exists(#replays, :zero) + :one, "
                 "#updated_at = :now REMOVE #last_error",
                 ConditionExpression="#state = :failed",
@@ -226,14 +253,12 @@ class DynamoDeliveryLog:
         sets = [
             *sets,
             "#state = :state",
-            "#affiliate_id = :affiliate_id",
             "#transaction_id = :transaction_id",
             "#event = :event",
             "#offer_id = :offer_id",
             "#url = :url",
             "#method = :method",
             "#message = if_not_exists(#message, :message)",
-            "#created_at = if_not_exists(#created_at, :now)",
             "#updated_at = :now",
             "#expires_at = :expires_at",
         ]
@@ -241,7 +266,6 @@ class DynamoDeliveryLog:
             **values,
             ":state": {"S": state.value},
             ":delivered": {"S": DeliveryState.DELIVERED.value},
-            ":affiliate_id": {"S": message.affiliate_id},
             ":transaction_id": {"S": message.transaction_id},
             ":event": {"S": message.event.value},
             ":offer_id": {"S": message.offer_id},
@@ -264,7 +288,7 @@ class DynamoDeliveryLog:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"delivery_id": {"S": message.delivery_id}},
+                Key=key_of(message.ref),
                 UpdateExpression=expression,
                 ConditionExpression=_NOT_DELIVERED,
                 ExpressionAttributeNames=names,
@@ -279,42 +303,44 @@ class DynamoDeliveryLog:
 
     # --- reads (the dispatcher's redeliveries, the config script, the test-link run) -------
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
         try:
-            answer = self._client.get_item(
-                TableName=self._table, Key={"delivery_id": {"S": delivery_id}}, ConsistentRead=True
-            )
+            answer = self._client.get_item(TableName=self._table, Key=key_of(ref), ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Reading delivery {delivery_id} failed: {exc}") from exc
+            raise InfrastructureError(f"Reading delivery {ref.delivery_id} failed: {exc}") from exc
         item = answer.get("Item")
         return record_of(item) if item else None
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
-        ids: list[str] = []
-        for key in self._affiliate_keys(affiliate_id, page_size=limit):
-            ids.append(key)
-            if len(ids) >= limit:
+        records: list[DeliveryRecord] = []
+        for item in self._affiliate_items(affiliate_id, page_size=limit):
+            records.append(record_of(item))
+            if len(records) >= limit:
                 break
-        return self._records(ids)
+        return records
 
     def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
-        """One Query of the keys-only index from `since` on (newest first), then BatchGetItem
-        of the items: the only place `postback health` reads the log through."""
-        ids = list(self._affiliate_keys(affiliate_id, page_size=BATCH_GET_LIMIT * 10, since=since))
-        return self._records(ids)
+        """The affiliate's postbacks created from `since` on, newest first: one Query of its
+        partition by the sort key's time prefix (the only place `postback health` reads the
+        log through)."""
+        items = self._affiliate_items(affiliate_id, page_size=BATCH_GET_LIMIT * 10, since=since)
+        return [record_of(item) for item in items]
 
     def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
-        records = self._records(self._transaction_delivery_ids(transaction_id))
+        records = self._records(self._transaction_refs(transaction_id))
         records.sort(key=lambda r: r.created_at, reverse=True)
         return records[:limit]
 
     def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]:
         if transaction_id is not None:
-            records = self._records(self._transaction_delivery_ids(transaction_id))
+            records = self._records(self._transaction_refs(transaction_id))
             records.sort(key=lambda r: r.created_at, reverse=True)
         elif affiliate_id is not None:
-            # The index holds keys only: the state is read from the items.
-            records = self._records(list(self._affiliate_keys(affiliate_id, page_size=BATCH_GET_LIMIT * 10)))
+            # The state is no key: the affiliate's partition is read, newest first, and filtered.
+            records = [
+                record_of(item)
+                for item in self._affiliate_items(affiliate_id, page_size=BATCH_GET_LIMIT * 10, only_failed=True)
+            ]
         else:
             request: dict[str, Any] = {
                 "TableName": self._table,
@@ -329,38 +355,44 @@ class DynamoDeliveryLog:
             if r.state is DeliveryState.FAILED and (affiliate_id is None or r.message.affiliate_id == affiliate_id)
         ]
 
-    def _affiliate_keys(self, affiliate_id: str, *, page_size: int, since: datetime | None = None) -> Iterator[str]:
-        """The affiliate's delivery IDs from the keys-only index, newest first (from `since` on)."""
+    def _affiliate_items(
+        self, affiliate_id: str, *, page_size: int, only_failed: bool = False, since: datetime | None = None
+    ) -> Iterator[Any]:
+        """The affiliate's deliveries, newest first: its partition, read backwards (from the
+        postbacks created at `since` on: the sort key starts with the creation time)."""
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": "by_affiliate",
             "KeyConditionExpression": "#key = :key",
-            "ExpressionAttributeNames": {"#key": "affiliate_id"},
+            "ExpressionAttributeNames": {"#key": PARTITION_KEY},
             "ExpressionAttributeValues": {":key": {"S": affiliate_id}},
             "ScanIndexForward": False,
             "Limit": page_size,
         }
         if since is not None:
-            request["KeyConditionExpression"] = "#key = :key AND #created_at >= :since"
-            request["ExpressionAttributeNames"]["#created_at"] = "created_at"
-            request["ExpressionAttributeValues"][":since"] = {"S": _iso(since)}
-        for item in self._pages("query", request):
-            yield str(item["delivery_id"]["S"])
+            request["KeyConditionExpression"] = "#key = :key AND #sort >= :since"
+            request["ExpressionAttributeNames"]["#sort"] = SORT_KEY
+            request["ExpressionAttributeValues"][":since"] = {"S": key_time(since)}
+        if only_failed:
+            request["FilterExpression"] = "#state = :failed"
+            request["ExpressionAttributeNames"]["#state"] = "state"
+            request["ExpressionAttributeValues"][":failed"] = {"S": DeliveryState.FAILED.value}
+        yield from self._pages("query", request)
 
-    def _transaction_delivery_ids(self, transaction_id: str) -> list[str]:
+    def _transaction_refs(self, transaction_id: str) -> list[DeliveryRef]:
         if transaction_id.startswith(TEST_TRANSACTION_PREFIX):
-            return self._test_delivery_ids(transaction_id)
+            return self._test_refs(transaction_id)
         if self._conversions_table is None:
             raise InfrastructureError("Listing a transaction's postbacks needs the ConversionsTable's name.")
         # Imported here: the dispatcher imports this module and never lists by transaction.
-        from postback_relay.adapters.dynamodb_conversions import DELIVERY_IDS, delivery_ids_of
+        from postback_relay.adapters.dynamodb_conversions import delivery_refs_of
 
         keys = [{"conversion_id": {"S": f"{transaction_id}#{event.value}"}} for event in Event]
-        items = self._batch_get(self._conversions_table, keys, projection=DELIVERY_IDS)
-        return [delivery_id for item in items for delivery_id in delivery_ids_of(item)]
+        # Whole items: a record's kept messages carry each delivery's key (affiliate, created_at).
+        items = self._batch_get(self._conversions_table, keys)
+        return [ref for item in items for ref in delivery_refs_of(item)]
 
-    def _test_delivery_ids(self, transaction_id: str) -> list[str]:
-        """A test postback's ID, as its run's `fire_postbacks` step recorded it."""
+    def _test_refs(self, transaction_id: str) -> list[DeliveryRef]:
+        """A test postback's key, as its run's `fire_postbacks` step recorded it."""
         if self._test_runs_table is None:
             raise InfrastructureError("Listing a test-link postback needs the TestRunsTable's name.")
         from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
@@ -370,19 +402,24 @@ class DynamoDeliveryLog:
         if run is None:
             return []
         return [
-            str(postback["delivery_id"])
+            DeliveryRef(
+                run.affiliate_id,
+                datetime.fromisoformat(str(postback.get("created_at") or run.started_at.isoformat())),
+                str(postback["delivery_id"]),
+            )
             for step in run.steps
             if step.name == FIRE_POSTBACKS_STEP
             for postback in step.details.get("postbacks", [])
             if postback.get("transaction_id") == transaction_id
         ]
 
-    def _records(self, delivery_ids: Sequence[str]) -> list[DeliveryRecord]:
-        """The deliveries with these IDs, in this order; those gone (TTL) are left out."""
-        unique = list(dict.fromkeys(delivery_ids))
-        keys = [{"delivery_id": {"S": delivery_id}} for delivery_id in unique]
-        by_id = {item["delivery_id"]["S"]: item for item in self._batch_get(self._table, keys)}
-        return [record_of(by_id[delivery_id]) for delivery_id in unique if delivery_id in by_id]
+    def _records(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
+        """The deliveries at these keys, in this order; those gone (TTL) are left out."""
+        unique = list(dict.fromkeys(refs))
+        keys = [key_of(ref) for ref in unique]
+        by_key = {(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"]): item for item in self._batch_get(self._table, keys)}
+        found = [by_key.get((ref.affiliate_id, ref.sort_key)) for ref in unique]
+        return [record_of(item) for item in found if item is not None]
 
     def _batch_get(self, table: str, keys: list[dict[str, Any]], *, projection: str | None = None) -> list[Any]:
         items: list[Any] = []

@@ -56,12 +56,39 @@ class WaitSchedule(BaseModel):
     receives: int = Field(default=0, ge=0)
 
 
+def key_time(moment: datetime) -> str:
+    """A moment as the delivery log's keys hold it: UTC, milliseconds, fixed width, so that
+    keys sort as text in time order (`2026-11-25T12:00:00.000Z`)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class DeliveryRef:
+    """Where one postback is logged: the delivery log is partitioned by affiliate and sorted by
+    the postback's creation time, so its key is (affiliate_id, `<created_at>#<delivery_id>`).
+
+    Everything here is fixed when the message is built (ingest, the test-link fire step) and
+    travels with it (the queue, replay), so that every copy and every redelivery of a postback
+    addresses the same item; `created_at` is never the time of a dispatch."""
+
+    affiliate_id: str
+    created_at: datetime
+    delivery_id: str
+
+    @property
+    def sort_key(self) -> str:
+        return f"{key_time(self.created_at)}#{self.delivery_id}"
+
+
 class PostbackMessage(BaseModel):
     """The SQS body of one postback: everything needed to send it, and to replay it.
 
     `schedule` is set only on a message re-sent to wait (dispatch); a new or replayed
     postback has none, and its JSON then has no `schedule` key at all.
-    """
+
+    `created_at` is when the postback was created: the conversion's acceptance at ingest, the
+    run's start for a test-link postback. It is part of the delivery log's key (`ref`); replay
+    keeps it. Every message since v1 carries it."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
@@ -91,6 +118,10 @@ class PostbackMessage(BaseModel):
     def scheduled(self, schedule: WaitSchedule | None) -> "PostbackMessage":
         return self.model_copy(update={"schedule": schedule})
 
+    @property
+    def ref(self) -> DeliveryRef:
+        return DeliveryRef(self.affiliate_id, self.created_at, self.delivery_id)
+
 
 class Attempt(BaseModel):
     """One call to the affiliate's server, as the delivery log keeps it."""
@@ -115,10 +146,13 @@ def postback_message(
     spec: "PostbackSpec",
     rendered: "RenderedPostback",
     *,
-    now: datetime,
+    created_at: datetime,
     test_run_id: str | None = None,
 ) -> PostbackMessage:
-    """The message of postback `index` of `config` for this conversion, once rendered."""
+    """The message of postback `index` of `config` for this conversion, once rendered.
+
+    `created_at` must be the same for every build of the same postback (the conversion's
+    acceptance, the test run's start): it is part of the delivery log's key."""
     return PostbackMessage(
         delivery_id=delivery_id_for(conversion.transaction_id, conversion.event, config.affiliate_id, index),
         affiliate_id=config.affiliate_id,
@@ -132,7 +166,7 @@ def postback_message(
         expect=spec.expect,
         signed=config.signing_secret is not None,
         test_run_id=test_run_id,
-        created_at=now,
+        created_at=created_at,
     )
 
 

@@ -437,7 +437,7 @@ class Dispatcher:
         # `pending` and both call. That is accepted as at-least-once; the conditional write
         # still logs the delivery once.
         attempt_number = 1
-        existing = self._deliveries.get(message.delivery_id)
+        existing = self._deliveries.get(message.ref)
         if existing is not None:
             if existing.state is DeliveryState.DELIVERED or (
                 existing.state is DeliveryState.FAILED and record.receive_count > 1

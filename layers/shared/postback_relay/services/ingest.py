@@ -336,7 +336,7 @@ class IngestService:
             except UnsafeUrlError as exc:
                 reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
                 return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind)
-            message = postback_message(conversion, config, index, spec, rendered, now=now)
+            message = postback_message(conversion, config, index, spec, rendered, created_at=now)
             size = len(message.model_dump_json().encode("utf-8"))
             if size > MAX_MESSAGE_BYTES:
                 reason = (

@@ -1,5 +1,6 @@
 """Replay failed postbacks (contract section 6: `postback replay`): their messages go back on
-the queue and the deliveries become `pending`, their attempt count starting afresh."""
+the queue and the deliveries become `pending`, their attempt count starting afresh. A replayed
+message is the stored one, `created_at` included, so it addresses the same delivery item."""
 
 from __future__ import annotations
 
@@ -30,6 +31,6 @@ def replay_failed(
         if message.delivery_id in refused:
             continue
         with suppress(ConflictError):  # delivered (or failed again) by its replayed message already
-            deliveries.mark_replayed(message.delivery_id)
+            deliveries.mark_replayed(message.ref)
         replayed.append(message.delivery_id)
     return replayed

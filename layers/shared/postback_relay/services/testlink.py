@@ -30,9 +30,11 @@ from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, Offer
 from postback_relay.domain.delivery import (
     Attempt,
+    DeliveryRef,
     DeliveryState,
     DeliveryTransportError,
     PostbackMessage,
+    key_time,
     postback_message,
 )
 from postback_relay.domain.errors import InfrastructureError, LinkError, TrackerError, UnsafeUrlError
@@ -460,7 +462,8 @@ class TestLinkService:
     ) -> DeliveryCheck:
         """Queue each of the affiliate's postbacks once, for its first event.
 
-        The delivery IDs are deterministic, so a retried step queues nothing new."""
+        The delivery IDs are deterministic and every message's `created_at` is the run's start
+        (not the step's clock), so a retried step addresses the same delivery items."""
         step = StepName.FIRE_POSTBACKS
         config = self._config(run_id, affiliate_id, step)
         if config is None:
@@ -484,7 +487,9 @@ class TestLinkService:
                 occurred_at=now,
             )
             rendered = render_postback(spec, macro_values(conversion, config.affiliate_id, tracker_values))
-            messages.append(postback_message(conversion, config, index, spec, rendered, now=now, test_run_id=run_id))
+            messages.append(
+                postback_message(conversion, config, index, spec, rendered, created_at=started_at, test_run_id=run_id)
+            )
         refused = self._queue.send(messages)
         if refused:
             # Raised, not recorded: the workflow retries the step, and only then records it failed.
@@ -499,6 +504,7 @@ class TestLinkService:
                     "method": m.method.value,
                     "url": m.url,
                     "delivery_id": m.delivery_id,
+                    "created_at": key_time(m.created_at),
                 }
                 for n, m in enumerate(messages, start=1)
             ]
@@ -517,6 +523,7 @@ class TestLinkService:
         self,
         run_id: str,
         *,
+        affiliate_id: str,
         delivery_ids: Sequence[str],
         checks: int,
         summary: str,
@@ -527,7 +534,9 @@ class TestLinkService:
     ) -> DeliveryCheck:
         step = StepName.CHECK_DELIVERY
         now = self._clock()
-        records = [self._deliveries.get(delivery_id) for delivery_id in delivery_ids]
+        # The fire step created every test postback at the run's start: that and the
+        # affiliate address each one in the delivery log.
+        records = [self._deliveries.get(DeliveryRef(affiliate_id, started_at, d)) for d in delivery_ids]
         states = [r.state if r is not None else DeliveryState.PENDING for r in records]
         new_summary = ", ".join(
             f"{n}:{state.value}/{len(r.attempts) if r else 0}"

@@ -429,13 +429,23 @@ class Dispatcher:
             if early is not None:
                 return early
 
-        # The log is read before every call, a first receive included: a redelivery may have
-        # been delivered (or failed for good) by a run that crashed before it could report, and
-        # a first receive may be a second copy of the postback (the platform retried a
-        # conversion SQS took in part, and ingest queued all its postbacks again). What stays
-        # open is two copies in flight at the same moment in different instances: both read
-        # `pending` and both call. That is accepted as at-least-once; the conditional write
-        # still logs the delivery once.
+        # The log is read (consistently) before every call, a first receive included. A
+        # redelivery may have been delivered, or failed for good, by a run that crashed before
+        # it could report. And ApproximateReceiveCount = 1 means "first receive of this SQS
+        # message", not "first copy of this postback": a postback can be queued as several
+        # messages. The outbox's stream hands a record over at least once (a batch retried or
+        # bisected after a failure, a SendMessageBatch whose answer was lost: each sends the
+        # messages again); SQS's standard queue may itself deliver a message twice; and
+        # `postback replay` queues a stored message again. Skipping the read on a first receive
+        # would leave only the conditional UpdateItem after the send, which can refuse to log
+        # a second delivery but cannot take back the call: each copy would reach the affiliate,
+        # and a copy of a postback failed for good (a 404, an unexpected body) would be sent
+        # again without anyone replaying it. So the read stays: one read unit (item < 4 KB),
+        # $0.14 per million postbacks on demand in eu-west-1; a conditional write before the
+        # send, the other sound guard, would cost five times that. What stays open is two
+        # copies in flight at the same moment in different instances: both read `pending` and
+        # both call. That is accepted as at-least-once; the conditional write still logs the
+        # delivery once.
         attempt_number = 1
         existing = self._deliveries.get(message.ref)
         if existing is not None:

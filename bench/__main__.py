@@ -7,6 +7,7 @@ BENCH_MONTHLY_CONVERSIONS (1000000) the volume the X-Ray line of the bill assume
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,20 @@ AFFILIATE_BATCH_WAIT_MS = 200.0
 # CloudWatch Logs per invocation beyond what the handler prints: the platform's JSON lines
 # (platform.start, platform.report) of a traced function.
 PLATFORM_LOG_BYTES_PER_INVOCATION = 600
-SECONDS_PER_MONTH = 30 * 24 * 3600
+SECONDS_PER_MONTH = cost.SECONDS_PER_MONTH
+# A DynamoDB read or write round trip in the dispatcher (in-region, p50): one read and one write
+# per postback, each in the postback's own thread.
+DYNAMODB_READ_MS = 5.0
+# The outbox function (issue 13's other half): not measured by this benchmark. Its CPU per
+# stream record on this machine is taken as 1 ms (decode the record, build the SQS entries),
+# scaled like the others by its memory; each SendMessageBatch is a round trip.
+OUTBOX_CPU_MS_PER_RECORD = 1.0
+OUTBOX_MEMORY_MB_DEFAULT = 256
+OUTBOX_BATCH_SIZE_DEFAULT = 100
+OUTBOX_WINDOW_S_DEFAULT = 1.0
+DISPATCH_BATCH_SIZES = (1, 10, 25, 50, 100)
+MONTHLY_VOLUMES = {"1m": 1_000_000, "10m": 10_000_000}
+REGIONS = ("eu-west-1", "us-east-1")
 
 COLD_IMPORT_MAX_RATIO = 1.5
 CONCURRENCY_MAX_RATIO = 1.3
@@ -118,6 +133,40 @@ def concurrency_figures() -> dict[str, Any]:
     return run_worker("dispatch-concurrency", env, "5", timeout_s=240)
 
 
+def dispatch_batch_figures() -> dict[str, Any]:
+    env = worker_environment(["dispatch"], extra={"ALLOW_LOOPBACK": "true", "POWERTOOLS_TRACE_DISABLED": "true"})
+    sizes = [str(size) for size in DISPATCH_BATCH_SIZES]
+    return run_worker("dispatch-batch-sizes", env, "3", *sizes, timeout_s=300)
+
+
+def dispatch_wall_s(batches: Mapping[str, Any], size: float, *, cpu_per_postback_s: float, memory_mb: int) -> float:
+    """A dispatch batch's wall time on Lambda: the measured wait for the affiliates (the batch's
+    wall here less its CPU, interpolated between the measured batch sizes), one DynamoDB read
+    and one write round trip, and the CPU of `size` postbacks with the real clients at the
+    memory's share of a vCPU (Lambda: one vCPU at 1,769 MB)."""
+    measured = sorted((int(k), float(v["wall_s"]) - float(v["cpu_s"])) for k, v in batches["by_batch_size"].items())
+    waits = [(s, max(0.0, w)) for s, w in measured]
+    if size <= waits[0][0]:
+        wait = waits[0][1]
+    elif size >= waits[-1][0]:
+        wait = waits[-1][1]
+    else:
+        wait = next(
+            w0 + (w1 - w0) * (size - s0) / (s1 - s0)
+            for (s0, w0), (s1, w1) in itertools.pairwise(waits)
+            if s0 <= size <= s1
+        )
+    network = wait + (DYNAMODB_READ_MS + DYNAMODB_WRITE_MS) / 1000
+    return network + size * cpu_per_postback_s * LAMBDA_MB_PER_VCPU / memory_mb
+
+
+def dispatch_gb_s_per_postback(
+    batches: Mapping[str, Any], *, cpu_per_postback_s: float, memory_mb: int, size: float
+) -> float:
+    wall = dispatch_wall_s(batches, size, cpu_per_postback_s=cpu_per_postback_s, memory_mb=memory_mb)
+    return wall * memory_mb / 1024 / size
+
+
 def aws_call_figures() -> dict[str, Any]:
     env = worker_environment(
         ["ingest", "outbox", "dispatch"],
@@ -150,21 +199,37 @@ def access_log_bytes() -> int:
 # --- the bill ---------------------------------------------------------------------------------
 
 
-def workloads(warm: Mapping[str, Any], calls: Mapping[str, Any], monthly: float) -> dict[str, cost.Workload]:
-    """The cost model's inputs from the measurements, for one-conversion and 100-conversion requests."""
+def _event_source(template: Mapping[str, Any], function: str, kind: str) -> dict[str, Any]:
+    events = template.get(function, {}).get("Properties", {}).get("Events", {})
+    return next((e.get("Properties", {}) for e in events.values() if e.get("Type") == kind), {})
+
+
+def workloads(
+    warm: Mapping[str, Any], calls: Mapping[str, Any], batches: Mapping[str, Any], monthly: float
+) -> dict[str, cost.Workload]:
+    """The cost model's inputs from the measurements: one-conversion and 100-conversion requests,
+    full batches and batches as arrivals at 1 M and 10 M conversions a month fill them."""
     template = load_template()["Resources"]
     ingest_mb = int(template["IngestFunction"]["Properties"]["MemorySize"])
     dispatch_mb = int(template["DispatchFunction"]["Properties"]["MemorySize"])
+    dispatch_source = _event_source(template, "DispatchFunction", "SQS")
+    dispatch_batch = int(dispatch_source.get("BatchSize", 10))
+    dispatch_window = float(dispatch_source.get("MaximumBatchingWindowInSeconds", 0))
+    outbox_props = template.get("OutboxFunction", {}).get("Properties", {})
+    outbox_mb = int(outbox_props.get("MemorySize", OUTBOX_MEMORY_MB_DEFAULT))
+    outbox_source = _event_source(template, "OutboxFunction", "DynamoDB")
+    outbox_batch = int(outbox_source.get("BatchSize", OUTBOX_BATCH_SIZE_DEFAULT))
+    outbox_window = float(outbox_source.get("MaximumBatchingWindowInSeconds", OUTBOX_WINDOW_S_DEFAULT))
     ingest_scale = LAMBDA_MB_PER_VCPU / ingest_mb
-    dispatch_scale = LAMBDA_MB_PER_VCPU / dispatch_mb
     f = warm["figures"]
     per_postback = calls["dispatch"]
-    dispatch_ms = (
-        f["dispatch_botocore"]["cpu_us"] / 1000 * dispatch_scale
-        + AFFILIATE_BATCH_WAIT_MS
-        + DYNAMODB_WRITE_MS * max(1, per_postback["dynamodb_writes"])
-    )
-    dispatch_log = (f["dispatch_botocore"]["log_bytes_per_invocation"] + PLATFORM_LOG_BYTES_PER_INVOCATION) / 10
+    cpu_per_postback_s = f["dispatch_botocore"]["cpu_us"] / 10 / 1e6
+    message_bytes = float(calls["postback_message_bytes"])
+    # The conversion record carries its postbacks' messages (the outbox). Until ingest stops
+    # sending to SQS itself, the measured record lacks them: their bytes are added.
+    carries_messages = calls["ingest"]["sqs_sends"] == 0
+    conversion_bytes = calls["conversion_item_bytes"] + (0 if carries_messages else message_bytes)
+    dispatch_log_warning = f["dispatch_botocore"]["log_bytes_per_invocation_at_warning"]
     access_log = access_log_bytes()
     out: dict[str, cost.Workload] = {}
     for name, per_request, single_key, calls_key in (
@@ -178,51 +243,112 @@ def workloads(warm: Mapping[str, Any], calls: Mapping[str, Any], monthly: float)
             + DYNAMODB_WRITE_MS * math.ceil(ingest_calls["dynamodb_writes"] / RECORD_WORKERS)
             + SQS_SEND_MS * ingest_calls["sqs_sends"]
         )
-        ingest_log = (f[single_key]["log_bytes_per_invocation"] + PLATFORM_LOG_BYTES_PER_INVOCATION + access_log) / (
-            per_request
-        )
-        requests = monthly / per_request
-        dispatch_invocations = monthly / 10
-        traces = cost.xray_traces(requests, SECONDS_PER_MONTH) + cost.xray_traces(
-            dispatch_invocations, SECONDS_PER_MONTH
-        )
-        out[name] = cost.Workload(
-            conversions_per_request=per_request,
-            ingest_ms=round(ingest_ms, 1),
-            ingest_memory_mb=ingest_mb,
-            dispatch_batch_size=10,
-            dispatch_ms_per_batch=round(dispatch_ms, 1),
-            dispatch_memory_mb=dispatch_mb,
-            conversion_item_kb=calls["conversion_item_bytes"] / 1024,
-            delivery_item_kb=calls["delivery_item_bytes"] / 1024,
-            dynamodb_writes_per_conversion=round(ingest_calls["dynamodb_writes"] / per_request),
-            dynamodb_reads_per_conversion=ingest_calls["dynamodb_reads"] / per_request,
-            dynamodb_writes_per_postback=per_postback["dynamodb_writes"],
-            dynamodb_reads_per_postback=per_postback["dynamodb_reads"],
-            sqs_sends_per_request=ingest_calls["sqs_sends"],
-            log_bytes_per_conversion=round(ingest_log + dispatch_log, 1),
-            xray_traces_per_conversion=round(traces / monthly, 4),
-        )
+        fills: dict[str, tuple[float, float, float]] = {"full": (outbox_batch, 0.0, dispatch_batch)}
+        for volume, conversions in MONTHLY_VOLUMES.items():
+            rate = cost.monthly_rate(conversions)
+            if per_request == 1:
+                outbox_fill = cost.expected_batch(rate, outbox_window, outbox_batch)
+                dispatch_fill = cost.expected_batch(rate, dispatch_window, dispatch_batch)["size"]
+            else:
+                # A request's 100 records reach the stream together: they fill a batch.
+                outbox_fill = {"size": float(min(outbox_batch, per_request)), "sends": 0.0}
+                dispatch_fill = float(min(dispatch_batch, per_request))
+            fills[f"fill_{volume}"] = (outbox_fill["size"], outbox_fill["sends"], dispatch_fill)
+        for fill, (outbox_size, outbox_sends, dispatch_size) in fills.items():
+            sends_per_outbox_batch = outbox_sends or float(
+                cost.sqs_requests_for_batch(round(outbox_size), message_bytes)
+            )
+            outbox_ms = (
+                outbox_size * OUTBOX_CPU_MS_PER_RECORD * LAMBDA_MB_PER_VCPU / outbox_mb
+                + SQS_SEND_MS * sends_per_outbox_batch
+            )
+            dispatch_ms = 1000 * dispatch_wall_s(
+                batches, dispatch_size, cpu_per_postback_s=cpu_per_postback_s, memory_mb=dispatch_mb
+            )
+            ingest_log = (
+                f[single_key]["log_bytes_per_invocation_at_warning"] + PLATFORM_LOG_BYTES_PER_INVOCATION + access_log
+            ) / per_request
+            dispatch_log = (dispatch_log_warning + PLATFORM_LOG_BYTES_PER_INVOCATION) / dispatch_size
+            outbox_log = PLATFORM_LOG_BYTES_PER_INVOCATION / outbox_size
+            out[f"{name}_{fill}" if fill != "full" else name] = cost.Workload(
+                conversions_per_request=per_request,
+                ingest_ms=round(ingest_ms, 1),
+                ingest_memory_mb=ingest_mb,
+                outbox_batch_size=outbox_size,
+                outbox_ms_per_batch=round(outbox_ms, 1),
+                outbox_memory_mb=outbox_mb,
+                outbox_sends_per_batch=sends_per_outbox_batch,
+                message_bytes=message_bytes,
+                dispatch_batch_size=dispatch_size,
+                dispatch_ms_per_batch=round(dispatch_ms, 1),
+                dispatch_memory_mb=dispatch_mb,
+                conversion_item_kb=conversion_bytes / 1024,
+                delivery_item_kb=calls["delivery_item_bytes"] / 1024,
+                dynamodb_writes_per_conversion=round(ingest_calls["dynamodb_writes"] / per_request),
+                dynamodb_reads_per_conversion=ingest_calls["dynamodb_reads"] / per_request,
+                dynamodb_writes_per_postback=per_postback["dynamodb_writes"],
+                dynamodb_reads_per_postback=per_postback["dynamodb_reads"],
+                delivery_gsi_count=len(template["DeliveriesTable"]["Properties"].get("GlobalSecondaryIndexes", [])),
+                log_bytes_per_conversion=round(ingest_log + outbox_log + dispatch_log, 1),
+            )
     return out
 
 
-def cost_assumptions(monthly: float) -> dict[str, Any]:
+def _traces_per_conversion(workload: cost.Workload, monthly: float) -> float:
+    """X-Ray with `TracingMode=Active` and the default sampling rule, per function."""
+    invocations = (
+        monthly / workload.conversions_per_request,
+        monthly / workload.outbox_batch_size if workload.outbox_batch_size else 0.0,
+        monthly / workload.dispatch_batch_size,
+    )
+    return sum(cost.xray_traces(i, SECONDS_PER_MONTH) for i in invocations) / monthly
+
+
+def bills(per_run: Mapping[str, cost.Workload], monthly: float) -> dict[str, Any]:
+    """Every workload priced in both regions: without observability (`request_path`), with
+    CloudWatch Logs at WARNING (`with_logs`) and with X-Ray Active as well (`total`)."""
+    out: dict[str, Any] = {}
+    for region in REGIONS:
+        for name, workload in per_run.items():
+            bare = cost.cost_per_million(replace(workload, log_bytes_per_conversion=0.0), region)
+            logged = cost.cost_per_million(workload, region)
+            traced = cost.cost_per_million(
+                replace(workload, xray_traces_per_conversion=_traces_per_conversion(workload, monthly)), region
+            )
+            out[f"{region}/{name}"] = {**bare, "with_logs": logged["total"], "total": traced["total"]}
+        before = cost.before_issue_13(per_run["single"])
+        out[f"{region}/single_before_issue_13"] = cost.cost_per_million(before, region)
+    return out
+
+
+def cost_assumptions(monthly: float, dispatch: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "prices": f"{cost.REGION} list prices as of {cost.PRICES_AS_OF}, no free tier (bench/cost.py names each page)",
+        "prices": f"list prices of {', '.join(REGIONS)} as of {cost.PRICES_AS_OF}, no free tier "
+        "(bench/cost.py PRICE_PAGES names each page)",
         "cpu": f"Lambda CPU share = memory / {LAMBDA_MB_PER_VCPU} MB per vCPU; one Graviton2 vCPU taken as one core "
-        "of this machine; the handler's warm CPU time here (real adapters and botocore, AWS answered in memory) "
-        "is multiplied by 1769/512 (ingest) and 1769/256 (dispatch)",
+        "of this machine; a handler's warm CPU time here (real adapters and botocore, AWS answered in memory) "
+        "is multiplied by 1769 / its MemorySize",
         "network": f"added, not scaled: DynamoDB write {DYNAMODB_WRITE_MS} ms per wave of ingest puts (a "
-        f"batch's puts run {RECORD_WORKERS} at a time), SQS SendMessageBatch {SQS_SEND_MS} ms each, the slowest of "
-        f"10 affiliates "
-        f"{AFFILIATE_BATCH_WAIT_MS} ms per dispatch batch",
-        "dispatch": "full batches of 10 (BatchSize); one ReceiveMessage and one DeleteMessageBatch per batch; "
+        f"batch's puts run {RECORD_WORKERS} at a time), SQS SendMessageBatch {SQS_SEND_MS} ms each; the dispatcher "
+        f"waits for the affiliates as measured (servers answering in 50-200 ms) plus one DynamoDB read "
+        f"({DYNAMODB_READ_MS} ms) and one write ({DYNAMODB_WRITE_MS} ms)",
+        "outbox": f"not measured here: {OUTBOX_CPU_MS_PER_RECORD} ms CPU per stream record on this machine, scaled "
+        "by its memory, plus one SendMessageBatch round trip per 10 messages; the stream's GetRecords by a "
+        "Lambda trigger are free",
+        "dispatch": f"BatchSize and MemorySize from template.yaml; GB-s per postback at the template's batch "
+        f"size: {dispatch.get('gb_s_per_postback')}; one ReceiveMessage and one DeleteMessageBatch per batch; "
         "no empty receives; every postback delivered at the first attempt; one postback per conversion",
-        "dynamodb": "items measured after one attempt (attribute names + values); a postback enters "
-        "DeliveriesTable's one GSI (by_affiliate, keys only, about 200 bytes with the index overhead) once: one "
-        "more write unit, and none for later attempts; on-demand, standard table class",
-        "logs": f"CloudWatch Logs ingestion = what the handlers printed (measured) + "
-        f"{PLATFORM_LOG_BYTES_PER_INVOCATION} bytes of platform lines per invocation + one API access log line",
+        "fill": "full: every batch at its BatchSize. fill_1m / fill_10m: conversions spread evenly over a 30-day "
+        "month (0.39/s, 3.9/s), arriving as a Poisson process; a batch is the record that opens the batching "
+        "window and those that arrive within it, capped at BatchSize (cost.expected_batch, exact over the "
+        "Poisson distribution). Optimistic: one stream shard and one SQS poller see every arrival (more "
+        "shards or pollers split them into smaller batches). Requests of 100 conversions fill their batches.",
+        "dynamodb": "items measured after one attempt (attribute names + values); the conversion record "
+        "carries its postbacks' messages; the delivery log has no index; one consistent read (one read "
+        "unit, item under 4 KB) before each send; on-demand, standard table class",
+        "logs": f"CloudWatch Logs at the production level (WARNING): what the handlers print at WARNING "
+        f"(measured: warnings, errors and the metrics' EMF lines) + {PLATFORM_LOG_BYTES_PER_INVOCATION} bytes of "
+        "platform lines per invocation + one API access log line per request",
         "xray": f"Tracing: Active, default sampling (first request each second, 5% of the rest) per function, "
         f"{monthly:,.0f} conversions spread evenly over a 30-day month",
     }
@@ -296,12 +422,15 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "pass": e2e["errors"] == 0,
             }
         )
-    # The issue's scope: API Gateway, Lambda, SQS and DynamoDB (Step Functions excluded).
+    # The issue's scope: API Gateway, Lambda, SQS and DynamoDB (Step Functions excluded),
+    # eu-west-1, one conversion per request, full batches.
     path = results["cost_per_million_usd"]
+    fill = results["cost_per_million_usd_realistic_fill"]
     rows.append(
         {
-            "target": f"cost per million <= ${COST_MAX_USD:.2f} (API, Lambda, SQS, DynamoDB)",
-            "value": f"${path:.2f}",
+            "target": f"cost per million <= ${COST_MAX_USD:.2f} (eu-west-1, 1 per request, full batches)",
+            "value": f"${path:.2f} (fill at 1M/10M a month ${fill['1m']:.2f}/${fill['10m']:.2f}; "
+            f"with logs ${results['cost_per_million_with_logs_usd']:.2f})",
             "pass": path <= COST_MAX_USD,
         }
     )
@@ -368,14 +497,36 @@ def table(results: Mapping[str, Any]) -> str:
     for name, mb in results["peak_rss_mb"].items():
         row(f"peak RSS {name} (MB)", mb)
     row("ConversionsTable / DeliveriesTable item (bytes)", f"{results['item_bytes']}")
-    single, batch = results["cost"]["single"], results["cost"]["batch_of_100"]
+    gb_s = results["dispatch_gb_s_per_postback"]
     row(
-        "cost per million, API+Lambda+SQS+DynamoDB (USD)",
-        f"{single['request_path']:.2f}  (batch of 100: {batch['request_path']:.2f})",
+        "dispatch GB-s per postback (batch size: GB-s)",
+        ", ".join(f"{size}: {value:.5f}" for size, value in gb_s["by_batch_size"].items())
+        + f"  (template: {gb_s['batch_size']} at {gb_s['memory_mb']} MB)",
     )
-    row("  with CloudWatch Logs and X-Ray (USD)", f"{single['total']:.2f}  (batch of 100: {batch['total']:.2f})")
-    for line in ("api_gateway", "lambda_requests", "lambda_duration", "sqs", "dynamodb", "cloudwatch_logs", "xray"):
-        row(f"  {line}", f"{single[line]:.3f}  (batch of 100: {batch[line]:.3f})")
+    by_region = results["cost"]["by_region"]
+    for region in REGIONS:
+        single, batch = by_region[f"{region}/single"], by_region[f"{region}/batch_of_100"]
+        fill_1m, fill_10m = by_region[f"{region}/single_fill_1m"], by_region[f"{region}/single_fill_10m"]
+        before = by_region[f"{region}/single_before_issue_13"]
+        row(
+            f"cost per million {region}, API+Lambda+SQS+DynamoDB",
+            f"{single['request_path']:.2f}  (batch of 100: {batch['request_path']:.2f}; before issue 13: "
+            f"{before['request_path']:.2f})",
+        )
+        row(
+            "  realistic fill at 1M / 10M a month",
+            f"{fill_1m['request_path']:.2f} / {fill_10m['request_path']:.2f}  (batch of 100: "
+            f"{by_region[f'{region}/batch_of_100_fill_1m']['request_path']:.2f} / "
+            f"{by_region[f'{region}/batch_of_100_fill_10m']['request_path']:.2f})",
+        )
+        row(
+            "  with CloudWatch Logs (WARNING) / and X-Ray",
+            f"{single['with_logs']:.2f} / {single['total']:.2f}  (fill at 1M: {fill_1m['with_logs']:.2f} / "
+            f"{fill_1m['total']:.2f})",
+        )
+    single, batch = by_region["eu-west-1/single"], by_region["eu-west-1/batch_of_100"]
+    for line in ("api_gateway", "lambda_requests", "lambda_duration", "sqs", "dynamodb", "dynamodb_streams"):
+        row(f"  eu-west-1 {line}", f"{single[line]:.3f}  (batch of 100: {batch[line]:.3f})")
     retries = results.get("retries") or {}
     if retries:
         average = retries["cost"]["usd_per_million_retries_whole_schedule_average"]
@@ -434,6 +585,7 @@ def main() -> int:
     warm = _timed_part("warm handlers", lambda: warm_figures(repeats))
     concurrency = _timed_part("dispatch concurrency and isolation", concurrency_figures)
     calls = _timed_part("AWS calls on moto", aws_call_figures)
+    batches = _timed_part("dispatch batch sizes", dispatch_batch_figures)
     e2e = (
         _timed_part("local stack under load", lambda: e2e_load.measure(seconds=e2e_seconds, rate=e2e_rate))
         if e2e_seconds > 0
@@ -443,8 +595,47 @@ def main() -> int:
     waiting = _timed_part("waits: in-flight peak on moto", _quiet(waits.in_flight_peak))
 
     f = warm["figures"]
-    per_run = workloads(warm, calls, monthly)
-    bills = {name: cost.cost_per_million(w) for name, w in per_run.items()}
+    per_run = workloads(warm, calls, batches, monthly)
+    priced = bills(per_run, monthly)
+    eu = {name.removeprefix("eu-west-1/"): bill for name, bill in priced.items() if name.startswith("eu-west-1/")}
+    dispatch = per_run["single"]
+    cpu_per_postback_s = f["dispatch_botocore"]["cpu_us"] / 10 / 1e6
+    gb_s = {
+        "batch_size": round(dispatch.dispatch_batch_size),
+        "memory_mb": dispatch.dispatch_memory_mb,
+        "gb_s_per_postback": round(
+            dispatch_gb_s_per_postback(
+                batches,
+                cpu_per_postback_s=cpu_per_postback_s,
+                memory_mb=dispatch.dispatch_memory_mb,
+                size=dispatch.dispatch_batch_size,
+            ),
+            6,
+        ),
+        "by_batch_size": {
+            str(size): round(
+                dispatch_gb_s_per_postback(
+                    batches, cpu_per_postback_s=cpu_per_postback_s, memory_mb=dispatch.dispatch_memory_mb, size=size
+                ),
+                6,
+            )
+            for size in DISPATCH_BATCH_SIZES
+        },
+        "by_memory_mb_at_template_batch": {
+            str(mb): round(
+                dispatch_gb_s_per_postback(
+                    batches, cpu_per_postback_s=cpu_per_postback_s, memory_mb=mb, size=dispatch.dispatch_batch_size
+                ),
+                6,
+            )
+            for mb in (128, 256, 512, 1024)
+        },
+        "measured": batches,
+        "method": "warm dispatch batches against loopback servers answering in 50-200 ms (bench.worker "
+        "dispatch-batch-sizes): the wait for the affiliates (wall less CPU) + one DynamoDB read and write round "
+        "trip + the real clients' CPU per postback scaled to the memory's vCPU share, times the memory, over "
+        "the batch size",
+    }
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -501,15 +692,28 @@ def main() -> int:
         "starts clean), driven warm for the invocations in warm_figures; peak = resource.getrusage "
         "ru_maxrss, cross-checked with /proc/self/status VmHWM; includes the interpreter (~15 MB) and the "
         "benchmark's fakes, as Lambda's Max Memory Used includes its runtime",
-        # API Gateway, Lambda, SQS and DynamoDB: what the benchmark's target covers.
-        "cost_per_million_usd": bills["single"]["request_path"],
-        "cost_per_million_usd_batch_of_100": bills["batch_of_100"]["request_path"],
-        "cost_per_million_with_logs_and_traces_usd": bills["single"]["total"],
-        "cost_per_million_with_logs_and_traces_usd_batch_of_100": bills["batch_of_100"]["total"],
+        "dispatch_gb_s_per_postback": gb_s,
+        # API Gateway, Lambda, SQS and DynamoDB: what the benchmark's target covers (eu-west-1,
+        # one conversion per request, full batches).
+        "cost_per_million_usd": eu["single"]["request_path"],
+        "cost_per_million_usd_batch_of_100": eu["batch_of_100"]["request_path"],
+        "cost_per_million_usd_realistic_fill": {
+            volume: eu[f"single_fill_{volume}"]["request_path"] for volume in MONTHLY_VOLUMES
+        },
+        "cost_per_million_usd_realistic_fill_batch_of_100": {
+            volume: eu[f"batch_of_100_fill_{volume}"]["request_path"] for volume in MONTHLY_VOLUMES
+        },
+        "cost_per_million_usd_us_east_1": priced["us-east-1/single"]["request_path"],
+        "cost_per_million_usd_before_issue_13": eu["single_before_issue_13"]["request_path"],
+        "cost_per_million_with_logs_usd": eu["single"]["with_logs"],
+        "cost_per_million_with_logs_and_traces_usd": eu["single"]["total"],
+        "cost_per_million_with_logs_and_traces_usd_batch_of_100": eu["batch_of_100"]["total"],
         "cost": {
-            **bills,
+            "single": eu["single"],
+            "batch_of_100": eu["batch_of_100"],
+            "by_region": priced,
             "workloads": {name: cost.describe(w) for name, w in per_run.items()},
-            "assumptions": cost_assumptions(monthly),
+            "assumptions": cost_assumptions(monthly, gb_s),
         },
     }
     results["retries"] = {"cost": waits.retry_costs(), "in_flight": waiting}

@@ -1,72 +1,124 @@
-"""What a million conversions cost on AWS at list prices: the model and its price table.
+"""What a million conversions cost on AWS at list prices: the model and its price tables.
 
-Prices: eu-west-1 (Europe, Ireland), arm64, on-demand, without free tiers, as read on the
-AWS pricing pages on 2026-11-26 (each line names its page). DynamoDB on-demand request units
-are half the pre-November-2024 Ireland list price ($1.4135 / $0.283 per million), after the
-50% on-demand reduction of 2024-11-01. Step Functions is excluded (test links only).
+Prices: eu-west-1 (Europe, Ireland) and us-east-1 (US East, N. Virginia), arm64, on demand,
+without free tiers, as read on the AWS pricing pages on PRICES_AS_OF (each line names its
+page). DynamoDB on-demand request units are the prices after the 50% on-demand reduction of
+2024-11-01 (Ireland: $1.4135 / $0.283 per million before it). Step Functions is excluded
+(test links only).
+
+The design priced (issue 13, the outbox): the API (one request per conversion or per batch of
+up to 100), ingest (one Lambda invocation per request and one conditional PutItem per
+conversion, the item carrying the postback messages: its size decides its write units), the
+conversions table's stream (free when a Lambda trigger reads it), the outbox function (one
+invocation per stream batch; SendMessageBatch of 10 messages, one request per 64 KB of
+payload), the dispatcher (one ReceiveMessage and one DeleteMessageBatch per batch; one
+invocation per batch, billed for the batch's wall time), and the delivery log (one
+UpdateItem per attempt and one consistent GetItem before each send; no index).
 
 DynamoDB bills a write by the item's size in 1 KB units (for UpdateItem, the larger of the
-item before and after), and every write that puts an item in a global secondary index or
-changes a projected attribute costs again in that index, by the size of the index entry (its
-keys, projected attributes and 100 bytes): `dynamodb_item_size` counts an item's bytes the
-way DynamoDB documents it (attribute names + values).
+item before and after), and every write that puts an item in a global secondary index costs
+again in that index, by the size of the index entry (its keys, projected attributes and 100
+bytes): `dynamodb_item_size` counts an item's bytes the way DynamoDB documents it (attribute
+names + values). The old design's keys-only index is kept as a knob (`delivery_gsi_count`) so
+that the bill before issue 13 can be priced beside the new one.
+
+Batches fill only as fast as conversions arrive: `expected_batch` gives the mean size of a
+batch an event source mapping hands over with a batching window, for arrivals spread evenly
+over the month (a Poisson process at the monthly rate): the first record opens the window,
+the batch closes when it is full or the window ends.
 
 The observability lines (CloudWatch Logs ingestion, X-Ray traces) are part of the bill the
-template causes: `Tracing: Active` and JSON logs on every function, an access log on the API.
+template causes: JSON logs on every function at the production level (WARNING: what remains
+is the warnings, the metrics' EMF lines and the API's access log), X-Ray when `TracingMode`
+is Active.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 PRICES_AS_OF = "2026-11-26"
 REGION = "eu-west-1"
-PRICES_USD = {
-    # https://aws.amazon.com/api-gateway/pricing/ (HTTP APIs, first 300 million a month, Ireland)
-    "http_api_per_million_requests": 1.11,
-    # https://aws.amazon.com/lambda/pricing/ (Arm, Ireland)
-    "lambda_per_million_requests": 0.20,
-    "lambda_arm64_per_gb_second": 0.0000133334,
-    # https://aws.amazon.com/sqs/pricing/ (standard queue, per 64 KB chunk of a request)
-    "sqs_per_million_requests": 0.40,
-    # https://aws.amazon.com/dynamodb/pricing/on-demand/ (Ireland, standard table class)
-    "dynamodb_per_million_wru": 0.7068,
-    "dynamodb_per_million_rru": 0.1413,
-    # https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard class, data ingested, Ireland)
-    "cloudwatch_logs_per_gb_ingested": 0.57,
-    # https://aws.amazon.com/xray/pricing/ (traces recorded)
-    "xray_per_million_traces_recorded": 5.00,
+PRICE_PAGES = {
+    "http_api_per_million_requests": "https://aws.amazon.com/api-gateway/pricing/ (HTTP APIs, first 300 million)",
+    "lambda_per_million_requests": "https://aws.amazon.com/lambda/pricing/ (requests)",
+    "lambda_arm64_per_gb_second": "https://aws.amazon.com/lambda/pricing/ (Arm, first 7.5 billion GB-s)",
+    "sqs_per_million_requests": "https://aws.amazon.com/sqs/pricing/ (standard queue, per 64 KB chunk of a request)",
+    "dynamodb_per_million_wru": "https://aws.amazon.com/dynamodb/pricing/on-demand/ (standard table class)",
+    "dynamodb_per_million_rru": "https://aws.amazon.com/dynamodb/pricing/on-demand/ (standard table class)",
+    "dynamodb_streams_lambda_reads": "https://aws.amazon.com/dynamodb/pricing/on-demand/ (Change data capture: "
+    "GetRecords calls by Lambda triggers are not charged); also the DynamoDB developer guide, "
+    "CostOptimization_StreamsUsage: read requests made by Lambda-based consumers of DynamoDB Streams are free",
+    "cloudwatch_logs_per_gb_ingested": "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard class, ingested)",
+    "xray_per_million_traces_recorded": "https://aws.amazon.com/xray/pricing/ (traces recorded)",
 }
+PRICES_BY_REGION: dict[str, dict[str, float]] = {
+    "eu-west-1": {
+        "http_api_per_million_requests": 1.11,
+        "lambda_per_million_requests": 0.20,
+        "lambda_arm64_per_gb_second": 0.0000133334,
+        "sqs_per_million_requests": 0.40,
+        "dynamodb_per_million_wru": 0.7068,
+        "dynamodb_per_million_rru": 0.1413,
+        "dynamodb_streams_lambda_reads": 0.0,
+        "cloudwatch_logs_per_gb_ingested": 0.57,
+        "xray_per_million_traces_recorded": 5.00,
+    },
+    "us-east-1": {
+        "http_api_per_million_requests": 1.00,
+        "lambda_per_million_requests": 0.20,
+        "lambda_arm64_per_gb_second": 0.0000133334,
+        "sqs_per_million_requests": 0.40,
+        "dynamodb_per_million_wru": 0.625,
+        "dynamodb_per_million_rru": 0.125,
+        "dynamodb_streams_lambda_reads": 0.0,
+        "cloudwatch_logs_per_gb_ingested": 0.50,
+        "xray_per_million_traces_recorded": 5.00,
+    },
+}
+PRICES_USD = PRICES_BY_REGION[REGION]
+SQS_CHUNK_BYTES = 64 * 1024
+SQS_BATCH_ENTRIES = 10
+SECONDS_PER_MONTH = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One million conversions, each firing one postback, delivered at the first attempt."""
+    """One million conversions, each firing `postbacks_per_conversion` postbacks, delivered at
+    the first attempt. Batch sizes are means (full, or as `expected_batch` fills them)."""
 
     conversions: int = 1_000_000
     conversions_per_request: int = 1  # the platform posts one conversion per request
+    postbacks_per_conversion: int = 1
     ingest_ms: float = 20.0  # billed duration per ingest invocation (measured: see bench)
     ingest_memory_mb: int = 512
-    dispatch_batch_size: int = 10  # messages per dispatcher invocation (the ESM's BatchSize)
-    dispatch_ms_per_batch: float = 150.0  # billed duration per dispatcher invocation
+    # The outbox: stream records (conversions) per invocation, and per-invocation duration.
+    # 0 records per batch: no outbox (the design before issue 13: ingest sends to SQS).
+    outbox_batch_size: float = 100.0
+    outbox_ms_per_batch: float = 30.0
+    outbox_memory_mb: int = 256
+    # SendMessageBatch calls per outbox invocation; None: ceil(messages / 10), full batches.
+    outbox_sends_per_batch: float | None = None
+    message_bytes: float = 600.0  # one postback message (SQS body)
+    dispatch_batch_size: float = 10  # messages per dispatcher invocation (the ESM's BatchSize, or its fill)
+    dispatch_ms_per_batch: float = 150.0  # billed duration per dispatcher invocation (the batch's wall time)
     dispatch_memory_mb: int = 256
-    conversion_item_kb: float = 0.6  # the ConversionsTable record
-    delivery_item_kb: float = 0.9  # the DeliveriesTable item after one attempt
+    conversion_item_kb: float = 0.9  # the ConversionsTable record, messages included
+    delivery_item_kb: float = 0.5  # the DeliveriesTable item after one attempt
     dynamodb_writes_per_conversion: int = 1  # ingest: the conditional put
     dynamodb_writes_per_postback: int = 1  # dispatch: the attempt + state update
-    dynamodb_reads_per_postback: float = 0.0  # dispatch reads only on redelivery
-    # DeliveriesTable's one GSI, by_affiliate, projection KEYS_ONLY: a postback's entry is
-    # written once, when its item is first logged (its attempts change neither index key nor
-    # any projected attribute, so they cost the index nothing). An entry is its keys plus
-    # DynamoDB's 100 bytes of index overhead: about 200 bytes, one write unit.
-    delivery_gsi_count: int = 1
+    dynamodb_reads_per_postback: float = 1.0  # dispatch: the consistent read before the send (<= 4 KB)
+    # The design before issue 13 had one keys-only GSI on DeliveriesTable (by_affiliate): a
+    # postback's entry (its keys + 100 bytes, about 200 bytes) was written once.
+    delivery_gsi_count: int = 0
     delivery_gsi_writes_per_postback: float = 1.0
     delivery_gsi_entry_kb: float = 0.2
     dynamodb_reads_per_conversion: float = 0.0  # ingest: affiliate configs cached
-    sqs_sends_per_request: float | None = None  # measured; None: one SendMessageBatch per 10 postbacks
+    # Ingest's own SQS calls per request (the design before issue 13); 0 with the outbox.
+    sqs_sends_per_request: float = 0.0
     log_bytes_per_conversion: float = 0.0  # CloudWatch Logs ingested: functions, platform lines, API access log
     xray_traces_per_conversion: float = 0.0
 
@@ -113,59 +165,122 @@ def write_units(item_bytes: float) -> int:
     return max(1, math.ceil(item_bytes / 1024))
 
 
-def cost_per_million(workload: Workload) -> dict[str, float]:
+def sqs_requests_for_batch(messages: int, message_bytes: float) -> int:
+    """SQS requests billed for sending `messages`: SendMessageBatch takes 10 entries, and each
+    call is billed per 64 KB chunk of its payload."""
+    if messages <= 0:
+        return 0
+    calls = 0
+    for start in range(0, messages, SQS_BATCH_ENTRIES):
+        entries = min(SQS_BATCH_ENTRIES, messages - start)
+        calls += max(1, math.ceil(entries * message_bytes / SQS_CHUNK_BYTES))
+    return calls
+
+
+def _poisson(mean: float, k: int) -> float:
+    return math.exp(-mean + k * math.log(mean) - math.lgamma(k + 1)) if mean > 0 else float(k == 0)
+
+
+def expected_batch(rate_per_s: float, window_s: float, max_size: int, *, per_record: int = 1) -> dict[str, float]:
+    """The mean batch an event source mapping hands over, records arriving as a Poisson process
+    at `rate_per_s`: the first record opens the `window_s` window; the batch is that record and
+    those that arrive within the window, at most `max_size`. `per_record` messages per record
+    give the mean SendMessageBatch calls per batch (`sends`, 10 entries each)."""
+    mean = rate_per_s * window_s
+    size = sends = 0.0
+    remaining = 1.0
+    for k in range(max_size - 1):
+        p = _poisson(mean, k)
+        remaining -= p
+        records = 1 + k
+        size += p * records
+        sends += p * math.ceil(records * per_record / SQS_BATCH_ENTRIES)
+    remaining = max(0.0, remaining)
+    size += remaining * max_size
+    sends += remaining * math.ceil(max_size * per_record / SQS_BATCH_ENTRIES)
+    return {"size": round(size, 4), "sends": round(sends, 4)}
+
+
+def monthly_rate(conversions_per_month: float) -> float:
+    """Conversions per second, spread evenly over a 30-day month."""
+    return conversions_per_month / SECONDS_PER_MONTH
+
+
+def cost_per_million(workload: Workload, region: str = REGION) -> dict[str, float]:
     """The bill for `workload.conversions` conversions, per line, in USD.
 
     `request_path` sums what the request path costs (API, Lambda, SQS, DynamoDB); `total` adds
     the observability lines.
     """
-    p = PRICES_USD
+    p = PRICES_BY_REGION[region]
     n = workload.conversions
+    postbacks = n * workload.postbacks_per_conversion
     requests = n / workload.conversions_per_request
-    dispatch_invocations = n / workload.dispatch_batch_size
-    sends_per_request = (
-        workload.sqs_sends_per_request
-        if workload.sqs_sends_per_request is not None
-        else math.ceil(workload.conversions_per_request / 10)
-    )
+    outbox_invocations = n / workload.outbox_batch_size if workload.outbox_batch_size else 0.0
+    dispatch_invocations = postbacks / workload.dispatch_batch_size
+    if workload.outbox_sends_per_batch is not None:
+        outbox_sends_per_batch = workload.outbox_sends_per_batch
+    else:
+        messages = round(workload.outbox_batch_size * workload.postbacks_per_conversion)
+        outbox_sends_per_batch = float(sqs_requests_for_batch(messages, workload.message_bytes))
     delivery_units = math.ceil(workload.delivery_item_kb)
     index_writes_per_postback = (
         workload.delivery_gsi_count
         * workload.delivery_gsi_writes_per_postback
         * math.ceil(workload.delivery_gsi_entry_kb)
     )
+    gb_s = (
+        requests * _billed_ms(workload.ingest_ms) / 1000 * workload.ingest_memory_mb / 1024
+        + outbox_invocations * _billed_ms(workload.outbox_ms_per_batch) / 1000 * workload.outbox_memory_mb / 1024
+        + dispatch_invocations * _billed_ms(workload.dispatch_ms_per_batch) / 1000 * workload.dispatch_memory_mb / 1024
+    )
+    write_units_total = (
+        n * workload.dynamodb_writes_per_conversion * math.ceil(workload.conversion_item_kb)
+        + postbacks * workload.dynamodb_writes_per_postback * delivery_units
+        + postbacks * index_writes_per_postback
+    )
+    read_units_total = postbacks * workload.dynamodb_reads_per_postback + n * workload.dynamodb_reads_per_conversion
     lines = {
         "api_gateway": requests / 1e6 * p["http_api_per_million_requests"],
-        "lambda_requests": (requests + dispatch_invocations) / 1e6 * p["lambda_per_million_requests"],
-        "lambda_duration": (
-            requests * _billed_ms(workload.ingest_ms) / 1000 * workload.ingest_memory_mb / 1024
-            + dispatch_invocations
-            * _billed_ms(workload.dispatch_ms_per_batch)
-            / 1000
-            * workload.dispatch_memory_mb
-            / 1024
-        )
-        * p["lambda_arm64_per_gb_second"],
-        # ingest: SendMessageBatch calls per request (one per 10 postbacks); the event source
-        # mapping: one ReceiveMessage and one DeleteMessageBatch per batch.
-        "sqs": (requests * sends_per_request + 2 * dispatch_invocations) / 1e6 * p["sqs_per_million_requests"],
-        "dynamodb": (
-            n * workload.dynamodb_writes_per_conversion * math.ceil(workload.conversion_item_kb)
-            + n * workload.dynamodb_writes_per_postback * delivery_units
-            + n * index_writes_per_postback
+        "lambda_requests": (requests + outbox_invocations + dispatch_invocations)
+        / 1e6
+        * p["lambda_per_million_requests"],
+        "lambda_duration": gb_s * p["lambda_arm64_per_gb_second"],
+        # ingest's own sends (before issue 13) or the outbox's SendMessageBatch calls; the
+        # event source mapping: one ReceiveMessage and one DeleteMessageBatch per batch.
+        "sqs": (
+            requests * workload.sqs_sends_per_request
+            + outbox_invocations * outbox_sends_per_batch
+            + 2 * dispatch_invocations
         )
         / 1e6
-        * p["dynamodb_per_million_wru"]
-        + n
-        * (workload.dynamodb_reads_per_postback + workload.dynamodb_reads_per_conversion)
-        / 1e6
-        * p["dynamodb_per_million_rru"],
+        * p["sqs_per_million_requests"],
+        "dynamodb": write_units_total / 1e6 * p["dynamodb_per_million_wru"]
+        + read_units_total / 1e6 * p["dynamodb_per_million_rru"],
+        # GetRecords by the outbox's Lambda trigger (about one per batch): not charged.
+        "dynamodb_streams": outbox_invocations / 1e6 * p["dynamodb_streams_lambda_reads"],
     }
     lines["request_path"] = sum(lines.values())
     lines["cloudwatch_logs"] = n * workload.log_bytes_per_conversion / 1e9 * p["cloudwatch_logs_per_gb_ingested"]
     lines["xray"] = n * workload.xray_traces_per_conversion / 1e6 * p["xray_per_million_traces_recorded"]
     lines["total"] = lines["request_path"] + lines["cloudwatch_logs"] + lines["xray"]
+    lines["lambda_gb_s"] = gb_s
+    lines["dynamodb_write_units"] = write_units_total
+    lines["dynamodb_read_units"] = read_units_total
     return {k: round(v, 4) for k, v in lines.items()}
+
+
+def before_issue_13(workload: Workload) -> Workload:
+    """The same workload on the design before issue 13: ingest sends each postback to SQS
+    (SendMessageBatch of 10 per request), no outbox, the conversion item without the messages,
+    and the delivery log's keys-only index entry (one more write unit per postback)."""
+    return replace(
+        workload,
+        outbox_batch_size=0.0,
+        sqs_sends_per_request=math.ceil(workload.conversions_per_request * workload.postbacks_per_conversion / 10),
+        conversion_item_kb=min(workload.conversion_item_kb, 1.0),
+        delivery_gsi_count=1,
+    )
 
 
 def xray_traces(invocations: float, seconds: float, *, reservoir_per_s: float = 1.0, rate: float = 0.05) -> float:
@@ -174,5 +289,11 @@ def xray_traces(invocations: float, seconds: float, *, reservoir_per_s: float = 
     return reserved + rate * (invocations - reserved)
 
 
-def describe(workload: Workload) -> dict[str, object]:
-    return {"prices_as_of": PRICES_AS_OF, "region": REGION, "prices_usd": PRICES_USD, "assumptions": asdict(workload)}
+def describe(workload: Workload, region: str = REGION) -> dict[str, object]:
+    return {
+        "prices_as_of": PRICES_AS_OF,
+        "region": region,
+        "prices_usd": PRICES_BY_REGION[region],
+        "price_pages": PRICE_PAGES,
+        "assumptions": asdict(workload),
+    }

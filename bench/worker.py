@@ -34,15 +34,26 @@ from typing import Any
 
 
 class CountingSink(io.TextIOBase):
-    """stdout as CloudWatch Logs sees it: only the byte count is kept."""
+    """stdout as CloudWatch Logs sees it: only byte counts are kept, in all and of the lines
+    that the production log level (WARNING) keeps: warnings and errors, and every line that is
+    not a log record (the metrics' EMF documents, printed whatever the level)."""
+
+    _KEPT_AT_WARNING = ('"level":"WARNING"', '"level":"ERROR"', '"level":"CRITICAL"')
 
     def __init__(self) -> None:
         self.bytes = 0
         self.lines = 0
+        self.bytes_at_warning = 0
+        self._partial = ""
 
     def write(self, text: str) -> int:
         self.bytes += len(text.encode("utf-8", errors="replace"))
         self.lines += text.count("\n")
+        *complete, self._partial = (self._partial + text).split("\n")
+        for line in complete:
+            is_record = '"level":"' in line
+            if not is_record or any(level in line for level in self._KEPT_AT_WARNING):
+                self.bytes_at_warning += len(line.encode("utf-8", errors="replace")) + 1
         return len(text)
 
     def writable(self) -> bool:
@@ -129,7 +140,7 @@ def _timed(prepare: Callable[[], Any], invoke: Callable[[Any], Any], sink: Count
     (a list of thousands of prepared events would count as the handler's memory)."""
     wall: list[float] = []
     cpu: list[float] = []
-    logged = sink.bytes
+    logged, logged_at_warning = sink.bytes, sink.bytes_at_warning
     for _ in range(runs):
         event = prepare()
         new_trace()
@@ -142,6 +153,7 @@ def _timed(prepare: Callable[[], Any], invoke: Callable[[Any], Any], sink: Count
         "wall_us": _summary(wall),
         "cpu_us": _summary(cpu),
         "log_bytes_per_invocation": round((sink.bytes - logged) / runs, 1),
+        "log_bytes_per_invocation_at_warning": round((sink.bytes_at_warning - logged_at_warning) / runs, 1),
     }
 
 
@@ -423,6 +435,64 @@ def dispatch_concurrency(repeats: int) -> dict[str, Any]:
     }
 
 
+def dispatch_batch_sizes(sizes: list[int], repeats: int) -> dict[str, Any]:
+    """Wall and CPU time of one warm dispatch batch, per batch size, against loopback servers
+    that answer after 50 to 200 ms (spread evenly): Lambda bills a batch's wall time, so
+    what a postback costs depends on how many share the wait. Every postback of a batch is
+    sent at once (as many workers as the batch has records)."""
+    from bench import events as support
+    from bench import fakes
+    from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
+    from postback_relay.services.dispatch import CircuitBreakers, Dispatcher
+
+    handler, _ = _dispatch_with_fakes()
+    s = handler.settings
+    context = _context("dispatch")
+    delays = [0.05 + 0.15 * i / 19 for i in range(20)]
+    servers = [support.AffiliateServer(delay_s=d) for d in delays]
+    serial = 0
+    figures: dict[str, Any] = {}
+    try:
+        for size in sizes:
+            built = Dispatcher(
+                deliveries=fakes.DeliveryLogFake(),
+                sender=HttpPostbackSender(
+                    SafeHttpClient(s.connect_timeout_s, s.read_timeout_s, s.allow_loopback, pool_size=size)
+                ),
+                retries=fakes.RetryControlFake(),
+                breakers=CircuitBreakers(fakes.EndpointStoreFake(), scale=s.delay_scale),
+                affiliates=fakes.AffiliateStoreFake(),
+                max_workers=size,
+                delay_scale=s.delay_scale,
+            )
+            handler.dispatcher = lambda built=built: built
+            walls: list[float] = []
+            cpus: list[float] = []
+            for run in range(repeats + 1):
+                records = []
+                for i in range(size):
+                    serial += 1
+                    url = servers[i % len(servers)].url
+                    records.append(_sqs_record(_message_body(url, serial), f"g-{serial}"))
+                c0, w0 = time.process_time(), time.perf_counter()
+                answer = handler.lambda_handler({"Records": records}, context)
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                if answer.get("batchItemFailures"):
+                    raise RuntimeError(f"dispatch left records on the queue: {answer}")
+                if run:  # the first run of each size warms its pool
+                    walls.append(wall)
+                    cpus.append(cpu)
+            figures[str(size)] = {
+                "wall_s": round(statistics.median(walls), 4),
+                "cpu_s": round(statistics.median(cpus), 4),
+                "walls_s": [round(w, 4) for w in walls],
+            }
+    finally:
+        for server in servers:
+            server.stop()
+    return {"server_delays_s": [round(d, 3) for d in delays], "by_batch_size": figures}
+
+
 # --- AWS calls on moto -----------------------------------------------------------------------
 
 READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
@@ -629,6 +699,8 @@ def main(argv: list[str]) -> int:
         result = dispatch_warm(int(args[0]), args[1], args[2], sink)
     elif task == "dispatch-concurrency":
         result = dispatch_concurrency(int(args[0]))
+    elif task == "dispatch-batch-sizes":
+        result = dispatch_batch_sizes([int(a) for a in args[1:]], int(args[0]))
     elif task == "aws-calls":
         result = aws_calls(args[0])
     else:

@@ -118,6 +118,7 @@ def warm_figures(repeats: int, *, tree: Path | None = None, only: tuple[str, ...
             "wall_us": median_of(name, "wall_us", "median"),
             "cpu_us": median_of(name, "cpu_us", "median"),
             "log_bytes_per_invocation": median_of(name, "log_bytes_per_invocation"),
+            "log_bytes_per_invocation_at_warning": median_of(name, "log_bytes_per_invocation_at_warning"),
             "peak_rss_mb": median_of(name, "rss_mb", "peak"),
             "vm_hwm_mb": median_of(name, "rss_mb", "vm_hwm"),
             "rss_after_import_mb": median_of(name, "rss_mb", "after_import"),
@@ -336,7 +337,8 @@ def cost_assumptions(monthly: float, dispatch: Mapping[str, Any]) -> dict[str, A
         "by its memory, plus one SendMessageBatch round trip per 10 messages; the stream's GetRecords by a "
         "Lambda trigger are free",
         "dispatch": f"BatchSize and MemorySize from template.yaml; GB-s per postback at the template's batch "
-        f"size: {dispatch.get('gb_s_per_postback')}; one ReceiveMessage and one DeleteMessageBatch per batch; "
+        f"size: {dispatch.get('gb_s_per_postback')}; one ReceiveMessage and one DeleteMessageBatch per 10 "
+        "messages of a batch (each takes at most 10); "
         "no empty receives; every postback delivered at the first attempt; one postback per conversion",
         "fill": "full: every batch at its BatchSize. fill_1m / fill_10m: conversions spread evenly over a 30-day "
         "month (0.39/s, 3.9/s), arriving as a Poisson process; a batch is the record that opens the batching "

@@ -11,8 +11,9 @@ up to 100), ingest (one Lambda invocation per request and one conditional PutIte
 conversion, the item carrying the postback messages: its size decides its write units), the
 conversions table's stream (free when a Lambda trigger reads it), the outbox function (one
 invocation per stream batch; SendMessageBatch of 10 messages, one request per 64 KB of
-payload), the dispatcher (one ReceiveMessage and one DeleteMessageBatch per batch; one
-invocation per batch, billed for the batch's wall time), and the delivery log (one
+payload), the dispatcher (ReceiveMessage and DeleteMessageBatch take at most 10 messages, so
+the event source mapping makes one of each per 10 messages of a batch, whatever BatchSize
+is; one invocation per batch, billed for the batch's wall time), and the delivery log (one
 UpdateItem per attempt and one consistent GetItem before each send; no index).
 
 DynamoDB bills a write by the item's size in 1 KB units (for UpdateItem, the larger of the
@@ -247,11 +248,11 @@ def cost_per_million(workload: Workload, region: str = REGION) -> dict[str, floa
         * p["lambda_per_million_requests"],
         "lambda_duration": gb_s * p["lambda_arm64_per_gb_second"],
         # ingest's own sends (before issue 13) or the outbox's SendMessageBatch calls; the
-        # event source mapping: one ReceiveMessage and one DeleteMessageBatch per batch.
+        # event source mapping: a ReceiveMessage and a DeleteMessageBatch per 10 messages.
         "sqs": (
             requests * workload.sqs_sends_per_request
             + outbox_invocations * outbox_sends_per_batch
-            + 2 * dispatch_invocations
+            + 2 * dispatch_invocations * max(1, math.ceil(workload.dispatch_batch_size / SQS_BATCH_ENTRIES))
         )
         / 1e6
         * p["sqs_per_million_requests"],

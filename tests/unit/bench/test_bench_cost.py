@@ -104,6 +104,16 @@ def test_batched_requests_divide_the_per_request_lines() -> None:
     assert batched["sqs"] == single["sqs"]
 
 
+def test_a_dispatch_batch_over_ten_messages_still_receives_and_deletes_by_ten() -> None:
+    # GIVEN dispatch batches of 50 instead of 10
+    by_ten = cost.cost_per_million(cost.Workload(dispatch_batch_size=10))
+    by_fifty = cost.cost_per_million(cost.Workload(dispatch_batch_size=50))
+    # THEN the invocations are a fifth, the SQS calls the same: ReceiveMessage and
+    # DeleteMessageBatch take at most 10 messages each
+    assert by_fifty["sqs"] == by_ten["sqs"]
+    assert by_ten["lambda_requests"] - by_fifty["lambda_requests"] == pytest.approx(80_000 / 1e6 * 0.20)
+
+
 def test_sqs_bills_a_batch_per_64_kb_chunk() -> None:
     assert cost.sqs_requests_for_batch(0, 600) == 0
     assert cost.sqs_requests_for_batch(10, 600) == 1  # 6 KB: one chunk

@@ -44,6 +44,7 @@ from reliability.relay_harness import (
 )
 
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED
+from postback_relay.adapters.dynamodb_deliveries import ref_of
 from postback_relay.domain.delivery import DeliveryState, delivery_id_for
 from postback_relay.domain.events import Event
 
@@ -85,7 +86,9 @@ class Postback:
 def state_written(body: bytes) -> tuple[str, str]:
     """The delivery and the state an UpdateItem of the delivery log writes."""
     document: dict[str, Any] = json.loads(body)
-    return document["Key"]["delivery_id"]["S"], document["ExpressionAttributeValues"][":state"]["S"]
+    # The log's key is (affiliate_id, `<created_at>#<delivery_id>`).
+    delivery_id = ref_of(document["Key"]).delivery_id
+    return delivery_id, document["ExpressionAttributeValues"][":state"]["S"]
 
 
 class SqsAtIngest:

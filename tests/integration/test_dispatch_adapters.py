@@ -352,13 +352,14 @@ def test_an_opening_and_a_closing_are_each_recorded_by_one_writer(aws: dict[str,
 
 
 def test_an_affiliates_postbacks_created_since_a_moment_newest_first(aws: dict[str, str]) -> None:
-    # GIVEN one affiliate's postbacks first logged an hour apart, and another affiliate's
-    moments = iter([AT, AT + timedelta(hours=1), AT + timedelta(hours=2), AT + timedelta(hours=2)])
-    log = DynamoDeliveryLog(aws["DeliveriesTableName"], client=boto3.client("dynamodb"), clock=lambda: next(moments))
+    # GIVEN one affiliate's postbacks created an hour apart, and another affiliate's
+    log = DynamoDeliveryLog(aws["DeliveriesTableName"], client=boto3.client("dynamodb"))
     for n in (1, 2, 3):
-        log.record_attempt(message(20 + n), attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
-    log.record_attempt(message(30, affiliate_id="7654321"), attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
-    # WHEN the log is read from the second one's time on
+        postback = message(20 + n, created_at=AT + timedelta(hours=n - 1))
+        log.record_attempt(postback, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    other = message(30, affiliate_id="7654321", created_at=AT + timedelta(hours=2))
+    log.record_attempt(other, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
+    # WHEN the log is read from the second one's creation on
     records = log.created_since("1234567", AT + timedelta(hours=1))
     # THEN the two created since then come, newest first, and nothing of the other affiliate
     assert [r.delivery_id for r in records] == [message(23).delivery_id, message(22).delivery_id]

@@ -74,6 +74,32 @@ def test_tables_are_on_demand_encrypted_and_recoverable() -> None:
         assert TABLES[name]["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
 
 
+def test_the_delivery_log_is_keyed_by_affiliate_and_creation_with_no_index_and_kept_on_replacement() -> None:
+    # GIVEN DeliveriesTable
+    table = TABLES["DeliveriesTable"]
+    props = table["Properties"]
+    # THEN a message addresses its item (affiliate, `<created_at>#<delivery_id>`) and an
+    # affiliate's postbacks read newest first from the table itself: no index to write
+    assert props["KeySchema"] == [
+        {"AttributeName": "affiliate_id", "KeyType": "HASH"},
+        {"AttributeName": "delivery_key", "KeyType": "RANGE"},
+    ]
+    assert "GlobalSecondaryIndexes" not in props and "LocalSecondaryIndexes" not in props
+    # AND a replacement (a key schema change) or a deleted stack keeps the history
+    assert table["UpdateReplacePolicy"] == "Retain"
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_dispatcher_sends_a_whole_batch_at_once() -> None:
+    # GIVEN the dispatcher's batch size, sized from the bench's GB-s per postback
+    dispatch = FUNCTIONS["DispatchFunction"]["Properties"]
+    batch = dispatch["Events"]["Postbacks"]["Properties"]["BatchSize"]
+    # THEN its workers take the whole batch at once (the batch is billed for its slowest call)
+    assert int(dispatch["Environment"]["Variables"]["MAX_WORKERS"]) == batch
+    # AND above 10 messages SQS wants a batching window
+    assert batch <= 10 or dispatch["Events"]["Postbacks"]["Properties"]["MaximumBatchingWindowInSeconds"] >= 1
+
+
 def test_postback_queue_is_encrypted_redriven_and_outlives_a_dispatch() -> None:
     queue = QUEUES["PostbackQueue"]["Properties"]
     dispatch = FUNCTIONS["DispatchFunction"]["Properties"]

@@ -248,7 +248,7 @@ def test_a_refused_copy_leaves_the_message_on_the_queue_hidden_within_its_twelve
     assert failed == {records[0]["messageId"]}
     assert stack.depth()["ApproximateNumberOfMessagesNotVisible"] == 1
     assert queued.visible_at / 1000 == pytest.approx(queued.sent_timestamp / 1000 + 12 * 3600 - 60, abs=5)
-    record = stack.deliveries.get(message.delivery_id)
+    record = stack.deliveries.get(message.ref)
     assert record is not None and record.state is DeliveryState.RETRYING
     # AND one second more than that is what SQS would have refused
     with pytest.raises(stack.sqs.exceptions.ClientError, match="VisibilityTimeout"):

@@ -352,6 +352,7 @@ def test_the_deadline_counts_from_the_firing_not_from_following_the_link(world: 
     world.clock.advance(10)
     checked = world.service().check_delivery(
         run_id,
+        affiliate_id=AFFILIATE_ID,
         delivery_ids=fired.delivery_ids,
         checks=0,
         summary="",

@@ -353,10 +353,21 @@ def test_a_throttled_delivery_write_is_retried_by_botocore_and_sent_once(
     # WHEN the dispatcher runs
     relay.drain()
 
-    # THEN each postback was sent once and logged delivered
+    # THEN each postback was logged delivered and sent once: the throttled write adds no send.
+    # An attempt whose answer came after the read timeout (a loaded machine's loopback can be
+    # that slow) may add one, as at-least-once allows; the attempt log must then show it.
     assert aws_faults.injected["UpdateItem"] >= 5
-    assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(5)}
     assert set(relay.delivery_states().values()) == {DeliveryState.DELIVERED}
+    assert set(affiliate.received) == {f"/pb0?c{n}" for n in range(5)}
+    timeouts = {
+        f"/pb0?c{record.message.transaction_id.removeprefix('T-')}": sum(
+            1 for attempt in record.attempts if attempt.error_kind == "timeout"
+        )
+        for record in map(relay.delivery, relay.delivery_states())
+        if record is not None
+    }
+    for key, count in affiliate.received.items():
+        assert count - 1 <= timeouts[key], f"{key} received {count} times after {timeouts[key]} timeout(s)"
 
 
 def test_a_delivery_write_throttled_past_retries_redelivers_the_message_and_sends_at_most_once_more(

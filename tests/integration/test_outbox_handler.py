@@ -16,10 +16,13 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from fakes import INGEST_AFFILIATE_ID, ingest_conversion
 from outbox_support import invoke_outbox, outbox_poller, run_outbox
+from typer.testing import CliRunner
 
 import outbox_handler
+from postback_ops.cli import app
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED
 from postback_ops.outbox_recovery import OutboxRecovery
+from postback_ops.target import Target, pinned
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.conversion import ConversionResult, Outcome
@@ -264,6 +267,25 @@ def test_recover_queues_the_postbacks_of_a_batch_given_up_on_from_the_stream(
         2,
         True,
     )
+    assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected
+    assert outbox.drain("OutboxFailureQueueUrl") == []
+
+
+def test_postback_outbox_recover_queues_a_given_up_batch_through_the_command(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a conversion whose stream batch the outbox gave up on
+    expected = give_up_on(outbox, monkeypatch, "T-1")
+    runner = CliRunner()
+
+    # WHEN ops run the command against the stack (as the README's operator policy allows)
+    with pinned(Target.from_outputs(outbox.outputs, name="relay-prod")):
+        result = runner.invoke(app, ["--json", "outbox", "recover"])
+
+    # THEN it exits 0, reports the batch found in the stream, and its postback is queued
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["source"], row["conversions"], row["postbacks"], row["deleted"]) == ("stream", ["T-1#sale"], 1, True)
     assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected
     assert outbox.drain("OutboxFailureQueueUrl") == []
 

@@ -156,7 +156,7 @@ def _dynamodb(
         yield Authorization(action, str(params["StreamArn"]))
         return
     if "ShardIterator" in params:  # GetRecords names no stream; the stream is in the iterator
-        yield Authorization(action, "*")
+        yield Authorization(action, _stream_of_iterator(str(params["ShardIterator"])))
         return
     table = params.get("TableName")
     if not table:
@@ -165,3 +165,11 @@ def _dynamodb(
     arn = _dynamodb_table(str(table), region, account)
     index = params.get("IndexName")
     yield Authorization(action, f"{arn}/index/{index}" if index else arn)
+
+
+def _stream_of_iterator(iterator: str) -> str:
+    """The stream a GetRecords call reads, which IAM authorizes it on: DynamoDB Streams' shard
+    iterators (AWS's and moto's alike) begin with the stream's ARN, then `|`. An iterator of
+    another shape is checked as `*`, which only a policy allowing every resource covers."""
+    head = iterator.split("|", 1)[0]
+    return head if head.startswith("arn:") and "/stream/" in head and "|" in iterator else "*"

@@ -63,6 +63,18 @@ def test_batch_operations_are_authorized_as_the_action_iam_checks() -> None:
     ]
 
 
+def test_a_stream_read_is_authorized_on_the_stream_its_shard_iterator_names() -> None:
+    # GIVEN GetRecords, which names no stream: DynamoDB Streams' iterators begin with its ARN
+    stream = (
+        f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/postback-relay-test-ConversionsTable/stream/2026-11-29T00:00:00.000"
+    )
+    read = list(authorizations("dynamodbstreams", "GetRecords", {"ShardIterator": f"{stream}|1|AAAA"}, region=REGION))
+    opaque = list(authorizations("dynamodbstreams", "GetRecords", {"ShardIterator": "AAAA"}, region=REGION))
+    # THEN it is checked on that stream; an iterator of another shape on every resource
+    assert read == [Authorization("dynamodb:GetRecords", stream)]
+    assert opaque == [Authorization("dynamodb:GetRecords", "*")]
+
+
 def test_the_template_roles_allow_what_each_function_does() -> None:
     # GIVEN calls each function makes (the names the tests give the stack's resources)
     calls = [

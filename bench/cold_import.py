@@ -245,19 +245,10 @@ FIRST_CALL_SCRIPT = Path(__file__).resolve().parent / "first_call.py"
 def _first_call_specs(affiliate_url: str) -> dict[str, dict[str, Any]]:
     """What each measured function gets: its events and the AWS answers (not the paths)."""
     from bench import events as support
-    from postback_relay.domain.config import dump_config, parse_config
     from postback_relay.domain.delivery import PostbackMessage, delivery_id_for
     from postback_relay.domain.events import Event
 
-    config = parse_config(support.affiliate_config_data(affiliate_url), allow_loopback=True)
-    affiliate_item = {
-        "affiliate_id": {"S": config.affiliate_id},
-        "config": {"S": json.dumps(dump_config(config), separators=(",", ":"), sort_keys=True)},
-        "enabled": {"BOOL": True},
-        "version": {"N": "1"},
-        "updated_at": {"S": "2026-11-26T00:00:00Z"},
-        "updated_by": {"S": "bench"},
-    }
+    affiliate_item = support.affiliate_item(support.affiliate_config_data(affiliate_url), allow_loopback=True)
 
     def postback(n: int) -> dict[str, Any]:
         transaction_id = f"F-{n}"

@@ -39,6 +39,22 @@ def affiliate_config_data(receiver_url: str, *, affiliate_id: str = AFFILIATE_ID
     }
 
 
+def affiliate_item(config_data: dict[str, Any], *, allow_loopback: bool = False) -> dict[str, Any]:
+    """The AffiliatesTable item of a config, in DynamoDB's attribute values, as the config
+    script would store it (what the benchmarks answer a GetItem with)."""
+    from postback_relay.domain.config import dump_config, parse_config
+
+    config = parse_config(config_data, allow_loopback=allow_loopback)
+    return {
+        "affiliate_id": {"S": config.affiliate_id},
+        "config": {"S": json.dumps(dump_config(config), separators=(",", ":"), sort_keys=True)},
+        "enabled": {"BOOL": True},
+        "version": {"N": "1"},
+        "updated_at": {"S": "2026-11-26T00:00:00Z"},
+        "updated_by": {"S": "bench"},
+    }
+
+
 def conversion(transaction_id: str, *, affiliate_id: str = AFFILIATE_ID) -> dict[str, Any]:
     """The contract's sample revshare sale under another transaction ID."""
     return {

@@ -206,20 +206,6 @@ def answer_aws_in_memory(affiliate_item: Mapping[str, Any] | None = None) -> Non
     botocore.handlers.BUILTIN_HANDLERS.append(("before-send", answer))
 
 
-def _affiliate_item(config_data: Mapping[str, Any]) -> dict[str, Any]:
-    from postback_relay.domain.config import dump_config, parse_config
-
-    config = parse_config(config_data)
-    return {
-        "affiliate_id": {"S": config.affiliate_id},
-        "config": {"S": json.dumps(dump_config(config), separators=(",", ":"), sort_keys=True)},
-        "enabled": {"BOOL": True},
-        "version": {"N": "1"},
-        "updated_at": {"S": "2026-11-26T00:00:00Z"},
-        "updated_by": {"S": "bench"},
-    }
-
-
 # --- ingest ------------------------------------------------------------------------------
 
 
@@ -250,7 +236,7 @@ def ingest_warm(runs: int, batch: int, mode: str, sink: CountingSink) -> dict[st
         # The handler's seam: its functools.cache'd builder of the service.
         ingest_handler.ingest_service = lambda: service  # type: ignore[assignment]
     else:
-        answer_aws_in_memory(_affiliate_item(config_data))
+        answer_aws_in_memory(support.affiliate_item(config_data))
     context = _context("ingest")
 
     serial = iter(range(10**9))

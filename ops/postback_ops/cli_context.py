@@ -30,8 +30,8 @@ from postback_relay.domain.errors import (
     TrackerError,
     UnsafeUrlError,
 )
+from postback_relay.domain.testrun import TestRun
 from postback_relay.ports import AffiliateStore, DeliveryLog, PostbackQueue
-from postback_relay.services.testlink import TestRun
 
 
 class ExitCode(IntEnum):

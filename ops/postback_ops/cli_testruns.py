@@ -10,7 +10,7 @@ from rich.console import Console
 
 from postback_ops.cli_affiliates import require_affiliate
 from postback_ops.cli_context import ExitCode, Ops, UsageProblem, handle_errors, ops_of, people_table
-from postback_relay.services.testlink import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun
+from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun
 
 test_app = typer.Typer(
     # Plain help: no `<bool>` beside every flag, and summaries kept to their first line.

@@ -23,10 +23,10 @@ from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.domain.config import load_config_text
-from postback_relay.domain.conversion import ConversionResult, Outcome
+from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.events import Event
-from postback_relay.services.testlink import Verdict
+from postback_relay.domain.testrun import RunVerdict
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "affiliates"
 MOTO_CALLER = "arn:aws:sts::123456789012:user/moto"
@@ -287,7 +287,7 @@ def _log_delivery(
         transaction_id=conversion.transaction_id,
         event=conversion.event,
         affiliate_id=affiliate_id,
-        outcome=Outcome.QUEUED,
+        outcome=ConversionOutcome.QUEUED,
         postbacks_queued=1,
         delivery_ids=(f"d{n}",),
     )
@@ -368,7 +368,7 @@ def test_start_then_status_follows_the_recorded_verdict(postback: Invoke, output
     started = stdout_json(postback("--json", "test", "start", "1234567"))
     running = stdout_json(postback("--json", "test", "status", started["run_id"]))
     runs = DynamoTestRunStore(outputs["TestRunsTableName"], client=boto3.client("dynamodb"))
-    runs.finish(started["run_id"], Verdict.PASSED, step=None, reason=None, at=datetime.now(UTC))
+    runs.finish(started["run_id"], RunVerdict.PASSED, step=None, reason=None, at=datetime.now(UTC))
     passed = postback("--json", "test", "status", started["run_id"])
     # THEN status reads running, then passed (exit 0); the run was started by the caller
     assert running["verdict"] == "running"

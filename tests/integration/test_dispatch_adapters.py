@@ -16,11 +16,11 @@ from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore, Endp
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sqs_retry import SqsRetryControl
 from postback_relay.domain.config import ExpectedAnswer
-from postback_relay.domain.conversion import ConversionResult, Outcome
+from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage, key_time
 from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.events import Event
-from postback_relay.services.testlink import TestRun, TestStep
+from postback_relay.domain.testrun import TestRun, TestStep
 
 AT = datetime(2026, 11, 25, 12, 0, 1, tzinfo=UTC)
 
@@ -87,7 +87,7 @@ def record_conversion(aws: dict[str, str], *postbacks: PostbackMessage) -> None:
         transaction_id=first.transaction_id,
         event=first.event,
         affiliate_id=first.affiliate_id,
-        outcome=Outcome.QUEUED,
+        outcome=ConversionOutcome.QUEUED,
         postbacks_queued=len(postbacks),
         delivery_ids=tuple(p.delivery_id for p in postbacks),
     )

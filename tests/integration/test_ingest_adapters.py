@@ -20,7 +20,7 @@ from postback_relay.adapters.dynamodb_conversions import (
 )
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.config import ExpectedAnswer, HttpMethod
-from postback_relay.domain.conversion import ConversionResult, Outcome
+from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
 from postback_relay.domain.events import Event
@@ -34,7 +34,7 @@ def queued_result(**changes: Any) -> ConversionResult:
         "transaction_id": "T-2026-000123",
         "event": Event.SALE,
         "affiliate_id": INGEST_AFFILIATE_ID,
-        "outcome": Outcome.QUEUED,
+        "outcome": ConversionOutcome.QUEUED,
         "postbacks_queued": 1,
         "delivery_ids": ("d" * 32,),
     }
@@ -131,7 +131,9 @@ def test_record_once_then_repeats_answer_the_first_result(conversions: DynamoCon
     assert conversions.record(ingest_conversion(), first) is None
 
     # WHEN it is recorded again with another result
-    again = conversions.record(ingest_conversion(amount="99.00"), queued_result(outcome=Outcome.TRACKER_MISMATCH))
+    again = conversions.record(
+        ingest_conversion(amount="99.00"), queued_result(outcome=ConversionOutcome.TRACKER_MISMATCH)
+    )
 
     # THEN the first result comes back (without the delivery IDs, which the record leaves out)
     assert again == first.model_copy(update={"delivery_ids": ()})
@@ -143,7 +145,11 @@ def test_a_repeat_of_a_conversion_without_an_affiliate_answers_its_first_result(
     # GIVEN a conversion recorded whose link named no affiliate (found by the schemathesis run:
     # its repeat answered 500, the stored result lacking the None it left out)
     first = queued_result(
-        affiliate_id=None, outcome=Outcome.UNKNOWN_AFFILIATE, postbacks_queued=0, delivery_ids=(), reason="no link"
+        affiliate_id=None,
+        outcome=ConversionOutcome.UNKNOWN_AFFILIATE,
+        postbacks_queued=0,
+        delivery_ids=(),
+        reason="no link",
     )
     assert conversions.record(ingest_conversion(), first) is None
 
@@ -233,12 +239,12 @@ def test_a_conversion_record_addresses_its_deliveries_in_the_log() -> None:
     assert refs == [m.ref for m in messages]
     assert refs[2].sort_key == f"{NOW.strftime('%Y-%m-%dT%H:%M:%S')}.123Z#{'c' * 32}"
     # AND a record that keeps no messages (none fired, or written before the outbox) has none
-    nothing = queued_result(outcome=Outcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
+    nothing = queued_result(outcome=ConversionOutcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
     assert delivery_refs_of(conversion_item(ingest_conversion(), nothing, received_at=NOW)) == []
 
 
 def test_an_item_without_postbacks_rebuilds_none_and_a_broken_outbox_says_so() -> None:
-    nothing = queued_result(outcome=Outcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
+    nothing = queued_result(outcome=ConversionOutcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
     item = conversion_item(ingest_conversion(), nothing, received_at=NOW)
     assert "postbacks" not in item
     assert messages_of_item(item) == []
@@ -277,7 +283,7 @@ def test_a_repeat_of_a_free_registration_whose_affiliate_could_not_be_read_answe
     conversion = ingest_conversion(event="registration", amount=None, currency=None)
     first = queued_result(
         event=Event.REGISTRATION,
-        outcome=Outcome.UNKNOWN_AFFILIATE,
+        outcome=ConversionOutcome.UNKNOWN_AFFILIATE,
         affiliate_id=None,
         postbacks_queued=0,
         delivery_ids=(),
@@ -330,7 +336,7 @@ def test_record_of_a_worst_case_conversion_stays_under_one_kilobyte() -> None:
         transaction_id=conversion.transaction_id,
         event=conversion.event,
         affiliate_id="1" * 64,
-        outcome=Outcome.EVENT_NOT_SUBSCRIBED,
+        outcome=ConversionOutcome.EVENT_NOT_SUBSCRIBED,
         reason="r" * 2000,
         error_kind="placeholder_unfilled",
     )
@@ -353,7 +359,7 @@ def test_a_conversion_firing_the_most_postbacks_stays_under_one_kilobyte() -> No
         transaction_id=conversion.transaction_id,
         event=conversion.event,
         affiliate_id="1" * 32,
-        outcome=Outcome.QUEUED,
+        outcome=ConversionOutcome.QUEUED,
         postbacks_queued=20,
         delivery_ids=delivery_ids,
     )
@@ -375,7 +381,7 @@ def test_a_typical_conversion_keeps_every_delivery_id() -> None:
 
     # THEN all three are kept, and nothing queued keeps none
     assert item["delivery_ids"] == {"S": " ".join(delivery_ids)}
-    nothing = queued_result(outcome=Outcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
+    nothing = queued_result(outcome=ConversionOutcome.EVENT_NOT_SUBSCRIBED, postbacks_queued=0, delivery_ids=())
     assert "delivery_ids" not in conversion_item(ingest_conversion(), nothing, received_at=NOW)
 
 

@@ -25,7 +25,7 @@ from postback_ops.outbox_recovery import OutboxRecovery
 from postback_ops.target import Target, pinned
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
-from postback_relay.domain.conversion import ConversionResult, Outcome
+from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.events import Event
 
@@ -56,7 +56,7 @@ class Outbox:
             transaction_id=transaction_id,
             event=Event.SALE,
             affiliate_id=INGEST_AFFILIATE_ID,
-            outcome=Outcome.QUEUED if postbacks else Outcome.EVENT_NOT_SUBSCRIBED,
+            outcome=ConversionOutcome.QUEUED if postbacks else ConversionOutcome.EVENT_NOT_SUBSCRIBED,
             postbacks_queued=postbacks,
             delivery_ids=tuple(m.delivery_id for m in messages),
         )

@@ -25,7 +25,8 @@ from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sfn_runner import TestRunStarter
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.errors import InfrastructureError
-from postback_relay.services.testlink import FollowResult, TestLinkService, TestRun, Verdict
+from postback_relay.domain.testrun import RunVerdict, TestRun
+from postback_relay.services.testlink import FollowResult, TestLinkService
 
 pytestmark = pytest.mark.slow
 
@@ -226,7 +227,7 @@ def test_a_working_integration_passes(workflow: Workflow) -> None:
     with dispatcher(workflow):
         run = workflow.run()
     # THEN it passed, the network link was never requested, the postback carried the tracker values
-    assert (run.verdict, run.step, run.reason) == (Verdict.PASSED, None, None)
+    assert (run.verdict, run.step, run.reason) == (RunVerdict.PASSED, None, None)
     assert step_names(run)[:3] == ["follow_link", "check_tracker", "fire_postbacks"]
     assert run.steps[0].details["network_link"] == NETWORK_LINK
     assert run.steps[1].details["tracker_values"]["clickid"] == "c123"
@@ -242,7 +243,7 @@ def test_unfilled_placeholders_fail_at_the_tracker_and_fire_nothing(workflow: Wo
     # WHEN
     run = workflow.run()
     # THEN
-    assert (run.verdict, run.step) == (Verdict.FAILED, "check_tracker")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "check_tracker")
     assert run.reason == "placeholder #clickId# was not filled by your tracker"
     assert "fire_postbacks" not in step_names(run)
     assert workflow.queued() == 0
@@ -257,7 +258,7 @@ def test_an_endpoint_failing_twice_then_recovering_passes_on_a_later_check(workf
     with dispatcher(workflow):
         run = workflow.run(waits=[1])
     # THEN the run passed after a check that saw the postback still retrying
-    assert run.verdict is Verdict.PASSED, run.reason
+    assert run.verdict is RunVerdict.PASSED, run.reason
     checks = [step.details["deliveries"][0] for step in run.steps if step.name == "check_delivery"]
     assert checks[0]["state"] in {"pending", "retrying"}
     assert checks[-1]["state"] == "delivered"
@@ -274,7 +275,7 @@ def test_a_dead_endpoint_fails_at_the_deadline(workflow: Workflow) -> None:
     with dispatcher(workflow):
         run = workflow.run(waits=[1], deadline_s=3)
     # THEN it failed at the delivery check, saying what the server answered
-    assert (run.verdict, run.step) == (Verdict.FAILED, "check_delivery")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "check_delivery")
     assert run.reason is not None
     assert "was not delivered: your server answered 500 on" in run.reason
     assert run.reason.endswith("attempts over 3 seconds")
@@ -301,7 +302,7 @@ def test_a_broken_test_link_fails_at_follow_link_with_its_reason(
     # WHEN
     run = workflow.run()
     # THEN the run failed at the first step with its own reason, and nothing was fired
-    assert (run.verdict, run.step) == (Verdict.FAILED, "follow_link")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "follow_link")
     assert reason in (run.reason or "")
     assert step_names(run) == ["follow_link"]
     assert workflow.queued() == 0
@@ -318,7 +319,7 @@ def test_an_error_in_a_step_becomes_a_verdict(workflow: Workflow, monkeypatch: p
     # WHEN
     run = workflow.run()
     # THEN the Catch recorded the verdict with the step and the error
-    assert (run.verdict, run.step) == (Verdict.FAILED, "follow_link")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "follow_link")
     assert run.reason == "the follow_link step could not complete (RuntimeError): the step crashed"
     assert step_names(run) == ["record_verdict"]
     json.dumps(run.to_json())  # the CLI prints it as JSON
@@ -343,5 +344,5 @@ def test_a_transient_error_is_retried(workflow: Workflow, monkeypatch: pytest.Mo
     with dispatcher(workflow):
         run = workflow.run()
     # THEN the workflow retried the step and the run passed
-    assert run.verdict is Verdict.PASSED, run.reason
+    assert run.verdict is RunVerdict.PASSED, run.reason
     assert len(calls) == 2

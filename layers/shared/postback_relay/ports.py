@@ -1,10 +1,10 @@
 """The ports: what the services need from the outside world, as Protocols.
 
-Adapters (boto3, requests) implement them in `postback_relay.adapters`; tests of the
-services use in-memory fakes (tests/fakes.py).
+Every port of the system lives here, and nowhere else: adapters (boto3, requests) implement
+them in `postback_relay.adapters`; tests of the services use in-memory fakes (tests/fakes).
 """
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -13,6 +13,7 @@ from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.notices import CircuitNotice
+from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 
 
 @dataclass(frozen=True)
@@ -161,3 +162,60 @@ class Notifier(Protocol):
     def notify(self, notice: CircuitNotice) -> None:
         """Raises InfrastructureError when the notice could not be sent."""
         ...
+
+
+class DispatchDeliveryLog(DeliveryLog, Protocol):
+    def mark_deferred(self, message: PostbackMessage, *, reason: str) -> None:
+        """Keep the delivery `pending` (circuit open), no attempt appended; never touches a
+        delivered one."""
+        ...
+
+
+class RetryControl(Protocol):
+    """The source queue and the DLQ, as the dispatcher steers them."""
+
+    def requeue(self, body: str, *, delay_s: int) -> None:
+        """Send a new copy of a message to the postback queue, invisible for `delay_s` seconds
+        (SendMessage with DelaySeconds, at most 900): a delayed message is not in flight."""
+        ...
+
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        """Hide a received message for this long (ChangeMessageVisibility). The fallback when
+        a requeue fails: the message stays in flight, within SQS's 12 hours from its receipt."""
+        ...
+
+    def dead_letter(self, body: str, *, reason: str, delivery_id: str | None) -> None:
+        """Park a message that failed for good on the DLQ, with its reason."""
+        ...
+
+
+# --- the test link ---------------------------------------------------------------------------
+
+
+class TestRunStore(Protocol):
+    def create(self, run: TestRun) -> None:
+        """Record a new run (a run ID is never reused)."""
+        ...
+
+    def get(self, run_id: str) -> TestRun | None: ...
+
+    def append_step(self, run_id: str, step: TestStep) -> None: ...
+
+    def finish(self, run_id: str, verdict: RunVerdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
+        """Set the verdict if the run is still running; False when it already had one."""
+        ...
+
+
+class HopAnswer(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class HopClient(Protocol):
+    """One HTTP request, redirects never followed; raises UnsafeUrlError (nothing sent) or
+    DeliveryTransportError (no answer). `SafeHttpClient` is one."""
+
+    def request(self, method: str, url: str) -> HopAnswer: ...

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from postback_relay.domain.delivery import MAX_ATTEMPTS, retry_delay
-from postback_relay.services.testlink import DEFAULT_DEADLINE_S
+from postback_relay.domain.testrun import DEFAULT_DEADLINE_S
 
 
 def _earliest() -> float:

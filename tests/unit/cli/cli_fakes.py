@@ -10,8 +10,8 @@ from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.delivery import Attempt, Circuit, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError, NotFoundError
 from postback_relay.domain.events import Event
+from postback_relay.domain.testrun import TestRun
 from postback_relay.ports import DeliveryRecord, StoredAffiliate
-from postback_relay.services.testlink import TestRun
 
 OPS_ARN = "arn:aws:iam::123456789012:user/ops"
 

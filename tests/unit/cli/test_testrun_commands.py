@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 from postback_ops.cli import app
 from postback_ops.cli_testruns import scaled_schedule
 from postback_ops.target import Target, pinned
-from postback_relay.services.testlink import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun
+from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "affiliates"
 RUN_ID = "20261125T120000-abcd1234"

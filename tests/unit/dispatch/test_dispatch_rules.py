@@ -12,9 +12,9 @@ from postback_relay.domain.delivery import (
     FAILURE_THRESHOLD,
     MAX_ATTEMPTS,
     RETRY_SCHEDULE_S,
+    AttemptOutcome,
     Circuit,
     CircuitStatus,
-    Outcome,
     circuit_after,
     circuit_trial,
     circuit_wait,
@@ -29,27 +29,31 @@ MIDDLE = 0.5  # rand() value that gives no jitter
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [
-        (200, Outcome.DELIVERED),
-        (204, Outcome.DELIVERED),
-        (302, Outcome.FAILED),
-        (400, Outcome.FAILED),
-        (404, Outcome.FAILED),
-        (408, Outcome.RETRY),
-        (429, Outcome.RETRY),
-        (500, Outcome.RETRY),
-        (503, Outcome.RETRY),
+        (200, AttemptOutcome.DELIVERED),
+        (204, AttemptOutcome.DELIVERED),
+        (302, AttemptOutcome.FAILED),
+        (400, AttemptOutcome.FAILED),
+        (404, AttemptOutcome.FAILED),
+        (408, AttemptOutcome.RETRY),
+        (429, AttemptOutcome.RETRY),
+        (500, AttemptOutcome.RETRY),
+        (503, AttemptOutcome.RETRY),
     ],
 )
-def test_a_status_is_classified_by_the_contract(status: int, outcome: Outcome) -> None:
+def test_a_status_is_classified_by_the_contract(status: int, outcome: AttemptOutcome) -> None:
     # GIVEN no expectation beyond the default, WHEN an answer is classified, THEN the contract decides
     assert classify(status, "", None).outcome is outcome
 
 
 @pytest.mark.parametrize(
     ("kind", "outcome"),
-    [("timeout", Outcome.RETRY), ("connection_error", Outcome.RETRY), ("unsafe_url", Outcome.FAILED)],
+    [
+        ("timeout", AttemptOutcome.RETRY),
+        ("connection_error", AttemptOutcome.RETRY),
+        ("unsafe_url", AttemptOutcome.FAILED),
+    ],
 )
-def test_no_answer_is_retried_unless_the_address_was_refused(kind: str, outcome: Outcome) -> None:
+def test_no_answer_is_retried_unless_the_address_was_refused(kind: str, outcome: AttemptOutcome) -> None:
     # GIVEN an attempt that got no HTTP answer, WHEN it is classified
     verdict = classify(None, None, None, error_kind=kind, error="why")
     # THEN transport errors retry, a refused address fails at once, with the reason kept
@@ -60,10 +64,10 @@ def test_an_expected_status_list_replaces_2xx() -> None:
     # GIVEN an affiliate whose tracker answers 302 on success
     expect = ExpectedAnswer(status=(302,))
     # WHEN answers are classified, THEN 302 is delivered and 200 is not
-    assert classify(302, "", expect).outcome is Outcome.DELIVERED
-    assert classify(200, "", expect).outcome is Outcome.FAILED
+    assert classify(302, "", expect).outcome is AttemptOutcome.DELIVERED
+    assert classify(200, "", expect).outcome is AttemptOutcome.FAILED
     # AND a 503 is still worth a retry
-    assert classify(503, "", expect).outcome is Outcome.RETRY
+    assert classify(503, "", expect).outcome is AttemptOutcome.RETRY
 
 
 def test_a_success_without_the_expected_body_fails_at_once() -> None:
@@ -71,9 +75,9 @@ def test_a_success_without_the_expected_body_fails_at_once() -> None:
     expect = ExpectedAnswer(body_contains="success=true")
     # WHEN it answers 200 success=false, THEN the postback failed (no retry: it was refused)
     verdict = classify(200, "success=false", expect)
-    assert (verdict.outcome, verdict.error_kind) == (Outcome.FAILED, "unexpected_body")
+    assert (verdict.outcome, verdict.error_kind) == (AttemptOutcome.FAILED, "unexpected_body")
     # AND the expected body is delivered
-    assert classify(200, "ok success=true", expect).outcome is Outcome.DELIVERED
+    assert classify(200, "ok success=true", expect).outcome is AttemptOutcome.DELIVERED
 
 
 def test_the_schedule_without_jitter_is_the_documented_one() -> None:

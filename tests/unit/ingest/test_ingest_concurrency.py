@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from fakes import FakeAffiliateStore, FakeConversionLog, ingest_config, ingest_conversion
 
-from postback_relay.domain.conversion import Conversion, ConversionResult, Outcome
+from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.services.ingest import RECORD_WORKERS, IngestService
@@ -52,7 +52,11 @@ def test_a_batch_is_recorded_concurrently_and_answered_in_request_order() -> Non
     log = OverlappingLog(RECORD_WORKERS)
     batch = [ingest_conversion(transaction_id=f"T-{n}") for n in range(2 * RECORD_WORKERS)]
     earlier = ConversionResult(
-        transaction_id="T-5", event=batch[5].event, affiliate_id="1234567", outcome=Outcome.QUEUED, postbacks_queued=1
+        transaction_id="T-5",
+        event=batch[5].event,
+        affiliate_id="1234567",
+        outcome=ConversionOutcome.QUEUED,
+        postbacks_queued=1,
     )
     log.records[batch[5].conversion_id] = (batch[5], earlier)
 

@@ -130,10 +130,10 @@ def test_unknown_field_in_a_conversion_is_refused() -> None:
 
 def test_answer_json_has_the_documented_fields() -> None:
     # GIVEN any result, WHEN it is answered, THEN exactly the documented fields appear
-    from postback_relay.domain.conversion import ConversionResult, Outcome
+    from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
     from postback_relay.domain.events import Event
 
-    result = ConversionResult(transaction_id="T", event=Event.SALE, affiliate_id="1", outcome=Outcome.QUEUED)
+    result = ConversionResult(transaction_id="T", event=Event.SALE, affiliate_id="1", outcome=ConversionOutcome.QUEUED)
     assert set(Answer(result).to_json()) == {
         "transaction_id",
         "event",

@@ -17,7 +17,7 @@ from fakes import (
     ingest_conversion,
 )
 
-from postback_relay.domain.conversion import Outcome
+from postback_relay.domain.conversion import ConversionOutcome
 from postback_relay.domain.delivery import delivery_id_for
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import Event
@@ -45,7 +45,7 @@ def test_revshare_sale_queues_its_postback_with_the_tracker_values(world: World)
     # THEN one postback is queued, filled with the tracker's click ID and the exact amount
     (answer,) = report.answers
     assert answer.repeat is False
-    assert answer.result.outcome is Outcome.QUEUED
+    assert answer.result.outcome is ConversionOutcome.QUEUED
     assert answer.result.postbacks_queued == 1
     (message,) = world.log.outbox
     query = parse_qs(urlsplit(message.url).query)
@@ -109,7 +109,7 @@ def test_unknown_affiliate_is_recorded_without_postbacks(world: World) -> None:
 
     # THEN the outcome says so, it is recorded, and nothing is queued
     result = report.answers[0].result
-    assert result.outcome is Outcome.UNKNOWN_AFFILIATE
+    assert result.outcome is ConversionOutcome.UNKNOWN_AFFILIATE
     assert result.affiliate_id == "7654321"
     assert result.reason and "7654321" in result.reason
     assert "T-2026-000123#sale" in world.log.records
@@ -124,7 +124,7 @@ def test_unreadable_link_is_an_unknown_affiliate(world: World) -> None:
 
     # THEN it is recorded as unknown_affiliate with the link's problem
     result = report.answers[0].result
-    assert result.outcome is Outcome.UNKNOWN_AFFILIATE
+    assert result.outcome is ConversionOutcome.UNKNOWN_AFFILIATE
     assert result.error_kind == "bad_link"
     assert world.log.outbox == []
 
@@ -135,7 +135,7 @@ def test_disabled_affiliate_fires_nothing(world: World) -> None:
 
     # WHEN a sale arrives, THEN it is recorded as affiliate_disabled
     result = world.service.ingest([ingest_conversion()]).answers[0].result
-    assert result.outcome is Outcome.AFFILIATE_DISABLED
+    assert result.outcome is ConversionOutcome.AFFILIATE_DISABLED
     assert world.log.outbox == []
 
 
@@ -150,7 +150,7 @@ def test_event_not_subscribed(world: World, event: str, offer_id: str) -> None:
 
     # WHEN such a conversion arrives, THEN nothing is queued and the reason says why
     result = world.service.ingest([conversion]).answers[0].result
-    assert result.outcome is Outcome.EVENT_NOT_SUBSCRIBED
+    assert result.outcome is ConversionOutcome.EVENT_NOT_SUBSCRIBED
     assert result.reason and event in result.reason
     assert world.log.outbox == []
 
@@ -168,7 +168,7 @@ def test_tracker_mismatch_reports_the_trackers_error(world: World, tracker: str,
 
     # WHEN it arrives, THEN the outcome is tracker_mismatch with the tracker error's reason
     result = world.service.ingest([conversion]).answers[0].result
-    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.outcome is ConversionOutcome.TRACKER_MISMATCH
     assert result.error_kind == error_kind
     assert world.log.outbox == []
     assert "T-2026-000123#sale" in world.log.records
@@ -182,7 +182,7 @@ def test_pps_tracker_naming_another_affiliate_is_a_mismatch(world: World) -> Non
 
     # THEN it is a tracker mismatch (affiliate_mismatch)
     result = world.service.ingest([conversion]).answers[0].result
-    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.outcome is ConversionOutcome.TRACKER_MISMATCH
     assert result.error_kind == "affiliate_mismatch"
 
 
@@ -191,7 +191,7 @@ def test_link_naming_another_affiliate_than_the_conversion_is_a_mismatch(world: 
     result = world.service.ingest([ingest_conversion(affiliate_id="42")]).answers[0].result
 
     # THEN nothing is queued: the two disagree
-    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.outcome is ConversionOutcome.TRACKER_MISMATCH
     assert result.error_kind == "affiliate_mismatch"
 
 
@@ -203,7 +203,7 @@ def test_rendered_url_to_a_forbidden_address_is_refused_at_send_time() -> None:
 
     # WHEN a sale arrives, THEN nothing is queued and the outcome says unsafe_url
     result = world.service.ingest([ingest_conversion()]).answers[0].result
-    assert result.outcome is Outcome.TRACKER_MISMATCH
+    assert result.outcome is ConversionOutcome.TRACKER_MISMATCH
     assert result.error_kind == "unsafe_url"
     assert world.log.outbox == []
 
@@ -286,6 +286,6 @@ def test_a_postback_rendering_longer_than_the_limit_fires_nothing_and_says_why()
 
     # THEN nothing is recorded to queue, and the answer names the cause
     assert MAX_MESSAGE_BYTES < 250 * 80
-    assert answer.result.outcome is Outcome.TRACKER_MISMATCH
+    assert answer.result.outcome is ConversionOutcome.TRACKER_MISMATCH
     assert answer.result.error_kind == "postback_too_large"
     assert world.log.outbox == []

@@ -16,7 +16,7 @@ from postback_ops.local.timing import (
     retry_schedule_s,
 )
 from postback_relay.domain.delivery import RETRY_SCHEDULE_S, retry_delay
-from postback_relay.services.testlink import DEFAULT_DEADLINE_S
+from postback_relay.domain.testrun import DEFAULT_DEADLINE_S
 
 
 def template_floors() -> LocalFloors:

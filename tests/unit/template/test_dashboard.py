@@ -169,7 +169,7 @@ def drive_every_emitter() -> None:
     import ingest_handler
     import outbox_handler
     import testlink_handler
-    from postback_relay.domain.conversion import ConversionResult, Outcome
+    from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
     from postback_relay.domain.errors import InfrastructureError, SignatureError
     from postback_relay.domain.events import Event
     from postback_relay.domain.notices import CircuitChange
@@ -185,7 +185,7 @@ def drive_every_emitter() -> None:
     dispatch_handler.count_circuits({CircuitChange.OPENED: 1, CircuitChange.CLOSED: 1})
     dispatch_handler.metrics.flush_metrics()
 
-    taken = ConversionResult(transaction_id="T", event=Event.SALE, affiliate_id="1", outcome=Outcome.QUEUED)
+    taken = ConversionResult(transaction_id="T", event=Event.SALE, affiliate_id="1", outcome=ConversionOutcome.QUEUED)
     ingest_handler._count(IngestReport(answers=(Answer(taken), Answer(taken, repeat=True)), postbacks_queued=1))
     ingest_handler._payload_too_large(ingest_handler.PayloadTooLarge("big"))
     ingest_handler._bad_signature(SignatureError("bad"))

@@ -15,7 +15,7 @@ import testlink_handler
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sfn_runner import TestRunStarter, execution_arn
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
-from postback_relay.services.testlink import TestRun, TestStep, Verdict
+from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 from postback_relay.settings import SettingsError
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
@@ -37,14 +37,14 @@ def test_a_run_is_kept_with_its_steps_and_its_first_verdict(store: DynamoTestRun
     step = TestStep(name="follow_link", at=START, ok=True, details={"redirect_chain": [{"url": "u", "status": 302}]})
     store.append_step("run-1", step)
     # WHEN it is finished twice
-    first = store.finish("run-1", Verdict.FAILED, step="check_tracker", reason="placeholder #x#", at=START)
-    second = store.finish("run-1", Verdict.PASSED, step=None, reason=None, at=START)
+    first = store.finish("run-1", RunVerdict.FAILED, step="check_tracker", reason="placeholder #x#", at=START)
+    second = store.finish("run-1", RunVerdict.PASSED, step=None, reason=None, at=START)
     # THEN the first verdict stands, with the steps as written
     run = store.get("run-1")
     assert (first, second) == (True, False)
     assert run is not None
     assert (run.verdict, run.step, run.reason, run.finished_at) == (
-        Verdict.FAILED,
+        RunVerdict.FAILED,
         "check_tracker",
         "placeholder #x#",
         START,
@@ -83,7 +83,7 @@ def test_start_records_the_run_and_starts_its_execution(store: DynamoTestRunStor
     run_id = starter.start(AFFILIATE_ID, "ops@example", [1, 2], 30)
     # THEN it is running, its execution named after it with the schedule as input
     run = starter.status(run_id)
-    assert (run.verdict, run.affiliate_id, run.started_by) == (Verdict.RUNNING, AFFILIATE_ID, "ops@example")
+    assert (run.verdict, run.affiliate_id, run.started_by) == (RunVerdict.RUNNING, AFFILIATE_ID, "ops@example")
     execution = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn(arn, run_id))
     execution_input = json.loads(execution["input"])
     assert execution_input["run_id"] == run_id
@@ -104,7 +104,7 @@ def test_an_execution_ending_without_a_verdict_is_a_failed_run(store: DynamoTest
     # WHEN its status is read
     run = starter.status(run_id)
     # THEN the run is failed, saying so
-    assert (run.verdict, run.step) == (Verdict.FAILED, "workflow")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "workflow")
     assert run.reason == "the test-link workflow ended failed without a verdict (Oops: broken)"
 
 

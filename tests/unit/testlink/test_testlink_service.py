@@ -10,9 +10,8 @@ from testlink_fakes import AFFILIATE_ID, NETWORK_HOST, NETWORK_LINK, START, Scri
 from postback_relay.domain.delivery import DeliveryState, DeliveryTransportError
 from postback_relay.domain.errors import InfrastructureError, UnsafeUrlError
 from postback_relay.domain.events import Event, OfferType
+from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, RunVerdict
 from postback_relay.services.testlink import (
-    DEFAULT_DEADLINE_S,
-    Verdict,
     follow_redirects,
     next_wait_s,
     offer_type_of,
@@ -120,7 +119,7 @@ def test_follow_link_records_the_chain_on_the_run(world: World) -> None:
     # THEN the step is ok and the run keeps the chain, still running
     assert result.ok and result.network_link == NETWORK_LINK
     run = world.run(run_id)
-    assert run.verdict is Verdict.RUNNING
+    assert run.verdict is RunVerdict.RUNNING
     assert run.steps[-1].name == "follow_link" and run.steps[-1].ok
     assert run.steps[-1].details["redirect_chain"][0] == {"url": TEST_LINK, "status": 302, "location": NETWORK_LINK}
 
@@ -133,7 +132,7 @@ def test_follow_link_failure_is_the_verdict(world: World) -> None:
     # THEN the run failed at follow_link with the reason
     assert not result.ok
     run = world.run(run_id)
-    assert (run.verdict, run.step) == (Verdict.FAILED, "follow_link")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "follow_link")
     assert run.reason == "the test link redirected to a private address (10.0.0.5)"
 
 
@@ -185,7 +184,7 @@ def test_an_unfilled_placeholder_fails_at_the_tracker_step(world: World) -> None
     # THEN the reason names the placeholder
     assert not result.ok
     run = world.run(run_id)
-    assert (run.verdict, run.step) == (Verdict.FAILED, "check_tracker")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "check_tracker")
     assert run.reason == "placeholder #clickId# was not filled by your tracker"
 
 
@@ -222,7 +221,7 @@ def fire(world: World, run_id: str, *, waits: list[int] = WAITS) -> list[str]:
         deadline_s=DEFAULT_DEADLINE_S,
         started_at=START,
     )
-    assert check.verdict is Verdict.RUNNING
+    assert check.verdict is RunVerdict.RUNNING
     assert check.next_wait_s == waits[0]
     return check.delivery_ids
 
@@ -264,7 +263,7 @@ def test_a_refused_queue_is_an_infrastructure_error_for_the_workflow_to_retry(wo
     world.queue.refuse = lambda message: True
     with pytest.raises(InfrastructureError):
         fire(world, run_id)
-    assert world.run(run_id).verdict is Verdict.RUNNING
+    assert world.run(run_id).verdict is RunVerdict.RUNNING
 
 
 def check(world: World, run_id: str, delivery_ids: list[str], checks: int = 0, summary: str = ""):  # type: ignore[no-untyped-def]
@@ -289,15 +288,15 @@ def test_delivered_postbacks_pass_the_run(world: World) -> None:
     world.clock.advance(30)
     first = check(world, run_id, ids)
     # THEN still running, the next wait the second of the schedule
-    assert (first.verdict, first.checks, first.next_wait_s) == (Verdict.RUNNING, 1, 60)
+    assert (first.verdict, first.checks, first.next_wait_s) == (RunVerdict.RUNNING, 1, 60)
     # WHEN the second recovers
     world.deliveries.set(world.queue.sent[1], DeliveryState.DELIVERED, [500, 500, 200])
     world.clock.advance(60)
     second = check(world, run_id, ids, first.checks, first.summary)
     # THEN the run passed
-    assert second.verdict is Verdict.PASSED
+    assert second.verdict is RunVerdict.PASSED
     run = world.run(run_id)
-    assert (run.verdict, run.step, run.reason) == (Verdict.PASSED, None, None)
+    assert (run.verdict, run.step, run.reason) == (RunVerdict.PASSED, None, None)
 
 
 def test_a_postback_failed_for_good_fails_the_run(world: World) -> None:
@@ -305,7 +304,7 @@ def test_a_postback_failed_for_good_fails_the_run(world: World) -> None:
     ids = fire(world, run_id)
     world.deliveries.set(world.queue.sent[0], DeliveryState.FAILED, [404])
     result = check(world, run_id, ids)
-    assert result.verdict is Verdict.FAILED
+    assert result.verdict is RunVerdict.FAILED
     run = world.run(run_id)
     assert run.step == "check_delivery"
     assert (
@@ -323,7 +322,7 @@ def test_an_endpoint_still_failing_at_the_deadline_fails_the_run(world: World) -
     world.clock.advance(DEFAULT_DEADLINE_S)
     result = check(world, run_id, ids, checks=9)
     # THEN
-    assert result.verdict is Verdict.FAILED
+    assert result.verdict is RunVerdict.FAILED
     reason = world.run(run_id).reason or ""
     assert reason.startswith("postback 2 (GET https://track.acme.example/lead?cid=c123&offer=89)")
     assert reason.endswith("your server answered 500 on 6 attempts over 35 minutes")
@@ -364,7 +363,7 @@ def test_the_deadline_counts_from_the_firing_not_from_following_the_link(world: 
 
     # THEN the run keeps checking: its third attempt still has 14 s
     assert fired.fired_at == START + timedelta(seconds=20)
-    assert (checked.verdict, checked.fired_at) == (Verdict.RUNNING, fired.fired_at)
+    assert (checked.verdict, checked.fired_at) == (RunVerdict.RUNNING, fired.fired_at)
 
 
 def test_an_unchanged_check_adds_no_step(world: World) -> None:
@@ -373,7 +372,7 @@ def test_an_unchanged_check_adds_no_step(world: World) -> None:
     first = check(world, run_id, ids)
     steps = len(world.run(run_id).steps)
     second = check(world, run_id, ids, first.checks, first.summary)
-    assert second.verdict is Verdict.RUNNING
+    assert second.verdict is RunVerdict.RUNNING
     assert len(world.run(run_id).steps) == steps
 
 
@@ -397,7 +396,7 @@ def test_a_crash_becomes_a_verdict_with_the_step_and_the_error_message(world: Wo
         cause='{"errorMessage": "the postback queue refused 2 of 2", "errorType": "InfrastructureError"}',
     )
     run = world.run(run_id)
-    assert (run.verdict, run.step) == (Verdict.FAILED, "fire_postbacks")
+    assert (run.verdict, run.step) == (RunVerdict.FAILED, "fire_postbacks")
     assert run.reason == (
         "the fire_postbacks step could not complete (InfrastructureError): the postback queue refused 2 of 2"
     )

@@ -10,8 +10,9 @@ from fakes import FakeAffiliateStore, FakePostbackQueue
 
 from postback_relay.domain.config import AffiliateConfig, parse_config
 from postback_relay.domain.delivery import Attempt, DeliveryRef, DeliveryState, PostbackMessage
+from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 from postback_relay.ports import DeliveryRecord
-from postback_relay.services.testlink import TestLinkService, TestRun, TestStep, Verdict
+from postback_relay.services.testlink import TestLinkService
 
 AFFILIATE_ID = "1234567"
 NETWORK_HOST = "www.espace-plus.net"
@@ -39,9 +40,9 @@ class FakeTestRunStore:
         run = self.runs[run_id]
         self.runs[run_id] = run.model_copy(update={"steps": (*run.steps, step)})
 
-    def finish(self, run_id: str, verdict: Verdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
+    def finish(self, run_id: str, verdict: RunVerdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
         run = self.runs[run_id]
-        if run.verdict is not Verdict.RUNNING:
+        if run.verdict is not RunVerdict.RUNNING:
             return False
         self.runs[run_id] = run.model_copy(
             update={"verdict": verdict, "step": step, "reason": reason, "finished_at": at}

@@ -15,7 +15,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.errors import ConflictError, InfrastructureError
-from postback_relay.services.testlink import TestRun, TestStep, Verdict
+from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -100,7 +100,7 @@ class DynamoTestRunStore:
             affiliate_id=item["affiliate_id"]["S"],
             started_by=item["started_by"]["S"],
             started_at=datetime.fromisoformat(item["started_at"]["S"]),
-            verdict=Verdict(item["verdict"]["S"]),
+            verdict=RunVerdict(item["verdict"]["S"]),
             step=_optional(item, "step"),
             reason=_optional(item, "reason"),
             finished_at=datetime.fromisoformat(finished_at) if finished_at else None,
@@ -123,11 +123,11 @@ class DynamoTestRunStore:
         except BotoCoreError as exc:
             raise InfrastructureError(f"cannot update test run {run_id}: {exc}") from exc
 
-    def finish(self, run_id: str, verdict: Verdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
+    def finish(self, run_id: str, verdict: RunVerdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
         names = {"#verdict": "verdict", "#step": "step", "#reason": "reason"}
         values: dict[str, AttributeValueTypeDef] = {
             ":verdict": {"S": verdict.value},
-            ":running": {"S": Verdict.RUNNING.value},
+            ":running": {"S": RunVerdict.RUNNING.value},
             ":at": {"S": _iso(at)},
         }
         sets = ["#verdict = :verdict", "finished_at = :at"]

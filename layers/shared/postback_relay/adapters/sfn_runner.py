@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.errors import InfrastructureError, NotFoundError
-from postback_relay.services.testlink import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun, TestRunStore, Verdict
+from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, RunVerdict, TestRun
+from postback_relay.ports import TestRunStore
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient
@@ -79,7 +80,7 @@ class TestRunStarter:
             )
         except (ClientError, BotoCoreError) as exc:
             reason = f"the test-link workflow could not be started: {exc}"
-            self._runs.finish(run_id, Verdict.FAILED, step="start", reason=reason, at=self._clock())
+            self._runs.finish(run_id, RunVerdict.FAILED, step="start", reason=reason, at=self._clock())
             raise InfrastructureError(reason) from exc
         return run_id
 
@@ -89,7 +90,7 @@ class TestRunStarter:
         run = self._runs.get(run_id)
         if run is None:
             raise NotFoundError(f"no test run {run_id}")
-        if run.verdict is not Verdict.RUNNING:
+        if run.verdict is not RunVerdict.RUNNING:
             return run
         try:
             execution = self._sfn.describe_execution(executionArn=execution_arn(self._state_machine_arn, run_id))
@@ -104,5 +105,5 @@ class TestRunStarter:
             return run
         detail = ": ".join(part for part in (execution.get("error"), execution.get("cause")) if part)
         reason = f"the test-link workflow ended {status.lower()} without a verdict" + (f" ({detail})" if detail else "")
-        self._runs.finish(run_id, Verdict.FAILED, step="workflow", reason=reason, at=self._clock())
+        self._runs.finish(run_id, RunVerdict.FAILED, step="workflow", reason=reason, at=self._clock())
         return self._runs.get(run_id) or run

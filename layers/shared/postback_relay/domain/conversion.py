@@ -230,7 +230,7 @@ class Conversion(BaseModel):
         return value
 
 
-class Outcome(StrEnum):
+class ConversionOutcome(StrEnum):
     """Why a conversion queued what it queued."""
 
     QUEUED = "queued"  # one or more postbacks queued
@@ -248,7 +248,7 @@ class ConversionResult(BaseModel):
     transaction_id: str
     event: Event
     affiliate_id: str | None
-    outcome: Outcome
+    outcome: ConversionOutcome
     postbacks_queued: int = 0
     reason: str | None = None  # a sentence for a person, when nothing was queued
     error_kind: str | None = None  # for TRACKER_MISMATCH: the TrackerError.reason

@@ -192,17 +192,17 @@ class DeliveryTransportError(DomainError):
 EXCERPT_CHARS = 200  # what the delivery log keeps of an answer: enough for a person, cheap to store
 
 
-class Outcome(StrEnum):
+class AttemptOutcome(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     FAILED = "failed"
 
 
 @dataclass(frozen=True)
-class Verdict:
+class AttemptVerdict:
     """What one attempt means for the delivery."""
 
-    outcome: Outcome
+    outcome: AttemptOutcome
     error_kind: str | None = None  # None when delivered
     reason: str | None = None  # a sentence for ops; None when delivered
 
@@ -222,22 +222,24 @@ def classify(
     *,
     error_kind: str | None = None,
     error: str | None = None,
-) -> Verdict:
+) -> AttemptVerdict:
     """Classify one attempt from the answer (or the transport error when there was none)."""
     if status is None:
         kind = error_kind or "connection_error"
         reason = error or kind.replace("_", " ")
         # An address refused at send time (the name now points somewhere private) is a
         # refusal, not an outage: retrying would knock on the same forbidden door.
-        outcome = Outcome.RETRY if kind in _RETRYABLE_ERRORS else Outcome.FAILED
-        return Verdict(outcome, kind, reason)
+        outcome = AttemptOutcome.RETRY if kind in _RETRYABLE_ERRORS else AttemptOutcome.FAILED
+        return AttemptVerdict(outcome, kind, reason)
     accepted = status in expect.status if expect and expect.status else 200 <= status <= 299
     if not accepted:
-        outcome = Outcome.RETRY if is_retryable_status(status) else Outcome.FAILED
-        return Verdict(outcome, "http_status", f"answered HTTP {status}")
+        outcome = AttemptOutcome.RETRY if is_retryable_status(status) else AttemptOutcome.FAILED
+        return AttemptVerdict(outcome, "http_status", f"answered HTTP {status}")
     if expect and expect.body_contains and expect.body_contains not in (excerpt or ""):
-        return Verdict(Outcome.FAILED, "unexpected_body", f"answered HTTP {status} without {expect.body_contains!r}")
-    return Verdict(Outcome.DELIVERED)
+        return AttemptVerdict(
+            AttemptOutcome.FAILED, "unexpected_body", f"answered HTTP {status} without {expect.body_contains!r}"
+        )
+    return AttemptVerdict(AttemptOutcome.DELIVERED)
 
 
 # --- retry schedule ------------------------------------------------------------------------

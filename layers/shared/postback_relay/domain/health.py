@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from postback_relay.domain.delivery import (
+    AttemptOutcome,
     Circuit,
     CircuitStatus,
     DeliveryState,
-    Outcome,
     endpoint_of,
     failure_reason,
 )
@@ -192,7 +192,7 @@ def affiliate_health(
         states[record.state] += 1
         for attempt in record.attempts:
             bucket = _bucket(attempt.at, since, len(hours))
-            if attempt.outcome == Outcome.DELIVERED.value:
+            if attempt.outcome == AttemptOutcome.DELIVERED.value:
                 if attempt.latency_ms is not None:
                     latencies.append(attempt.latency_ms)
                 if bucket is not None:

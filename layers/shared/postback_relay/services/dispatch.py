@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
@@ -30,10 +29,10 @@ from pydantic import ValidationError
 from postback_relay.domain.delivery import (
     EXCERPT_CHARS,
     Attempt,
+    AttemptOutcome,
     Circuit,
     CircuitStatus,
     DeliveryState,
-    Outcome,
     PostbackMessage,
     WaitSchedule,
     circuit_after,
@@ -51,11 +50,12 @@ from postback_relay.domain.notices import CircuitChange, CircuitNotice
 from postback_relay.domain.signing import webhook_headers
 from postback_relay.ports import (
     AffiliateStore,
-    DeliveryLog,
     DeliveryRecord,
+    DispatchDeliveryLog,
     EndpointStore,
     Notifier,
     PostbackSender,
+    RetryControl,
     SendResult,
 )
 
@@ -71,34 +71,6 @@ EARLY_TOLERANCE_S = 1.0
 # How long a first receive of a `failed` delivery is held: time for `postback replay` to
 # mark the deliveries it queued (one write each, after the whole queue send).
 REPLAY_SETTLE_S = 60
-
-
-# --- ports of the dispatcher (beyond ports.py) -------------------------------------------
-
-
-class DispatchDeliveryLog(DeliveryLog, Protocol):
-    def mark_deferred(self, message: PostbackMessage, *, reason: str) -> None:
-        """Keep the delivery `pending` (circuit open), no attempt appended; never touches a
-        delivered one."""
-        ...
-
-
-class RetryControl(Protocol):
-    """The source queue and the DLQ, as the dispatcher steers them."""
-
-    def requeue(self, body: str, *, delay_s: int) -> None:
-        """Send a new copy of a message to the postback queue, invisible for `delay_s` seconds
-        (SendMessage with DelaySeconds, at most 900): a delayed message is not in flight."""
-        ...
-
-    def delay(self, receipt_handle: str, seconds: int) -> None:
-        """Hide a received message for this long (ChangeMessageVisibility). The fallback when
-        a requeue fails: the message stays in flight, within SQS's 12 hours from its receipt."""
-        ...
-
-    def dead_letter(self, body: str, *, reason: str, delivery_id: str | None) -> None:
-        """Park a message that failed for good on the DLQ, with its reason."""
-        ...
 
 
 # --- circuit breakers ----------------------------------------------------------------------
@@ -483,13 +455,13 @@ class Dispatcher:
             # A 4xx or an unexpected body still proves the endpoint up: only outages count.
             self._breakers.record(
                 endpoint,
-                success=verdict.outcome is not Outcome.RETRY,
+                success=verdict.outcome is not AttemptOutcome.RETRY,
                 affiliate_id=message.affiliate_id,
                 reason=failure_reason(result.status, verdict.error_kind),
             )
 
         delay_s: int | None = None
-        if verdict.outcome is Outcome.RETRY:
+        if verdict.outcome is AttemptOutcome.RETRY:
             delay_s = retry_delay(
                 attempt_number,
                 status=result.status,
@@ -498,10 +470,12 @@ class Dispatcher:
                 scale=self._scale,
                 rand=self._rand,
             )
-        final = verdict.outcome is Outcome.FAILED or (verdict.outcome is Outcome.RETRY and delay_s is None)
-        outcome_text = Outcome.FAILED.value if final else verdict.outcome.value
+        final = verdict.outcome is AttemptOutcome.FAILED or (
+            verdict.outcome is AttemptOutcome.RETRY and delay_s is None
+        )
+        outcome_text = AttemptOutcome.FAILED.value if final else verdict.outcome.value
         reason = verdict.reason
-        if final and verdict.outcome is Outcome.RETRY:
+        if final and verdict.outcome is AttemptOutcome.RETRY:
             reason = f"{reason} (attempt {attempt_number}, the last)"
         attempt = _attempt(message, attempt_number, started_at, result, verdict.error_kind, outcome_text)
         log_fields = {
@@ -515,7 +489,7 @@ class Dispatcher:
             "outcome": outcome_text,
         }
 
-        if verdict.outcome is Outcome.DELIVERED:
+        if verdict.outcome is AttemptOutcome.DELIVERED:
             self._record(message, attempt, DeliveryState.DELIVERED, None)
             logger.info("postback delivered", extra=log_fields)
             return DispatchResult(
@@ -651,7 +625,7 @@ def _next_attempt(existing: DeliveryRecord) -> int:
         return 1
     last = existing.attempts[-1]
     # A replay starts a new round: the last attempt before it ended the previous one.
-    return 1 if last.outcome == Outcome.FAILED.value else last.attempt + 1
+    return 1 if last.outcome == AttemptOutcome.FAILED.value else last.attempt + 1
 
 
 def _attempt(

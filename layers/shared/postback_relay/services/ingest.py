@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from postback_relay.domain.addresses import check_url
 from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.conversion import Conversion, ConversionResult, Outcome
+from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage, postback_message
 from postback_relay.domain.errors import (
     ConfigError,
@@ -181,7 +181,11 @@ class _Resolved:
 
 
 def _nothing(
-    conversion: Conversion, affiliate_id: str | None, outcome: Outcome, reason: str, error_kind: str | None = None
+    conversion: Conversion,
+    affiliate_id: str | None,
+    outcome: ConversionOutcome,
+    reason: str,
+    error_kind: str | None = None,
 ) -> _Resolved:
     return _Resolved(
         ConversionResult(
@@ -283,44 +287,50 @@ class IngestService:
             else:
                 link = read_tracker(conversion.tracker or "", conversion.offer.type, conversion.affiliate_id)
         except TrackerError as exc:
-            return _nothing(conversion, conversion.affiliate_id, Outcome.TRACKER_MISMATCH, exc.message, exc.reason)
+            return _nothing(
+                conversion, conversion.affiliate_id, ConversionOutcome.TRACKER_MISMATCH, exc.message, exc.reason
+            )
         except LinkError as exc:
             # Without a readable link there is no affiliate to look up.
-            return _nothing(conversion, conversion.affiliate_id, Outcome.UNKNOWN_AFFILIATE, exc.message, exc.kind)
+            return _nothing(
+                conversion, conversion.affiliate_id, ConversionOutcome.UNKNOWN_AFFILIATE, exc.message, exc.kind
+            )
 
         if conversion.affiliate_id is not None and conversion.affiliate_id != link.affiliate_id:
             reason = f"The conversion names affiliate {conversion.affiliate_id}, its link {link.affiliate_id}."
-            return _nothing(conversion, link.affiliate_id, Outcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
+            return _nothing(
+                conversion, link.affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "affiliate_mismatch"
+            )
         try:
             stored = self._affiliates.get(link.affiliate_id)
         except UnreadableConfigError as exc:
             # That affiliate's fault to mend (ops put the config again), nobody else's: recorded
             # and answered per conversion, never a 503 for the whole request.
-            return _nothing(conversion, link.affiliate_id, Outcome.TRACKER_MISMATCH, exc.message, exc.kind)
+            return _nothing(conversion, link.affiliate_id, ConversionOutcome.TRACKER_MISMATCH, exc.message, exc.kind)
         if stored is None:
             reason = f"No postback configuration for affiliate {link.affiliate_id}."
-            return _nothing(conversion, link.affiliate_id, Outcome.UNKNOWN_AFFILIATE, reason)
+            return _nothing(conversion, link.affiliate_id, ConversionOutcome.UNKNOWN_AFFILIATE, reason)
         return self._fire(conversion, link, stored.config, now=now)
 
     def _fire(self, conversion: Conversion, link: LinkInfo, config: AffiliateConfig, *, now: datetime) -> _Resolved:
         affiliate_id = link.affiliate_id
         if config.affiliate_id != affiliate_id:
             reason = f"The tracker names affiliate {affiliate_id}, the configuration {config.affiliate_id}."
-            return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
+            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
         if not config.enabled:
             reason = f"Affiliate {affiliate_id} is disabled."
-            return _nothing(conversion, affiliate_id, Outcome.AFFILIATE_DISABLED, reason)
+            return _nothing(conversion, affiliate_id, ConversionOutcome.AFFILIATE_DISABLED, reason)
         postbacks = config.postbacks_for(conversion.event, conversion.offer.id)
         if not postbacks:
             reason = (
                 f"Affiliate {affiliate_id} has no postback for event {conversion.event.value} "
                 f"on offer {conversion.offer.id}."
             )
-            return _nothing(conversion, affiliate_id, Outcome.EVENT_NOT_SUBSCRIBED, reason)
+            return _nothing(conversion, affiliate_id, ConversionOutcome.EVENT_NOT_SUBSCRIBED, reason)
         try:
             tracker_values = parse_tracker(link.values, config.tracker)
         except TrackerError as exc:
-            return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, exc.message, exc.reason)
+            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, exc.message, exc.reason)
 
         values = macro_values(conversion, affiliate_id, tracker_values)
         messages = []
@@ -330,12 +340,14 @@ class IngestService:
             except ConfigError as exc:
                 # Saved configs name only known macros; this guards a config saved by older rules.
                 reason = f"Postback {index} cannot be rendered: {exc.message}"
-                return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, ConfigError.kind)
+                return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, ConfigError.kind)
             try:
                 check_url(rendered.url, allow_loopback=self._allow_loopback)
             except UnsafeUrlError as exc:
                 reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
-                return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind)
+                return _nothing(
+                    conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind
+                )
             message = postback_message(conversion, config, index, spec, rendered, created_at=now)
             size = len(message.model_dump_json().encode("utf-8"))
             if size > MAX_MESSAGE_BYTES:
@@ -343,13 +355,15 @@ class IngestService:
                     f"Postback {index} renders to {size} bytes, more than {MAX_MESSAGE_BYTES}: "
                     "a tracker value is too long for its URL template."
                 )
-                return _nothing(conversion, affiliate_id, Outcome.TRACKER_MISMATCH, reason, "postback_too_large")
+                return _nothing(
+                    conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "postback_too_large"
+                )
             messages.append(message)
         result = ConversionResult(
             transaction_id=conversion.transaction_id,
             event=conversion.event,
             affiliate_id=affiliate_id,
-            outcome=Outcome.QUEUED,
+            outcome=ConversionOutcome.QUEUED,
             postbacks_queued=len(messages),
             delivery_ids=tuple(m.delivery_id for m in messages),
         )

@@ -19,8 +19,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,93 +40,19 @@ from postback_relay.domain.errors import InfrastructureError, LinkError, Tracker
 from postback_relay.domain.events import OfferType
 from postback_relay.domain.links import is_network_link, read_link
 from postback_relay.domain.render import macro_values, render_postback
+from postback_relay.domain.testrun import (
+    MAX_HOPS,
+    RunVerdict,
+    StepName,
+    TestStep,
+)
 from postback_relay.domain.tracker import PLACEHOLDER, parse_tracker
-from postback_relay.ports import AffiliateStore, DeliveryLog, DeliveryRecord, PostbackQueue
+from postback_relay.ports import AffiliateStore, DeliveryLog, DeliveryRecord, HopClient, PostbackQueue, TestRunStore
 
-MAX_HOPS = 10
-DEFAULT_DEADLINE_S = 35 * 60  # the network's guide promises an answer within 35 minutes
-# Growing waits between delivery checks: quick checks catch a working server within a minute,
-# later ones follow the dispatcher's retry schedule (5 s, then 5 min) without polling hard.
-DEFAULT_WAITS_S: tuple[int, ...] = (30, 60, 120, 240, 300, 300, 300, 300, 300, 300, 300)
 TEST_AMOUNT = Decimal(0)
 TEST_CURRENCY = "EUR"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _TRACKER_TEXT = re.compile(r"trID_(.*?)_trID")
-
-
-class Verdict(StrEnum):
-    RUNNING = "running"
-    PASSED = "passed"
-    FAILED = "failed"
-
-
-class StepName(StrEnum):
-    FOLLOW_LINK = "follow_link"
-    CHECK_TRACKER = "check_tracker"
-    FIRE_POSTBACKS = "fire_postbacks"
-    CHECK_DELIVERY = "check_delivery"
-    RECORD_VERDICT = "record_verdict"
-
-
-class TestStep(BaseModel):
-    """One entry of a run's log: what a step saw, for a person reading `test status`."""
-
-    __test__ = False  # not a pytest test class, despite its name
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    name: str
-    at: datetime
-    ok: bool
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class TestRun(BaseModel):
-    """One test-link run, as the TestRunsTable keeps it and `postback test status` shows it."""
-
-    __test__ = False
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    run_id: str
-    affiliate_id: str
-    started_by: str
-    started_at: datetime
-    verdict: Verdict = Verdict.RUNNING
-    step: str | None = None  # the step that failed
-    reason: str | None = None  # why, in a sentence the affiliate can act on
-    finished_at: datetime | None = None
-    steps: tuple[TestStep, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-class TestRunStore(Protocol):
-    def create(self, run: TestRun) -> None:
-        """Record a new run (a run ID is never reused)."""
-        ...
-
-    def get(self, run_id: str) -> TestRun | None: ...
-
-    def append_step(self, run_id: str, step: TestStep) -> None: ...
-
-    def finish(self, run_id: str, verdict: Verdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
-        """Set the verdict if the run is still running; False when it already had one."""
-        ...
-
-
-class HopAnswer(Protocol):
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-
-class HopClient(Protocol):
-    """One HTTP request, redirects never followed; raises UnsafeUrlError (nothing sent) or
-    DeliveryTransportError (no answer). `SafeHttpClient` is one."""
-
-    def request(self, method: str, url: str) -> HopAnswer: ...
 
 
 # --- answers to the workflow (the Task results the state machine branches on) ---------------
@@ -154,7 +79,7 @@ class DeliveryCheck(BaseModel):
 
     model_config = ConfigDict(defer_build=True)
 
-    verdict: Verdict
+    verdict: RunVerdict
     delivery_ids: list[str] = Field(default_factory=list)
     checks: int = 0
     next_wait_s: int = 0
@@ -467,7 +392,7 @@ class TestLinkService:
         step = StepName.FIRE_POSTBACKS
         config = self._config(run_id, affiliate_id, step)
         if config is None:
-            return DeliveryCheck(verdict=Verdict.FAILED)
+            return DeliveryCheck(verdict=RunVerdict.FAILED)
         now = self._clock()
         link_offer = offer_id or "test"
         messages: list[PostbackMessage] = []
@@ -511,7 +436,7 @@ class TestLinkService:
         }
         self._ok(run_id, step, details)
         return DeliveryCheck(
-            verdict=Verdict.RUNNING,
+            verdict=RunVerdict.RUNNING,
             delivery_ids=[m.delivery_id for m in messages],
             checks=0,
             next_wait_s=next_wait_s(waits, 0, deadline_s),
@@ -546,9 +471,9 @@ class TestLinkService:
         within = describe_duration(deadline_s)
         reason: str | None = None
         if all(state is DeliveryState.DELIVERED for state in states):
-            verdict = Verdict.PASSED
+            verdict = RunVerdict.PASSED
         elif any(state is DeliveryState.FAILED for state in states):
-            verdict = Verdict.FAILED
+            verdict = RunVerdict.FAILED
             reason = "; ".join(
                 f"{_postback_label(n, r)} failed for good: {describe_attempts(r.attempts)}"
                 + (f" ({r.last_error})" if r.last_error else "")
@@ -556,7 +481,7 @@ class TestLinkService:
                 if state is DeliveryState.FAILED and r is not None
             )
         elif now >= deadline:
-            verdict = Verdict.FAILED
+            verdict = RunVerdict.FAILED
             reason = "; ".join(
                 f"{_postback_label(n, r)} was not delivered: {describe_attempts(r.attempts)} over {within}"
                 if r is not None and r.attempts
@@ -565,9 +490,9 @@ class TestLinkService:
                 if state is not DeliveryState.DELIVERED
             )
         else:
-            verdict = Verdict.RUNNING
-        ok = verdict is not Verdict.FAILED
-        if verdict is not Verdict.RUNNING or new_summary != summary:
+            verdict = RunVerdict.RUNNING
+        ok = verdict is not RunVerdict.FAILED
+        if verdict is not RunVerdict.RUNNING or new_summary != summary:
             # Only changes are logged: a quiet loop of checks would fill the run record.
             details = {
                 "check": checks + 1,
@@ -584,7 +509,7 @@ class TestLinkService:
                 ],
             }
             self._runs.append_step(run_id, TestStep(name=step, at=now, ok=ok, details=details))
-        if verdict is not Verdict.RUNNING:
+        if verdict is not RunVerdict.RUNNING:
             self._runs.finish(run_id, verdict, step=None if ok else step.value, reason=reason, at=now)
         return DeliveryCheck(
             verdict=verdict,
@@ -608,8 +533,8 @@ class TestLinkService:
             run_id,
             TestStep(name=StepName.RECORD_VERDICT, at=now, ok=False, details={"error": error, "cause": cause[:1000]}),
         )
-        self._runs.finish(run_id, Verdict.FAILED, step=failed_step, reason=reason, at=now)
-        return DeliveryCheck(verdict=Verdict.FAILED)
+        self._runs.finish(run_id, RunVerdict.FAILED, step=failed_step, reason=reason, at=now)
+        return DeliveryCheck(verdict=RunVerdict.FAILED)
 
     # --- helpers
 
@@ -626,7 +551,7 @@ class TestLinkService:
     def _fail(self, run_id: str, step: StepName, reason: str, details: dict[str, Any]) -> None:
         now = self._clock()
         self._runs.append_step(run_id, TestStep(name=step, at=now, ok=False, details={**details, "reason": reason}))
-        self._runs.finish(run_id, Verdict.FAILED, step=step.value, reason=reason, at=now)
+        self._runs.finish(run_id, RunVerdict.FAILED, step=step.value, reason=reason, at=now)
 
 
 def _error_message(cause: str) -> str:

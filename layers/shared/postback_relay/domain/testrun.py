@@ -7,6 +7,8 @@ that write it are in `services.testlink`, the workflow that drives them in
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -18,6 +20,13 @@ DEFAULT_DEADLINE_S = 35 * 60  # the network's guide promises an answer within 35
 # Growing waits between delivery checks: quick checks catch a working server within a minute,
 # later ones follow the dispatcher's retry schedule (5 s, then 5 min) without polling hard.
 DEFAULT_WAITS_S: tuple[int, ...] = (30, 60, 120, 240, 300, 300, 300, 300, 300, 300, 300)
+
+
+def next_wait_s(waits: Sequence[int], checks: int, remaining_s: float) -> int:
+    """The wait before the next check: the `checks`-th of the waits (the last one repeats),
+    never past the deadline, so that the last check lands on it."""
+    planned = waits[min(checks, len(waits) - 1)] if waits else 0
+    return max(0, min(planned, math.ceil(max(remaining_s, 0))))
 
 
 class RunVerdict(StrEnum):

@@ -1,0 +1,84 @@
+"""The test postbacks (step 3): one per postback of the affiliate, for its first event, and
+what the run record shows of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from postback_relay.domain.config import AffiliateConfig, PostbackSpec
+from postback_relay.domain.conversion import Conversion, Offer
+from postback_relay.domain.delivery import PostbackMessage, key_time, postback_message
+from postback_relay.domain.events import OfferType
+from postback_relay.domain.render import macro_values, render_postback
+
+TEST_AMOUNT = Decimal(0)
+TEST_CURRENCY = "EUR"
+
+
+@dataclass(frozen=True)
+class TestClick:
+    """What the first two steps found: the network link, its offer and tracker values."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    run_id: str
+    network_link: str
+    offer_id: str | None
+    offer_type: OfferType
+    tracker_values: Mapping[str, str]
+
+
+def messages_for(
+    click: TestClick, config: AffiliateConfig, *, now: datetime, started_at: datetime
+) -> list[PostbackMessage]:
+    """One message per postback. The delivery IDs are deterministic and every message's
+    `created_at` is the run's start (not the step's clock), so a retried step addresses the
+    same delivery items."""
+    messages: list[PostbackMessage] = []
+    for index, spec in enumerate(config.postbacks):
+        conversion = _test_conversion(click, spec, index, now)
+        rendered = render_postback(spec, macro_values(conversion, config.affiliate_id, click.tracker_values))
+        messages.append(
+            postback_message(conversion, config, index, spec, rendered, created_at=started_at, test_run_id=click.run_id)
+        )
+    return messages
+
+
+def _test_conversion(click: TestClick, spec: PostbackSpec, index: int, now: datetime) -> Conversion:
+    link_offer = click.offer_id or "test"
+    # A postback limited to other offers would never fire for this link's offer: test it with
+    # its first offer, so that every postback is checked.
+    offer = link_offer if spec.offers is None or link_offer in spec.offers else spec.offers[0]
+    return Conversion(
+        transaction_id=f"test-{click.run_id}-{index + 1}",
+        event=spec.events[0],
+        offer=Offer(id=offer, type=click.offer_type, name="test link"),
+        amount=TEST_AMOUNT,
+        amount_text="0",
+        currency=TEST_CURRENCY,
+        link=click.network_link,
+        occurred_at=now,
+    )
+
+
+def fired_details(messages: list[PostbackMessage]) -> dict[str, Any]:
+    """The fire step's entry in the run record: each postback as it was queued."""
+    return {
+        "postbacks": [
+            {
+                "n": n,
+                "event": m.event.value,
+                "offer_id": m.offer_id,
+                "transaction_id": m.transaction_id,
+                "method": m.method.value,
+                "url": m.url,
+                "delivery_id": m.delivery_id,
+                "created_at": key_time(m.created_at),
+            }
+            for n, m in enumerate(messages, start=1)
+        ]
+    }

@@ -33,7 +33,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
-from postback_relay.domain.addresses import check_url, forbidden_reason
+from postback_relay.domain.addresses import DEFAULT_PORTS, check_url, forbidden_reason
 from postback_relay.domain.delivery import DeliveryTransportError, PostbackMessage, parse_retry_after
 from postback_relay.domain.errors import UnsafeUrlError
 from postback_relay.ports import SendResult
@@ -45,7 +45,6 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[IpAddress]]
 
 USER_AGENT = "postback-relay/1.0"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_ADDRESSES_TRIED = 2  # a dead first address (an IPv6 one without IPv6 egress) must not cost more
 _BODY_CHUNK_BYTES = 1024
 
@@ -275,7 +274,7 @@ class SafeHttpClient:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         bare_host = target.host.strip("[]")
         host_header = f"[{bare_host}]" if ":" in bare_host else bare_host
-        if target.port != _DEFAULT_PORTS.get(target.scheme):
+        if target.port != DEFAULT_PORTS.get(target.scheme):
             host_header += f":{target.port}"
         request_headers = {"User-Agent": USER_AGENT, "Accept": "*/*", **(headers or {}), "Host": host_header}
         started = time.perf_counter()

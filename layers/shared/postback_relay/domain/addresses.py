@@ -10,7 +10,9 @@ is how HTTP clients and the resolver will read them: `2130706433`, `0177.0.0.1`,
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from postback_relay.domain.errors import UnsafeUrlError
@@ -19,7 +21,8 @@ type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_URL_LENGTH = 2048
 ALLOWED_SCHEMES = frozenset({"http", "https"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
+# The one default-port table: a URL without a port means this one for its scheme.
+DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({"http": 80, "https": 443})
 
 _V4 = ipaddress.IPv4Network
 _V6 = ipaddress.IPv6Network
@@ -176,11 +179,9 @@ def _normalise_host(raw_host: str) -> str:
     return host
 
 
-def check_url(url: str, *, allow_loopback: bool = False) -> UrlTarget:
-    """Refuse a URL that must never be called; otherwise say where it points.
-
-    Raises UnsafeUrlError. A DNS name passes here (ip None): the sender checks what it resolves to.
-    """
+def _check_text(url: str) -> None:
+    """Refuse what no parser may read differently from another: a URL that is not text, too
+    long, or holds whitespace, control characters or a backslash."""
     if not isinstance(url, str):
         raise UnsafeUrlError("the URL must be text")
     if len(url) > MAX_URL_LENGTH:
@@ -189,6 +190,31 @@ def check_url(url: str, *, allow_loopback: bool = False) -> UrlTarget:
     # some read `\` as `/`): refusing them keeps this check and the HTTP client in agreement.
     if any(ch.isspace() or not ch.isprintable() for ch in url) or "\\" in url:
         raise _refuse(url, "it contains whitespace, control characters or a backslash")
+
+
+def _host_of(url: str, raw_host: str | None) -> str:
+    """The URL's host as an HTTP client will send it; refused when missing or unreadable."""
+    if not raw_host:
+        raise _refuse(url, "the URL has no host")
+    if "%" in raw_host:
+        raise _refuse(url, "percent-encoded characters are not allowed in the host")
+    try:
+        return _normalise_host(raw_host)
+    except ValueError as exc:
+        raise _refuse(url, str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class _Authority:
+    scheme: str
+    host: str  # as _normalise_host leaves it: an IP literal in any spelling, or a DNS name
+    port: int  # the scheme's default when the URL names none
+    bracketed: bool  # the host was written `[...]`
+
+
+def _authority(url: str) -> _Authority:
+    """Where the URL points, before any address is judged: an http(s) scheme, no credentials,
+    a readable host, a real port."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -200,28 +226,20 @@ def check_url(url: str, *, allow_loopback: bool = False) -> UrlTarget:
         raise _refuse(url, "only http and https URLs are allowed")
     if "@" in parts.netloc:
         raise _refuse(url, "credentials in the URL are not allowed")
-    if not raw_host:
-        raise _refuse(url, "the URL has no host")
-    if "%" in raw_host:
-        raise _refuse(url, "percent-encoded characters are not allowed in the host")
-    try:
-        host = _normalise_host(raw_host)
-    except ValueError as exc:
-        raise _refuse(url, str(exc)) from exc
+    host = _host_of(url, raw_host)
     if port == 0:
         raise _refuse(url, "port 0 is not a valid port")
-    port = port if port is not None else DEFAULT_PORTS[scheme]
+    return _Authority(
+        scheme=scheme,
+        host=host,
+        port=port if port is not None else DEFAULT_PORTS[scheme],
+        bracketed=parts.netloc.rsplit("@", 1)[-1].startswith("["),
+    )
 
-    bracketed = parts.netloc.rsplit("@", 1)[-1].startswith("[")
-    ip = parse_host_ip(host)
-    if bracketed and not isinstance(ip, ipaddress.IPv6Address):
-        raise _refuse(url, "brackets in a host are for IPv6 addresses only")
-    if ip is not None:
-        reason = forbidden_reason(ip, allow_loopback=allow_loopback)
-        if reason is not None:
-            raise _refuse(url, f"{ip} is not a public address ({reason.replace('_', '-')})")
-        return UrlTarget(scheme=scheme, host=str(ip), port=port, ip=ip)
 
+def _check_host_name(url: str, host: str, *, allow_loopback: bool) -> None:
+    """Refuse a DNS name that is malformed, that only looks like an IP address, or that names
+    loopback (unless allowed)."""
     if not _HOST_NAME.fullmatch(host):
         raise _refuse(url, "the host is not a valid DNS name or IP address")
     # WHATWG: a host whose last label is a number is an IPv4 address, or invalid. A browser or
@@ -230,4 +248,22 @@ def check_url(url: str, *, allow_loopback: bool = False) -> UrlTarget:
         raise _refuse(url, "the host looks like an IP address but is not a valid one")
     if _LOOPBACK_NAME.fullmatch(host) and not allow_loopback:
         raise _refuse(url, f"{host} is a loopback name")
-    return UrlTarget(scheme=scheme, host=host, port=port, ip=None)
+
+
+def check_url(url: str, *, allow_loopback: bool = False) -> UrlTarget:
+    """Refuse a URL that must never be called; otherwise say where it points.
+
+    Raises UnsafeUrlError. A DNS name passes here (ip None): the sender checks what it resolves to.
+    """
+    _check_text(url)
+    where = _authority(url)
+    ip = parse_host_ip(where.host)
+    if where.bracketed and not isinstance(ip, ipaddress.IPv6Address):
+        raise _refuse(url, "brackets in a host are for IPv6 addresses only")
+    if ip is not None:
+        reason = forbidden_reason(ip, allow_loopback=allow_loopback)
+        if reason is not None:
+            raise _refuse(url, f"{ip} is not a public address ({reason.replace('_', '-')})")
+        return UrlTarget(scheme=where.scheme, host=str(ip), port=where.port, ip=ip)
+    _check_host_name(url, where.host, allow_loopback=allow_loopback)
+    return UrlTarget(scheme=where.scheme, host=where.host, port=where.port, ip=None)

@@ -13,7 +13,7 @@ import binascii
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any, Self
 
@@ -32,22 +32,9 @@ from postback_relay.domain.addresses import check_url
 from postback_relay.domain.errors import ConfigError, UnsafeUrlError
 from postback_relay.domain.events import Event
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
+from postback_relay.domain.macros import BUILTIN_MACROS as BUILTIN_MACROS  # the names the configs may use
 from postback_relay.domain.tracker import TrackerStructure
 
-BUILTIN_MACROS: frozenset[str] = frozenset(
-    {
-        "transaction_id",
-        "event",
-        "amount",
-        "currency",
-        "offer_id",
-        "offer_name",
-        "offer_type",
-        "affiliate_id",
-        "occurred_at",
-        "timestamp",
-    }
-)
 MACRO = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -415,42 +402,74 @@ def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _in_words(error: ErrorDetails) -> str:
-    """Pydantic's message for one error, in the words of someone writing the config file."""
-    kind, loc, ctx = error["type"], tuple(error["loc"]), error.get("ctx") or {}
-    key = loc[-1] if loc else ""
-    if kind == "extra_forbidden":
-        import difflib  # only on a refusal: not a cold start's cost
+def _key(error: ErrorDetails) -> str:
+    return str(error["loc"][-1]) if error["loc"] else ""
 
-        close = difflib.get_close_matches(str(key), _keys_at(loc[:-1]), n=1, cutoff=0.6)
-        known = ", ".join(_keys_at(loc[:-1]))
-        return f"unknown key `{key}`" + (f" (did you mean `{close[0]}`?)" if close else f" (known keys: {known})")
-    if kind == "missing":
-        return f"`{key}` is required"
-    if kind in ("too_short", "too_long"):
-        noun = _ITEM_NOUNS.get(str(key), "item")
-        if kind == "too_short":
-            least = ctx.get("min_length", 1)
-            return f"at least one {noun} is needed" if least == 1 else f"at least {least} {noun}s are needed"
-        return f"at most {ctx.get('max_length')} {noun}s are allowed, not {ctx.get('actual_length')}"
-    if kind == "string_too_short":
-        return "cannot be empty"
-    if kind == "string_too_long":
-        return f"is longer than {ctx.get('max_length')} characters"
-    if kind == "string_type":
-        return "must be text (a number or a word, not a list or a mapping)"
-    if kind in ("bool_type", "bool_parsing"):
-        return "must be true or false"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return "must be a whole number"
-    if kind in ("tuple_type", "list_type"):
-        return f"must be a list, like [{'sale, rebill' if key == 'events' else 'a, b'}]"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return "must be a mapping of keys (key: value lines)"
-    if kind == "enum":
-        expected = str(ctx.get("expected", "")).replace("'", "")
-        return f"`{error.get('input')}` is not one of {expected}"
-    return str(error["msg"]).removeprefix("Value error, ")
+
+def _ctx(error: ErrorDetails) -> dict[str, Any]:
+    return error.get("ctx") or {}
+
+
+def _unknown_key(error: ErrorDetails) -> str:
+    import difflib  # only on a refusal: not a cold start's cost
+
+    loc, key = tuple(error["loc"]), _key(error)
+    close = difflib.get_close_matches(key, _keys_at(loc[:-1]), n=1, cutoff=0.6)
+    known = ", ".join(_keys_at(loc[:-1]))
+    return f"unknown key `{key}`" + (f" (did you mean `{close[0]}`?)" if close else f" (known keys: {known})")
+
+
+def _too_few(error: ErrorDetails) -> str:
+    noun, least = _ITEM_NOUNS.get(_key(error), "item"), _ctx(error).get("min_length", 1)
+    return f"at least one {noun} is needed" if least == 1 else f"at least {least} {noun}s are needed"
+
+
+def _too_many(error: ErrorDetails) -> str:
+    noun, ctx = _ITEM_NOUNS.get(_key(error), "item"), _ctx(error)
+    return f"at most {ctx.get('max_length')} {noun}s are allowed, not {ctx.get('actual_length')}"
+
+
+def _not_a_list(error: ErrorDetails) -> str:
+    return f"must be a list, like [{'sale, rebill' if _key(error) == 'events' else 'a, b'}]"
+
+
+def _not_one_of(error: ErrorDetails) -> str:
+    expected = str(_ctx(error).get("expected", "")).replace("'", "")
+    return f"`{error.get('input')}` is not one of {expected}"
+
+
+_NOT_TEXT = "must be text (a number or a word, not a list or a mapping)"
+_NOT_BOOL = "must be true or false"
+_NOT_WHOLE = "must be a whole number"
+_NOT_MAPPING = "must be a mapping of keys (key: value lines)"
+# Pydantic's error types, each in the words of someone writing the config file.
+_WORDS: dict[str, Callable[[ErrorDetails], str]] = {
+    "extra_forbidden": _unknown_key,
+    "missing": lambda error: f"`{_key(error)}` is required",
+    "too_short": _too_few,
+    "too_long": _too_many,
+    "string_too_short": lambda _: "cannot be empty",
+    "string_too_long": lambda error: f"is longer than {_ctx(error).get('max_length')} characters",
+    "string_type": lambda _: _NOT_TEXT,
+    "bool_type": lambda _: _NOT_BOOL,
+    "bool_parsing": lambda _: _NOT_BOOL,
+    "int_type": lambda _: _NOT_WHOLE,
+    "int_parsing": lambda _: _NOT_WHOLE,
+    "int_from_float": lambda _: _NOT_WHOLE,
+    "tuple_type": _not_a_list,
+    "list_type": _not_a_list,
+    "model_type": lambda _: _NOT_MAPPING,
+    "model_attributes_type": lambda _: _NOT_MAPPING,
+    "dict_type": lambda _: _NOT_MAPPING,
+    "enum": _not_one_of,
+}
+
+
+def _in_words(error: ErrorDetails) -> str:
+    """Pydantic's message for one error, in the words of someone writing the config file
+    (a validator's own message as it wrote it)."""
+    words = _WORDS.get(error["type"])
+    return words(error) if words is not None else str(error["msg"]).removeprefix("Value error, ")
 
 
 def parse_config(data: Mapping[str, object], *, allow_loopback: bool = False) -> AffiliateConfig:

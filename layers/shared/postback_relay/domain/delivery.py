@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from postback_relay.domain.render import RenderedPostback
 from postback_relay.domain.errors import DomainError
 from postback_relay.domain.events import Event
+from postback_relay.domain.times import utc_millis
 
 
 class DeliveryState(StrEnum):
@@ -56,10 +57,9 @@ class WaitSchedule(BaseModel):
     receives: int = Field(default=0, ge=0)
 
 
-def key_time(moment: datetime) -> str:
-    """A moment as the delivery log's keys hold it: UTC, milliseconds, fixed width, so that
-    keys sort as text in time order (`2026-11-25T12:00:00.000Z`)."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# A moment as the delivery log's keys hold it: UTC, milliseconds, fixed width, so that keys
+# sort as text in time order (`2026-11-25T12:00:00.000Z`).
+key_time = utc_millis
 
 
 @dataclass(frozen=True)

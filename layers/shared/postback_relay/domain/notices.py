@@ -7,8 +7,10 @@ the conditional write recording the transition decides who sends); a Notifier se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
+
+from postback_relay.domain.times import utc_seconds
 
 SUBJECT_MAX = 100  # SNS refuses a longer subject
 
@@ -39,14 +41,14 @@ class CircuitNotice:
         reasons = ", ".join(f"{reason} x{count}" for reason, count in self.failure_reasons) or "none recorded"
         affiliates = ", ".join(self.affiliates) or "unknown (no failure was seen by this dispatcher)"
         if self.change is CircuitChange.OPENED:
-            until = f" until {_iso(self.open_until)}" if self.open_until else ""
+            until = f" until {utc_seconds(self.open_until)}" if self.open_until else ""
             head = (
-                f"The circuit of {self.endpoint} is open since {_iso(self.at)}: its postbacks wait{until}, "
+                f"The circuit of {self.endpoint} is open since {utc_seconds(self.at)}: its postbacks wait{until}, "
                 "then one trial call goes through; none is dropped."
             )
         else:
             head = (
-                f"The circuit of {self.endpoint} closed at {_iso(self.at)}: a call succeeded, "
+                f"The circuit of {self.endpoint} closed at {utc_seconds(self.at)}: a call succeeded, "
                 "its postbacks are being sent again."
             )
         lines = [
@@ -62,7 +64,3 @@ class CircuitNotice:
         if not self.affiliates:
             lines.append("  postback health")
         return "\n".join(lines)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -10,12 +10,12 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from urllib.parse import quote
 
-from postback_relay.domain.config import BUILTIN_MACROS, FORM, JSON, MACRO, HttpMethod, PostbackSpec
+from postback_relay.domain.config import FORM, JSON, MACRO, HttpMethod, PostbackSpec
 from postback_relay.domain.conversion import Conversion
 from postback_relay.domain.errors import ConfigError
+from postback_relay.domain.macros import BUILTIN_MACROS, builtin_values
 
 __all__ = ["BUILTIN_MACROS", "RenderedPostback", "macro_values", "render_postback", "render_url"]
 
@@ -33,28 +33,14 @@ class RenderedPostback:
 
 
 def macro_values(conversion: Conversion, affiliate_id: str, tracker_values: Mapping[str, str]) -> dict[str, str]:
-    """Every macro's value for one conversion: the tracker's fields, then the built-in macros.
+    """Every macro's value for one conversion: the tracker's fields, then the built-in macros
+    (domain.macros).
 
     A built-in macro always wins over a tracker field of the same name (configs refuse such
     names anyway).
     """
-    occurred = conversion.occurred_at.astimezone(UTC)
     values = dict(tracker_values)
-    values.update(
-        {
-            "transaction_id": conversion.transaction_id,
-            "event": conversion.event.value,
-            # A registration or a trial sent without money renders both empty.
-            "amount": conversion.amount_text or ("" if conversion.amount is None else str(conversion.amount)),
-            "currency": conversion.currency or "",
-            "offer_id": conversion.offer.id,
-            "offer_name": conversion.offer.name or "",
-            "offer_type": conversion.offer.type.value,
-            "affiliate_id": affiliate_id,
-            "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "timestamp": str(int(occurred.timestamp())),
-        }
-    )
+    values.update(builtin_values(conversion, affiliate_id))
     return values
 
 

@@ -159,9 +159,3 @@ def render_tracker(values: Mapping[str, str], structure: TrackerStructure) -> st
             f"these values cannot be told apart once joined with {structure.separator!r}", reason="field_count"
         )
     return rendered
-
-
-def wrap_tracker(values: str, affiliate_id: str | None = None) -> str:
-    """The whole tracker string: `trID_<values>_trID`, with `<affiliate id>_` first for a PPS offer."""
-    prefix = f"{affiliate_id}_" if affiliate_id is not None else ""
-    return f"{TRACKER_PREFIX}{prefix}{values}{TRACKER_SUFFIX}"

@@ -1,0 +1,53 @@
+"""The built-in macros (contract section 3): each name, with how its value is read from a
+conversion.
+
+This table is the one list: a config may name exactly these macros besides its tracker's
+fields (`BUILTIN_MACROS`, checked in domain.config), and rendering gives them these values
+(`builtin_values`, used by domain.render). A new macro is one entry here, and a line in the
+contract's and the README's lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from postback_relay.domain.times import utc_seconds
+
+if TYPE_CHECKING:
+    from postback_relay.domain.conversion import Conversion
+
+# A macro's value for one conversion, sent to the affiliate `affiliate_id`.
+type MacroValue = Callable[[Conversion, str], str]
+
+
+def _amount(conversion: Conversion, _affiliate_id: str) -> str:
+    # A registration or a trial sent without money renders both `{amount}` and `{currency}` empty.
+    if conversion.amount_text:
+        return conversion.amount_text
+    return "" if conversion.amount is None else str(conversion.amount)
+
+
+MACROS: Mapping[str, MacroValue] = MappingProxyType(
+    {
+        "transaction_id": lambda conversion, _: conversion.transaction_id,
+        "event": lambda conversion, _: conversion.event.value,
+        "amount": _amount,
+        "currency": lambda conversion, _: conversion.currency or "",
+        "offer_id": lambda conversion, _: conversion.offer.id,
+        "offer_name": lambda conversion, _: conversion.offer.name or "",
+        "offer_type": lambda conversion, _: conversion.offer.type.value,
+        "affiliate_id": lambda _, affiliate_id: affiliate_id,
+        # RFC 3339 at whole seconds, in UTC whatever offset the platform sent.
+        "occurred_at": lambda conversion, _: utc_seconds(conversion.occurred_at),
+        "timestamp": lambda conversion, _: str(int(conversion.occurred_at.timestamp())),  # unix seconds
+    }
+)
+
+BUILTIN_MACROS: frozenset[str] = frozenset(MACROS)
+
+
+def builtin_values(conversion: Conversion, affiliate_id: str) -> dict[str, str]:
+    """Every built-in macro's value for one conversion sent to `affiliate_id`."""
+    return {name: value(conversion, affiliate_id) for name, value in MACROS.items()}

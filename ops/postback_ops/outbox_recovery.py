@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from postback_relay.adapters.dynamodb import parse_utc, utc_exact
 from postback_relay.adapters.dynamodb_conversions import POSTBACKS, messages_of_item
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.ports import PostbackQueue
@@ -146,14 +147,15 @@ class OutboxRecovery:
 
     def _from_table(self, info: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """The conversions with postbacks recorded within the batch's arrival window."""
-        first = _parse(info["approximateArrivalOfFirstRecord"]) - WINDOW_MARGIN
-        last = _parse(info["approximateArrivalOfLastRecord"]) + WINDOW_MARGIN
+        first = parse_utc(info["approximateArrivalOfFirstRecord"]) - WINDOW_MARGIN
+        last = parse_utc(info["approximateArrivalOfLastRecord"]) + WINDOW_MARGIN
         items: list[Mapping[str, Any]] = []
         request: dict[str, Any] = {
             "TableName": self.conversions_table,
             "FilterExpression": "received_at BETWEEN :first AND :last AND attribute_exists(#postbacks)",
             "ExpressionAttributeNames": {"#postbacks": POSTBACKS},
-            "ExpressionAttributeValues": {":first": {"S": _iso(first)}, ":last": {"S": _iso(last)}},
+            # Written as `received_at` is, so that the bounds compare with it as text.
+            "ExpressionAttributeValues": {":first": {"S": utc_exact(first)}, ":last": {"S": utc_exact(last)}},
         }
         while True:
             answer = self.dynamodb.scan(**request)
@@ -161,11 +163,3 @@ class OutboxRecovery:
             if "LastEvaluatedKey" not in answer:
                 return items
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from postback_ops.local.poller import failed_ids_from
 from postback_ops.local.runtime import LocalFunction
+from postback_relay.domain.times import utc_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -141,8 +142,9 @@ def _epoch(value: Any) -> float:
     return float(value)
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _arrival(epoch: float) -> str:
+    """An approximate arrival time as this emulation writes it to the failure record: whole seconds."""
+    return utc_seconds(datetime.fromtimestamp(epoch, UTC))
 
 
 def to_lambda_record(record: Mapping[str, Any], *, stream_arn: str, region: str) -> dict[str, Any]:
@@ -361,8 +363,8 @@ class StreamPoller:
                 "shardId": shard.shard_id,
                 "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
                 "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": _iso(min(created)),
-                "approximateArrivalOfLastRecord": _iso(max(created)),
+                "approximateArrivalOfFirstRecord": _arrival(min(created)),
+                "approximateArrivalOfLastRecord": _arrival(max(created)),
                 "batchSize": len(records),
                 "streamArn": self.mapping.stream_arn,
             },

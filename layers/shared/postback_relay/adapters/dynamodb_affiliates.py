@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
+from postback_relay.adapters.dynamodb import (
+    failures_as,
+    items_of,
+    table_and_client,
+    utc_now,
+    utc_seconds,
+)
 from postback_relay.domain.config import AffiliateConfig, dump_config, parse_config
 from postback_relay.domain.errors import (
     ConfigError,
     ConflictError,
-    InfrastructureError,
     NotFoundError,
     UnreadableConfigError,
 )
@@ -29,16 +32,6 @@ from postback_relay.ports import AffiliateStore, StoredAffiliate
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
-
-CONDITION_FAILED = "ConditionalCheckFailedException"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class DynamoAffiliateStore:
@@ -51,10 +44,9 @@ class DynamoAffiliateStore:
         client: DynamoDBClient | None = None,
         allow_loopback: bool = False,
         consistent_read: bool = False,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._table = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._table, self._client = table_and_client(table_name, client)
         # Configs were checked when saved; reading them back checks them again with the same
         # rule, so that a local stack's loopback receiver stays readable.
         self._allow_loopback = allow_loopback
@@ -62,20 +54,18 @@ class DynamoAffiliateStore:
         self._clock = clock
 
     def get(self, affiliate_id: str) -> StoredAffiliate | None:
-        try:
+        with failures_as(f"Reading affiliate {affiliate_id} failed"):
             answer = self._client.get_item(
                 TableName=self._table,
                 Key={"affiliate_id": {"S": affiliate_id}},
                 ConsistentRead=self._consistent_read,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Reading affiliate {affiliate_id} failed: {exc}") from exc
         item = answer.get("Item")
         return self._stored(item) if item else None
 
     def put(self, config: AffiliateConfig, *, expected_version: int | None, updated_by: str) -> StoredAffiliate:
         version = 1 if expected_version is None else expected_version + 1
-        updated_at = _iso(self._clock())
+        updated_at = utc_seconds(self._clock())
         item: dict[str, AttributeValueTypeDef] = {
             "affiliate_id": {"S": config.affiliate_id},
             "config": {"S": json.dumps(dump_config(config), separators=(",", ":"), sort_keys=True)},
@@ -84,49 +74,30 @@ class DynamoAffiliateStore:
             "updated_at": {"S": updated_at},
             "updated_by": {"S": updated_by},
         }
-        try:
-            if expected_version is None:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(affiliate_id)",
-                )
-            else:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=item,
-                    ConditionExpression="#version = :expected",
-                    ExpressionAttributeNames={"#version": "version"},
-                    ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
-                )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
-                if expected_version is None:
-                    message = f"Affiliate {config.affiliate_id} already exists."
-                else:
-                    message = f"Affiliate {config.affiliate_id} changed since version {expected_version}."
-                raise ConflictError(message) from exc
-            raise InfrastructureError(f"Saving affiliate {config.affiliate_id} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"Saving affiliate {config.affiliate_id} failed: {exc}") from exc
+        request: dict[str, Any] = {"TableName": self._table, "Item": item}
+        if expected_version is None:
+            request["ConditionExpression"] = "attribute_not_exists(affiliate_id)"
+            conflict = f"Affiliate {config.affiliate_id} already exists."
+        else:
+            request["ConditionExpression"] = "#version = :expected"
+            request["ExpressionAttributeNames"] = {"#version": "version"}
+            request["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
+            conflict = f"Affiliate {config.affiliate_id} changed since version {expected_version}."
+        with failures_as(f"Saving affiliate {config.affiliate_id} failed", refused=lambda: ConflictError(conflict)):
+            self._client.put_item(**request)
         return StoredAffiliate(config=config, version=version, updated_at=updated_at, updated_by=updated_by)
 
     def list(self) -> list[StoredAffiliate]:
-        affiliates: list[StoredAffiliate] = []
         request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": self._consistent_read}
-        try:
-            while True:
-                page = self._client.scan(**request)
-                affiliates.extend(self._stored(item) for item in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    break
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Listing affiliates failed: {exc}") from exc
+        items = items_of(self._client.scan, request, failure="Listing affiliates failed")
+        affiliates = [self._stored(item) for item in items]
         return sorted(affiliates, key=lambda stored: stored.config.affiliate_id)
 
     def set_enabled(self, affiliate_id: str, enabled: bool, *, updated_by: str) -> StoredAffiliate:
-        try:
+        with failures_as(
+            f"Updating affiliate {affiliate_id} failed",
+            refused=lambda: NotFoundError(f"Affiliate {affiliate_id} does not exist."),
+        ):
             answer = self._client.update_item(
                 TableName=self._table,
                 Key={"affiliate_id": {"S": affiliate_id}},
@@ -137,17 +108,11 @@ class DynamoAffiliateStore:
                 ExpressionAttributeValues={
                     ":enabled": {"BOOL": enabled},
                     ":one": {"N": "1"},
-                    ":updated_at": {"S": _iso(self._clock())},
+                    ":updated_at": {"S": utc_seconds(self._clock())},
                     ":updated_by": {"S": updated_by},
                 },
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
-                raise NotFoundError(f"Affiliate {affiliate_id} does not exist.") from exc
-            raise InfrastructureError(f"Updating affiliate {affiliate_id} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"Updating affiliate {affiliate_id} failed: {exc}") from exc
         return self._stored(answer["Attributes"])
 
     def _stored(self, item: dict[str, Any]) -> StoredAffiliate:

@@ -28,12 +28,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
+from postback_relay.adapters.dynamodb import (
+    conditional_write,
+    expiry,
+    failures_as,
+    table_and_client,
+    utc_exact,
+    utc_now,
+    utc_seconds,
+)
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import DeliveryRef, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
@@ -42,7 +48,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-CONDITION_FAILED = "ConditionalCheckFailedException"
 TTL_DAYS = 400
 MAX_REASON_CHARS = 240
 DELIVERY_IDS = "delivery_ids"
@@ -57,19 +62,6 @@ _SHARED_FIELDS = {
 }
 # One write unit is 1 KB; a byte of margin for the size estimate's rounding of numbers.
 MAX_ITEM_BYTES = 1023
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _iso_exact(moment: datetime) -> str:
-    """The moment as a postback message's `created_at` renders in JSON (UTC, microseconds if any)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def result_to_json(result: ConversionResult) -> str:
@@ -95,10 +87,11 @@ def conversion_item(
         "event": {"S": conversion.event.value},
         "offer_id": {"S": conversion.offer.id},
         "offer_type": {"S": conversion.offer.type.value},
-        "occurred_at": {"S": _iso(conversion.occurred_at)},
-        "received_at": {"S": _iso_exact(received_at)},
+        "occurred_at": {"S": utc_seconds(conversion.occurred_at)},
+        # As the messages' `created_at` is written, so that the outbox keeps it once.
+        "received_at": {"S": utc_exact(received_at)},
         "result": {"S": result_to_json(result)},
-        "expires_at": {"N": str(int((received_at + timedelta(days=TTL_DAYS)).timestamp()))},
+        "expires_at": expiry(received_at, timedelta(days=TTL_DAYS)),
     }
     if conversion.amount is not None:  # a registration or a trial may carry no money
         item["amount_text"] = {"S": conversion.amount_text or str(conversion.amount)}
@@ -199,10 +192,9 @@ class DynamoConversionLog:
         table_name: str,
         *,
         client: DynamoDBClient | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._table = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._table, self._client = table_and_client(table_name, client)
         self._clock = clock
 
     def record(
@@ -214,32 +206,28 @@ class DynamoConversionLog:
         received_at: datetime | None = None,
     ) -> ConversionResult | None:
         item = conversion_item(conversion, result, received_at=received_at or self._clock(), messages=messages)
-        try:
-            self._client.put_item(
+        repeat = conditional_write(
+            f"Recording conversion {conversion.conversion_id} failed",
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item=item,
                 ConditionExpression="attribute_not_exists(conversion_id)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
-                first = cast("dict[str, Any] | None", exc.response.get("Item"))
-                if first is None:
-                    # Only when ALL_OLD was not honoured; one read then, rather than a wrong answer.
-                    return self._read_result(conversion.conversion_id)
-                return _result_of(first)
-            raise InfrastructureError(f"Recording conversion {conversion.conversion_id} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"Recording conversion {conversion.conversion_id} failed: {exc}") from exc
-        return None
+            ),
+        )
+        if repeat is None:
+            return None
+        first = cast("dict[str, Any] | None", repeat.response.get("Item"))
+        if first is None:
+            # Only when ALL_OLD was not honoured; one read then, rather than a wrong answer.
+            return self._read_result(conversion.conversion_id)
+        return _result_of(first)
 
     def _read_result(self, conversion_id: str) -> ConversionResult:
-        try:
+        with failures_as(f"Reading conversion {conversion_id} failed"):
             answer = self._client.get_item(
                 TableName=self._table, Key={"conversion_id": {"S": conversion_id}}, ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Reading conversion {conversion_id} failed: {exc}") from exc
         if "Item" not in answer:
             raise InfrastructureError(f"Conversion {conversion_id} was recorded and is gone.")
         return _result_of(answer["Item"])

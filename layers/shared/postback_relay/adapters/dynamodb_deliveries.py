@@ -24,12 +24,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
+from postback_relay.adapters.dynamodb import (
+    expiry,
+    failures_as,
+    items_of,
+    parse_utc,
+    table_and_client,
+    text_of,
+    utc_millis,
+    utc_now,
+)
 from postback_relay.domain.config import HttpMethod
 from postback_relay.domain.delivery import (
     EXCERPT_CHARS,
@@ -37,7 +44,6 @@ from postback_relay.domain.delivery import (
     DeliveryRef,
     DeliveryState,
     PostbackMessage,
-    key_time,
 )
 from postback_relay.domain.errors import ConflictError, InfrastructureError
 from postback_relay.domain.events import Event
@@ -48,7 +54,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-CONDITION_FAILED = "ConditionalCheckFailedException"
 DELIVERY_TTL_DAYS = 30
 PARTITION_KEY = "affiliate_id"
 SORT_KEY = "delivery_key"  # `<created_at>#<delivery_id>`
@@ -67,21 +72,6 @@ TEST_TRANSACTION_PREFIX = "test-"  # test-link postbacks: `test-<run_id>-<n>`
 FIRE_POSTBACKS_STEP = "fire_postbacks"
 
 
-def table_and_client(table: str | Table, client: DynamoDBClient | None) -> tuple[str, DynamoDBClient]:
-    """The table's name and a low-level client. A Table resource's own client cannot serve:
-    the resource makes it (de)serialise plain Python values, and these adapters speak
-    DynamoDB's attribute values; so a plain client is made for the same region and endpoint."""
-    if isinstance(table, str):
-        return table, client or boto3.client("dynamodb")
-    if client is None:
-        meta = table.meta.client.meta
-        client = boto3.client("dynamodb", region_name=meta.region_name, endpoint_url=meta.endpoint_url)
-    return table.name, client
-
-
-_iso = key_time
-
-
 def key_of(ref: DeliveryRef) -> dict[str, AttributeValueTypeDef]:
     """The item's primary key."""
     return {PARTITION_KEY: {"S": ref.affiliate_id}, SORT_KEY: {"S": ref.sort_key}}
@@ -90,13 +80,13 @@ def key_of(ref: DeliveryRef) -> dict[str, AttributeValueTypeDef]:
 def ref_of(item: Any) -> DeliveryRef:
     """The key of an item, read back: `<created_at>#<delivery_id>` under its affiliate."""
     created_at, _, delivery_id = str(item[SORT_KEY]["S"]).partition("#")
-    return DeliveryRef(str(item[PARTITION_KEY]["S"]), datetime.fromisoformat(created_at), delivery_id)
+    return DeliveryRef(str(item[PARTITION_KEY]["S"]), parse_utc(created_at), delivery_id)
 
 
 def _attempt_value(attempt: Attempt, message: PostbackMessage) -> AttributeValueTypeDef:
     fields: dict[str, AttributeValueTypeDef] = {
         "attempt": {"N": str(attempt.attempt)},
-        "at": {"S": _iso(attempt.at)},
+        "at": {"S": utc_millis(attempt.at)},
         "outcome": {"S": attempt.outcome},
     }
     if attempt.url != message.url:
@@ -118,7 +108,7 @@ def _attempt_of(value: Any, item_url: str, item_method: str) -> Attempt:
     fields = value["M"]
     return Attempt(
         attempt=int(fields["attempt"]["N"]),
-        at=datetime.fromisoformat(fields["at"]["S"]),
+        at=parse_utc(fields["at"]["S"]),
         url=fields["url"]["S"] if "url" in fields else item_url,
         method=HttpMethod(fields["method"]["S"] if "method" in fields else item_method),
         status=int(fields["status"]["N"]) if "status" in fields else None,
@@ -127,11 +117,6 @@ def _attempt_of(value: Any, item_url: str, item_method: str) -> Attempt:
         error_kind=fields.get("error_kind", {}).get("S"),
         outcome=fields.get("outcome", {}).get("S", ""),
     )
-
-
-def _text(item: Any, name: str) -> str | None:
-    value = item.get(name)
-    return str(value["S"]) if value is not None and "S" in value else None
 
 
 def record_of(item: Any) -> DeliveryRecord:
@@ -149,16 +134,16 @@ def record_of(item: Any) -> DeliveryRecord:
         offer_id=item["offer_id"]["S"],
         url=url,
         method=method,
-        test_run_id=_text(item, "test_run_id"),
+        test_run_id=text_of(item, "test_run_id"),
     )
     return DeliveryRecord(
         delivery_id=ref.delivery_id,
         message=PostbackMessage.model_validate(message_fields),
         state=DeliveryState(item["state"]["S"]),
         attempts=tuple(_attempt_of(a, url, method) for a in item.get("attempts", {}).get("L", [])),
-        created_at=key_time(ref.created_at),
+        created_at=utc_millis(ref.created_at),
         updated_at=item["updated_at"]["S"],
-        last_error=_text(item, "last_error"),
+        last_error=text_of(item, "last_error"),
         replays=int(item.get("replays", {}).get("N", "0")),
     )
 
@@ -174,7 +159,7 @@ class DynamoDeliveryLog:
         conversions_table: str | None = None,
         test_runs_table: str | None = None,
         ttl_days: int = DELIVERY_TTL_DAYS,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         """`table`: the table's name (with `client`, or a default client), or a boto3 Table resource.
 
@@ -209,7 +194,10 @@ class DynamoDeliveryLog:
 
     def mark_replayed(self, ref: DeliveryRef) -> None:
         delivery_id = ref.delivery_id
-        try:
+        with failures_as(
+            f"Marking delivery {delivery_id} replayed failed",
+            refused=lambda: ConflictError(f"Delivery {delivery_id} is not failed (any more)."),
+        ):
             self._client.update_item(
                 TableName=self._table,
                 Key=key_of(ref),
@@ -227,15 +215,9 @@ class DynamoDeliveryLog:
                     ":failed": {"S": DeliveryState.FAILED.value},
                     ":zero": {"N": "0"},
                     ":one": {"N": "1"},
-                    ":now": {"S": _iso(self._clock())},
+                    ":now": {"S": utc_millis(self._clock())},
                 },
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
-                raise ConflictError(f"Delivery {delivery_id} is not failed (any more).") from exc
-            raise InfrastructureError(f"Marking delivery {delivery_id} replayed failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"Marking delivery {delivery_id} replayed failed: {exc}") from exc
 
     def _update(
         self,
@@ -272,8 +254,8 @@ class DynamoDeliveryLog:
             ":url": {"S": message.url},
             ":method": {"S": message.method.value},
             ":message": {"S": json.dumps(stored_message, separators=(",", ":"))},
-            ":now": {"S": _iso(now)},
-            ":expires_at": {"N": str(int((now + self._ttl).timestamp()))},
+            ":now": {"S": utc_millis(now)},
+            ":expires_at": expiry(now, self._ttl),
         }
         if reason:
             sets.append("#last_error = :last_error")
@@ -285,7 +267,10 @@ class DynamoDeliveryLog:
             values[":test_run_id"] = {"S": message.test_run_id}
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         names = {f"#{name}": name for name in _ATTRIBUTES if f"#{name}" in expression or f"#{name}" in _NOT_DELIVERED}
-        try:
+        with failures_as(
+            f"{what} for delivery {message.delivery_id} failed",
+            refused=lambda: ConflictError(f"Delivery {message.delivery_id} is delivered already."),
+        ):
             self._client.update_item(
                 TableName=self._table,
                 Key=key_of(message.ref),
@@ -294,20 +279,12 @@ class DynamoDeliveryLog:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
-                raise ConflictError(f"Delivery {message.delivery_id} is delivered already.") from exc
-            raise InfrastructureError(f"{what} for delivery {message.delivery_id} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"{what} for delivery {message.delivery_id} failed: {exc}") from exc
 
     # --- reads (the dispatcher's redeliveries, the config script, the test-link run) -------
 
     def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
-        try:
+        with failures_as(f"Reading delivery {ref.delivery_id} failed"):
             answer = self._client.get_item(TableName=self._table, Key=key_of(ref), ConsistentRead=True)
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Reading delivery {ref.delivery_id} failed: {exc}") from exc
         item = answer.get("Item")
         return record_of(item) if item else None
 
@@ -371,7 +348,7 @@ class DynamoDeliveryLog:
         if since is not None:
             request["KeyConditionExpression"] = "#key = :key AND #sort >= :since"
             request["ExpressionAttributeNames"]["#sort"] = SORT_KEY
-            request["ExpressionAttributeValues"][":since"] = {"S": key_time(since)}
+            request["ExpressionAttributeValues"][":since"] = {"S": utc_millis(since)}
         if only_failed:
             request["FilterExpression"] = "#state = :failed"
             request["ExpressionAttributeNames"]["#state"] = "state"
@@ -404,7 +381,7 @@ class DynamoDeliveryLog:
         return [
             DeliveryRef(
                 run.affiliate_id,
-                datetime.fromisoformat(str(postback.get("created_at") or run.started_at.isoformat())),
+                parse_utc(str(postback.get("created_at") or run.started_at.isoformat())),
                 str(postback["delivery_id"]),
             )
             for step in run.steps
@@ -430,10 +407,8 @@ class DynamoDeliveryLog:
             # DynamoDB may leave keys unprocessed under throttling: ask for those again, a few times.
             for _ in range(5):
                 request_items: dict[str, Any] = {table: request}
-                try:
+                with failures_as("Reading the delivery log failed"):
                     answer = self._client.batch_get_item(RequestItems=request_items)
-                except (ClientError, BotoCoreError) as exc:
-                    raise InfrastructureError(f"Reading the delivery log failed: {exc}") from exc
                 items.extend(answer.get("Responses", {}).get(table, []))
                 unprocessed = answer.get("UnprocessedKeys", {}).get(table)
                 if not unprocessed or not unprocessed.get("Keys"):
@@ -445,12 +420,4 @@ class DynamoDeliveryLog:
 
     def _pages(self, operation: str, request: dict[str, Any]) -> Iterator[Any]:
         call = self._client.query if operation == "query" else self._client.scan
-        try:
-            while True:
-                page = call(**request)
-                yield from page.get("Items", [])
-                if "LastEvaluatedKey" not in page:
-                    return
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Reading the delivery log failed: {exc}") from exc
+        return items_of(call, request, failure="Reading the delivery log failed")

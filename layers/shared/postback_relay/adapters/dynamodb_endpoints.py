@@ -13,18 +13,14 @@ from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from postback_relay.adapters.dynamodb_deliveries import table_and_client
+from postback_relay.adapters.dynamodb import conditional_write, failures_as, items_of, table_and_client
 from postback_relay.domain.delivery import Circuit, CircuitStatus
-from postback_relay.domain.errors import InfrastructureError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-CONDITION_FAILED = "ConditionalCheckFailedException"
 ENDPOINT_TTL_S = 24 * 3600
 MAX_NOTED = 10  # affiliates and failure reasons kept on the item for the notices
 
@@ -63,10 +59,8 @@ class DynamoEndpointStore:
         self._clock = clock
 
     def get(self, endpoint: str) -> Circuit | None:
-        try:
+        with failures_as(f"Reading the circuit of {endpoint} failed"):
             answer = self._client.get_item(TableName=self._table, Key={"endpoint": {"S": endpoint}})
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Reading the circuit of {endpoint} failed: {exc}") from exc
         item = answer.get("Item")
         return circuit_of(item) if item else None
 
@@ -109,29 +103,16 @@ class DynamoEndpointStore:
             request["ConditionExpression"] = condition
             request["ExpressionAttributeNames"] = {"#state": "state"}
             request["ExpressionAttributeValues"] = names
-        try:
-            self._client.put_item(**request)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
-                return False
-            raise InfrastructureError(f"Saving the circuit of {circuit.endpoint} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"Saving the circuit of {circuit.endpoint} failed: {exc}") from exc
-        return True
+        # A false condition: another instance recorded this transition first.
+        lost = conditional_write(
+            f"Saving the circuit of {circuit.endpoint} failed", lambda: self._client.put_item(**request)
+        )
+        return lost is None
 
     def list(self) -> list[Circuit]:
         """Every endpoint with a circuit on record (for ops: `open` ones are being skipped)."""
-        circuits: list[Circuit] = []
-        request: dict[str, Any] = {"TableName": self._table}
-        try:
-            while True:
-                page = self._client.scan(**request)
-                circuits.extend(circuit_of(item) for item in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    break
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"Listing circuits failed: {exc}") from exc
+        items = items_of(self._client.scan, {"TableName": self._table}, failure="Listing circuits failed")
+        circuits = [circuit_of(item) for item in items]
         return sorted(circuits, key=lambda circuit: circuit.endpoint)
 
 

@@ -8,13 +8,19 @@ value (a float latency, an empty string) that DynamoDB's own types would refuse.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
-from postback_relay.domain.errors import ConflictError, InfrastructureError
+from postback_relay.adapters.dynamodb import (
+    conditional_write,
+    expiry,
+    failures_as,
+    parse_utc,
+    table_and_client,
+    text_of,
+    utc_millis,
+)
+from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 
 if TYPE_CHECKING:
@@ -24,15 +30,11 @@ if TYPE_CHECKING:
 RUN_TTL_DAYS = 90
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _step_value(step: TestStep) -> AttributeValueTypeDef:
     return {
         "M": {
             "name": {"S": step.name},
-            "at": {"S": _iso(step.at)},
+            "at": {"S": utc_millis(step.at)},
             "ok": {"BOOL": step.ok},
             "details": {"S": json.dumps(step.details, separators=(",", ":"), default=str)},
         }
@@ -43,23 +45,17 @@ def _step_of(value: Any) -> TestStep:
     fields = value["M"]
     return TestStep(
         name=fields["name"]["S"],
-        at=datetime.fromisoformat(fields["at"]["S"]),
+        at=parse_utc(fields["at"]["S"]),
         ok=fields["ok"]["BOOL"],
         details=json.loads(fields["details"]["S"]),
     )
-
-
-def _optional(item: Any, name: str) -> str | None:
-    value = item.get(name)
-    return str(value["S"]) if value is not None and "S" in value else None
 
 
 class DynamoTestRunStore:
     """The TestRunStore port over a DynamoDB table."""
 
     def __init__(self, table_name: str, *, client: DynamoDBClient | None = None, ttl_days: int = RUN_TTL_DAYS) -> None:
-        self._table = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._table, self._client = table_and_client(table_name, client)
         self._ttl = timedelta(days=ttl_days)
 
     def create(self, run: TestRun) -> None:
@@ -67,48 +63,45 @@ class DynamoTestRunStore:
             "run_id": {"S": run.run_id},
             "affiliate_id": {"S": run.affiliate_id},
             "started_by": {"S": run.started_by},
-            "started_at": {"S": _iso(run.started_at)},
+            "started_at": {"S": utc_millis(run.started_at)},
             "verdict": {"S": run.verdict.value},
             "steps": {"L": [_step_value(step) for step in run.steps]},
-            "expires_at": {"N": str(int((run.started_at + self._ttl).timestamp()))},
+            "expires_at": expiry(run.started_at, self._ttl),
         }
         for name, value in (("step", run.step), ("reason", run.reason)):
             if value is not None:
                 item[name] = {"S": value}
         if run.finished_at is not None:
-            item["finished_at"] = {"S": _iso(run.finished_at)}
-        try:
+            item["finished_at"] = {"S": utc_millis(run.finished_at)}
+        with failures_as(
+            f"cannot record test run {run.run_id}",
+            refused=lambda: ConflictError(f"test run {run.run_id} already exists"),
+        ):
             self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(run_id)")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConflictError(f"test run {run.run_id} already exists") from exc
-            raise InfrastructureError(f"cannot record test run {run.run_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"cannot record test run {run.run_id}: {exc}") from exc
 
     def get(self, run_id: str) -> TestRun | None:
-        try:
+        with failures_as(f"cannot read test run {run_id}"):
             answer = self._client.get_item(TableName=self._table, Key={"run_id": {"S": run_id}}, ConsistentRead=True)
-        except (ClientError, BotoCoreError) as exc:
-            raise InfrastructureError(f"cannot read test run {run_id}: {exc}") from exc
         item = answer.get("Item")
         if item is None:
             return None
-        finished_at = _optional(item, "finished_at")
+        finished_at = text_of(item, "finished_at")
         return TestRun(
             run_id=item["run_id"]["S"],
             affiliate_id=item["affiliate_id"]["S"],
             started_by=item["started_by"]["S"],
-            started_at=datetime.fromisoformat(item["started_at"]["S"]),
+            started_at=parse_utc(item["started_at"]["S"]),
             verdict=RunVerdict(item["verdict"]["S"]),
-            step=_optional(item, "step"),
-            reason=_optional(item, "reason"),
-            finished_at=datetime.fromisoformat(finished_at) if finished_at else None,
+            step=text_of(item, "step"),
+            reason=text_of(item, "reason"),
+            finished_at=parse_utc(finished_at) if finished_at else None,
             steps=tuple(_step_of(value) for value in item.get("steps", {}).get("L", [])),
         )
 
     def append_step(self, run_id: str, step: TestStep) -> None:
-        try:
+        with failures_as(
+            f"cannot update test run {run_id}", refused=lambda: ConflictError(f"test run {run_id} does not exist")
+        ):
             self._client.update_item(
                 TableName=self._table,
                 Key={"run_id": {"S": run_id}},
@@ -116,19 +109,13 @@ class DynamoTestRunStore:
                 ConditionExpression="attribute_exists(run_id)",
                 ExpressionAttributeValues={":none": {"L": []}, ":step": {"L": [_step_value(step)]}},
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConflictError(f"test run {run_id} does not exist") from exc
-            raise InfrastructureError(f"cannot update test run {run_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"cannot update test run {run_id}: {exc}") from exc
 
     def finish(self, run_id: str, verdict: RunVerdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
         names = {"#verdict": "verdict", "#step": "step", "#reason": "reason"}
         values: dict[str, AttributeValueTypeDef] = {
             ":verdict": {"S": verdict.value},
             ":running": {"S": RunVerdict.RUNNING.value},
-            ":at": {"S": _iso(at)},
+            ":at": {"S": utc_millis(at)},
         }
         sets = ["#verdict = :verdict", "finished_at = :at"]
         removes: list[str] = []
@@ -139,20 +126,16 @@ class DynamoTestRunStore:
                 values[f":{placeholder[1:]}"] = {"S": value}
                 sets.append(f"{placeholder} = :{placeholder[1:]}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        try:
-            # The first verdict stands: a late check or a retried step never overwrites it.
-            self._client.update_item(
+        # The first verdict stands: a late check or a retried step never overwrites it.
+        decided_already = conditional_write(
+            f"cannot update test run {run_id}",
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key={"run_id": {"S": run_id}},
                 UpdateExpression=expression,
                 ConditionExpression="#verdict = :running",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise InfrastructureError(f"cannot update test run {run_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InfrastructureError(f"cannot update test run {run_id}: {exc}") from exc
-        return True
+            ),
+        )
+        return decided_already is None

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
@@ -36,6 +36,7 @@ from urllib3.util import parse_url
 from postback_relay.domain.addresses import DEFAULT_PORTS, check_url, forbidden_reason
 from postback_relay.domain.delivery import DeliveryTransportError, PostbackMessage, parse_retry_after
 from postback_relay.domain.errors import UnsafeUrlError
+from postback_relay.domain.times import utc_now
 from postback_relay.ports import SendResult
 
 if TYPE_CHECKING:  # the stubs' names for what the adapter hands to urllib3
@@ -367,7 +368,7 @@ class HttpPostbackSender:
 
     def __init__(self, client: SafeHttpClient, *, clock: Callable[[], datetime] | None = None) -> None:
         self._client = client
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
 
     def send(self, message: PostbackMessage, *, headers: dict[str, str] | None = None) -> SendResult:
         request_headers = dict(headers or {})

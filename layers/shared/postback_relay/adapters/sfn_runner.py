@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.errors import InfrastructureError, NotFoundError
 from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, RunVerdict, TestRun
+from postback_relay.domain.times import utc_now
 from postback_relay.ports import TestRunStore
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class TestRunStarter:
         self._sfn = sfn_client
         self._state_machine_arn = state_machine_arn
         self._runs = runs
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
 
     def start(
         self,

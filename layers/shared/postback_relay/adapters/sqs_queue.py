@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import boto3
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.delivery import PostbackMessage
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 BATCH_LIMIT = 10  # SendMessageBatch takes at most 10 entries
 
-logger = Logger(child=True)
+# Standard logging, as every adapter: the handlers' Powertools Logger formats this tree.
+logger = logging.getLogger(__name__)
 
 
 class SqsPostbackQueue:

@@ -4,6 +4,7 @@ conditional writes, paging, and older items read back whatever precision their t
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -12,6 +13,17 @@ from postback_relay.adapters.dynamodb import conditional_write, failures_as, ite
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.domain.errors import ConflictError, InfrastructureError
 from postback_relay.domain.testrun import RunVerdict
+
+
+def run_item(run_id: str, *, started_at: str, verdict: str) -> dict[str, Any]:
+    """A TestRunsTable item as a writer left it (times as given)."""
+    return {
+        "run_id": {"S": run_id},
+        "affiliate_id": {"S": "1234567"},
+        "started_by": {"S": "ops"},
+        "started_at": {"S": started_at},
+        "verdict": {"S": verdict},
+    }
 
 
 def test_a_conditional_write_hands_back_the_refusal_with_the_first_item(aws: dict[str, str]) -> None:
@@ -52,13 +64,7 @@ def test_a_false_condition_raises_what_the_adapter_makes_of_it(aws: dict[str, st
     # GIVEN a test run recorded once
     store = DynamoTestRunStore(aws["TestRunsTableName"])
     client = boto3.client("dynamodb")
-    item = {
-        "run_id": {"S": "r1"},
-        "affiliate_id": {"S": "1"},
-        "started_by": {"S": "ops"},
-        "started_at": {"S": "2026-11-25T12:00:00.000Z"},
-        "verdict": {"S": "running"},
-    }
+    item = run_item("r1", started_at="2026-11-25T12:00:00.000Z", verdict="running")
     client.put_item(TableName=aws["TestRunsTableName"], Item=item)
     # WHEN a write conditioned on its absence is refused
     with (
@@ -93,12 +99,8 @@ def test_a_test_run_written_at_whole_seconds_still_reads(aws: dict[str, str]) ->
     boto3.client("dynamodb").put_item(
         TableName=aws["TestRunsTableName"],
         Item={
-            "run_id": {"S": "old"},
-            "affiliate_id": {"S": "1234567"},
-            "started_by": {"S": "ops"},
-            "started_at": {"S": "2026-11-25T12:00:00Z"},
+            **run_item("old", started_at="2026-11-25T12:00:00Z", verdict="passed"),
             "finished_at": {"S": "2026-11-25T12:05:00Z"},
-            "verdict": {"S": "passed"},
             "steps": {
                 "L": [
                     {

@@ -34,6 +34,7 @@ from postback_relay.domain.delivery import (
     endpoint_of,
     failure_reason,
 )
+from postback_relay.domain.times import parse_utc
 
 if TYPE_CHECKING:
     from postback_relay.ports import DeliveryRecord
@@ -187,7 +188,7 @@ def affiliate_health(
     delivered_by_hour = [0] * len(hours)
     failed_by_hour = [0] * len(hours)
     for record in records:
-        if record.message.affiliate_id != affiliate_id or _parse(record.created_at) < since:
+        if record.message.affiliate_id != affiliate_id or parse_utc(record.created_at) < since:
             continue
         states[record.state] += 1
         for attempt in record.attempts:
@@ -253,7 +254,3 @@ def _bucket(at: datetime, since: datetime, count: int) -> int | None:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _parse(text: str) -> datetime:
-    return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))

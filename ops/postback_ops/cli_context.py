@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -311,47 +311,60 @@ def _aws_exit(exc: BaseException, ops: Ops | None) -> typer.Exit:
     return fail(ExitCode.FAILED, message)
 
 
+def _config_exit(exc: ConfigError, ops: Ops | None) -> typer.Exit:
+    lines = config_error_lines(exc)
+    errors = [{"field": f, "reason": r} for f, r in config_errors(exc)]
+    message = "Config refused:\n  " + "\n  ".join(lines)
+    return fail(ExitCode.INVALID, message, error=exc.kind, errors=errors)
+
+
+def _validation_exit(exc: ValidationError, ops: Ops | None) -> typer.Exit:
+    return fail(ExitCode.INVALID, "Invalid input:\n  " + "\n  ".join(validation_error_lines(exc)))
+
+
+def _tracker_exit(exc: TrackerError, ops: Ops | None) -> typer.Exit:
+    return fail(ExitCode.INVALID, f"The tracker does not fit ({exc.reason}): {exc.message}", error=exc.kind)
+
+
+# Each expected failure -> its exit (and its one sentence), in the order they are matched: a
+# subclass comes before its base (DomainError, which covers the rest, is last).
+_EXITS: tuple[tuple[type[BaseException], Callable[[Any, Ops | None], typer.Exit]], ...] = (
+    (UsageProblem, lambda exc, ops: fail(ExitCode.INVALID, str(exc), error="usage")),
+    (TargetUnavailable, lambda exc, ops: fail(ExitCode.UNREACHABLE, str(exc))),
+    (ConfigError, _config_exit),
+    (ValidationError, _validation_exit),
+    (TrackerError, _tracker_exit),
+    (LinkError, lambda exc, ops: fail(ExitCode.INVALID, f"The link cannot be read: {exc.message}", error=exc.kind)),
+    (UnsafeUrlError, lambda exc, ops: fail(ExitCode.INVALID, f"Unsafe URL: {exc.message}", error=exc.kind)),
+    (NotFoundError, lambda exc, ops: fail(ExitCode.NOT_FOUND, exc.message)),
+    (ConflictError, lambda exc, ops: fail(ExitCode.CONFLICT, exc.message)),
+    (InfrastructureError, _aws_exit),
+    (BotoCoreError, _aws_exit),
+    (ClientError, _aws_exit),
+    (DomainError, lambda exc, ops: fail(ExitCode.FAILED, exc.message, error=exc.kind)),
+)
+_EXPECTED = tuple(kind for kind, _ in _EXITS)
+
+
+def _exit_for(exc: BaseException, ops: Ops | None) -> typer.Exit:
+    """The exit an expected failure maps to (the first entry of _EXITS it is an instance of)."""
+    return next(to_exit(exc, ops) for kind, to_exit in _EXITS if isinstance(exc, kind))
+
+
 def handle_errors[**P, R](command: Callable[P, R]) -> Callable[P, R]:
     """Map every expected failure to its exit code and one sentence on stderr, never a traceback."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        running = _running_ops.set(_ops_among([*args, *kwargs.values()]))
-        try:
-            return _run(*args, **kwargs)
-        finally:
-            _running_ops.reset(running)
-
-    def _run(*args: P.args, **kwargs: P.kwargs) -> R:
+        ops = _ops_among([*args, *kwargs.values()])
+        running = _running_ops.set(ops)
         try:
             return command(*args, **kwargs)
         except typer.Exit:
             raise
-        except UsageProblem as exc:
-            raise fail(ExitCode.INVALID, str(exc), error="usage") from None
-        except TargetUnavailable as exc:
-            raise fail(ExitCode.UNREACHABLE, str(exc)) from None
-        except ConfigError as exc:
-            lines = config_error_lines(exc)
-            errors = [{"field": f, "reason": r} for f, r in config_errors(exc)]
-            message = "Config refused:\n  " + "\n  ".join(lines)
-            raise fail(ExitCode.INVALID, message, error=exc.kind, errors=errors) from None
-        except ValidationError as exc:
-            raise fail(ExitCode.INVALID, "Invalid input:\n  " + "\n  ".join(validation_error_lines(exc))) from None
-        except TrackerError as exc:
-            message = f"The tracker does not fit ({exc.reason}): {exc.message}"
-            raise fail(ExitCode.INVALID, message, error=exc.kind) from None
-        except LinkError as exc:
-            raise fail(ExitCode.INVALID, f"The link cannot be read: {exc.message}", error=exc.kind) from None
-        except UnsafeUrlError as exc:
-            raise fail(ExitCode.INVALID, f"Unsafe URL: {exc.message}", error=exc.kind) from None
-        except NotFoundError as exc:
-            raise fail(ExitCode.NOT_FOUND, exc.message) from None
-        except ConflictError as exc:
-            raise fail(ExitCode.CONFLICT, exc.message) from None
-        except (InfrastructureError, BotoCoreError, ClientError) as exc:
-            raise _aws_exit(exc, _ops_among([*args, *kwargs.values()])) from None
-        except DomainError as exc:
-            raise fail(ExitCode.FAILED, exc.message, error=exc.kind) from None
+        except _EXPECTED as exc:
+            raise _exit_for(exc, ops) from None
+        finally:
+            _running_ops.reset(running)
 
     return run

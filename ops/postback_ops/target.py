@@ -9,7 +9,7 @@ Tests point the script at moto with `pinned(Target.from_outputs(outputs))`.
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,23 +262,41 @@ def _resolve_stack(stack_name: str, region: str | None, profile: str | None) -> 
     return Target(name=stack_name, region=target.region, outputs=outputs, session=session)
 
 
+def _unreachable_endpoint(exc: BaseException, local: bool, endpoint_url: str | None) -> str:
+    if local:
+        return f"The local stack is not running at {endpoint_url}; start it with `make run`."
+    return f"AWS cannot be reached: {exc}."
+
+
+def _refused_credentials(exc: BaseException, local: bool, endpoint_url: str | None) -> str | None:
+    error = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
+    if error.get("Code") in _CREDENTIAL_ERROR_CODES:
+        return f"AWS refused the credentials: {error.get('Message') or error.get('Code')}."
+    return None  # another refusal: not a reason AWS is unreachable
+
+
+_Reason = Callable[[BaseException, bool, str | None], str | None]
+# Why AWS could not be reached, by botocore's exception, in the order they are matched (the
+# credential, region and endpoint errors are BotoCoreErrors too, so they come first).
+_UNAVAILABLE_REASONS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], _Reason], ...] = (
+    (
+        (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError),
+        lambda exc, local, endpoint_url: (
+            "No usable AWS credentials: set a profile (--profile or AWS_PROFILE) or log in (aws sso login)."
+        ),
+    ),
+    (NoRegionError, lambda exc, local, endpoint_url: "No AWS region: pass --region or set AWS_REGION."),
+    (EndpointConnectionError, _unreachable_endpoint),
+    (ClientError, _refused_credentials),
+    (BotoCoreError, lambda exc, local, endpoint_url: f"AWS cannot be reached: {exc}."),
+)
+
+
 def unavailable_reason(exc: BaseException, *, local: bool = False, endpoint_url: str | None = None) -> str | None:
     """The sentence saying why AWS could not be reached, or None if `exc` is another kind of failure."""
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError)):
-        return "No usable AWS credentials: set a profile (--profile or AWS_PROFILE) or log in (aws sso login)."
-    if isinstance(exc, NoRegionError):
-        return "No AWS region: pass --region or set AWS_REGION."
-    if isinstance(exc, EndpointConnectionError):
-        if local:
-            return f"The local stack is not running at {endpoint_url}; start it with `make run`."
-        return f"AWS cannot be reached: {exc}."
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        if error.get("Code") in _CREDENTIAL_ERROR_CODES:
-            return f"AWS refused the credentials: {error.get('Message') or error.get('Code')}."
-        return None
-    if isinstance(exc, BotoCoreError):
-        return f"AWS cannot be reached: {exc}."
+    for kinds, reason in _UNAVAILABLE_REASONS:
+        if isinstance(exc, kinds):
+            return reason(exc, local, endpoint_url)
     return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -96,48 +96,106 @@ def authorizations(
     action = ACTION_OF.get(f"{prefix}:{operation}", f"{prefix}:{operation}")
     if action in UNAUTHORIZED_ACTIONS:
         return
-    if prefix == "dynamodb":
-        yield from _dynamodb(action, operation, params, region, account)
-    elif prefix == "sqs":
-        target = params.get("QueueUrl") or params.get("QueueName")
-        yield Authorization(action, _sqs_queue(str(target), region, account) if target else "*")
-    elif prefix == "secretsmanager":
-        secret = params.get("SecretId")
-        yield Authorization(action, _secret(str(secret), region, account) if secret else "*")
-    elif prefix == "lambda":
-        function = params.get("FunctionName")
-        yield Authorization(action, _function(str(function), region, account) if function else "*")
-    elif prefix == "states":
-        arn = params.get("executionArn") or params.get("stateMachineArn") or params.get("resourceArn")
-        yield Authorization(action, str(arn) if arn else "*")
-    elif prefix == "sns":
-        topic = params.get("TopicArn") or params.get("TargetArn")
-        yield Authorization(action, str(topic) if topic else "*")
-    elif prefix == "ssm":
-        name = params.get("Name")
-        yield Authorization(
-            action, f"arn:aws:ssm:{region}:{account}:parameter/{str(name).lstrip('/')}" if name else "*"
-        )
-    elif prefix == "cloudformation":
-        stack = params.get("StackName")
-        if stack and str(stack).startswith("arn:"):
-            yield Authorization(action, str(stack))
-        else:
-            yield Authorization(action, f"arn:aws:cloudformation:{region}:{account}:stack/{stack}/*" if stack else "*")
-    elif prefix == "scheduler":
-        group = params.get("GroupName") or "default"
-        name = params.get("Name")
-        yield Authorization(action, f"arn:aws:scheduler:{region}:{account}:schedule/{group}/{name}" if name else "*")
-        # A schedule runs as the role it names: creating or updating it needs iam:PassRole on
-        # that role, which moto never asks for.
-        role = (params.get("Target") or {}).get("RoleArn")
-        if role and operation in ("CreateSchedule", "UpdateSchedule"):
-            yield Authorization("iam:PassRole", str(role))
-    elif prefix == "events":
-        bus = params.get("EventBusName") or "default"
-        yield Authorization(action, f"arn:aws:events:{region}:{account}:event-bus/{bus}")
+    resolve = _RESOURCES_OF.get(prefix, _any_resource)
+    yield from resolve(_Call(action, operation, params, region, account))
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call as the per-service resource rules below read it."""
+
+    action: str
+    operation: str
+    params: Mapping[str, Any]
+    region: str
+    account: str
+
+    def param(self, *names: str) -> str | None:
+        """The first of `names` the call sets, as a string (None when it sets none)."""
+        for name in names:
+            value = self.params.get(name)
+            if value:
+                return str(value)
+        return None
+
+    def on(self, resource: str | None) -> Authorization:
+        """The call's action on `resource`, or on `*` when the call names none."""
+        return Authorization(self.action, resource or "*")
+
+
+def _any_resource(call: _Call) -> Iterator[Authorization]:
+    yield call.on(None)
+
+
+def _dynamodb_call(call: _Call) -> Iterator[Authorization]:
+    yield from _dynamodb(call.action, call.operation, call.params, call.region, call.account)
+
+
+def _sqs_call(call: _Call) -> Iterator[Authorization]:
+    target = call.param("QueueUrl", "QueueName")
+    yield call.on(_sqs_queue(target, call.region, call.account) if target else None)
+
+
+def _secretsmanager_call(call: _Call) -> Iterator[Authorization]:
+    secret = call.param("SecretId")
+    yield call.on(_secret(secret, call.region, call.account) if secret else None)
+
+
+def _lambda_call(call: _Call) -> Iterator[Authorization]:
+    function = call.param("FunctionName")
+    yield call.on(_function(function, call.region, call.account) if function else None)
+
+
+def _states_call(call: _Call) -> Iterator[Authorization]:
+    yield call.on(call.param("executionArn", "stateMachineArn", "resourceArn"))
+
+
+def _sns_call(call: _Call) -> Iterator[Authorization]:
+    yield call.on(call.param("TopicArn", "TargetArn"))
+
+
+def _ssm_call(call: _Call) -> Iterator[Authorization]:
+    name = call.param("Name")
+    yield call.on(f"arn:aws:ssm:{call.region}:{call.account}:parameter/{name.lstrip('/')}" if name else None)
+
+
+def _cloudformation_call(call: _Call) -> Iterator[Authorization]:
+    stack = call.param("StackName")
+    if stack and stack.startswith("arn:"):
+        yield call.on(stack)
     else:
-        yield Authorization(action, "*")
+        yield call.on(f"arn:aws:cloudformation:{call.region}:{call.account}:stack/{stack}/*" if stack else None)
+
+
+def _scheduler_call(call: _Call) -> Iterator[Authorization]:
+    group = call.params.get("GroupName") or "default"
+    name = call.params.get("Name")
+    yield call.on(f"arn:aws:scheduler:{call.region}:{call.account}:schedule/{group}/{name}" if name else None)
+    # A schedule runs as the role it names: creating or updating it needs iam:PassRole on
+    # that role, which moto never asks for.
+    role = (call.params.get("Target") or {}).get("RoleArn")
+    if role and call.operation in ("CreateSchedule", "UpdateSchedule"):
+        yield Authorization("iam:PassRole", str(role))
+
+
+def _events_call(call: _Call) -> Iterator[Authorization]:
+    bus = call.params.get("EventBusName") or "default"
+    yield call.on(f"arn:aws:events:{call.region}:{call.account}:event-bus/{bus}")
+
+
+# IAM service prefix -> how a call to that service names its resource(s); others are on `*`.
+_RESOURCES_OF: dict[str, Callable[[_Call], Iterator[Authorization]]] = {
+    "dynamodb": _dynamodb_call,
+    "sqs": _sqs_call,
+    "secretsmanager": _secretsmanager_call,
+    "lambda": _lambda_call,
+    "states": _states_call,
+    "sns": _sns_call,
+    "ssm": _ssm_call,
+    "cloudformation": _cloudformation_call,
+    "scheduler": _scheduler_call,
+    "events": _events_call,
+}
 
 
 def _dynamodb(

@@ -22,7 +22,7 @@ import fnmatch
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,20 +183,28 @@ class Resolver:
             return [s for item in value for s in self.resolve(item)]
         if isinstance(value, dict) and len(value) == 1:
             ((fn, arg),) = value.items()
-            if fn == "Ref":
-                return [self.ref(arg)]
-            if fn == "Fn::GetAtt":
-                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return [self.get_att(logical_id, attribute)]
-            if fn == "Fn::Sub":
-                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-                return [self._sub(text, variables)]
-            if fn == "Fn::Join":
-                separator, parts = arg
-                return [separator.join(self._one(part) for part in parts)]
-            if fn == "Fn::If":
-                return self.resolve(arg[1]) + self.resolve(arg[2])
+            intrinsic = _INTRINSICS.get(fn)
+            if intrinsic is not None:
+                return intrinsic(self, arg)
         raise UnresolvedError(f"cannot resolve {value!r}")
+
+    def _ref_values(self, arg: Any) -> list[str]:
+        return [self.ref(arg)]
+
+    def _get_att_values(self, arg: Any) -> list[str]:
+        logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+        return [self.get_att(logical_id, attribute)]
+
+    def _sub_values(self, arg: Any) -> list[str]:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        return [self._sub(text, variables)]
+
+    def _join_values(self, arg: Any) -> list[str]:
+        separator, parts = arg
+        return [separator.join(self._one(part) for part in parts)]
+
+    def _if_values(self, arg: Any) -> list[str]:
+        return self.resolve(arg[1]) + self.resolve(arg[2])
 
     def _one(self, value: Any) -> str:
         values = self.resolve(value)
@@ -218,6 +226,16 @@ class Resolver:
 
 
 _NAME_TOKEN = re.compile(r"[^:/]+")
+
+
+# The intrinsic functions a policy's resources use -> every string each can give.
+_INTRINSICS: dict[str, Callable[[Resolver, Any], list[str]]] = {
+    "Ref": Resolver._ref_values,
+    "Fn::GetAtt": Resolver._get_att_values,
+    "Fn::Sub": Resolver._sub_values,
+    "Fn::Join": Resolver._join_values,
+    "Fn::If": Resolver._if_values,
+}
 
 
 def canonical_resource(arn: str, logical_ids: Iterable[str]) -> str:
@@ -535,81 +553,117 @@ def evaluate(
     *,
     readme: Path | None = README,
 ) -> Report:
-    report = Report()
     principals = roles(translated)
-    logical_ids = list(translated["Resources"])
     if readme is not None:
         principals[CLI_PRINCIPAL] = operator_role(translated, readme)
-    machines = state_machines(translated)
-    for role in principals.values():
-        for arn in role.unknown_managed:
-            report.notes.append(f"{role.principal}: managed policy {arn} not modelled; its grants are not counted")
+    check = _Check(Report(), principals, list(translated["Resources"]), state_machines(translated))
+    check.note_unknown_managed_policies()
+    check.recorded_calls(calls)
+    check.event_sources(translated)
+    check.definitions(sam_template, translated)
+    indexless = _indexless_tables(translated)
+    for principal, role in principals.items():
+        check.report.unused[principal] = _unused(role, check.report.used.get(principal, set()), indexless)
+    return check.report
 
-    def check(principal: str, action: str, resource: str) -> None:
-        role = principals.get(principal)
-        auth = Authorization(action, canonical_resource(resource, logical_ids))
-        report.checked += 1
-        if role is None:
-            report.denied.append(Denied(principal, action, resource, "no role in the translated template"))
-            return
-        if not role.decide(auth):
-            report.denied.append(Denied(principal, action, resource, f"role {role.role_id}"))
-        report.used.setdefault(principal, set()).add((auth.action, auth.resource))
 
-    seen: set[tuple[str, str, str]] = set()
-    for call in calls:
-        key = (call["principal"], call["action"], call["resource"])
-        if key in seen:
-            continue
-        seen.add(key)
-        principal = call["principal"]
-        if principal == CLI_PRINCIPAL and any(
-            call["action"] == action and call["resource"].endswith(suffix) for action, suffix in LOCAL_ONLY_CLI_CALLS
-        ):
-            continue
-        if call.get("kind") == "state_machine" or principal == STATE_MACHINE_PRINCIPAL:
-            # moto runs every state machine's Tasks through one client: a call counts for the
-            # machine whose role allows it, and fails when none does.
-            auth = Authorization(call["action"], canonical_resource(call["resource"], logical_ids))
-            if "<<" not in auth.resource:
-                # A state machine a test built around a function of its own (the router's
-                # tests): the template's machines are checked on their definitions below.
-                report.notes.append(f"not a template resource, skipped: {principal} {auth.action} {call['resource']}")
+@dataclass
+class _Check:
+    """The steps of `evaluate`, each adding what it checks to one report."""
+
+    report: Report
+    principals: dict[str, Role]
+    logical_ids: list[str]
+    machines: list[str]
+
+    def _record(self, principal: str, auth: Authorization, denied: Denied | None) -> None:
+        self.report.checked += 1
+        if denied is not None:
+            self.report.denied.append(denied)
+        self.report.used.setdefault(principal, set()).add((auth.action, auth.resource))
+
+    def note_unknown_managed_policies(self) -> None:
+        for role in self.principals.values():
+            for arn in role.unknown_managed:
+                self.report.notes.append(
+                    f"{role.principal}: managed policy {arn} not modelled; its grants are not counted"
+                )
+
+    def recorded_calls(self, calls: Iterable[Mapping[str, Any]]) -> None:
+        """Each distinct recorded call, against the role of the principal that made it."""
+        seen: set[tuple[str, str, str]] = set()
+        for call in calls:
+            key = (call["principal"], call["action"], call["resource"])
+            if key in seen or _local_only(call):
+                seen.add(key)
                 continue
-            allowed_by = [m for m in machines if principals[m].decide(auth)]
-            report.checked += 1
-            if not allowed_by:
-                report.denied.append(Denied(principal, call["action"], call["resource"], "no state machine role"))
-            for machine in allowed_by:
-                report.used.setdefault(machine, set()).add((auth.action, auth.resource))
-            continue
-        check(principal, call["action"], call["resource"])
-    for function_id, mapping_id, auth in event_source_calls(translated):
-        function_role = principals.get(function_id)
-        report.checked += 1
-        if function_role is None or not function_role.decide(auth):
-            where = f"role {function_role.role_id}" if function_role else "no role in the translated template"
-            report.denied.append(
-                Denied(f"{function_id} (event source {mapping_id})", auth.action, auth.resource, where)
-            )
-        report.used.setdefault(function_id, set()).add((auth.action, auth.resource))
-    for machine, state, auth in definition_calls(sam_template, translated):
-        role = principals[machine]
-        report.checked += 1
-        if not role.decide(auth):
-            report.denied.append(
-                Denied(f"{machine} (state {state})", auth.action, auth.resource, f"role {role.role_id}")
-            )
-        report.used.setdefault(machine, set()).add((auth.action, auth.resource))
-    indexless = {
+            seen.add(key)
+            if call.get("kind") == "state_machine" or call["principal"] == STATE_MACHINE_PRINCIPAL:
+                self._state_machine_call(call)
+            else:
+                self._principal_call(call["principal"], call["action"], call["resource"])
+
+    def _principal_call(self, principal: str, action: str, resource: str) -> None:
+        role = self.principals.get(principal)
+        auth = Authorization(action, canonical_resource(resource, self.logical_ids))
+        if role is None:
+            self.report.checked += 1
+            self.report.denied.append(Denied(principal, action, resource, "no role in the translated template"))
+            return
+        denied = None if role.decide(auth) else Denied(principal, action, resource, f"role {role.role_id}")
+        self._record(principal, auth, denied)
+
+    def _state_machine_call(self, call: Mapping[str, Any]) -> None:
+        # moto runs every state machine's Tasks through one client: a call counts for the
+        # machine whose role allows it, and fails when none does.
+        principal = call["principal"]
+        auth = Authorization(call["action"], canonical_resource(call["resource"], self.logical_ids))
+        if "<<" not in auth.resource:
+            # A state machine a test built around a function of its own (the router's
+            # tests): the template's machines are checked on their definitions below.
+            self.report.notes.append(f"not a template resource, skipped: {principal} {auth.action} {call['resource']}")
+            return
+        allowed_by = [m for m in self.machines if self.principals[m].decide(auth)]
+        self.report.checked += 1
+        if not allowed_by:
+            self.report.denied.append(Denied(principal, call["action"], call["resource"], "no state machine role"))
+        for machine in allowed_by:
+            self.report.used.setdefault(machine, set()).add((auth.action, auth.resource))
+
+    def event_sources(self, translated: Mapping[str, Any]) -> None:
+        """The reads Lambda's event source mappings make as the function's role."""
+        for function_id, mapping_id, auth in event_source_calls(translated):
+            function_role = self.principals.get(function_id)
+            denied = None
+            if function_role is None or not function_role.decide(auth):
+                where = f"role {function_role.role_id}" if function_role else "no role in the translated template"
+                denied = Denied(f"{function_id} (event source {mapping_id})", auth.action, auth.resource, where)
+            self._record(function_id, auth, denied)
+
+    def definitions(self, sam_template: Mapping[str, Any], translated: Mapping[str, Any]) -> None:
+        """Each Task state of each state machine's definition, against the machine's role."""
+        for machine, state, auth in definition_calls(sam_template, translated):
+            role = self.principals[machine]
+            denied = None
+            if not role.decide(auth):
+                denied = Denied(f"{machine} (state {state})", auth.action, auth.resource, f"role {role.role_id}")
+            self._record(machine, auth, denied)
+
+
+def _local_only(call: Mapping[str, Any]) -> bool:
+    """A call the CLI makes only against the local stack (no deployed stack has it)."""
+    return call["principal"] == CLI_PRINCIPAL and any(
+        call["action"] == action and call["resource"].endswith(suffix) for action, suffix in LOCAL_ONLY_CLI_CALLS
+    )
+
+
+def _indexless_tables(translated: Mapping[str, Any]) -> set[str]:
+    return {
         logical_id
         for logical_id, resource in translated["Resources"].items()
         if resource["Type"] == "AWS::DynamoDB::Table"
         and not {"GlobalSecondaryIndexes", "LocalSecondaryIndexes"} & set(resource.get("Properties", {}))
     }
-    for principal, role in principals.items():
-        report.unused[principal] = _unused(role, report.used.get(principal, set()), indexless)
-    return report
 
 
 def _unused(role: Role, used: set[tuple[str, str]], indexless: set[str]) -> list[str]:

@@ -101,6 +101,17 @@ def alarm_topics_are_publishable(template: Template) -> list[str]:
     must let cloudwatch.amazonaws.com use it and let the account administer it."""
     problems: list[str] = []
     resources = template.get("Resources", {})
+    topics = _alarm_topics(template, problems)
+    for topic_id in sorted(topics):
+        master_key = _props(resources[topic_id]).get("KmsMasterKeyId")
+        if master_key is not None:
+            problems.extend(_topic_key_problems(resources, topic_id, master_key))
+    return problems
+
+
+def _alarm_topics(template: Template, problems: list[str]) -> set[str]:
+    """The template's SNS topics that alarms notify; a topic outside the template is a problem."""
+    resources = template.get("Resources", {})
     topics: set[str] = set()
     for alarm_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items():
         for key in ("AlarmActions", "OKActions", "InsufficientDataActions"):
@@ -112,35 +123,35 @@ def alarm_topics_are_publishable(template: Template) -> list[str]:
                     problems.append(
                         f"{alarm_id}: notifies {action}, a topic outside the template whose key is unchecked"
                     )
-    for topic_id in sorted(topics):
-        master_key = _props(resources[topic_id]).get("KmsMasterKeyId")
-        if master_key is None:
-            continue
-        target_key = _ref_target(master_key)
-        if target_key is None:
-            text = str(master_key)
-            kind = "the AWS managed key" if text.startswith("alias/aws/") else "a key outside the template"
-            problems.append(
-                f"{topic_id}: encrypted with {kind} {text}; CloudWatch alarms cannot publish to it "
-                "(its key policy must grant cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*)"
-            )
-            continue
-        key_id: str = target_key
+    return topics
+
+
+def _topic_key_problems(resources: Mapping[str, Any], topic_id: str, master_key: Any) -> list[str]:
+    """What stops CloudWatch publishing to a topic encrypted with `master_key`."""
+    target_key = _ref_target(master_key)
+    if target_key is None:
+        text = str(master_key)
+        kind = "the AWS managed key" if text.startswith("alias/aws/") else "a key outside the template"
+        return [
+            f"{topic_id}: encrypted with {kind} {text}; CloudWatch alarms cannot publish to it "
+            "(its key policy must grant cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*)"
+        ]
+    key_id: str = target_key
+    key_resource = resources.get(key_id, {})
+    if key_resource.get("Type") == "AWS::KMS::Alias":
+        key_id = _ref_target(_props(key_resource).get("TargetKeyId")) or key_id
         key_resource = resources.get(key_id, {})
-        if key_resource.get("Type") == "AWS::KMS::Alias":
-            key_id = _ref_target(_props(key_resource).get("TargetKeyId")) or key_id
-            key_resource = resources.get(key_id, {})
-        statements = _props(key_resource).get("KeyPolicy", {}).get("Statement", [])
-        for action in ("kms:Decrypt", "kms:GenerateDataKey"):
-            if not any(_grants(s, "Service", "cloudwatch.amazonaws.com", action) for s in statements):
-                problems.append(f"{topic_id}: key {key_id}'s policy does not grant cloudwatch.amazonaws.com {action}")
-        if not any(
-            s.get("Effect") == "Allow"
-            and _is_account_root(s.get("Principal"))
-            and s.get("Action") in ("kms:*", ["kms:*"])
-            for s in statements
-        ):
-            problems.append(f"{topic_id}: key {key_id}'s policy does not let the account root administer it")
+    statements = _props(key_resource).get("KeyPolicy", {}).get("Statement", [])
+    problems = [
+        f"{topic_id}: key {key_id}'s policy does not grant cloudwatch.amazonaws.com {action}"
+        for action in ("kms:Decrypt", "kms:GenerateDataKey")
+        if not any(_grants(s, "Service", "cloudwatch.amazonaws.com", action) for s in statements)
+    ]
+    if not any(
+        s.get("Effect") == "Allow" and _is_account_root(s.get("Principal")) and s.get("Action") in ("kms:*", ["kms:*"])
+        for s in statements
+    ):
+        problems.append(f"{topic_id}: key {key_id}'s policy does not let the account root administer it")
     return problems
 
 

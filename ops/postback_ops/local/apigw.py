@@ -179,6 +179,79 @@ def _gateway_answer(status: int, message: str) -> HttpResponse:
 RequestLog = Callable[[HttpRequest, Route | None, HttpResponse, float], None]
 
 
+class _GatewayHandler(BaseHTTPRequestHandler):
+    """One connection to the local HTTP API: read the request as API Gateway does (its payload
+    limit included), hand it to `api`, write the answer. A subclass sets `api` and `default_host`."""
+
+    protocol_version = "HTTP/1.1"
+    api: LocalHttpApi
+    default_host: str
+
+    def _serve(self) -> None:
+        body = self._read_body()
+        if body is None:
+            self._write(_gateway_answer(413, "Request Entity Too Large"), close=True)
+            return
+        request = HttpRequest(
+            method=self.command,
+            target=self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+        )
+        self._write(self.api.handle(request, host=self.headers.get("host") or self.default_host))
+
+    def _read_body(self) -> bytes | None:
+        """The request body, chunked or not; None when it is over API Gateway's limit."""
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            return self._read_chunked()
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_PAYLOAD_BYTES:
+            self._discard(length)
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            total += size
+            if total > MAX_PAYLOAD_BYTES:
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():  # trailers
+            pass
+        return b"".join(chunks)
+
+    def _discard(self, length: int) -> None:
+        """Read an oversized body off the socket anyway (within reason): closing on unread data
+        resets the connection, and the client would never see the 413."""
+        remaining = min(length, 4 * MAX_PAYLOAD_BYTES)
+        while remaining > 0 and (chunk := self.rfile.read(min(remaining, 65536))):
+            remaining -= len(chunk)
+
+    def _write(self, response: HttpResponse, *, close: bool = False) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        if close:
+            # The unread body is still on the socket: this connection cannot be reused.
+            self.send_header("connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are logged one per line by `on_request`, not on stderr."""
+
+
 class LocalHttpApi:
     """The HTTP API on 127.0.0.1: `start()`, `url`, `stop()`."""
 
@@ -194,69 +267,12 @@ class LocalHttpApi:
         self.routes = list(routes)
         self._on_request = on_request
         self._on_error = on_error
-        api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(_GatewayHandler):
+            pass
 
-            def _serve(self) -> None:
-                body = self._read_body()
-                if body is None:
-                    self._write(_gateway_answer(413, "Request Entity Too Large"), close=True)
-                    return
-                request = HttpRequest(
-                    method=self.command,
-                    target=self.path,
-                    headers=list(self.headers.items()),
-                    body=body,
-                    source_ip=self.client_address[0],
-                    protocol=self.request_version,
-                )
-                self._write(api.handle(request, host=self.headers.get("host") or f"{host}:{port}"))
-
-            def _read_body(self) -> bytes | None:
-                """The request body, chunked or not; None when it is over API Gateway's limit."""
-                if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-                    chunks: list[bytes] = []
-                    total = 0
-                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                        total += size
-                        if total > MAX_PAYLOAD_BYTES:
-                            return None
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    while self.rfile.readline().strip():  # trailers
-                        pass
-                    return b"".join(chunks)
-                length = int(self.headers.get("content-length") or 0)
-                if length > MAX_PAYLOAD_BYTES:
-                    # Read it off the socket anyway (within reason): closing on unread data
-                    # resets the connection, and the client would never see the 413.
-                    remaining = min(length, 4 * MAX_PAYLOAD_BYTES)
-                    while remaining > 0 and (chunk := self.rfile.read(min(remaining, 65536))):
-                        remaining -= len(chunk)
-                    return None
-                return self.rfile.read(length) if length else b""
-
-            def _write(self, response: HttpResponse, *, close: bool = False) -> None:
-                self.send_response(response.status)
-                for name, value in response.headers:
-                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                        self.send_header(name, value)
-                self.send_header("content-length", str(len(response.body)))
-                if close:
-                    # The unread body is still on the socket: this connection cannot be reused.
-                    self.send_header("connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(response.body)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Requests are logged one per line by `on_request`, not on stderr."""
-
+        Handler.api = self
+        Handler.default_host = f"{host}:{port}"
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None

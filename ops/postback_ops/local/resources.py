@@ -100,27 +100,42 @@ def create_resources(
     session = session or boto3.Session(region_name=LOCAL_REGION)
     stack = LocalStack(stack_name=stack_name)
     parameters = parameter_defaults(template)
+    _create_tables(session.client("dynamodb"), template, stack)
+    _create_queues(session.client("sqs"), template, stack, parameters)
+    _create_topics(session.client("sns"), template, stack)
+    secrets = session.client("secretsmanager")
+    for logical_id in resources_of_type(template, "AWS::SecretsManager::Secret"):
+        name = f"{stack_name}-{logical_id}"
+        stack.refs[logical_id] = secrets.create_secret(Name=name, SecretString=signing_secret)["ARN"]
+    _resolve_outputs(template, stack, parameters)
+    return stack
 
-    dynamodb = session.client("dynamodb")
+
+def _table_request(name: str, props: Mapping[str, Any]) -> dict[str, Any]:
+    """CreateTable's arguments for a template table's properties."""
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if "GlobalSecondaryIndexes" in props:
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if props.get("SSESpecification", {}).get("SSEEnabled"):
+        kwargs["SSESpecification"] = {"Enabled": True}
+    if "StreamSpecification" in props:
+        kwargs["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": props["StreamSpecification"]["StreamViewType"],
+        }
+    return kwargs
+
+
+def _create_tables(dynamodb: Any, template: Mapping[str, Any], stack: LocalStack) -> None:
     for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
         props = resource["Properties"]
-        name = f"{stack_name}-{logical_id}"
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "KeySchema": props["KeySchema"],
-            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
-        }
-        if "GlobalSecondaryIndexes" in props:
-            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-        if props.get("SSESpecification", {}).get("SSEEnabled"):
-            kwargs["SSESpecification"] = {"Enabled": True}
-        if "StreamSpecification" in props:
-            kwargs["StreamSpecification"] = {
-                "StreamEnabled": True,
-                "StreamViewType": props["StreamSpecification"]["StreamViewType"],
-            }
-        description = dynamodb.create_table(**kwargs)["TableDescription"]
+        name = f"{stack.stack_name}-{logical_id}"
+        description = dynamodb.create_table(**_table_request(name, props))["TableDescription"]
         if "TimeToLiveSpecification" in props:
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
         stack.refs[logical_id] = name
@@ -128,51 +143,54 @@ def create_resources(
         if "LatestStreamArn" in description:
             stack.attrs[(logical_id, "StreamArn")] = description["LatestStreamArn"]
 
-    sqs = session.client("sqs")
+
+def _queue_attributes(props: Mapping[str, Any], stack: LocalStack, parameters: Mapping[str, str]) -> dict[Any, str]:
+    """CreateQueue's attributes for a template queue's properties (keys are the template's,
+    the names SQS knows)."""
+    attributes: dict[Any, str] = {}
+    for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
+        if key in props:
+            attributes[key] = str(props[key])
+    if props.get("SqsManagedSseEnabled"):
+        attributes["SqsManagedSseEnabled"] = "true"
+    if "RedrivePolicy" in props:
+        redrive = props["RedrivePolicy"]
+        attributes["RedrivePolicy"] = json.dumps(
+            {
+                "deadLetterTargetArn": stack.resolve(redrive["deadLetterTargetArn"], parameters),
+                "maxReceiveCount": int(redrive["maxReceiveCount"]),
+            }
+        )
+    return attributes
+
+
+def _create_queues(sqs: Any, template: Mapping[str, Any], stack: LocalStack, parameters: Mapping[str, str]) -> None:
     queues = resources_of_type(template, "AWS::SQS::Queue")
     # Dead-letter targets first, so that a RedrivePolicy can name their ARN.
     for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {})):
-        props = queues[logical_id].get("Properties", {})
-        name = f"{stack_name}-{logical_id}"
-        attributes: dict[Any, str] = {}  # keys are the template's, the names SQS knows
-        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
-            if key in props:
-                attributes[key] = str(props[key])
-        if props.get("SqsManagedSseEnabled"):
-            attributes["SqsManagedSseEnabled"] = "true"
-        if "RedrivePolicy" in props:
-            redrive = props["RedrivePolicy"]
-            attributes["RedrivePolicy"] = json.dumps(
-                {
-                    "deadLetterTargetArn": stack.resolve(redrive["deadLetterTargetArn"], parameters),
-                    "maxReceiveCount": int(redrive["maxReceiveCount"]),
-                }
-            )
+        name = f"{stack.stack_name}-{logical_id}"
+        attributes = _queue_attributes(queues[logical_id].get("Properties", {}), stack, parameters)
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         stack.refs[logical_id] = url
         stack.attrs[(logical_id, "Arn")] = f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"
         stack.attrs[(logical_id, "QueueName")] = name
 
-    sns = session.client("sns")
+
+def _create_topics(sns: Any, template: Mapping[str, Any], stack: LocalStack) -> None:
     for logical_id in resources_of_type(template, "AWS::SNS::Topic"):
-        name = f"{stack_name}-{logical_id}"
-        arn = sns.create_topic(Name=name)["TopicArn"]
-        stack.refs[logical_id] = arn
+        name = f"{stack.stack_name}-{logical_id}"
+        stack.refs[logical_id] = sns.create_topic(Name=name)["TopicArn"]
         stack.attrs[(logical_id, "TopicName")] = name
 
-    secrets = session.client("secretsmanager")
-    for logical_id in resources_of_type(template, "AWS::SecretsManager::Secret"):
-        name = f"{stack_name}-{logical_id}"
-        arn = secrets.create_secret(Name=name, SecretString=signing_secret)["ARN"]
-        stack.refs[logical_id] = arn
 
+def _resolve_outputs(template: Mapping[str, Any], stack: LocalStack, parameters: Mapping[str, str]) -> None:
+    """The template's Outputs that name a created resource or a parameter."""
     for output_name, output in template.get("Outputs", {}).items():
         value = output["Value"]
         if isinstance(value, dict) and ("Ref" in value or "Fn::GetAtt" in value):
             ref = value.get("Ref")
             if ref is None or ref in stack.refs or ref in parameters:
                 stack.outputs[output_name] = str(stack.resolve(value, parameters))
-    return stack
 
 
 def function_environment(

@@ -197,22 +197,10 @@ class LocalRelay:
 
     def _start(self) -> None:
         s = self.settings
-        # moto's server logs every AWS call on stderr; the stack logs what matters, one line each.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        # Its pollers delete while the dispatcher queues waiting postbacks' delayed copies.
-        patch_moto_sqs()
-        moto = MotoServer(ip_address=HOST, port=s.aws_port, verbose=False)
-        with _binding(s.aws_port, "POSTBACK_LOCAL_AWS_PORT"):
-            moto.start()
-        self._moto = moto
-        host, port = moto.get_host_and_port()
-        self.aws_endpoint = f"http://{host}:{port}"
-        self._point_aws_at_moto()
-        self._session = boto3.Session(region_name=resources.LOCAL_REGION)
-
+        session = self._start_moto()
         template = resources.load_template(s.template_path)
         stack = resources.create_resources(
-            self._session, stack_name=STACK_NAME, signing_secret=s.signing_secret, template=template
+            session, stack_name=STACK_NAME, signing_secret=s.signing_secret, template=template
         )
         specs = function_specs(template, stack)
         self.functions = load_functions(
@@ -223,14 +211,55 @@ class LocalRelay:
         state_machine_arn = self._create_state_machine(template, stack)
         if state_machine_arn:
             self.outputs["TestLinkStateMachineArn"] = state_machine_arn
-
         if s.receiver_port is not None:
-            with _binding(s.receiver_port, "POSTBACK_LOCAL_RECEIVER_PORT"):
-                self.receiver = Receiver(host=HOST, port=s.receiver_port, on_hit=self._log_hit).start()
-            self.receiver.respond("/click", [Answer.redirect(RECEIVER_NETWORK_LINK)])
-            if s.receiver_affiliate_path is not None:
-                self.receiver_affiliate_file = write_receiver_affiliate(self.receiver.url, s.receiver_affiliate_path)
+            self._start_receiver(s.receiver_port)
+        self._start_api()
+        self._start_event_sources(session, template, stack)
+        if self.floors is not None:
+            # The test link's deadline and the retry schedule's length as this stack runs them.
+            self.outputs["TestLinkDeadlineSeconds"] = str(
+                local_testlink_deadline_s(scale=s.delay_scale, floors=self.floors)
+            )
+            self.outputs["RetryScheduleSeconds"] = str(
+                math.ceil(retry_schedule_s(scale=s.delay_scale, floors=self.floors))
+            )
+        # Last: the published outputs tell the config script the stack is up; the token in them
+        # and in the stack record tells it that what answers is this very stack.
+        self.outputs["StackToken"] = self.token
+        session.client("ssm").put_parameter(
+            Name=OUTPUTS_PARAMETER, Value=json.dumps(self.outputs), Type="String", Overwrite=True
+        )
+        if s.stack_file is not None:
+            self._record(s.stack_file)
 
+    def _start_moto(self) -> boto3.Session:
+        """moto's server on its port, and this process's AWS clients pointed at it."""
+        # moto's server logs every AWS call on stderr; the stack logs what matters, one line each.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # Its pollers delete while the dispatcher queues waiting postbacks' delayed copies.
+        patch_moto_sqs()
+        moto = MotoServer(ip_address=HOST, port=self.settings.aws_port, verbose=False)
+        with _binding(self.settings.aws_port, "POSTBACK_LOCAL_AWS_PORT"):
+            moto.start()
+        self._moto = moto
+        host, port = moto.get_host_and_port()
+        self.aws_endpoint = f"http://{host}:{port}"
+        self._point_aws_at_moto()
+        self._session = boto3.Session(region_name=resources.LOCAL_REGION)
+        return self._session
+
+    def _start_receiver(self, receiver_port: int) -> None:
+        """The affiliate receiver: a network's click redirect and the postbacks' destination."""
+        with _binding(receiver_port, "POSTBACK_LOCAL_RECEIVER_PORT"):
+            self.receiver = Receiver(host=HOST, port=receiver_port, on_hit=self._log_hit).start()
+        self.receiver.respond("/click", [Answer.redirect(RECEIVER_NETWORK_LINK)])
+        if self.settings.receiver_affiliate_path is not None:
+            self.receiver_affiliate_file = write_receiver_affiliate(
+                self.receiver.url, self.settings.receiver_affiliate_path
+            )
+
+    def _start_api(self) -> None:
+        s = self.settings
         with _binding(s.api_port, "POSTBACK_LOCAL_API_PORT"):
             self._api = LocalHttpApi(
                 routes_from_functions(list(self.functions.values())),
@@ -244,13 +273,17 @@ class LocalRelay:
         self.outputs["DelayScale"] = str(s.delay_scale)
         self._api.start()
 
-        sqs = self._session.client("sqs")
+    def _start_event_sources(
+        self, session: boto3.Session, template: Mapping[str, Any], stack: resources.LocalStack
+    ) -> None:
+        """The alarm log, and the pollers Lambda's event sources would be (streams and queues)."""
+        sqs = session.client("sqs")
         alarm_topic = stack.refs.get("AlarmTopic")
         if alarm_topic:
             self._alarms = AlarmLog(
-                self._session.client("sns"), sqs, alarm_topic, queue_name=f"{STACK_NAME}-alarm-log", say=self._say
+                session.client("sns"), sqs, alarm_topic, queue_name=f"{STACK_NAME}-alarm-log", say=self._say
             ).start()
-        streams = self._session.client("dynamodbstreams")
+        streams = session.client("dynamodbstreams")
         for function in self.functions.values():
             for stream_mapping in stream_mappings_for(
                 function,
@@ -271,7 +304,7 @@ class LocalRelay:
                 function,
                 resolve=lambda value: stack.resolve(value, resources.parameter_defaults(template)),
                 queue_url_for_arn=_queue_urls(stack),
-                concurrency=s.dispatch_concurrency,
+                concurrency=self.settings.dispatch_concurrency,
             ):
                 poller = SqsPoller(
                     sqs, mapping, function.invoke, region=resources.LOCAL_REGION, on_batch=self._log_batch
@@ -280,22 +313,6 @@ class LocalRelay:
                 self._pollers.append(poller)
                 if mapping.queue_url == self.outputs.get("PostbackQueueUrl"):
                     self.floors = _dispatch_floors(function, poller)
-        if self.floors is not None:
-            # The test link's deadline and the retry schedule's length as this stack runs them.
-            self.outputs["TestLinkDeadlineSeconds"] = str(
-                local_testlink_deadline_s(scale=s.delay_scale, floors=self.floors)
-            )
-            self.outputs["RetryScheduleSeconds"] = str(
-                math.ceil(retry_schedule_s(scale=s.delay_scale, floors=self.floors))
-            )
-        # Last: the published outputs tell the config script the stack is up; the token in them
-        # and in the stack record tells it that what answers is this very stack.
-        self.outputs["StackToken"] = self.token
-        self._session.client("ssm").put_parameter(
-            Name=OUTPUTS_PARAMETER, Value=json.dumps(self.outputs), Type="String", Overwrite=True
-        )
-        if s.stack_file is not None:
-            self._record(s.stack_file)
 
     def _record(self, path: Path) -> None:
         record = {

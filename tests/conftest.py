@@ -89,7 +89,7 @@ def aws() -> Iterator[dict[str, str]]:
     Yields the stack outputs (AffiliatesTableName, PostbackQueueUrl, ...). Step Functions
     executions run their real definitions (Lambda tasks must be routed in-process).
     """
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[typeddict-item]
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         stack = create_resources(
             boto3.Session(region_name=LOCAL_REGION),
             stack_name=STACK_NAME,

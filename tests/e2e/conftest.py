@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import CliResult, LocalStackProcess
+from e2e.e2e_support import CliResult, LocalStackProcess
 
 from postback_ops.local.receiver import Receiver
 

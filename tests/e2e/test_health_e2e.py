@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import LocalStackProcess, eventually
-from test_local_stack import SECRET, Cli, conversion, deliveries_of, onboard, revshare_link, settled
+from e2e.e2e_support import LocalStackProcess, eventually
+from e2e.test_local_stack import SECRET, Cli, conversion, deliveries_of, onboard, revshare_link, settled
 
 from postback_ops.local.conversions import post_conversions
 from postback_ops.local.receiver import Answer, Receiver
@@ -71,7 +72,7 @@ def test_health_puts_the_affiliate_whose_server_answers_404_first_with_its_reaso
     post_sales(local_stack, healthy, "HOK", 3)
     post_sales(local_stack, failing, "H404", 3)
     for affiliate in (healthy, failing):
-        eventually(lambda a=affiliate: deliveries_of(postback, affiliate=a), lambda r: len(r) == 3 and settled(r))
+        eventually(partial(deliveries_of, postback, affiliate=affiliate), lambda r: len(r) == 3 and settled(r))
 
     # WHEN ops ask for the last hour's health
     rows = health_rows(postback, "--since", "1h")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from e2e_support import CliResult, LocalStackProcess, eventually
+from e2e.e2e_support import CliResult, LocalStackProcess, eventually
 
 from postback_ops.local.conversions import post_conversions
 from postback_ops.local.receiver import Answer, Receiver

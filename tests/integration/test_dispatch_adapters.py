@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -21,6 +21,9 @@ from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, Deli
 from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.events import Event
 from postback_relay.domain.testrun import TestRun, TestStep
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 AT = datetime(2026, 11, 25, 12, 0, 1, tzinfo=UTC)
 
@@ -292,13 +295,13 @@ def test_retry_control_queues_a_delayed_copy_that_is_not_in_flight(aws: dict[str
     control.requeue('{"copy": 1}', delay_s=2)
     control.requeue('{"copy": 2}', delay_s=5000)
     # THEN both are delayed, neither in flight nor visible (moto honours DelaySeconds per message)
-    names = [
+    names: list[QueueAttributeNameType] = [
         "ApproximateNumberOfMessagesNotVisible",
         "ApproximateNumberOfMessagesDelayed",
         "ApproximateNumberOfMessages",
     ]
-    depth = sqs.get_queue_attributes(QueueUrl=aws["PostbackQueueUrl"], AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
-    assert {name: int(depth[name]) for name in names} == dict(zip(names, (0, 2, 0), strict=True))  # type: ignore[literal-required]
+    depth = sqs.get_queue_attributes(QueueUrl=aws["PostbackQueueUrl"], AttributeNames=names)["Attributes"]
+    assert {name: int(depth[name]) for name in names} == dict(zip(names, (0, 2, 0), strict=True))
     assert sqs.receive_message(QueueUrl=aws["PostbackQueueUrl"]).get("Messages", []) == []
     # AND the first is handed over after its delay
     (received,) = sqs.receive_message(QueueUrl=aws["PostbackQueueUrl"], WaitTimeSeconds=4)["Messages"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
@@ -23,6 +23,9 @@ from postback_relay.domain.delivery import DeliveryState, PostbackMessage, deliv
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import Event
 from postback_relay.ports import SendResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -98,15 +101,18 @@ class Stack:
             )
 
     def depth(self) -> dict[str, int]:
-        names = ["ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
-        answer = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)  # type: ignore[arg-type]
-        return {name: int(answer["Attributes"][name]) for name in names}  # type: ignore[literal-required]
+        names: list[QueueAttributeNameType] = [
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        answer = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)
+        return {name: int(answer["Attributes"][name]) for name in names}
 
     def dead_letters(self) -> list[dict[str, Any]]:
         answer = self.sqs.receive_message(
             QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
         )
-        return list(answer.get("Messages", []))
+        return cast(list[dict[str, Any]], answer.get("Messages", []))
 
 
 @pytest.fixture
@@ -229,6 +235,7 @@ def test_a_refused_copy_leaves_the_message_on_the_queue_hidden_within_its_twelve
 
     receiver.respond("/busy", [Answer(status=503, headers=(("Retry-After", "36000"),))])
     (message,) = stack.queue([f"{receiver.url}/busy"])
+    queued: Any  # moto's message, whose attributes its code does not annotate
     (queued,) = sqs_backends[LOCAL_ACCOUNT][LOCAL_REGION].queues[stack.queue_url.rsplit("/", 1)[-1]]._messages
     queued.sent_timestamp -= 11 * 3600 * 1000
     # (unscaled delays: the 10 hours are asked for as they are on AWS)

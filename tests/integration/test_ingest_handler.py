@@ -416,7 +416,7 @@ def test_ingest_never_calls_sqs_and_a_repeat_adds_nothing_to_the_stream(
             raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, operation_name)
         return real_call(self, operation_name, api_params)
 
-    real_call = botocore.client.BaseClient._make_api_call
+    real_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]  # not in botocore-stubs
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refusing)
 
     # WHEN the sample sale is posted, then posted again
@@ -472,7 +472,7 @@ def test_warm_happy_path_reads_nothing_and_writes_once(api: Api, monkeypatch: py
     # process counted, whatever client makes it
     api.invoke(sample_event("pps"))
     calls: Counter[str] = Counter()
-    real_call = botocore.client.BaseClient._make_api_call
+    real_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]  # not in botocore-stubs
 
     def counted(self: Any, operation_name: str, api_params: Any) -> Any:
         calls[f"{self.meta.service_model.service_name}:{operation_name}"] += 1

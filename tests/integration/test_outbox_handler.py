@@ -83,7 +83,7 @@ def outbox(aws: dict[str, str]) -> Iterator[Outbox]:
 
 
 def sqs_refusing(monkeypatch: pytest.MonkeyPatch, operations: tuple[str, ...] = ("SendMessageBatch",)) -> None:
-    real_call = botocore.client.BaseClient._make_api_call
+    real_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]  # not in botocore-stubs
 
     def refusing(self: Any, operation_name: str, api_params: Any) -> Any:
         if self.meta.service_model.service_name == "sqs" and operation_name in operations:

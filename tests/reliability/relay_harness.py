@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -51,6 +51,9 @@ from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import DeliveryState
 from postback_relay.domain.signing import sign_conversion_request
 from postback_relay.ports import DeliveryRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 LINK = (
     "http://www.espace-plus.net/redir/rotation_redir.php?id_rotation=89&e=0&w=0&id={affiliate_id}&e=1&w=0"
@@ -621,7 +624,7 @@ class QueueWatch:
     moto, like SQS, counts a delayed message there only once it is received), delayed, visible.
     `on_tick` runs at each poll (e.g. to note when a postback reached its affiliate)."""
 
-    NAMES = (
+    NAMES: tuple[QueueAttributeNameType, ...] = (
         "ApproximateNumberOfMessagesNotVisible",
         "ApproximateNumberOfMessagesDelayed",
         "ApproximateNumberOfMessages",
@@ -638,10 +641,10 @@ class QueueWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.NAMES))[  # type: ignore[arg-type]
+            attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.NAMES))[
                 "Attributes"
             ]
-            in_flight, delayed, visible = (int(attributes[name]) for name in self.NAMES)  # type: ignore[literal-required]
+            in_flight, delayed, visible = (int(attributes[name]) for name in self.NAMES)
             self.samples.append((time.monotonic(), in_flight, delayed, visible))
             if self._on_tick is not None:
                 self._on_tick()

@@ -44,7 +44,7 @@ def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> I
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]  # unannotated in types-jsonschema
 REQUEST_SCHEMA = EcmaValidator(
     {"$ref": "urn:openapi#/paths/~1conversions/post/requestBody/content/application~1json/schema"},
     registry=Registry().with_resource("urn:openapi", Resource.from_contents(SPEC, DRAFT202012)),

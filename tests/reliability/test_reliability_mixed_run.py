@@ -171,7 +171,11 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
             if turn == EXPIRY_TURN:
                 # AND SQS down past the stream records' maximum age: the mapping gives up on them
                 aged = time.time() + relay.outbox.mapping.maximum_record_age_s + 1
-                relay.clock = lambda aged=aged: aged
+
+                def aged_clock(now: float = aged) -> float:
+                    return now
+
+                relay.clock = aged_clock
                 relay.run_outbox()
                 relay.clock = time.time
             if outage:

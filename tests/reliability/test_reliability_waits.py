@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fakes import FakeDeliveryLog, FakeEndpointStore
 from reliability.relay_harness import (
     OK,
     AwsFaultRule,
@@ -33,7 +34,6 @@ from reliability.relay_harness import (
     QueueWatch,
     Relay,
 )
-from unit.dispatch.conftest import FakeDeliveryLog, FakeEndpointStore
 
 import dispatch_handler
 from postback_ops.local.poller import SqsPoller

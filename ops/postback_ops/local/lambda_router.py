@@ -28,7 +28,7 @@ from typing import Any
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
 
-LambdaHandler = Callable[[dict[str, Any], object], object]
+LambdaHandler = Callable[[dict[str, Any], Any], object]  # the context: whatever the handler declares
 
 _lock = threading.Lock()
 _routes: dict[str, LambdaHandler] = {}

@@ -4,6 +4,8 @@ of `make test`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench import cost
@@ -144,7 +146,7 @@ def test_a_batching_window_fills_a_batch_as_fast_as_records_arrive() -> None:
 
 def test_item_sizes_count_names_and_values_as_dynamodb_does() -> None:
     # GIVEN an item with a string, a number, a map and a list
-    item = {
+    item: dict[str, dict[str, Any]] = {
         "pk": {"S": "abc"},  # 2 + 3
         "n": {"N": "123.450"},  # 1 + (5 significant digits -> 3 bytes + 1)
         "m": {"M": {"a": {"BOOL": True}}},  # 1 + 3 + (1 + 1 + 1)

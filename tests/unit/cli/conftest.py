@@ -1,12 +1,12 @@
 """Every command of the config script runs through typer's CliRunner against in-memory
-backends (cli_fakes.py), with no AWS at all."""
+backends (tests/fakes/cli.py), with no AWS at all."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import pytest
-from cli_fakes import FakeBackends
+from fakes.cli import FakeBackends
 from typer.testing import CliRunner, Result
 
 from postback_ops import cli_context

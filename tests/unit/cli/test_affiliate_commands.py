@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from cli_fakes import OPS_ARN, FakeBackends
+from fakes.cli import OPS_ARN, FakeBackends
 from typer.testing import CliRunner, Result
 
 from postback_ops.cli import app

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_fakes import FakeBackends, delivery
+from fakes.cli import FakeBackends, delivery
 from typer.testing import Result
 
 from postback_relay.domain.config import load_config_text

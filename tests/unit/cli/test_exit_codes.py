@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
-from cli_fakes import FakeBackends
+from fakes.cli import FakeBackends
 from typer.testing import Result
 
 from postback_ops.cli_context import ExitCode

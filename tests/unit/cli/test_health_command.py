@@ -7,14 +7,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cli_fakes import FakeBackends
+from fakes import Tried, delivery_record, message
+from fakes.cli import FakeBackends
 from rich.console import Console
 from typer.testing import Result
 
 from postback_ops.cli_health import hourly_bar
 from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
-from postback_relay.domain.events import Event
+from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState
 from postback_relay.domain.health import HourlyCount
 from postback_relay.ports import DeliveryRecord, StoredAffiliate
 
@@ -29,31 +29,21 @@ def onboard(backends: FakeBackends, affiliate_id: str, name: str, host: str) -> 
 def postback(
     n: int, affiliate_id: str, host: str, state: DeliveryState, statuses: Sequence[int | None], *, age: timedelta
 ) -> DeliveryRecord:
+    """Postback n to `host`, created `age` ago, with one attempt per status."""
     created = datetime.now(UTC) - age
-    url = f"https://{host}/pb?cid={n}"
-    message = PostbackMessage(
-        delivery_id=f"d{n}",
-        affiliate_id=affiliate_id,
-        transaction_id=f"T{n}",
-        event=Event.SALE,
-        offer_id="89",
-        url=url,
-        created_at=created,
+    sent = message(
+        n, affiliate_id=affiliate_id, transaction_id=f"T{n}", url=f"https://{host}/pb?cid={n}", created_at=created
     )
-    attempts = tuple(
-        Attempt(
-            attempt=i + 1,
-            at=created,
-            url=url,
-            method=message.method,
-            status=status,
-            latency_ms=30 + n,
-            error_kind=None if status == 200 else ("http_status" if status else "timeout"),
+    tries = [
+        Tried(
+            status,
             outcome="delivered" if status == 200 else "failed" if state is DeliveryState.FAILED else "retry",
+            error_kind=None if status == 200 else ("http_status" if status else "timeout"),
+            latency_ms=30 + n,
         )
-        for i, status in enumerate(statuses)
-    )
-    return DeliveryRecord(f"d{n}", message, state, attempts, created.isoformat(), created.isoformat())
+        for status in statuses
+    ]
+    return delivery_record(sent, state, tries)
 
 
 @pytest.fixture

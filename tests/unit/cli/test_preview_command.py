@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_fakes import FakeBackends
+from fakes.cli import FakeBackends
 from typer.testing import Result
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "affiliates"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_fakes import OPS_ARN, FakeBackends
+from fakes.cli import OPS_ARN, FakeBackends
 from typer.testing import CliRunner, Result
 
 from postback_ops.cli import app

@@ -41,7 +41,7 @@ def _stream_event(*sequence_numbers: str) -> dict[str, Any]:
 
 def _failing_on(*bad: str) -> Any:
     def handler(record: Any) -> str:
-        key = getattr(record, "message_id", None) or record.dynamodb.sequence_number
+        key: str = getattr(record, "message_id", None) or record.dynamodb.sequence_number
         if key in bad:
             raise RuntimeError(f"fail {key}")
         return key

@@ -29,7 +29,6 @@ def _apps() -> tuple[Any, Any]:
     for app, response in ((theirs, PowertoolsResponse), (ours, Response)):
 
         def bind(app: Any = app, response: Any = response) -> None:
-            @app.post("/conversions")
             def post() -> Any:
                 event = app.current_event
                 body = event.body or ""
@@ -40,16 +39,19 @@ def _apps() -> tuple[Any, Any]:
                 headers = {"X-Seen": event.headers.get("x-postback-timestamp", "-")}
                 return response(202, content_types.APPLICATION_JSON, '{"ok":true}', headers)
 
-            @app.exception_handler(Refused)
             def refused(error: Refused) -> Any:
                 return response(418, content_types.APPLICATION_JSON, json.dumps({"error": str(error)}))
+
+            # Registered without the decorator syntax: `app` is either resolver, so typed Any.
+            app.post("/conversions")(post)
+            app.exception_handler(Refused)(refused)
 
         bind()
     return theirs, ours
 
 
 def _event(body: str, **changes: Any) -> dict[str, Any]:
-    event = copy.deepcopy(EVENT)
+    event: dict[str, Any] = copy.deepcopy(EVENT)
     event["body"] = body
     event.update(changes)
     return event

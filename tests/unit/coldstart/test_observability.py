@@ -37,7 +37,11 @@ def test_tracing_on_builds_the_tracer_on_the_first_call_only(monkeypatch: pytest
 
     monkeypatch.setattr(observability, "Tracer", FakeTracer)
     tracer = observability.LazyTracer(patch_modules=("botocore",), enabled=True)
-    handler = tracer.capture_lambda_handler(capture_response=False)(lambda event, context: event)
+
+    def echo(event: Any, context: Any) -> Any:
+        return event
+
+    handler = tracer.capture_lambda_handler(capture_response=False)(echo)
     assert built == []  # nothing at import
     assert handler(1, None) == ("traced", 1)
     assert handler(2, None) == ("traced", 2)

@@ -238,7 +238,11 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, list[str]]]:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
-    context.sni_callback = lambda sock, name, ctx: sni_seen.append(str(name)) and None
+
+    def remember_sni(sock: ssl.SSLObject, name: str, ctx: ssl.SSLContext) -> None:
+        sni_seen.append(str(name))
+
+    context.sni_callback = remember_sni
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -3,33 +3,20 @@ instances see the transition; a failed publish never costs or doubles a postback
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
-from conftest import Clock, FakeDeliveryLog, FakeEndpointStore, FakeRetryControl, ScriptedSender
+from fakes import FakeDeliveryLog, FakeEndpointStore, FakeRetryControl, RecordingNotifier, ScriptedSender
+from fakes.clocks import Clock
 
 from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
-from postback_relay.domain.notices import CircuitChange, CircuitNotice
+from postback_relay.domain.notices import CircuitChange
 from postback_relay.ports import SendResult
 from postback_relay.services.dispatch import CircuitBreakers, Dispatcher, DispatchOutcome, ReceivedPostback
 
 URL = "https://flaky.example:8443/pb?cid=secret-click"
 ENDPOINT = "https://flaky.example:8443"
-
-
-class RecordingNotifier:
-    def __init__(self, *, fail: bool = False) -> None:
-        self.notices: list[CircuitNotice] = []
-        self.fail = fail
-        self._lock = threading.Lock()
-
-    def notify(self, notice: CircuitNotice) -> None:
-        with self._lock:
-            self.notices.append(notice)
-        if self.fail:
-            raise InfrastructureError("SNS is down")
 
 
 def received(message: PostbackMessage, n: int) -> ReceivedPostback:
@@ -179,6 +166,6 @@ def test_a_hanging_alarm_topic_cannot_hold_a_batch_past_the_lambda_timeout() -> 
     # topic, still ends inside the function's timeout, with room for DynamoDB and SQS
     assert rounds * (per_postback + NOTICE_BUDGET_S) + 5 <= int(dispatch["Timeout"])
     # AND the client the handler builds carries that budget
-    config = notice_client().meta.config
+    config: Any = notice_client().meta.config  # botocore-stubs do not declare its options
     assert config.connect_timeout + config.read_timeout <= NOTICE_BUDGET_S / 2
     assert config.retries["total_max_attempts"] == 2  # the first attempt and one retry

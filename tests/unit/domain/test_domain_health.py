@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
+from fakes import Tried, delivery_record, message
 
-from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryState, PostbackMessage
-from postback_relay.domain.events import Event
+from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState
 from postback_relay.domain.health import (
     AffiliateHealth,
     CircuitView,
@@ -38,31 +39,12 @@ def record(
     affiliate_id: str = "A1",
     created: datetime | None = None,
 ) -> DeliveryRecord:
-    at = created or NOW - timedelta(hours=1)
-    message = PostbackMessage(
-        delivery_id=f"d{n}",
-        affiliate_id=affiliate_id,
-        transaction_id=f"T{n}",
-        event=Event.SALE,
-        offer_id="89",
-        url=URL,
-        created_at=at,
+    """Postback n (T{n}, to URL), its attempts a minute apart."""
+    postback = message(
+        n, affiliate_id=affiliate_id, transaction_id=f"T{n}", url=URL, created_at=created or NOW - timedelta(hours=1)
     )
-    attempts = tuple(
-        Attempt(
-            attempt=i + 1,
-            at=at + timedelta(minutes=i),
-            url=URL,
-            method=message.method,
-            status=status,
-            latency_ms=latency,
-            error_kind=kind,
-            outcome=outcome,
-        )
-        for i, (status, outcome, kind, latency) in enumerate(tries)
-    )
-    iso = at.isoformat().replace("+00:00", "Z")
-    return DeliveryRecord(f"d{n}", message, state, attempts, iso, iso)
+    attempts = [Tried(status, outcome, kind, latency) for status, outcome, kind, latency in tries]
+    return delivery_record(postback, state, attempts, spacing=timedelta(minutes=1))
 
 
 DELIVERED: Try = (200, "delivered", None, 40)
@@ -102,7 +84,8 @@ def test_counts_are_by_current_state_of_postbacks_created_in_the_window() -> Non
     assert (row.latency_p50_ms, row.latency_p95_ms) == (40, 60)
     # AND every attempt that did not deliver counts under its status or error kind
     assert row.top_failures == (("404", 1), ("503", 1), ("timeout", 1))
-    assert row.to_json()["top_failures"][0] == {"reason": "404", "count": 1}
+    top_failures = cast(list[dict[str, object]], row.to_json()["top_failures"])
+    assert top_failures[0] == {"reason": "404", "count": 1}
 
 
 def test_success_rate_is_null_until_something_is_judged() -> None:

@@ -11,9 +11,9 @@ from postback_relay.services.ingest import (
     MAX_BATCH,
     MAX_FIELD_ERRORS,
     Answer,
-    InvalidConversionRequest,
     parse_conversion_request,
 )
+from postback_relay.services.ingest_request_errors import InvalidConversionRequest
 
 
 def body(document: object) -> bytes:

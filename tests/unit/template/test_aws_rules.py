@@ -56,7 +56,8 @@ def test_the_rules_see_every_alarm_topic_function_and_queue_of_the_template() ->
 
 def _alarm_topic(template: dict[str, Any]) -> dict[str, Any]:
     topic: dict[str, Any] = template["Resources"]["AlarmTopic"]
-    return topic.setdefault("Properties", {})
+    properties: dict[str, Any] = topic.setdefault("Properties", {})
+    return properties
 
 
 def test_an_alarm_topic_on_the_aws_managed_sns_key_is_refused() -> None:

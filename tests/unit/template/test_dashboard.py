@@ -175,6 +175,7 @@ def drive_every_emitter() -> None:
     from postback_relay.domain.notices import CircuitChange
     from postback_relay.services.dispatch import DispatchOutcome, DispatchResult
     from postback_relay.services.ingest import Answer, IngestReport
+    from postback_relay.services.ingest_request_errors import InvalidConversionRequest
     from postback_relay.services.outbox import OutboxReport
 
     outcomes: dict[str, DispatchResult | Exception] = {
@@ -190,7 +191,7 @@ def drive_every_emitter() -> None:
     ingest_handler._payload_too_large(ingest_handler.PayloadTooLarge("big"))
     ingest_handler._bad_signature(SignatureError("bad"))
     ingest_handler._unsupported_media_type(ingest_handler.UnsupportedMediaType("xml"))
-    ingest_handler._invalid_request(ingest_handler.InvalidConversionRequest([]))
+    ingest_handler._invalid_request(InvalidConversionRequest([]))
     ingest_handler._unavailable(InfrastructureError("down"))
     ingest_handler._unexpected(RuntimeError("bug"))
     ingest_handler.metrics.flush_metrics()

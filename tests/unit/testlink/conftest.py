@@ -1,7 +1,7 @@
 """Fixtures of the test-link unit tests."""
 
 import pytest
-from testlink_fakes import World, build_world
+from unit.testlink.testlink_fakes import World, build_world
 
 
 @pytest.fixture

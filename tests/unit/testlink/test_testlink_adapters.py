@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from testlink_fakes import AFFILIATE_ID, START
+from unit.testlink.testlink_fakes import AFFILIATE_ID, START
 
 import testlink_handler
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore

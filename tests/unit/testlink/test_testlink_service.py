@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from testlink_fakes import AFFILIATE_ID, NETWORK_HOST, NETWORK_LINK, START, ScriptedHttp, World, make_config
+from fakes import ScriptedHttp
+from unit.testlink.testlink_fakes import (
+    AFFILIATE_ID,
+    NETWORK_HOST,
+    NETWORK_LINK,
+    START,
+    World,
+    make_config,
+)
 
 from postback_relay.domain.delivery import DeliveryState, DeliveryTransportError
 from postback_relay.domain.errors import InfrastructureError, UnsafeUrlError

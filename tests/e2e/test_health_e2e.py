@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from e2e.e2e_support import LocalStackProcess, eventually
-from e2e.test_local_stack import SECRET, Cli, conversion, deliveries_of, onboard, revshare_link, settled
+from e2e.test_local_stack import SECRET, Cli, conversion, deliveries_of, onboard, revshare_link, rows_of, settled
 
 from postback_ops.local.conversions import post_conversions
 from postback_ops.local.receiver import Answer, Receiver
@@ -56,10 +56,7 @@ def post_sales(stack: LocalStackProcess, affiliate: str, prefix: str, count: int
 
 
 def health_rows(postback: Cli, *args: str) -> list[dict[str, Any]]:
-    result = postback("health", *args)
-    assert result.exit_code == 0, result.stderr
-    rows: list[dict[str, Any]] = result.json()
-    return rows
+    return rows_of(postback, "health", *args)
 
 
 def test_health_puts_the_affiliate_whose_server_answers_404_first_with_its_reason(

@@ -82,14 +82,19 @@ test_link: "{receiver.url}{prefix}/click"
     assert result.exit_code == 0, result.stderr + result.stdout
 
 
+def rows_of(postback: Cli, *args: str) -> list[dict[str, Any]]:
+    """The JSON rows a listing command answers (it must succeed)."""
+    result = postback(*args)
+    assert result.exit_code == 0, result.stderr
+    rows: list[dict[str, Any]] = result.json()
+    return rows
+
+
 def deliveries_of(
     postback: Cli, *, transaction: str | None = None, affiliate: str | None = None
 ) -> list[dict[str, Any]]:
     args = ["--transaction", transaction] if transaction else ["--affiliate", str(affiliate)]
-    result = postback("deliveries", *args)
-    assert result.exit_code == 0, result.stderr
-    rows: list[dict[str, Any]] = result.json()
-    return rows
+    return rows_of(postback, "deliveries", *args)
 
 
 def settled(rows: list[dict[str, Any]]) -> bool:

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from postback_relay.domain.addresses import DEFAULT_PORTS
 from postback_relay.domain.delivery import (
     AttemptOutcome,
     Circuit,
@@ -234,7 +235,7 @@ def endpoint_of_url(url: str) -> str | None:
     its host is still a macro (`{sub}.example.com`)."""
     try:
         parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
     except ValueError:
         return None
     if not parts.hostname or "{" in parts.hostname:

@@ -11,6 +11,11 @@ from fakes import FakeDeliveryLog, FakeEndpointStore, FakeRetryControl, Scripted
 from fakes.clocks import Clock
 
 from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.services.circuit import CircuitBreakers
+from postback_relay.services.dispatch import Dispatcher
+
+NO_JITTER = 0.5  # the middle of the retry schedule's jitter
+
 
 
 def make_message(n: int = 1, *, url: str | None = None, **changes: Any) -> PostbackMessage:
@@ -55,3 +60,23 @@ def clock() -> Clock:
 def new_message() -> Any:
     """make_message(n, url=..., **fields): a postback message numbered n."""
     return make_message
+
+
+@pytest.fixture
+def dispatcher(
+    deliveries: FakeDeliveryLog,
+    sender: ScriptedSender,
+    retries: FakeRetryControl,
+    endpoints: FakeEndpointStore,
+    clock: Clock,
+) -> Dispatcher:
+    """A dispatcher over the fakes above, its delays without jitter."""
+    return Dispatcher(
+        deliveries=deliveries,
+        sender=sender,
+        retries=retries,
+        breakers=CircuitBreakers(endpoints, clock=clock),
+        max_workers=4,
+        rand=lambda: NO_JITTER,
+        clock=clock.at,
+    )

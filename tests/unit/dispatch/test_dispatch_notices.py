@@ -13,7 +13,8 @@ from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, Pos
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.notices import CircuitChange
 from postback_relay.ports import SendResult
-from postback_relay.services.dispatch import CircuitBreakers, Dispatcher, DispatchOutcome, ReceivedPostback
+from postback_relay.services.circuit import CircuitBreakers
+from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
 
 URL = "https://flaky.example:8443/pb?cid=secret-click"
 ENDPOINT = "https://flaky.example:8443"

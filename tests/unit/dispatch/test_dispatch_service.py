@@ -10,23 +10,9 @@ from fakes import FakeAffiliateStore, FakePostbackQueue, ingest_config_data
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, DeliveryState
 from postback_relay.ports import SendResult
-from postback_relay.services.dispatch import CircuitBreakers, Dispatcher, DispatchOutcome, ReceivedPostback
+from postback_relay.services.circuit import CircuitBreakers
+from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
 from postback_relay.services.replay import replay_failed
-
-NO_JITTER = 0.5
-
-
-@pytest.fixture
-def dispatcher(deliveries: Any, sender: Any, retries: Any, endpoints: Any, clock: Any) -> Dispatcher:
-    return Dispatcher(
-        deliveries=deliveries,
-        sender=sender,
-        retries=retries,
-        breakers=CircuitBreakers(endpoints, clock=clock),
-        max_workers=4,
-        rand=lambda: NO_JITTER,
-        clock=clock.at,
-    )
 
 
 def received(message: Any, *, count: int = 1, handle: str | None = None) -> ReceivedPostback:

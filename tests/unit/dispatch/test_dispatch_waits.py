@@ -8,8 +8,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from postback_relay.domain.delivery import (
     MAX_MESSAGE_DELAY_S,
     MAX_VISIBILITY_S,
@@ -23,25 +21,12 @@ from postback_relay.domain.delivery import (
 from postback_relay.ports import SendResult
 from postback_relay.services.dispatch import (
     MAX_DEFERRED_RECEIVES,
-    CircuitBreakers,
     Dispatcher,
     DispatchOutcome,
     ReceivedPostback,
 )
 
 HOUR = 3600
-
-
-@pytest.fixture
-def dispatcher(deliveries: Any, sender: Any, retries: Any, endpoints: Any, clock: Any) -> Dispatcher:
-    return Dispatcher(
-        deliveries=deliveries,
-        sender=sender,
-        retries=retries,
-        breakers=CircuitBreakers(endpoints, clock=clock),
-        rand=lambda: 0.5,
-        clock=clock.at,
-    )
 
 
 def record_of(message: PostbackMessage, *, count: int = 1, received_by: float | None = None) -> ReceivedPostback:

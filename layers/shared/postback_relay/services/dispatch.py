@@ -11,11 +11,9 @@ the rules themselves (classification, schedule, circuit transitions) are pure, i
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
-import threading
-import time
-from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,21 +21,17 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
+from postback_relay.domain.addresses import DEFAULT_PORTS
 from postback_relay.domain.delivery import (
     EXCERPT_CHARS,
     Attempt,
     AttemptOutcome,
-    Circuit,
-    CircuitStatus,
+    AttemptVerdict,
     DeliveryState,
     PostbackMessage,
     WaitSchedule,
-    circuit_after,
-    circuit_trial,
-    circuit_wait,
     classify,
     endpoint_of,
     failure_reason,
@@ -46,20 +40,20 @@ from postback_relay.domain.delivery import (
     visibility_within_receipt,
 )
 from postback_relay.domain.errors import ConflictError, DomainError
-from postback_relay.domain.notices import CircuitChange, CircuitNotice
 from postback_relay.domain.signing import webhook_headers
 from postback_relay.ports import (
     AffiliateStore,
     DeliveryRecord,
     DispatchDeliveryLog,
-    EndpointStore,
-    Notifier,
     PostbackSender,
     RetryControl,
     SendResult,
 )
+from postback_relay.services.circuit import (  # re-exported: the handler and the bench import it from here
+    CircuitBreakers as CircuitBreakers,
+)
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 # Receives of a postback's message (its re-sent copies' included, see WaitSchedule.receives)
 # from which it is attempted even with its circuit open: a postback is never deferred for
@@ -71,199 +65,6 @@ EARLY_TOLERANCE_S = 1.0
 # How long a first receive of a `failed` delivery is held: time for `postback replay` to
 # mark the deliveries it queued (one write each, after the whole queue send).
 REPLAY_SETTLE_S = 60
-
-
-# --- circuit breakers ----------------------------------------------------------------------
-
-
-@dataclass
-class _Known:
-    circuit: Circuit
-    read_at: float  # when the shared store was last read for it; 0: never
-
-
-RECENT_FAILURES = 50  # per endpoint: what the notice of an opening names
-
-
-class CircuitBreakers:
-    """Circuit breakers per endpoint: in memory, shared through the EndpointStore.
-
-    A healthy endpoint costs no store access: the store is read only for an endpoint that
-    failed here (at most every `cache_s`), and written only on a transition (open, trial,
-    closed). So an instance that has only seen successes calls an endpoint another instance
-    found dead once, learns of the open circuit from that failure, and defers after it.
-
-    When a circuit opens (from closed) and when it closes, ops are told once: the write that
-    records the transition is conditional on the state before, so of several instances that
-    see the same transition one alone wins the write, and that one sends the notice. A notice
-    that cannot be sent is logged and dropped: it never touches a postback.
-    """
-
-    def __init__(
-        self,
-        store: EndpointStore,
-        *,
-        notifier: Notifier | None = None,
-        clock: Callable[[], float] = time.time,
-        cache_s: float = 5.0,
-        trial_s: float = 30.0,
-        scale: float = 1.0,
-    ) -> None:
-        self._store = store
-        self._notifier = notifier
-        self._clock = clock
-        self._cache_s = cache_s
-        self._trial_s = trial_s
-        self._scale = scale
-        self._known: dict[str, _Known] = {}
-        self._recent: dict[str, deque[tuple[str, str]]] = {}  # endpoint -> (affiliate, reason) of failures
-        self._transitions: Counter[CircuitChange] = Counter()
-        self._lock = threading.Lock()
-
-    def admit(self, endpoint: str) -> float:
-        """0 when a call to the endpoint may go now; else the seconds it must wait."""
-        now = self._clock()
-        with self._lock:
-            known = self._known.get(endpoint)
-        looks_unhealthy = known is not None and (
-            known.circuit.failures > 0 or known.circuit.status is not CircuitStatus.CLOSED
-        )
-        if known is not None and looks_unhealthy and now - known.read_at >= self._cache_s:
-            known = self._refresh(endpoint, known, now)
-        if known is None:
-            return 0.0
-        circuit = known.circuit
-        wait = circuit_wait(circuit, now=now)
-        if wait > 0 or circuit.status is CircuitStatus.CLOSED:
-            return wait
-        # The cool-down is over: this call is the trial, if no other instance took it first.
-        trial = circuit_trial(circuit, now=now, trial_s=max(1.0, self._trial_s * self._scale))
-        with self._lock:
-            current = self._known.get(endpoint)
-            if current is None or current.circuit != circuit:
-                return circuit_wait(current.circuit, now=now) if current else 0.0
-            self._known[endpoint] = _Known(trial, now)
-        if self._save(trial, expected_opened_until=circuit.opened_until) is False:
-            known = self._refresh(endpoint, _Known(trial, now), now)
-            return max(circuit_wait(known.circuit, now=now), 1.0)
-        logger.info("circuit half-open: trial call", extra={"endpoint": endpoint})
-        return 0.0
-
-    def record(
-        self, endpoint: str, *, success: bool, affiliate_id: str | None = None, reason: str | None = None
-    ) -> None:
-        """One call's outcome; a failure's affiliate and reason are kept for the notices."""
-        now = self._clock()
-        with self._lock:
-            recent = self._recent.get(endpoint)
-            if success:
-                if recent:
-                    recent.clear()
-            elif affiliate_id is not None:
-                if recent is None:
-                    recent = self._recent[endpoint] = deque(maxlen=RECENT_FAILURES)
-                recent.append((affiliate_id, reason or "failed"))
-            known = self._known.get(endpoint) or _Known(Circuit(endpoint), 0.0)
-            before = known.circuit
-            after = circuit_after(before, success=success, now=now, scale=self._scale)
-            if after.status is CircuitStatus.OPEN and recent:
-                after = replace(
-                    after,
-                    affiliates=tuple(sorted({affiliate for affiliate, _ in recent})),
-                    failure_reasons=tuple(
-                        sorted(Counter(r for _, r in recent).items(), key=lambda item: (-item[1], item[0]))
-                    ),
-                )
-            if after == before:
-                return
-            self._known[endpoint] = _Known(after, known.read_at)
-        if after.status is before.status:
-            return
-        change: CircuitChange | None = None
-        if before.status is CircuitStatus.CLOSED:
-            change, condition = CircuitChange.OPENED, _FROM_CLOSED
-        elif after.status is CircuitStatus.CLOSED:
-            change, condition = CircuitChange.CLOSED, _FROM_OPEN
-        else:  # a failed trial: open again, still the same outage
-            condition = None
-        won = self._save(after, only_from=condition)
-        logger.info("circuit %s", after.status.value, extra={"endpoint": endpoint, "cool_down_s": after.cool_down_s})
-        if change is not None and won:
-            self._announce(change, before, after, now=now, affiliate_id=affiliate_id)
-
-    def drain_transitions(self) -> dict[CircuitChange, int]:
-        """Openings and closings this instance recorded (and announced) since the last call."""
-        with self._lock:
-            counts = dict(self._transitions)
-            self._transitions.clear()
-        return counts
-
-    def _announce(
-        self, change: CircuitChange, before: Circuit, after: Circuit, *, now: float, affiliate_id: str | None
-    ) -> None:
-        with self._lock:
-            self._transitions[change] += 1
-        noted = after if change is CircuitChange.OPENED else before
-        affiliates = noted.affiliates or ((affiliate_id,) if affiliate_id else ())
-        notice = CircuitNotice(
-            endpoint=after.endpoint,
-            change=change,
-            affiliates=affiliates,
-            failure_reasons=noted.failure_reasons,
-            at=datetime.fromtimestamp(now, UTC),
-            open_until=datetime.fromtimestamp(after.opened_until, UTC) if change is CircuitChange.OPENED else None,
-        )
-        if self._notifier is None:
-            return
-        try:
-            self._notifier.notify(notice)
-        except Exception as exc:  # noqa: BLE001 - a notice must never cost a postback
-            logger.warning(
-                "circuit notice not sent", extra={"endpoint": after.endpoint, "change": change.value, "error": str(exc)}
-            )
-        else:
-            logger.info("circuit notice sent", extra={"endpoint": after.endpoint, "change": change.value})
-
-    def _save(
-        self,
-        circuit: Circuit,
-        *,
-        expected_opened_until: float | None = None,
-        only_from: frozenset[CircuitStatus] | None = None,
-    ) -> bool | None:
-        """Share a transition: True when written, False when its condition failed, None when
-        the store could not be reached. Then this instance goes on with its own view (the
-        breaker must never be the reason a postback is lost or sent twice) and announces
-        nothing (it cannot know whether another instance did)."""
-        try:
-            return self._store.save(circuit, expected_opened_until=expected_opened_until, only_from=only_from)
-        except DomainError as exc:
-            logger.warning("circuit state not shared", extra={"endpoint": circuit.endpoint, "error": exc.message})
-            return None
-
-    def _refresh(self, endpoint: str, known: _Known, now: float) -> _Known:
-        try:
-            stored = self._store.get(endpoint)
-        except DomainError as exc:
-            logger.warning("circuit state not read", extra={"endpoint": endpoint, "error": exc.message})
-            stored = None
-        if stored is not None and stored.status is not CircuitStatus.CLOSED:
-            merged = stored
-        elif known.circuit.status is CircuitStatus.CLOSED:
-            merged = known.circuit  # keep the local count of consecutive failures
-        else:
-            merged = Circuit(endpoint)  # another instance closed it
-        fresh = _Known(merged, now)
-        with self._lock:
-            self._known[endpoint] = fresh
-        return fresh
-
-
-_FROM_CLOSED = frozenset({CircuitStatus.CLOSED})
-_FROM_OPEN = frozenset({CircuitStatus.OPEN, CircuitStatus.HALF_OPEN})
-
-
-# --- dispatch ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -309,6 +110,35 @@ class DispatchResult:
         return self.outcome in waits and not self.requeued
 
 
+@dataclass(frozen=True)
+class _Due:
+    """A postback past the pre-check: to be attempted now, unless its circuit is open."""
+
+    record: ReceivedPostback  # its receive count counts the receives of its earlier copies
+    message: PostbackMessage
+    attempt: int  # the number of this attempt
+    endpoint: str | None  # its circuit's key; None for a URL that names no host
+
+
+@dataclass(frozen=True)
+class _Sent:
+    started_at: datetime
+    result: SendResult
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What an answer comes to: its verdict (FAILED for a retry past the schedule's last
+    attempt) and, for a retry, the seconds before the next attempt."""
+
+    verdict: AttemptVerdict
+    delay_s: int | None = None
+
+    @property
+    def outcome(self) -> AttemptOutcome:
+        return self.verdict.outcome
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -347,31 +177,33 @@ class Dispatcher:
         first's outcome. When the first stays on the queue (retried, deferred, crashed) it
         carries the delivery on by itself, on its schedule; keeping the copy as well would
         add an attempt off the schedule each time it came back.
+
+        Each record's message is parsed once, here; a message that cannot be parsed is dead
+        lettered on its own, never taken for a copy of another.
         """
         if not records:
             return {}
         first_of: dict[str, ReceivedPostback] = {}
-        duplicates: list[tuple[ReceivedPostback, ReceivedPostback]] = []
-        to_send: list[ReceivedPostback] = []
+        duplicates: list[tuple[ReceivedPostback, ReceivedPostback, str]] = []
+        to_send: list[tuple[ReceivedPostback, PostbackMessage | ValidationError]] = []
         for record in records:
-            delivery_id = _valid_delivery_id(record.body)
-            first = first_of.get(delivery_id) if delivery_id is not None else None
-            if first is not None:
-                duplicates.append((record, first))
-                continue
-            if delivery_id is not None:
-                first_of[delivery_id] = record
-            to_send.append(record)
+            message = _read(record.body)
+            if isinstance(message, PostbackMessage):
+                first = first_of.get(message.delivery_id)
+                if first is not None:
+                    duplicates.append((record, first, message.delivery_id))
+                    continue
+                first_of[message.delivery_id] = record
+            to_send.append((record, message))
         outcomes: dict[str, DispatchResult | Exception] = {}
         workers = min(self._max_workers, len(to_send))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="postback") as pool:
-            futures = {record.message_id: pool.submit(self.dispatch, record) for record in to_send}
+            futures = {record.message_id: pool.submit(self._dispatch, record, message) for record, message in to_send}
             for message_id, future in futures.items():
                 error = future.exception()
                 outcomes[message_id] = error if isinstance(error, Exception) else future.result()
-        for record, first in duplicates:
+        for record, first, delivery_id in duplicates:
             first_outcome = outcomes[first.message_id]
-            delivery_id = _valid_delivery_id(record.body)
             logger.info(
                 "postback queued twice in one batch: sent once",
                 extra={
@@ -388,11 +220,28 @@ class Dispatcher:
 
     def dispatch(self, record: ReceivedPostback) -> DispatchResult:
         """Deliver one postback message: at most one call to the affiliate's server."""
-        try:
-            message = PostbackMessage.model_validate_json(record.body)
-        except ValidationError as exc:
+        return self._dispatch(record, _read(record.body))
+
+    def _dispatch(self, record: ReceivedPostback, message: PostbackMessage | ValidationError) -> DispatchResult:
+        """The four steps of one postback: the pre-check (can it be sent, is it due, is it
+        still to deliver), the deferral (its endpoint's circuit open), the send, the record."""
+        due = self._pre_check(record, message)
+        if isinstance(due, DispatchResult):
+            return due
+        deferred = self._defer(due)
+        if deferred is not None:
+            return deferred
+        return self._record(due, self._send(due))
+
+    # --- step 1: the pre-check ----------------------------------------------------------------
+
+    def _pre_check(self, record: ReceivedPostback, message: PostbackMessage | ValidationError) -> _Due | DispatchResult:
+        """The postback as due for its next attempt; or what became of it without a call:
+        dead lettered (unreadable), queued again (not due yet), skipped (delivered or failed
+        for good already) or held (failed for good, perhaps being replayed)."""
+        if isinstance(message, ValidationError):
             # It can never be sent; the DLQ keeps it for a person to look at.
-            problem = f"invalid postback message: {exc.error_count()} error(s)"
+            problem = f"invalid postback message: {message.error_count()} error(s)"
             self._retries.dead_letter(record.body, reason=problem, delivery_id=_delivery_id_in(record.body))
             return DispatchResult(DispatchOutcome.FAILED, reason=problem)
         if message.schedule is not None:
@@ -400,127 +249,172 @@ class Dispatcher:
             early = self._wait_on(record, message, message.schedule)
             if early is not None:
                 return early
+        attempt = self._next_attempt_in_log(record, message)
+        if isinstance(attempt, DispatchResult):
+            return attempt
+        return _Due(record, message, attempt, _endpoint(message.url))
 
-        # The log is read (consistently) before every call, a first receive included. A
-        # redelivery may have been delivered, or failed for good, by a run that crashed before
-        # it could report. And ApproximateReceiveCount = 1 means "first receive of this SQS
-        # message", not "first copy of this postback": a postback can be queued as several
-        # messages. The outbox's stream hands a record over at least once (a batch retried or
-        # bisected after a failure, a SendMessageBatch whose answer was lost: each sends the
-        # messages again); SQS's standard queue may itself deliver a message twice; and
-        # `postback replay` queues a stored message again. Skipping the read on a first receive
-        # would leave only the conditional UpdateItem after the send, which can refuse to log
-        # a second delivery but cannot take back the call: each copy would reach the affiliate,
-        # and a copy of a postback failed for good (a 404, an unexpected body) would be sent
-        # again without anyone replaying it. So the read stays: one read unit (item < 4 KB),
-        # $0.14 per million postbacks on demand in eu-west-1; a conditional write before the
-        # send, the other sound guard, would cost five times that. What stays open is two
-        # copies in flight at the same moment in different instances: both read `pending` and
-        # both call. That is accepted as at-least-once; the conditional write still logs the
-        # delivery once.
-        attempt_number = 1
+    def _next_attempt_in_log(self, record: ReceivedPostback, message: PostbackMessage) -> int | DispatchResult:
+        """The number of the attempt due, from the delivery log; or the result of a delivery
+        that is settled already.
+
+        The log is read (consistently) before every call, a first receive included. A
+        redelivery may have been delivered, or failed for good, by a run that crashed before
+        it could report. And ApproximateReceiveCount = 1 means "first receive of this SQS
+        message", not "first copy of this postback": a postback can be queued as several
+        messages. The outbox's stream hands a record over at least once (a batch retried or
+        bisected after a failure, a SendMessageBatch whose answer was lost: each sends the
+        messages again); SQS's standard queue may itself deliver a message twice; and
+        `postback replay` queues a stored message again. Skipping the read on a first receive
+        would leave only the conditional UpdateItem after the send, which can refuse to log
+        a second delivery but cannot take back the call: each copy would reach the affiliate,
+        and a copy of a postback failed for good (a 404, an unexpected body) would be sent
+        again without anyone replaying it. So the read stays: one read unit (item < 4 KB),
+        $0.14 per million postbacks on demand in eu-west-1; a conditional write before the
+        send, the other sound guard, would cost five times that. What stays open is two
+        copies in flight at the same moment in different instances: both read `pending` and
+        both call. That is accepted as at-least-once; the conditional write still logs the
+        delivery once.
+        """
         existing = self._deliveries.get(message.ref)
-        if existing is not None:
-            if existing.state is DeliveryState.DELIVERED or (
-                existing.state is DeliveryState.FAILED and record.receive_count > 1
-            ):
-                return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason=existing.state.value)
-            if existing.state is DeliveryState.FAILED:
-                return self._hold_failed(record, message)
-            attempt_number = _next_attempt(existing)
+        if existing is None:
+            return 1
+        if existing.state is DeliveryState.DELIVERED or (
+            existing.state is DeliveryState.FAILED and record.receive_count > 1
+        ):
+            return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason=existing.state.value)
+        if existing.state is DeliveryState.FAILED:
+            return self._hold_failed(record, message)
+        return _next_attempt(existing)
 
-        endpoint = _endpoint(message.url)
+    # --- step 2: the deferral -----------------------------------------------------------------
+
+    def _defer(self, due: _Due) -> DispatchResult | None:
+        """A postback whose endpoint's circuit is open is not called: a delayed copy comes
+        back when it may be. None: the call may go."""
         # A message deferred again and again would reach the queue's maxReceiveCount (50) and
         # be moved to the DLQ with no reason logged: past a bound it is attempted regardless.
-        may_defer = endpoint is not None and record.receive_count < MAX_DEFERRED_RECEIVES
-        wait = self._breakers.admit(endpoint) if endpoint and may_defer else 0.0
-        if wait > 0:
-            delay = max(1, int(wait + 0.999))
-            deferral = f"circuit open for {endpoint}"
-            try:
-                self._deliveries.mark_deferred(message.scheduled(None), reason=deferral)
-            except ConflictError:
-                return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
-            requeued = self._wait(record, message, delay)
-            return DispatchResult(
-                DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason=deferral, requeued=requeued
-            )
+        if not due.endpoint or due.record.receive_count >= MAX_DEFERRED_RECEIVES:
+            return None
+        wait = self._breakers.admit(due.endpoint)
+        if wait <= 0:
+            return None
+        message = due.message
+        delay = max(1, int(wait + 0.999))
+        deferral = f"circuit open for {due.endpoint}"
+        try:
+            self._deliveries.mark_deferred(message.scheduled(None), reason=deferral)
+        except ConflictError:
+            return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
+        requeued = self._wait(due.record, message, delay)
+        return DispatchResult(
+            DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason=deferral, requeued=requeued
+        )
 
+    # --- step 3: the send ---------------------------------------------------------------------
+
+    def _send(self, due: _Due) -> _Sent:
+        """The one call to the affiliate's server (signed when its config asks)."""
         started_at = self._clock()
-        result = self._sender.send(message, headers=self._signature(message, started_at))
-        verdict = classify(
-            result.status, result.excerpt, message.expect, error_kind=result.error_kind, error=result.error
-        )
-        if endpoint and result.error_kind != "unsafe_url":
-            # A 4xx or an unexpected body still proves the endpoint up: only outages count.
-            self._breakers.record(
-                endpoint,
-                success=verdict.outcome is not AttemptOutcome.RETRY,
-                affiliate_id=message.affiliate_id,
-                reason=failure_reason(result.status, verdict.error_kind),
-            )
+        result = self._sender.send(due.message, headers=self._signature(due.message, started_at))
+        return _Sent(started_at, result)
 
-        delay_s: int | None = None
-        if verdict.outcome is AttemptOutcome.RETRY:
-            delay_s = retry_delay(
-                attempt_number,
-                status=result.status,
-                error_kind=verdict.error_kind,
-                retry_after_s=result.retry_after_s,
-                scale=self._scale,
-                rand=self._rand,
-            )
-        final = verdict.outcome is AttemptOutcome.FAILED or (
-            verdict.outcome is AttemptOutcome.RETRY and delay_s is None
-        )
-        outcome_text = AttemptOutcome.FAILED.value if final else verdict.outcome.value
-        reason = verdict.reason
-        if final and verdict.outcome is AttemptOutcome.RETRY:
-            reason = f"{reason} (attempt {attempt_number}, the last)"
-        attempt = _attempt(message, attempt_number, started_at, result, verdict.error_kind, outcome_text)
+    # --- step 4: the record -------------------------------------------------------------------
+
+    def _record(self, due: _Due, sent: _Sent) -> DispatchResult:
+        """What the answer means, logged: delivered, retried (a delayed copy queued) or failed
+        for good (dead lettered)."""
+        decision = self._decide(due, sent.result)
+        attempt = _attempt(due.message, due.attempt, sent.started_at, sent.result, decision)
         log_fields = {
-            "delivery_id": message.delivery_id,
-            "transaction_id": message.transaction_id,
-            "affiliate_id": message.affiliate_id,
-            "endpoint": _loggable(message.url),
-            "attempt": attempt_number,
-            "status": result.status,
-            "latency_ms": result.latency_ms,
-            "outcome": outcome_text,
+            "delivery_id": due.message.delivery_id,
+            "transaction_id": due.message.transaction_id,
+            "affiliate_id": due.message.affiliate_id,
+            "endpoint": _loggable(due.message.url),
+            "attempt": due.attempt,
+            "status": sent.result.status,
+            "latency_ms": sent.result.latency_ms,
+            "outcome": decision.outcome.value,
         }
-
-        if verdict.outcome is AttemptOutcome.DELIVERED:
-            self._record(message, attempt, DeliveryState.DELIVERED, None)
+        if decision.outcome is AttemptOutcome.DELIVERED:
+            self._write_attempt(due.message, attempt, DeliveryState.DELIVERED, None)
             logger.info("postback delivered", extra=log_fields)
             return DispatchResult(
-                DispatchOutcome.DELIVERED, message.delivery_id, attempt_number, result.status, result.latency_ms
+                DispatchOutcome.DELIVERED,
+                due.message.delivery_id,
+                due.attempt,
+                sent.result.status,
+                sent.result.latency_ms,
             )
-        if not final:
-            assert delay_s is not None
-            if not self._record(message, attempt, DeliveryState.RETRYING, reason):
-                return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
-            requeued = self._wait(record, message, delay_s)
-            logger.info("postback retried", extra=log_fields | {"delay_s": delay_s, "reason": reason})
-            return DispatchResult(
-                DispatchOutcome.RETRIED,
-                message.delivery_id,
-                attempt_number,
-                result.status,
-                result.latency_ms,
-                delay_s,
-                reason,
-                requeued,
+        if decision.outcome is AttemptOutcome.RETRY:
+            return self._retry(due, sent.result, attempt, decision, log_fields)
+        return self._fail(due, sent.result, attempt, decision, log_fields)
+
+    def _decide(self, due: _Due, result: SendResult) -> _Decision:
+        """Classify the answer, tell the endpoint's circuit, and schedule the next attempt: a
+        retry past the schedule's last attempt fails for good."""
+        verdict = classify(
+            result.status, result.excerpt, due.message.expect, error_kind=result.error_kind, error=result.error
+        )
+        if due.endpoint and result.error_kind != "unsafe_url":
+            # A 4xx or an unexpected body still proves the endpoint up: only outages count.
+            self._breakers.record(
+                due.endpoint,
+                success=verdict.outcome is not AttemptOutcome.RETRY,
+                affiliate_id=due.message.affiliate_id,
+                reason=failure_reason(result.status, verdict.error_kind),
             )
+        if verdict.outcome is not AttemptOutcome.RETRY:
+            return _Decision(verdict)
+        delay_s = retry_delay(
+            due.attempt,
+            status=result.status,
+            error_kind=verdict.error_kind,
+            retry_after_s=result.retry_after_s,
+            scale=self._scale,
+            rand=self._rand,
+        )
+        if delay_s is None:
+            last = f"{verdict.reason} (attempt {due.attempt}, the last)"
+            return _Decision(replace(verdict, outcome=AttemptOutcome.FAILED, reason=last))
+        return _Decision(verdict, delay_s)
+
+    def _retry(
+        self, due: _Due, result: SendResult, attempt: Attempt, decision: _Decision, log_fields: dict[str, object]
+    ) -> DispatchResult:
+        message = due.message
+        assert decision.delay_s is not None
+        reason = decision.verdict.reason
+        if not self._write_attempt(message, attempt, DeliveryState.RETRYING, reason):
+            return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
+        requeued = self._wait(due.record, message, decision.delay_s)
+        logger.info("postback retried", extra=log_fields | {"delay_s": decision.delay_s, "reason": reason})
+        return DispatchResult(
+            DispatchOutcome.RETRIED,
+            message.delivery_id,
+            due.attempt,
+            result.status,
+            result.latency_ms,
+            decision.delay_s,
+            reason,
+            requeued,
+        )
+
+    def _fail(
+        self, due: _Due, result: SendResult, attempt: Attempt, decision: _Decision, log_fields: dict[str, object]
+    ) -> DispatchResult:
+        message = due.message
+        reason = decision.verdict.reason
         # The DLQ first: if logging the failure then fails, the redelivered message is tried
         # once more rather than dropped with no trace on the DLQ. It gets the postback as
         # queued, without the schedule of its last wait.
-        body = record.body if message.schedule is None else message.scheduled(None).model_dump_json()
+        body = due.record.body if message.schedule is None else message.scheduled(None).model_dump_json()
         self._retries.dead_letter(body, reason=reason or "failed", delivery_id=message.delivery_id)
-        if not self._record(message, attempt, DeliveryState.FAILED, reason):
+        if not self._write_attempt(message, attempt, DeliveryState.FAILED, reason):
             return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
         logger.warning("postback failed", extra=log_fields | {"reason": reason})
         return DispatchResult(
-            DispatchOutcome.FAILED, message.delivery_id, attempt_number, result.status, result.latency_ms, None, reason
+            DispatchOutcome.FAILED, message.delivery_id, due.attempt, result.status, result.latency_ms, None, reason
         )
 
     def _hold_failed(self, record: ReceivedPostback, message: PostbackMessage) -> DispatchResult:
@@ -543,7 +437,9 @@ class Dispatcher:
             requeued=requeued,
         )
 
-    def _record(self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, reason: str | None) -> bool:
+    def _write_attempt(
+        self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, reason: str | None
+    ) -> bool:
         """False when the delivery was found delivered already (another run got there first)."""
         try:
             self._deliveries.record_attempt(message.scheduled(None), attempt, state, reason=reason)
@@ -628,14 +524,7 @@ def _next_attempt(existing: DeliveryRecord) -> int:
     return 1 if last.outcome == AttemptOutcome.FAILED.value else last.attempt + 1
 
 
-def _attempt(
-    message: PostbackMessage,
-    number: int,
-    at: datetime,
-    result: SendResult,
-    error_kind: str | None,
-    outcome: str,
-) -> Attempt:
+def _attempt(message: PostbackMessage, number: int, at: datetime, result: SendResult, decision: _Decision) -> Attempt:
     excerpt = result.excerpt if result.excerpt is not None else result.error
     return Attempt(
         attempt=number,
@@ -645,15 +534,15 @@ def _attempt(
         status=result.status,
         latency_ms=result.latency_ms,
         excerpt=excerpt[:EXCERPT_CHARS] if excerpt else None,
-        error_kind=error_kind,
-        outcome=outcome,
+        error_kind=decision.verdict.error_kind,
+        outcome=decision.outcome.value,
     )
 
 
 def _endpoint(url: str) -> str | None:
     try:
         parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
     except ValueError:
         return None
     if not parts.hostname:
@@ -670,13 +559,12 @@ def _loggable(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
 
 
-def _valid_delivery_id(body: str) -> str | None:
-    """The delivery of a message that can be sent; None for one that cannot (it is dead
-    lettered on its own, never taken for a copy of another)."""
+def _read(body: str) -> PostbackMessage | ValidationError:
+    """The message a record carries, parsed once; the error when it cannot be sent."""
     try:
-        return PostbackMessage.model_validate_json(body).delivery_id
-    except ValidationError:
-        return None
+        return PostbackMessage.model_validate_json(body)
+    except ValidationError as exc:
+        return exc
 
 
 def _delivery_id_in(body: str) -> str | None:

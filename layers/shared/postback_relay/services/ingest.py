@@ -12,7 +12,7 @@ queues nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +21,7 @@ from decimal import Decimal
 from pydantic import ValidationError
 
 from postback_relay.domain.addresses import check_url
-from postback_relay.domain.config import AffiliateConfig
+from postback_relay.domain.config import AffiliateConfig, PostbackSpec
 from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage, postback_message
 from postback_relay.domain.errors import (
@@ -92,6 +92,15 @@ def parse_conversion_request(body: bytes) -> ConversionRequest:
     Raises InvalidConversionRequest with every field error found. Numbers are read as Decimal,
     so an amount sent as a JSON number keeps its exact text.
     """
+    document = _json_object(body)
+    if "conversions" not in document:
+        return _single_request(document)
+    return _batch_request(document)
+
+
+def _json_object(body: bytes) -> dict[str, object]:
+    """The body as a JSON object: UTF-8, strict JSON (no NaN, no repeated key), numbers as
+    Decimal."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -109,17 +118,20 @@ def parse_conversion_request(body: bytes) -> ConversionRequest:
     if not isinstance(document, dict):
         message = 'The body must be a JSON object: one conversion, or {"conversions": [...]}.'
         raise InvalidConversionRequest([FieldError(BODY_FIELD, message)])
+    return document
 
+
+def _single_request(document: dict[str, object]) -> ConversionRequest:
     errors: list[FieldError] = []
-    if "conversions" not in document:
-        conversion = _conversion(document, "", errors)
-        if errors or conversion is None:
-            raise InvalidConversionRequest(errors)
-        return ConversionRequest((conversion,), is_batch=False)
+    conversion = _conversion(document, "", errors)
+    if errors or conversion is None:
+        raise InvalidConversionRequest(errors)
+    return ConversionRequest((conversion,), is_batch=False)
 
-    for key in document:
-        if key != "conversions":
-            errors.append(FieldError(key, 'A batch holds only "conversions".'))
+
+def _batch_request(document: dict[str, object]) -> ConversionRequest:
+    """`{"conversions": [...]}`: 1 to MAX_BATCH conversions, and no other key."""
+    errors = [FieldError(key, 'A batch holds only "conversions".') for key in document if key != "conversions"]
     items = document["conversions"]
     if not isinstance(items, list):
         errors.append(FieldError("conversions", "Must be an array of conversions."))
@@ -313,20 +325,13 @@ class IngestService:
         return self._fire(conversion, link, stored.config, now=now)
 
     def _fire(self, conversion: Conversion, link: LinkInfo, config: AffiliateConfig, *, now: datetime) -> _Resolved:
+        """The postback messages a conversion fires: those its affiliate subscribed to, each
+        rendered with the conversion's and its tracker's values; nothing when one of them
+        cannot be sent."""
         affiliate_id = link.affiliate_id
-        if config.affiliate_id != affiliate_id:
-            reason = f"The tracker names affiliate {affiliate_id}, the configuration {config.affiliate_id}."
-            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
-        if not config.enabled:
-            reason = f"Affiliate {affiliate_id} is disabled."
-            return _nothing(conversion, affiliate_id, ConversionOutcome.AFFILIATE_DISABLED, reason)
-        postbacks = config.postbacks_for(conversion.event, conversion.offer.id)
-        if not postbacks:
-            reason = (
-                f"Affiliate {affiliate_id} has no postback for event {conversion.event.value} "
-                f"on offer {conversion.offer.id}."
-            )
-            return _nothing(conversion, affiliate_id, ConversionOutcome.EVENT_NOT_SUBSCRIBED, reason)
+        postbacks = _subscribed_postbacks(conversion, affiliate_id, config)
+        if isinstance(postbacks, _Resolved):
+            return postbacks
         try:
             tracker_values = parse_tracker(link.values, config.tracker)
         except TrackerError as exc:
@@ -335,29 +340,9 @@ class IngestService:
         values = macro_values(conversion, affiliate_id, tracker_values)
         messages = []
         for index, spec in postbacks:
-            try:
-                rendered = render_postback(spec, values)
-            except ConfigError as exc:
-                # Saved configs name only known macros; this guards a config saved by older rules.
-                reason = f"Postback {index} cannot be rendered: {exc.message}"
-                return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, ConfigError.kind)
-            try:
-                check_url(rendered.url, allow_loopback=self._allow_loopback)
-            except UnsafeUrlError as exc:
-                reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
-                return _nothing(
-                    conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind
-                )
-            message = postback_message(conversion, config, index, spec, rendered, created_at=now)
-            size = len(message.model_dump_json().encode("utf-8"))
-            if size > MAX_MESSAGE_BYTES:
-                reason = (
-                    f"Postback {index} renders to {size} bytes, more than {MAX_MESSAGE_BYTES}: "
-                    "a tracker value is too long for its URL template."
-                )
-                return _nothing(
-                    conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "postback_too_large"
-                )
+            message = self._message(conversion, config, index, spec, values, now=now)
+            if isinstance(message, _Resolved):
+                return message
             messages.append(message)
         result = ConversionResult(
             transaction_id=conversion.transaction_id,
@@ -368,3 +353,59 @@ class IngestService:
             delivery_ids=tuple(m.delivery_id for m in messages),
         )
         return _Resolved(result, tuple(messages))
+
+    def _message(
+        self,
+        conversion: Conversion,
+        config: AffiliateConfig,
+        index: int,
+        spec: PostbackSpec,
+        values: Mapping[str, str],
+        *,
+        now: datetime,
+    ) -> PostbackMessage | _Resolved:
+        """One postback's message; or, when it cannot be rendered, may not be called or is too
+        large, the conversion's result without any postback."""
+        affiliate_id = config.affiliate_id  # the link's: _subscribed_postbacks checked it
+        try:
+            rendered = render_postback(spec, values)
+        except ConfigError as exc:
+            # Saved configs name only known macros; this guards a config saved by older rules.
+            reason = f"Postback {index} cannot be rendered: {exc.message}"
+            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, ConfigError.kind)
+        try:
+            check_url(rendered.url, allow_loopback=self._allow_loopback)
+        except UnsafeUrlError as exc:
+            reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
+            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind)
+        message = postback_message(conversion, config, index, spec, rendered, created_at=now)
+        size = len(message.model_dump_json().encode("utf-8"))
+        if size > MAX_MESSAGE_BYTES:
+            reason = (
+                f"Postback {index} renders to {size} bytes, more than {MAX_MESSAGE_BYTES}: "
+                "a tracker value is too long for its URL template."
+            )
+            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "postback_too_large")
+        return message
+
+
+def _subscribed_postbacks(
+    conversion: Conversion, affiliate_id: str, config: AffiliateConfig
+) -> list[tuple[int, PostbackSpec]] | _Resolved:
+    """The postbacks of the affiliate's config that this conversion fires (with their index);
+    or the conversion's result when it fires none: a config of another affiliate, a disabled
+    affiliate, an event or offer not subscribed to."""
+    if config.affiliate_id != affiliate_id:
+        reason = f"The tracker names affiliate {affiliate_id}, the configuration {config.affiliate_id}."
+        return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "affiliate_mismatch")
+    if not config.enabled:
+        reason = f"Affiliate {affiliate_id} is disabled."
+        return _nothing(conversion, affiliate_id, ConversionOutcome.AFFILIATE_DISABLED, reason)
+    postbacks = config.postbacks_for(conversion.event, conversion.offer.id)
+    if not postbacks:
+        reason = (
+            f"Affiliate {affiliate_id} has no postback for event {conversion.event.value} "
+            f"on offer {conversion.offer.id}."
+        )
+        return _nothing(conversion, affiliate_id, ConversionOutcome.EVENT_NOT_SUBSCRIBED, reason)
+    return postbacks

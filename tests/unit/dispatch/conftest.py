@@ -17,7 +17,6 @@ from postback_relay.services.dispatch import Dispatcher
 NO_JITTER = 0.5  # the middle of the retry schedule's jitter
 
 
-
 def make_message(n: int = 1, *, url: str | None = None, **changes: Any) -> PostbackMessage:
     fields: dict[str, Any] = {
         "delivery_id": f"d{n:031d}",

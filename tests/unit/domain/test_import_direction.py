@@ -1,57 +1,154 @@
-"""Imports run one way: adapters implement the ports over the domain and never reach up into
-the services (nor log through Powertools, nor read the environment: a handler's wiring hands
-them their clients and settings). Beside test_domain_purity, which guards the domain itself."""
+"""The arrows between the layers run one way: domain <- ports <- services, and adapters beside
+the services (docs/architecture.md). Beside the domain's purity test, this reads every import,
+those inside functions and under TYPE_CHECKING included, of the services, the ports and the
+adapters.
+"""
 
 import ast
 from pathlib import Path
 
 import pytest
 
-import postback_relay.adapters
+import postback_relay
 
-ADAPTERS_DIR = Path(postback_relay.adapters.__file__).parent
-ADAPTERS = sorted(ADAPTERS_DIR.glob("*.py"))
-FORBIDDEN_FOR_ADAPTERS = ("postback_relay.services", "aws_lambda_powertools", "os")
+PACKAGE = Path(postback_relay.__file__).parent
+SERVICES = sorted((PACKAGE / "services").rglob("*.py"))
+ADAPTERS = sorted((PACKAGE / "adapters").rglob("*.py"))
+PORTS = PACKAGE / "ports.py"
+
+# What a service may not know: the AWS SDK, HTTP clients, the environment, Powertools (the
+# handlers' business) and the adapters (reached through the ports).
+SERVICE_FORBIDDEN = (
+    "boto3",
+    "botocore",
+    "mypy_boto3_",
+    "requests",
+    "urllib3",
+    "os",
+    "aws_lambda_powertools",
+    "postback_relay.adapters",
+    "postback_relay.wiring",
+)
+# An adapter implements a port over the domain: it never reaches up into a service, nor logs
+# through Powertools, nor reads the environment (the wiring hands it its clients and settings).
+ADAPTER_FORBIDDEN = ("postback_relay.services", "postback_relay.wiring", "aws_lambda_powertools", "os")
+PORTS_ALLOWED_OWN = ("postback_relay.domain",)
 
 
-def _imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (relative imports resolved to the package)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    modules: set[str] = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            modules.add(node.module)
-            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return modules
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.level:
+                package = path.parent.relative_to(PACKAGE.parent).parts
+                base = ".".join(package[: len(package) - node.level + 1])
+                found.add(f"{base}.{node.module}")
+            else:
+                found.add(node.module)
+            # `from postback_relay import services` imports a module too
+            found.update(f"{node.module}.{alias.name}" for alias in node.names if node.level == 0)
+    return found
 
 
-def _reaches(module: str, forbidden: str) -> bool:
-    return module == forbidden or module.startswith(f"{forbidden}.")
+def reaches(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p if p.endswith("_") else p + ".") for p in prefixes)
 
 
-def test_every_adapter_module_is_found() -> None:
-    # GIVEN the adapters package
-    # WHEN its modules are listed
-    names = {path.stem for path in ADAPTERS}
-    # THEN the modules this test guards are there (it cannot pass by finding nothing)
-    assert {"dynamodb", "dynamodb_deliveries", "http_sender", "sqs_queue", "sfn_runner"} <= names
+def violations(path: Path, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in imported_modules(path) if reaches(m, forbidden))
 
 
-def test_the_check_sees_a_forbidden_import() -> None:
-    # GIVEN the module names an adapter importing a service would produce
-    modules = {"postback_relay.services.dispatch", "postback_relay.services", "os.path"}
-    # WHEN they are checked
-    # THEN each is caught, and a look-alike is not
-    assert all(any(_reaches(m, f) for f in FORBIDDEN_FOR_ADAPTERS) for m in modules)
-    assert not any(_reaches("postback_relay.servicesx", f) for f in FORBIDDEN_FOR_ADAPTERS)
+def test_the_layers_are_found() -> None:
+    # GIVEN the package's layers
+    # WHEN their modules are listed
+    # THEN the guarded modules are there (this test cannot pass by finding nothing)
+    assert {"dispatch", "ingest", "outbox"} <= {p.stem for p in SERVICES}
+    assert {"dynamodb", "dynamodb_deliveries", "http_sender", "sqs_queue", "sfn_runner"} <= {p.stem for p in ADAPTERS}
 
 
-@pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SERVICES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_services_know_no_sdk_http_client_environment_powertools_or_adapter(path: Path) -> None:
+    # GIVEN a service module
+    # WHEN its imports are read
+    # THEN none reaches outside the domain and the ports
+    assert violations(path, SERVICE_FORBIDDEN) == []
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_adapters_import_no_service_powertools_or_environment(path: Path) -> None:
-    # GIVEN an adapter module's source
-    # WHEN its imports are read (those only for type checking included)
-    modules = _imported_modules(path)
-    # THEN none reaches a service, Powertools or the environment
-    found = sorted(m for m in modules for f in FORBIDDEN_FOR_ADAPTERS if _reaches(m, f))
-    assert not found, f"{path.name} imports {found}"
+    # GIVEN an adapter module
+    # WHEN its imports are read
+    # THEN it knows the ports and the domain, never a service, Powertools or the environment
+    assert violations(path, ADAPTER_FORBIDDEN) == []
+
+
+def test_ports_import_only_the_domain_of_this_package() -> None:
+    # GIVEN ports.py
+    own = {m for m in imported_modules(PORTS) if m.startswith("postback_relay")}
+    # WHEN its own-package imports are read
+    # THEN each is a domain module
+    assert own
+    assert {m for m in own if not reaches(m, PORTS_ALLOWED_OWN)} == set()
+
+
+def test_no_protocol_is_declared_outside_ports() -> None:
+    # GIVEN every module of the package but ports.py
+    declared: list[str] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PORTS:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # WHEN its classes' bases are read
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                (isinstance(b, ast.Name) and b.id == "Protocol")
+                or (isinstance(b, ast.Attribute) and b.attr == "Protocol")
+                for b in node.bases
+            ):
+                declared.append(f"{path.relative_to(PACKAGE)}:{node.name}")
+    # THEN no port is declared anywhere else
+    assert declared == []
+
+
+@pytest.mark.parametrize(
+    ("source", "forbidden", "expected"),
+    [
+        ("import boto3\n", SERVICE_FORBIDDEN, ["boto3"]),
+        (
+            "def f():\n    from aws_lambda_powertools import Logger\n",
+            SERVICE_FORBIDDEN,
+            ["aws_lambda_powertools", "aws_lambda_powertools.Logger"],
+        ),
+        (
+            "if TYPE_CHECKING:\n    from mypy_boto3_sqs import SQSClient\n",
+            SERVICE_FORBIDDEN,
+            ["mypy_boto3_sqs", "mypy_boto3_sqs.SQSClient"],
+        ),
+        (
+            "from postback_relay import adapters\n",
+            SERVICE_FORBIDDEN,
+            ["postback_relay.adapters"],
+        ),
+        (
+            "from postback_relay.services.dispatch import Dispatcher\n",
+            ADAPTER_FORBIDDEN,
+            ["postback_relay.services.dispatch", "postback_relay.services.dispatch.Dispatcher"],
+        ),
+        ("import os.path\nfrom osmosis import x\n", SERVICE_FORBIDDEN, ["os.path"]),
+        ("from postback_relay.servicesx import y\n", ADAPTER_FORBIDDEN, []),
+        ("from postback_relay.domain.delivery import classify\n", SERVICE_FORBIDDEN, []),
+    ],
+)
+def test_the_rule_catches_a_wrong_arrow(
+    tmp_path: Path, source: str, forbidden: tuple[str, ...], expected: list[str]
+) -> None:
+    # GIVEN a module with one import
+    path = tmp_path / "module.py"
+    path.write_text(source, encoding="utf-8")
+    # WHEN its imports are checked
+    # THEN a wrong arrow is named, and an allowed one is not
+    assert violations(path, forbidden) == expected

@@ -214,9 +214,8 @@ def ingest_warm(runs: int, batch: int, mode: str, sink: CountingSink) -> dict[st
     botocore: the handler's own adapters and clients, AWS answered at the HTTP layer."""
     from bench import events as support
     from bench import fakes
-    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore
+    from postback_relay import wiring
     from postback_relay.domain.config import parse_config
-    from postback_relay.services.ingest import IngestService
 
     rss_before_import = _rss_mb()
     import ingest_handler
@@ -227,14 +226,10 @@ def ingest_warm(runs: int, batch: int, mode: str, sink: CountingSink) -> dict[st
     store = fakes.AffiliateStoreFake(parse_config(config_data))
     conversions = fakes.ConversionLogFake()
     if mode == "fakes":
-        service = IngestService(
-            CachedAffiliateStore(store, ttl_s=ingest_handler.settings.config_cache_seconds),
-            conversions,
-            clock=ingest_handler._now,
-            allow_loopback=ingest_handler.settings.allow_loopback,
+        # The handler's seam: the service it uses, built by the wiring on the fakes.
+        ingest_handler.ingest_service.use(
+            wiring.ingest_service(ingest_handler.settings, affiliates=store, conversions=conversions)
         )
-        # The handler's seam: its functools.cache'd builder of the service.
-        ingest_handler.ingest_service = lambda: service  # type: ignore[assignment]
     else:
         answer_aws_in_memory(support.affiliate_item(config_data))
     context = _context("ingest")
@@ -297,27 +292,28 @@ def _dispatch_with_fakes(mode: str = "fakes") -> tuple[Any, Any]:
     mode botocore, on its own adapters with AWS answered at the HTTP layer)."""
     import dispatch_handler
     from bench import fakes
-    from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
-    from postback_relay.services.dispatch import CircuitBreakers, Dispatcher
 
     deliveries = fakes.DeliveryLogFake()
     if mode != "fakes":
         answer_aws_in_memory()
         return dispatch_handler, deliveries
-    s = dispatch_handler.settings
-    built = Dispatcher(
-        deliveries=deliveries,
-        sender=HttpPostbackSender(
-            SafeHttpClient(s.connect_timeout_s, s.read_timeout_s, s.allow_loopback, pool_size=s.max_workers)
-        ),
-        retries=fakes.RetryControlFake(),
-        breakers=CircuitBreakers(fakes.EndpointStoreFake(), scale=s.delay_scale),
-        affiliates=fakes.AffiliateStoreFake(),
-        max_workers=s.max_workers,
-        delay_scale=s.delay_scale,
-    )
-    dispatch_handler.dispatcher = lambda: built  # type: ignore[assignment]
+    dispatch_handler.dispatcher.use(_dispatcher_on_fakes(dispatch_handler.settings, deliveries))
     return dispatch_handler, deliveries
+
+
+def _dispatcher_on_fakes(settings: Any, deliveries: Any = None) -> Any:
+    """The wiring's dispatcher with the real HTTP sender and in-memory fakes for the rest."""
+    from bench import fakes
+    from postback_relay import wiring
+
+    return wiring.dispatcher(
+        settings,
+        deliveries=fakes.DeliveryLogFake() if deliveries is None else deliveries,
+        retries=fakes.RetryControlFake(),
+        endpoints=fakes.EndpointStoreFake(),
+        notices=False,
+        affiliates=fakes.AffiliateStoreFake(),
+    )
 
 
 def dispatch_warm(runs: int, url: str, mode: str, sink: CountingSink) -> dict[str, Any]:
@@ -427,9 +423,6 @@ def dispatch_batch_sizes(sizes: list[int], repeats: int) -> dict[str, Any]:
     what a postback costs depends on how many share the wait. Every postback of a batch is
     sent at once (as many workers as the batch has records)."""
     from bench import events as support
-    from bench import fakes
-    from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
-    from postback_relay.services.dispatch import CircuitBreakers, Dispatcher
 
     handler, _ = _dispatch_with_fakes()
     s = handler.settings
@@ -440,18 +433,8 @@ def dispatch_batch_sizes(sizes: list[int], repeats: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     try:
         for size in sizes:
-            built = Dispatcher(
-                deliveries=fakes.DeliveryLogFake(),
-                sender=HttpPostbackSender(
-                    SafeHttpClient(s.connect_timeout_s, s.read_timeout_s, s.allow_loopback, pool_size=size)
-                ),
-                retries=fakes.RetryControlFake(),
-                breakers=CircuitBreakers(fakes.EndpointStoreFake(), scale=s.delay_scale),
-                affiliates=fakes.AffiliateStoreFake(),
-                max_workers=size,
-                delay_scale=s.delay_scale,
-            )
-            handler.dispatcher = lambda built=built: built
+            # As many workers and pooled connections as the batch has records.
+            handler.dispatcher.use(_dispatcher_on_fakes(s.model_copy(update={"max_workers": size})))
             walls: list[float] = []
             cpus: list[float] = []
             for run in range(repeats + 1):

@@ -64,7 +64,7 @@ def outbox_poller(
 ) -> StreamPoller:
     """A poller of the conversions table's stream for the outbox function (cold: its service is
     built afresh on the first batch). Without `batching_window`, a batch goes at once."""
-    outbox_handler.outbox_service.cache_clear()
+    outbox_handler.outbox_service.reset()
     mapping = template_stream_mapping(outputs)
     if not batching_window:
         mapping = StreamMapping(**{**mapping.__dict__, "batching_window_s": 0.0})

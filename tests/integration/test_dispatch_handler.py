@@ -18,11 +18,14 @@ import pytest
 import dispatch_handler
 from postback_ops.local.poller import to_lambda_record
 from postback_ops.local.receiver import Answer, Receiver
+from postback_relay import wiring
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.domain.delivery import DeliveryState, PostbackMessage, delivery_id_for
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import Event
 from postback_relay.ports import SendResult
+from postback_relay.services.dispatch import Dispatcher
+from postback_relay.settings import DispatchSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType
@@ -41,11 +44,20 @@ class FakeLambdaContext:
 class Stack:
     """The queue, the DLQ and the delivery log of the moto stack, as the tests drive them."""
 
-    def __init__(self, outputs: dict[str, str]) -> None:
+    def __init__(self, outputs: dict[str, str], settings: DispatchSettings) -> None:
         self.sqs = boto3.client("sqs")
         self.queue_url = outputs["PostbackQueueUrl"]
         self.dlq_url = outputs["DeadLetterQueueUrl"]
         self.deliveries = DynamoDeliveryLog(outputs["DeliveriesTableName"], client=boto3.client("dynamodb"))
+        self.settings = settings
+        self.dispatcher = self.cold_start()
+
+    def cold_start(self, **changes: Any) -> Dispatcher:
+        """The function's dispatcher built again by the wiring (with these settings changed),
+        outside the timed parts of the tests; the handler is handed it on each invocation."""
+        self.settings = self.settings.model_copy(update=changes)
+        self.dispatcher = wiring.dispatcher(self.settings)
+        return self.dispatcher
 
     def queue(self, urls: list[str]) -> list[PostbackMessage]:
         messages = []
@@ -85,7 +97,7 @@ class Stack:
 
     def invoke(self, records: list[dict[str, Any]], *, delete: bool = True) -> set[str]:
         """Invoke the handler; like Lambda, delete the records not reported failed. Returns the failed IDs."""
-        answer = dispatch_handler.lambda_handler({"Records": records}, FakeLambdaContext())
+        answer = dispatch_handler.lambda_handler({"Records": records}, FakeLambdaContext(), service=self.dispatcher)
         failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
         if delete:
             for record in records:
@@ -116,16 +128,12 @@ class Stack:
 
 
 @pytest.fixture
-def stack(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def stack(aws: dict[str, str]) -> Stack:
     # GIVEN the dispatcher built inside moto, with short timeouts and the local stack's delay scale
     fast = dispatch_handler.settings.model_copy(
         update={"delay_scale": 0.0001, "connect_timeout_s": 1.0, "read_timeout_s": 2.0, "allow_loopback": True}
     )
-    monkeypatch.setattr(dispatch_handler, "settings", fast)
-    dispatch_handler.dispatcher.cache_clear()
-    dispatch_handler.dispatcher()  # the cold start, outside the timed parts of the tests
-    yield Stack(aws)
-    dispatch_handler.dispatcher.cache_clear()
+    return Stack(aws, fast)
 
 
 @pytest.fixture
@@ -157,11 +165,7 @@ def test_a_hanging_endpoint_does_not_hold_up_the_others(
     stack: Stack, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN one endpoint that hangs far beyond the read timeout (0.5 s) and four healthy ones
-    monkeypatch.setattr(
-        dispatch_handler, "settings", dispatch_handler.settings.model_copy(update={"read_timeout_s": 0.5})
-    )
-    dispatch_handler.dispatcher.cache_clear()
-    dispatch_handler.dispatcher()
+    stack.cold_start(read_timeout_s=0.5)
     receiver.respond("/hang", [Answer(delay_s=5.0)])
     hanging, *healthy = stack.queue([f"{receiver.url}/hang"] + [f"{receiver.url}/ok?n={n}" for n in range(4)])
     records = stack.receive(5)
@@ -239,9 +243,7 @@ def test_a_refused_copy_leaves_the_message_on_the_queue_hidden_within_its_twelve
     (queued,) = sqs_backends[LOCAL_ACCOUNT][LOCAL_REGION].queues[stack.queue_url.rsplit("/", 1)[-1]]._messages
     queued.sent_timestamp -= 11 * 3600 * 1000
     # (unscaled delays: the 10 hours are asked for as they are on AWS)
-    monkeypatch.setattr(dispatch_handler, "settings", dispatch_handler.settings.model_copy(update={"delay_scale": 1}))
-    dispatch_handler.dispatcher.cache_clear()
-    dispatcher = dispatch_handler.dispatcher()
+    dispatcher = stack.cold_start(delay_scale=1)
 
     def refuse(body: str, *, delay_s: int) -> None:
         raise InfrastructureError("SQS refused the copy")
@@ -287,7 +289,7 @@ def test_a_crash_mid_batch_loses_nothing_and_calls_nothing_twice(
 ) -> None:
     # GIVEN a dispatcher whose sender breaks after 3 sends
     messages = stack.queue([f"{receiver.url}/pb/{n}" for n in range(10)])
-    dispatcher = dispatch_handler.dispatcher()
+    dispatcher = stack.dispatcher
     real_sender = dispatcher._sender
     sent = 0
 

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import ingest_handler
+from postback_relay import wiring
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.signing import sign_conversion_request
@@ -74,13 +74,19 @@ class Api:
         self.outputs = outputs
         self.now = float(EVENT_TIME)
         monkeypatch.setattr(ingest_handler, "clock", lambda: self.now)
+        # The function's service, built by the wiring as the function builds it, on a client of
+        # its own (a test makes that client fail), handed to the handler on each invocation.
+        self.service_dynamodb = boto3.client("dynamodb")
+        self.service = wiring.ingest_service(
+            ingest_handler.settings, dynamodb=self.service_dynamodb, clock=lambda: self.now
+        )
         self.affiliates = DynamoAffiliateStore(outputs["AffiliatesTableName"], allow_loopback=True)
         self.sqs = boto3.client("sqs")
         self.dynamodb = boto3.client("dynamodb")
         self.outbox = outbox_poller(outputs)
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
-        response = ingest_handler.lambda_handler(event, LambdaContext())
+        response = ingest_handler.lambda_handler(event, LambdaContext(), service=self.service)
         body = json.loads(response["body"]) if response.get("body") else {}
         headers = response.get("headers", {})
         check_documented(response["statusCode"], body, headers)
@@ -118,16 +124,13 @@ class Api:
 
 
 @pytest.fixture
-def api(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    # GIVEN a fresh stack, a cold function (no cached adapters, configs or secret) and affiliate 1234567
-    ingest_handler.adapters.cache_clear()
-    ingest_handler.ingest_service.cache_clear()
+def api(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Api:
+    # GIVEN a fresh stack, a cold function (a new service: no cached configs; no cached secret)
+    # and affiliate 1234567
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     api = Api(aws, monkeypatch)
     api.affiliates.put(ingest_config(), expected_version=None, updated_by="test")
-    yield api
-    ingest_handler.adapters.cache_clear()
-    ingest_handler.ingest_service.cache_clear()
+    return api
 
 
 # --- the sample events ------------------------------------------------------------------
@@ -436,7 +439,7 @@ def test_ingest_never_calls_sqs_and_a_repeat_adds_nothing_to_the_stream(
 
 def test_dynamodb_failure_answers_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN the conversions table refuses writes
-    dynamodb = ingest_handler.adapters().dynamodb
+    dynamodb = api.service_dynamodb
 
     def failing(**kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "PutItem")
@@ -455,7 +458,7 @@ def test_unexpected_error_answers_500_without_a_traceback(api: Api, monkeypatch:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(ingest_handler.ingest_service(), "ingest", broken)
+    monkeypatch.setattr(api.service, "ingest", broken)
 
     # THEN a plain 500 that says nothing of the internals
     status, body, _ = api.invoke(sample_event("revshare"))

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import ingest_http
 import pytest
 import yaml
 from fakes import ingest_conversion_data
@@ -16,8 +17,6 @@ from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-
-import ingest_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
@@ -41,7 +40,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_every_status_the_handler_answers_is_documented_and_nothing_more() -> None:
     documented = {int(status) for status in OPERATION["responses"]}
-    assert documented == set(ingest_handler.RESPONSE_STATUSES)
+    assert documented == set(ingest_http.RESPONSE_STATUSES)
 
 
 @pytest.mark.parametrize("name", ["revshare", "pps", "batch"])

@@ -18,11 +18,11 @@ from fakes import INGEST_AFFILIATE_ID, ingest_conversion
 from outbox_support import invoke_outbox, outbox_poller, run_outbox
 from typer.testing import CliRunner
 
-import outbox_handler
 from postback_ops.cli import app
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED
 from postback_ops.outbox_recovery import OutboxRecovery
 from postback_ops.target import Target, pinned
+from postback_relay import wiring
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
@@ -77,9 +77,9 @@ class Outbox:
 
 @pytest.fixture
 def outbox(aws: dict[str, str]) -> Iterator[Outbox]:
-    outbox_handler.outbox_service.cache_clear()
+    wiring.reset()  # a cold function: its service built afresh inside this test's moto
     yield Outbox(aws)
-    outbox_handler.outbox_service.cache_clear()
+    wiring.reset()
 
 
 def sqs_refusing(monkeypatch: pytest.MonkeyPatch, operations: tuple[str, ...] = ("SendMessageBatch",)) -> None:

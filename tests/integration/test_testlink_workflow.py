@@ -20,6 +20,7 @@ import testlink_handler
 from postback_ops.local.lambda_router import LocalLambdaContext, route_lambda_tasks
 from postback_ops.local.poller import to_lambda_record
 from postback_ops.local.statemachine import TEST_LINK_FUNCTION_NAME, create_test_link_state_machine
+from postback_relay import wiring
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sfn_runner import TestRunStarter
@@ -194,10 +195,9 @@ def workflow(
     """GIVEN the test-link state machine on moto, its tasks run by the in-process handler."""
     # Clients of an earlier moto session must not be reused; every retry delay runs scaled
     # down (to the 1 s floor), as on the local stack.
-    testlink_handler.service.cache_clear()
-    dispatch_handler.dispatcher.cache_clear()
-    monkeypatch.setattr(
-        dispatch_handler, "settings", dispatch_handler.settings.model_copy(update={"delay_scale": 0.001})
+    wiring.reset()
+    dispatch_handler.dispatcher.use(
+        wiring.dispatcher(dispatch_handler.settings.model_copy(update={"delay_scale": 0.001}))
     )
     sfn = boto3.client("stepfunctions")
     arn = create_test_link_state_machine(sfn)
@@ -205,8 +205,7 @@ def workflow(
     runs = DynamoTestRunStore(outputs["TestRunsTableName"])
     with route_lambda_tasks({TEST_LINK_FUNCTION_NAME: testlink_handler.lambda_handler}):
         yield Workflow(outputs, TestRunStarter(sfn, arn, runs), affiliate_server)
-    testlink_handler.service.cache_clear()
-    dispatch_handler.dispatcher.cache_clear()
+    wiring.reset()
 
 
 def dispatcher(workflow: Workflow) -> DispatchDriver:

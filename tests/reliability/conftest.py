@@ -12,7 +12,7 @@ from reliability.relay_harness import MAX_ATTEMPTS, AwsFaults, Relay, moto_sqs_f
 
 import dispatch_handler
 import ingest_handler
-import outbox_handler
+from postback_relay import wiring
 
 # DELAY_SCALE of the suite: every retry, Retry-After and circuit cool-down lands on the
 # 1-second floor, so eight attempts of a postback take seconds rather than 27 hours.
@@ -58,9 +58,7 @@ def relay(aws: dict[str, str], aws_faults: AwsFaults, monkeypatch: pytest.Monkey
     moto's SQS gets the local stack's two fixes (a delete that cannot lose a message sent
     meanwhile, a cheap clock read): waits re-send messages while a poller deletes others."""
     moto_sqs_for_threads(monkeypatch)
-    ingest_handler.adapters.cache_clear()
-    ingest_handler.ingest_service.cache_clear()
-    outbox_handler.outbox_service.cache_clear()
+    wiring.reset()
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     fast = dispatch_handler.settings.model_copy(
         update={
@@ -71,14 +69,10 @@ def relay(aws: dict[str, str], aws_faults: AwsFaults, monkeypatch: pytest.Monkey
         }
     )
     monkeypatch.setattr(dispatch_handler, "settings", fast)
-    dispatch_handler.dispatcher.cache_clear()
     built = Relay(aws)
     monkeypatch.setattr(ingest_handler, "clock", lambda: built.now)
     built.sqs.set_queue_attributes(
         QueueUrl=aws["PostbackQueueUrl"], Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_S)}
     )
     yield built
-    ingest_handler.adapters.cache_clear()
-    ingest_handler.ingest_service.cache_clear()
-    outbox_handler.outbox_service.cache_clear()
-    dispatch_handler.dispatcher.cache_clear()
+    wiring.reset()

@@ -18,6 +18,7 @@ from reliability.relay_harness import FLAKY, GONE, OK, FaultyAffiliate, Relay, a
 
 import dispatch_handler
 import ingest_handler
+from postback_relay import wiring
 from postback_relay.adapters import http_sender
 from postback_relay.domain.config import load_config_text
 from postback_relay.domain.delivery import DeliveryState, delivery_id_for
@@ -202,10 +203,9 @@ def test_a_name_resolving_to_an_internal_address_at_send_time_fails_without_a_co
 ) -> None:
     # GIVEN a deployed-stack dispatcher (loopback forbidden) whose DNS answers the affiliate's
     # public-looking name with an internal address, and a server listening on 127.0.0.1
-    monkeypatch.setattr(
-        dispatch_handler, "settings", dispatch_handler.settings.model_copy(update={"allow_loopback": False})
-    )
-    dispatch_handler.dispatcher.cache_clear()
+    # (the relay fixture forgets this dispatcher afterwards)
+    deployed = dispatch_handler.settings.model_copy(update={"allow_loopback": False})
+    dispatch_handler.dispatcher.use(wiring.dispatcher(deployed))
     lookups: list[str] = []
 
     def resolver(host: str, port: int) -> list[Address]:
@@ -240,11 +240,9 @@ def test_a_stored_config_with_an_internal_url_queues_nothing_and_blocks_no_one(
     # test only ingests: nothing is sent to it)
     relay.add_affiliate(affiliate_config("9000009", "http://127.0.0.1:9"))
     relay.add_affiliate(affiliate_config("9000010", "https://postbacks.example.com"))
-    monkeypatch.setattr(
-        ingest_handler, "settings", ingest_handler.settings.model_copy(update={"allow_loopback": False})
-    )
-    ingest_handler.adapters.cache_clear()
-    ingest_handler.ingest_service.cache_clear()
+    deployed = ingest_handler.settings.model_copy(update={"allow_loopback": False})
+    monkeypatch.setattr(ingest_handler, "settings", deployed)
+    ingest_handler.ingest_service.use(wiring.ingest_service(deployed, clock=lambda: ingest_handler.clock()))
 
     # WHEN a batch with a conversion for each arrives
     status, document = relay.post(

@@ -37,6 +37,7 @@ from reliability.relay_harness import (
 
 import dispatch_handler
 from postback_ops.local.poller import SqsPoller
+from postback_relay import wiring
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.delivery import DeliveryState, PostbackMessage, delivery_id_for
 from postback_relay.domain.events import Event
@@ -73,13 +74,10 @@ def log() -> FakeDeliveryLog:
 
 @pytest.fixture
 def scaled(relay: Relay, log: FakeDeliveryLog, monkeypatch: pytest.MonkeyPatch) -> Relay:
-    monkeypatch.setattr(
-        dispatch_handler, "settings", dispatch_handler.settings.model_copy(update={"delay_scale": WAIT_SCALE})
-    )
-    dispatch_handler.dispatcher.cache_clear()
-    dispatcher = dispatch_handler.dispatcher()
-    monkeypatch.setattr(dispatcher, "_deliveries", log)
-    monkeypatch.setattr(dispatcher._breakers, "_store", FakeEndpointStore())
+    # The function's dispatcher at the waits' scale, on the in-memory log and circuit store
+    # (the relay fixture forgets it afterwards).
+    settings = dispatch_handler.settings.model_copy(update={"delay_scale": WAIT_SCALE})
+    dispatch_handler.dispatcher.use(wiring.dispatcher(settings, deliveries=log, endpoints=FakeEndpointStore()))
     return relay
 
 

@@ -78,3 +78,20 @@ def credentials_refresh_themselves(session: Any) -> bool:
         return False
     credentials = session.get_credentials()
     return credentials is not None and hasattr(credentials, "refresh_needed")
+
+
+def refresh_after_restore() -> None:
+    """What every function refreshes after a SnapStart restore (register it with `after_restore`):
+    the `random` seed, Powertools' cached parameters and secrets (they may have rotated since
+    the snapshot), and, unless their credentials renew themselves, the boto3 session and every
+    service built on its clients (postback_relay.wiring builds them again on the next call)."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+
+    from postback_relay import wiring
+
+    reseed_random()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    if not credentials_refresh_themselves(boto3.DEFAULT_SESSION):
+        boto3.setup_default_session()
+        wiring.reset()

@@ -5,7 +5,8 @@ here (route, an exception-handler registry, the 2.0 answer), but importing it ru
 `aws_lambda_powertools.event_handler/__init__`, which imports every resolver (AppSync's
 brings asyncio) and every event data class: about a tenth of a cold start, for one route
 (measured in README's benchmark section). This module keeps the same face (`app.post`,
-`app.exception_handler`, `app.current_event`, `Response`) and answers the same way:
+`app.exception_handler`, `app.current_event`, `app.append_context`/`app.context`, `Response`)
+and answers the same way:
 `{"statusCode", "body", "isBase64Encoded", "headers", "cookies"}`, exception handlers looked
 up along the exception's MRO, 404 for a route it does not have. What it leaves out: CORS,
 compression, middlewares, OpenAPI validation and path parameters (none of them used here).
@@ -79,6 +80,12 @@ class HttpApiResolver:
         self._exception_handlers: dict[type[BaseException], Callable[[Any], Response[Any]]] = {}
         self._current_event: HttpApiRequest | None = None
         self.lambda_context: Any = None
+        # What the entry point hands the route for one event (an injected service); cleared
+        # after each event, as Powertools' resolvers do.
+        self.context: dict[str, Any] = {}
+
+    def append_context(self, **values: Any) -> None:
+        self.context.update(values)
 
     @property
     def current_event(self) -> HttpApiRequest:
@@ -121,6 +128,7 @@ class HttpApiResolver:
             return answer.to_payload()
         finally:
             self._current_event = None
+            self.context.clear()
 
     def _lookup_exception_handler(self, exc_class: type[BaseException]) -> Callable[[Any], Response[Any]] | None:
         for cls in exc_class.__mro__:

@@ -1,4 +1,11 @@
-"""Powertools' Tracer for the handlers, without its cold-start cost when tracing is off.
+"""The handlers' Powertools Logger, which also formats the library's log lines, and
+Powertools' Tracer without its cold-start cost when tracing is off.
+
+`handler_logger()` is the function's Logger. The services and adapters log with the standard
+library (`logging.getLogger(__name__)`, `extra={...}`) under the `postback_relay` logger;
+that logger gets the function Logger's handler, formatter and level, so their lines come out
+as the same structured JSON (with the invocation's keys: request ID, correlation ID) and are
+not handed to the root logger as well (Lambda's runtime prints those a second time).
 
 Powertools' `Tracer()` imports the X-Ray SDK and patches the libraries it is given as soon as
 it is built, even when tracing is disabled (its provider is the SDK's recorder either way).
@@ -17,10 +24,12 @@ Every handler, including ones added later, gets this by building its tracer here
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.tracing.tracer import Tracer
 
 from postback_relay.coldstart import init_is_off_the_callers_path
@@ -29,6 +38,26 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.tracing.base import BaseProvider
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+LIBRARY_LOGGER = "postback_relay"
+
+
+def handler_logger() -> Logger:
+    """The function's Logger (POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL), with the
+    `postback_relay` logger tree writing through it."""
+    logger = Logger()
+    format_library_logs(logger)
+    return logger
+
+
+def format_library_logs(source: Logger, name: str = LIBRARY_LOGGER) -> logging.Logger:
+    """`name`'s logger (and every logger under it, made before or after) writes through
+    `source`'s handler at `source`'s level, not through the root logger's. Idempotent."""
+    tree = logging.getLogger(name)
+    tree.handlers = list(source.handlers)
+    tree.setLevel(source.log_level)
+    tree.propagate = False
+    return tree
 
 
 def tracing_enabled() -> bool:

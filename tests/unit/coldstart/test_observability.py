@@ -109,11 +109,12 @@ def test_reseeding_changes_the_random_stream() -> None:
 
 
 def test_dispatch_outcome_metrics_are_keyed_by_real_outcomes() -> None:
-    import dispatch_handler
+    import dispatch_sqs
+
     from postback_relay.services.dispatch import DispatchOutcome
 
     # keyed by strings so that the service loads on the first batch; each must stay an outcome
-    assert set(dispatch_handler.OUTCOME_METRICS) <= {outcome.value for outcome in DispatchOutcome}
+    assert set(dispatch_sqs.OUTCOME_METRICS) <= {outcome.value for outcome in DispatchOutcome}
 
 
 def test_the_test_link_handler_default_hops_are_the_service_s() -> None:

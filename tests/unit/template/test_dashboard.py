@@ -165,42 +165,56 @@ def emf_lines(text: str) -> Iterator[dict[str, Any]]:
 
 def drive_every_emitter() -> None:
     """Run every function's metric-emitting code with values that make each name appear."""
-    import dispatch_handler
-    import ingest_handler
-    import outbox_handler
-    import testlink_handler
+    import dispatch_sqs
+    import ingest_http
+    import outbox_stream
+    import testlink_tasks
+
     from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
-    from postback_relay.domain.errors import InfrastructureError, SignatureError
+    from postback_relay.domain.errors import (
+        InfrastructureError,
+        InvalidConversionRequest,
+        PayloadTooLarge,
+        SignatureError,
+        UnsupportedMediaType,
+    )
     from postback_relay.domain.events import Event
     from postback_relay.domain.notices import CircuitChange
     from postback_relay.services.dispatch import DispatchOutcome, DispatchResult
     from postback_relay.services.ingest import Answer, IngestReport
-    from postback_relay.services.ingest_request_errors import InvalidConversionRequest
     from postback_relay.services.outbox import OutboxReport
 
     outcomes: dict[str, DispatchResult | Exception] = {
         outcome.value: DispatchResult(outcome, latency_ms=20) for outcome in DispatchOutcome
     }
     outcomes["crash"] = RuntimeError("boom")
-    dispatch_handler.count(outcomes)
-    dispatch_handler.count_circuits({CircuitChange.OPENED: 1, CircuitChange.CLOSED: 1})
-    dispatch_handler.metrics.flush_metrics()
+    dispatch_sqs.count(outcomes)
+    dispatch_sqs.count_circuits({CircuitChange.OPENED: 1, CircuitChange.CLOSED: 1})
+    dispatch_sqs.metrics.flush_metrics()
 
     taken = ConversionResult(transaction_id="T", event=Event.SALE, affiliate_id="1", outcome=ConversionOutcome.QUEUED)
-    ingest_handler._count(IngestReport(answers=(Answer(taken), Answer(taken, repeat=True)), postbacks_queued=1))
-    ingest_handler._payload_too_large(ingest_handler.PayloadTooLarge("big"))
-    ingest_handler._bad_signature(SignatureError("bad"))
-    ingest_handler._unsupported_media_type(ingest_handler.UnsupportedMediaType("xml"))
-    ingest_handler._invalid_request(InvalidConversionRequest([]))
-    ingest_handler._unavailable(InfrastructureError("down"))
-    ingest_handler._unexpected(RuntimeError("bug"))
-    ingest_handler.metrics.flush_metrics()
+    ingest_http.count(IngestReport(answers=(Answer(taken), Answer(taken, repeat=True)), postbacks_queued=1))
+    ingest_http.payload_too_large(PayloadTooLarge("big"))
+    ingest_http.bad_signature(SignatureError("bad"))
+    ingest_http.unsupported_media_type(UnsupportedMediaType("xml"))
+    ingest_http.invalid_request(InvalidConversionRequest([]))
+    ingest_http.unavailable(InfrastructureError("down"))
+    ingest_http.unexpected(RuntimeError("bug"))
+    ingest_http.metrics.flush_metrics()
 
-    outbox_handler.count(OutboxReport(queued=9, failed=frozenset({"1"}), reasons=("refused",)), records=10)
-    outbox_handler.metrics.flush_metrics()
+    outbox_stream.count(OutboxReport(queued=9, failed=frozenset({"1"}), reasons=("refused",)), records=10)
+    outbox_stream.metrics.flush_metrics()
 
     for verdict in ("passed", "failed", "running"):
-        testlink_handler.count_verdict({"verdict": verdict})
+        testlink_tasks.count_verdict({"verdict": verdict})
+
+
+def test_every_metric_name_is_pascal_case() -> None:
+    # GIVEN every metric name the functions can emit
+    names = emitted_names()
+    # THEN each is one PascalCase word (no snake_case, no dots), as CloudWatch shows them side by side
+    assert names
+    assert [name for name in names if not re.fullmatch(r"(?:[A-Z][a-z0-9]*)+", name)] == []
 
 
 def test_every_metric_the_code_emits_is_observed_with_its_namespace_and_dimensions(observed: Observed) -> None:

@@ -12,6 +12,7 @@ import pytest
 from unit.testlink.testlink_fakes import AFFILIATE_ID, START
 
 import testlink_handler
+import testlink_tasks
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sfn_runner import TestRunStarter, execution_arn
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
@@ -133,7 +134,7 @@ def test_the_sample_events_are_valid_task_payloads(path: Path) -> None:
         # the execution input: what every Task payload takes its run, schedule and start from
         assert set(event) == {"run_id", "affiliate_id", "waits", "deadline_s", "started_at"}
         return
-    task = testlink_handler._task_adapter.validate_python(event)
+    task = testlink_tasks.task_adapter.validate_python(event)
     assert task.run_id == event["run_id"]
 
 
@@ -152,4 +153,4 @@ def test_settings_read_the_network_hosts_and_refuse_a_missing_table() -> None:
 
 def test_a_payload_without_a_known_step_is_refused() -> None:
     with pytest.raises(ValueError, match="step"):
-        testlink_handler._task_adapter.validate_python({"step": "dance", "run_id": "r", "affiliate_id": "1"})
+        testlink_tasks.task_adapter.validate_python({"step": "dance", "run_id": "r", "affiliate_id": "1"})

@@ -1,8 +1,16 @@
-"""Every error the domain raises. Adapters translate AWS and HTTP errors into these.
+"""Every error class of the relay. Adapters translate AWS and HTTP errors into these; the
+handlers answer them (the conversion API's refusals, by one exception-handler registry) or
+report them to Powertools' BatchProcessor (the batch item signals at the end).
 
-Each error carries a machine-readable `kind` (stable, used in results, logs and metrics)
-and a sentence a person can act on.
+Each domain error carries a machine-readable `kind` (stable, used in results, logs and
+metrics) and a sentence a person can act on.
 """
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAX_FIELD_ERRORS = 100
+BODY_FIELD = "body"  # the `field` of an error about the body as a whole
 
 
 class DomainError(Exception):
@@ -83,3 +91,51 @@ class NotFoundError(DomainError):
     """The thing asked for does not exist."""
 
     kind = "not_found"
+
+
+# --- the conversion API's refusals (contract section 2) --------------------------------------
+
+
+class PayloadTooLarge(DomainError):
+    """A conversion request body over the function's limit (413)."""
+
+    kind = "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    """A conversion request that is not UTF-8 JSON (415)."""
+
+    kind = "unsupported_media_type"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with the request: `field` is a dotted path like `conversions.3.amount`."""
+
+    field: str
+    message: str
+
+
+class InvalidConversionRequest(DomainError):
+    """The request body is not one valid conversion or a valid batch: nothing is taken (400)."""
+
+    kind = "invalid_request"
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        shown = list(errors[:MAX_FIELD_ERRORS])
+        if len(errors) > MAX_FIELD_ERRORS:
+            # A hostile body can hold tens of thousands of errors; the answer must stay small.
+            shown.append(FieldError(BODY_FIELD, f"{len(errors) - MAX_FIELD_ERRORS} more errors not shown."))
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in shown))
+        self.errors: tuple[FieldError, ...] = tuple(shown)
+
+
+# --- batch item signals: not domain errors, a record's report to Powertools' BatchProcessor ---
+
+
+class PostbackNotDone(Exception):
+    """Leaves an SQS record on the queue: its next attempt (or deferral) is scheduled."""
+
+
+class PostbacksNotQueued(Exception):
+    """Reports a stream record as a batch item failure: Lambda retries the batch from it."""

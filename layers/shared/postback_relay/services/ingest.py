@@ -24,26 +24,24 @@ from postback_relay.domain.addresses import check_url
 from postback_relay.domain.config import AffiliateConfig, PostbackSpec
 from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage, postback_message
-from postback_relay.domain.errors import (
+from postback_relay.domain.errors import (  # re-exported: tests import them from the service
+    BODY_FIELD,
     ConfigError,
+    FieldError,
+    InvalidConversionRequest,
     LinkError,
     TrackerError,
     UnreadableConfigError,
     UnsafeUrlError,
+)
+from postback_relay.domain.errors import (
+    MAX_FIELD_ERRORS as MAX_FIELD_ERRORS,
 )
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.render import macro_values, render_postback
 from postback_relay.domain.tracker import parse_tracker
 from postback_relay.ports import AffiliateStore, ConversionLog
-from postback_relay.services.ingest_request_errors import (  # re-exported: the handler imports them alone
-    BODY_FIELD,
-    FieldError,
-    InvalidConversionRequest,
-)
-from postback_relay.services.ingest_request_errors import (
-    MAX_FIELD_ERRORS as MAX_FIELD_ERRORS,
-)
 
 MAX_BATCH = 100
 # One postback message, as JSON, at most: 20 postbacks (a config's limit) stay far under

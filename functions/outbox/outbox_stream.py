@@ -1,0 +1,73 @@
+"""The outbox function's stream plumbing: stream records in, the batch's partial answer and
+the metrics out (outbox_handler holds the entry point).
+
+A record not wholly queued is a batch item failure (its sequence number): Lambda retries the
+batch from the first of them. A record retried past the mapping's MaximumRetryAttempts or
+MaximumRecordAgeInSeconds lands on the on-failure queue (see the README: "Recover postbacks
+from the outbox's on-failure queue").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from postback_relay.batch import BatchProcessor, DynamoDBRecord, EventType
+from postback_relay.domain.errors import PostbacksNotQueued
+from postback_relay.observability import handler_logger
+from postback_relay.ports import OutboxRecord
+
+if TYPE_CHECKING:
+    from postback_relay.services.outbox import OutboxReport
+
+MAX_REASON_CHARS = 300
+# The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
+# the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
+METRIC_QUEUED = "OutboxPostbacksQueued"
+METRIC_RETRIED = "OutboxRecordsRetried"
+
+logger = handler_logger()
+metrics = Metrics()
+# Every record failing is still a partial answer: Lambda retries from the first failed record
+# either way, and a function error would also split the batch for nothing.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+
+
+def outbox_record(record: Mapping[str, Any]) -> OutboxRecord:
+    """A stream record as the outbox reads it: its sequence number and its item's messages."""
+    from pydantic import ValidationError
+
+    from postback_relay.adapters.dynamodb_conversions import messages_of_item
+
+    change = record.get("dynamodb") or {}
+    image = change.get("NewImage") or {}
+    conversion_id = str(image.get("conversion_id", {}).get("S", "?"))
+    sequence_number = str(change.get("SequenceNumber", ""))
+    try:
+        messages = tuple(messages_of_item(image))
+    except (ValueError, ValidationError, TypeError) as exc:
+        return OutboxRecord(sequence_number, conversion_id, unreadable=str(exc)[:MAX_REASON_CHARS])
+    return OutboxRecord(sequence_number, conversion_id, messages)
+
+
+def checker(report: OutboxReport) -> Callable[[DynamoDBRecord], None]:
+    """The BatchProcessor's record handler: a record the outbox did not wholly queue fails."""
+
+    def check(record: DynamoDBRecord) -> None:
+        if record.dynamodb is None or record.dynamodb.sequence_number in report.failed:
+            raise PostbacksNotQueued(record.event_id)
+
+    return check
+
+
+def count(report: OutboxReport, *, records: int) -> None:
+    metrics.add_metric(name=METRIC_QUEUED, unit=MetricUnit.Count, value=report.queued)
+    if report.failed:
+        metrics.add_metric(name=METRIC_RETRIED, unit=MetricUnit.Count, value=len(report.failed))
+        logger.warning(
+            "Postbacks not queued; the stream retries from the first record not queued",
+            extra={"records": records, "failed": len(report.failed), "reasons": list(report.reasons)},
+        )

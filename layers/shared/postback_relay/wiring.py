@@ -1,0 +1,296 @@
+"""The one place that builds the adapters and services: for the four functions, the config
+script and the bench.
+
+Each builder takes a function's settings model (postback_relay.settings) and, optionally, the
+clients and adapters to use: a function passes none (its boto3 clients are made here, on the
+default session), the config script passes a target's clients, tests and the bench pass
+in-memory fakes or clients of their own.
+
+Every import here is inside a function: a handler imports this module at cold start, and the
+services, the adapters and boto3 load on its first call (or at SnapStart init), not at import
+(README, Benchmarks).
+
+`OnFirstUse` holds a function's service, built on the first invocation and kept for the
+life of the environment (a handler also takes a service as an argument: tests pass theirs);
+`reset()` forgets every one of them, as a new cold start would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
+
+    from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
+    from postback_relay.adapters.sfn_runner import TestRunStarter
+    from postback_relay.ports import (
+        AffiliateStore,
+        ConversionLog,
+        DeliveryLog,
+        DispatchDeliveryLog,
+        EndpointStore,
+        Notifier,
+        PostbackQueue,
+        PostbackSender,
+        RetryControl,
+    )
+    from postback_relay.services.dispatch import Dispatcher
+    from postback_relay.services.ingest import IngestService
+    from postback_relay.services.outbox import OutboxService
+    from postback_relay.services.testlink import TestLinkService
+    from postback_relay.settings import DispatchSettings, IngestSettings, OutboxSettings, TestLinkSettings
+
+
+class OnFirstUse[T]:
+    """A function's service: built by `build` on the first call, then the same one each call."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._built: list[T] = []
+        _HELD.append(self)
+
+    def __call__(self) -> T:
+        if not self._built:
+            self._built.append(self._build())
+        return self._built[0]
+
+    def use(self, service: T) -> None:
+        """The service to hand out from now on (one the bench or a test built), until `reset`."""
+        self._built[:] = [service]
+
+    def reset(self) -> None:
+        """Forget the service: the next call builds it again (new settings, new clients)."""
+        self._built.clear()
+
+
+_HELD: list[OnFirstUse[Any]] = []
+
+
+def reset() -> None:
+    """Forget every function's service, as a new cold start would (tests, the SnapStart restore)."""
+    for held in _HELD:
+        held.reset()
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client on the default session (Lambda's credentials and region)."""
+    import boto3
+
+    return boto3.client(service)  # type: ignore[call-overload]
+
+
+def _unix_clock_as_datetime(clock: Callable[[], float]) -> Callable[[], datetime]:
+    return lambda: datetime.fromtimestamp(clock(), UTC)
+
+
+def _given_or[P](given: P | None, build: Callable[[], P]) -> P:
+    """`given` (a test's, the bench's), else what `build` makes (its client made only then)."""
+    return build() if given is None else given
+
+
+def _client_once(given: Any, service: str) -> Callable[[], Any]:
+    """The given client, or one made on first use and shared by the adapters built after."""
+    made: list[Any] = [] if given is None else [given]
+
+    def client() -> Any:
+        if not made:
+            made.append(aws_client(service))
+        return made[0]
+
+    return client
+
+
+# --- the functions' services -----------------------------------------------------------------
+
+
+def ingest_service(
+    settings: IngestSettings,
+    *,
+    dynamodb: DynamoDBClient | None = None,
+    affiliates: AffiliateStore | None = None,
+    conversions: ConversionLog | None = None,
+    clock: Callable[[], float] = time.time,
+) -> IngestService:
+    """The ingest function's service. `clock` (Unix seconds) dates the conversions and ages
+    the affiliate cache; `affiliates` is wrapped in the cache either way."""
+    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+    from postback_relay.services.ingest import IngestService
+
+    now = _unix_clock_as_datetime(clock)
+    client = _client_once(dynamodb, "dynamodb")
+    store = _given_or(
+        affiliates,
+        lambda: DynamoAffiliateStore(
+            settings.affiliates_table, client=client(), allow_loopback=settings.allow_loopback
+        ),
+    )
+    return IngestService(
+        CachedAffiliateStore(store, ttl_s=settings.config_cache_seconds, clock=lambda: clock()),
+        _given_or(conversions, lambda: DynamoConversionLog(settings.conversions_table, client=client(), clock=now)),
+        clock=now,
+        allow_loopback=settings.allow_loopback,
+    )
+
+
+def dispatcher(
+    settings: DispatchSettings,
+    *,
+    dynamodb: DynamoDBClient | None = None,
+    sns: SNSClient | None = None,
+    deliveries: DispatchDeliveryLog | None = None,
+    sender: PostbackSender | None = None,
+    retries: RetryControl | None = None,
+    endpoints: EndpointStore | None = None,
+    notifier: Notifier | None = None,
+    notices: bool = True,
+    affiliates: AffiliateStore | None = None,
+) -> Dispatcher:
+    """The dispatch function's service; each adapter not given is built on AWS. With
+    `notices=False` and no `notifier`, circuit changes are not announced (the bench)."""
+    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+    from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
+    from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
+    from postback_relay.adapters.sqs_retry import SqsRetryControl
+    from postback_relay.services.dispatch import CircuitBreakers, Dispatcher
+
+    client = _client_once(dynamodb, "dynamodb")
+    if notifier is None and notices:
+        notifier = SnsNotifier(settings.alarm_topic_arn, client=sns or notice_client())
+    store = _given_or(endpoints, lambda: DynamoEndpointStore(settings.endpoints_table, client=client()))
+    return Dispatcher(
+        deliveries=_given_or(
+            deliveries,
+            lambda: DynamoDeliveryLog(settings.deliveries_table, client=client(), ttl_days=settings.delivery_ttl_days),
+        ),
+        sender=_given_or(sender, lambda: postback_sender(settings, pool_size=settings.max_workers)),
+        retries=_given_or(
+            retries, lambda: SqsRetryControl(settings.postback_queue_url, settings.dead_letter_queue_url)
+        ),
+        breakers=CircuitBreakers(store, notifier=notifier, scale=settings.delay_scale),
+        affiliates=_given_or(
+            affiliates,
+            lambda: CachedAffiliateStore(
+                DynamoAffiliateStore(
+                    settings.affiliates_table, client=client(), allow_loopback=settings.allow_loopback
+                ),
+                ttl_s=settings.config_cache_seconds,
+            ),
+        ),
+        max_workers=settings.max_workers,
+        delay_scale=settings.delay_scale,
+    )
+
+
+def postback_sender(settings: DispatchSettings, *, pool_size: int) -> PostbackSender:
+    """The dispatcher's HTTP sender: SSRF-safe, with the settings' timeouts."""
+    from postback_relay.adapters.http_sender import HttpPostbackSender, SafeHttpClient
+
+    client = SafeHttpClient(
+        settings.connect_timeout_s, settings.read_timeout_s, settings.allow_loopback, pool_size=pool_size
+    )
+    return HttpPostbackSender(client)
+
+
+def link_test_service(
+    settings: TestLinkSettings, *, dynamodb: DynamoDBClient | None = None, sqs: SQSClient | None = None
+) -> TestLinkService:
+    """The test-link function's service."""
+    from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+    from postback_relay.adapters.http_sender import SafeHttpClient
+    from postback_relay.services.testlink import TestLinkService
+
+    dynamodb = dynamodb or aws_client("dynamodb")
+    return TestLinkService(
+        runs=DynamoTestRunStore(settings.test_runs_table, client=dynamodb),
+        affiliates=DynamoAffiliateStore(
+            settings.affiliates_table, client=dynamodb, allow_loopback=settings.allow_loopback, consistent_read=True
+        ),
+        queue=postback_queue(settings.postback_queue_url, sqs=sqs),
+        deliveries=DynamoDeliveryLog(settings.deliveries_table, client=dynamodb),
+        http=SafeHttpClient(settings.connect_timeout_s, settings.read_timeout_s, settings.allow_loopback),
+        network_hosts=settings.network_link_hosts,
+        allow_loopback=settings.allow_loopback,
+        max_hops=settings.max_hops,
+    )
+
+
+def outbox_service(
+    settings: OutboxSettings, *, sqs: SQSClient | None = None, queue: PostbackQueue | None = None
+) -> OutboxService:
+    """The outbox function's service."""
+    from postback_relay.services.outbox import OutboxService
+
+    return OutboxService(queue or postback_queue(settings.postback_queue_url, sqs=sqs))
+
+
+# --- adapters over a stack's tables and queues (the config script, tests, the bench) -----------
+
+
+def postback_queue(queue_url: str, *, sqs: SQSClient | None = None) -> PostbackQueue:
+    from postback_relay.adapters.sqs_queue import SqsPostbackQueue
+
+    return SqsPostbackQueue(queue_url, client=sqs or aws_client("sqs"))
+
+
+def affiliate_store(
+    table: str, *, dynamodb: DynamoDBClient | None = None, allow_loopback: bool = False, consistent_read: bool = False
+) -> AffiliateStore:
+    """The affiliate configs, uncached: what the config script writes through (consistent reads,
+    so that `put` compares against the version it just read)."""
+    from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+
+    return DynamoAffiliateStore(
+        table, client=dynamodb or aws_client("dynamodb"), allow_loopback=allow_loopback, consistent_read=consistent_read
+    )
+
+
+def delivery_search(
+    deliveries_table: str,
+    *,
+    conversions_table: str,
+    test_runs_table: str,
+    dynamodb: DynamoDBClient | None = None,
+) -> DeliveryLog:
+    """The delivery log that also finds a transaction's postbacks (through its conversion
+    records or its test run)."""
+    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+
+    return DynamoDeliveryLog(
+        deliveries_table,
+        client=dynamodb or aws_client("dynamodb"),
+        conversions_table=conversions_table,
+        test_runs_table=test_runs_table,
+    )
+
+
+def run_starter(
+    test_runs_table: str,
+    state_machine_arn: str,
+    *,
+    dynamodb: DynamoDBClient | None = None,
+    sfn: SFNClient | None = None,
+) -> TestRunStarter:
+    """Starts test-link runs on the state machine and reads them back from their table."""
+    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+    from postback_relay.adapters.sfn_runner import TestRunStarter
+
+    runs = DynamoTestRunStore(test_runs_table, client=dynamodb or aws_client("dynamodb"))
+    return TestRunStarter(sfn or aws_client("stepfunctions"), state_machine_arn, runs)
+
+
+def endpoint_directory(table: str, *, dynamodb: DynamoDBClient | None = None) -> DynamoEndpointStore:
+    """The circuit breaker state per affiliate endpoint."""
+    from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
+
+    return DynamoEndpointStore(table, client=dynamodb or aws_client("dynamodb"))

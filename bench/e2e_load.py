@@ -28,7 +28,7 @@ from bench.events import AFFILIATE_ID, affiliate_config_data, conversion
 from postback_ops.local.conversions import signed_headers
 from postback_ops.local.receiver import Hit, Receiver
 from postback_ops.local.resources import LOCAL_REGION, REPO_ROOT
-from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+from postback_relay import wiring
 from postback_relay.domain.config import parse_config
 
 READY_PREFIX = "local stack ready "
@@ -107,7 +107,7 @@ def _onboard(aws_endpoint: str, table: str, receiver_url: str) -> None:
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106 - moto's
     )
-    store = DynamoAffiliateStore(table, client=client, allow_loopback=True)
+    store = wiring.affiliate_store(table, dynamodb=client, allow_loopback=True)
     store.put(
         parse_config(affiliate_config_data(receiver_url), allow_loopback=True),
         expected_version=None,

@@ -515,7 +515,7 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
     from bench import cost
     from bench import events as support
     from postback_ops.local.resources import create_resources, function_environment, load_template
-    from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
+    from postback_relay import wiring
     from postback_relay.adapters.dynamodb_deliveries import key_of
     from postback_relay.domain.config import parse_config
     from postback_relay.domain.delivery import PostbackMessage
@@ -529,7 +529,7 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
                 if key.endswith(("_TABLE", "_URL")) and os.environ.get(key) != value:
                     raise RuntimeError(f"{key}: the worker's environment does not match moto ({value})")
         receiver = support.AffiliateServer()
-        DynamoAffiliateStore(stack.outputs["AffiliatesTableName"], allow_loopback=True).put(
+        wiring.affiliate_store(stack.outputs["AffiliatesTableName"], allow_loopback=True).put(
             parse_config(support.affiliate_config_data(receiver.url), allow_loopback=True),
             expected_version=None,
             updated_by="bench",

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from postback_ops import target as target_module
 from postback_ops.target import Target, TargetUnavailable, unavailable_reason
+from postback_relay import wiring
 from postback_relay.domain.delivery import Circuit
 from postback_relay.domain.errors import (
     ConfigError,
@@ -87,63 +88,50 @@ class Backends(Protocol):
 
 
 class StackBackends:
-    """The real adapters over a resolved target, each built on first use (a command needs one or two)."""
+    """The real adapters over a resolved target (built by postback_relay.wiring on the target's
+    clients), each on first use: a command needs one or two."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
 
     @cached_property
     def affiliates(self) -> AffiliateStore:
-        from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
-
         # Consistent reads: `put` compares against the version it read, just before its conditional write.
-        store: AffiliateStore = DynamoAffiliateStore(
+        return wiring.affiliate_store(
             self.target.output("AffiliatesTableName"),
-            client=self.target.client("dynamodb"),
+            dynamodb=self.target.client("dynamodb"),
             allow_loopback=self.target.allow_loopback,
             consistent_read=True,
         )
-        return store
 
     @cached_property
     def deliveries(self) -> DeliveryLog:
-        from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-
         # A transaction's postbacks are found through its conversion records or its test run.
-        log: DeliveryLog = DynamoDeliveryLog(
+        return wiring.delivery_search(
             self.target.output("DeliveriesTableName"),
-            client=self.target.client("dynamodb"),
             conversions_table=self.target.output("ConversionsTableName"),
             test_runs_table=self.target.output("TestRunsTableName"),
+            dynamodb=self.target.client("dynamodb"),
         )
-        return log
 
     @cached_property
     def queue(self) -> PostbackQueue:
-        from postback_relay.adapters.sqs_queue import SqsPostbackQueue
-
-        queue: PostbackQueue = SqsPostbackQueue(
-            self.target.output("PostbackQueueUrl"), client=self.target.client("sqs")
-        )
-        return queue
+        return wiring.postback_queue(self.target.output("PostbackQueueUrl"), sqs=self.target.client("sqs"))
 
     @cached_property
     def test_runs(self) -> TestRunner:
-        from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-        from postback_relay.adapters.sfn_runner import TestRunStarter
-
-        runs = DynamoTestRunStore(self.target.output("TestRunsTableName"), client=self.target.client("dynamodb"))
-        runner: TestRunner = TestRunStarter(
-            self.target.client("stepfunctions"), self.target.output("TestLinkStateMachineArn"), runs
+        runner: TestRunner = wiring.run_starter(
+            self.target.output("TestRunsTableName"),
+            self.target.output("TestLinkStateMachineArn"),
+            dynamodb=self.target.client("dynamodb"),
+            sfn=self.target.client("stepfunctions"),
         )
         return runner
 
     @cached_property
     def endpoints(self) -> EndpointDirectory:
-        from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
-
-        directory: EndpointDirectory = DynamoEndpointStore(
-            self.target.output("EndpointsTableName"), client=self.target.client("dynamodb")
+        directory: EndpointDirectory = wiring.endpoint_directory(
+            self.target.output("EndpointsTableName"), dynamodb=self.target.client("dynamodb")
         )
         return directory
 

@@ -15,7 +15,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from ingest_http import app, check_content_type, count, json_answer, logger, metrics, raw_body, signing_secret
+from ingest_http import (
+    app,
+    build_hot_path_models,
+    check_content_type,
+    count,
+    json_answer,
+    logger,
+    metrics,
+    raw_body,
+    signing_secret,
+)
 
 from postback_relay import wiring
 from postback_relay.coldstart import after_restore, prime, refresh_after_restore
@@ -91,20 +101,8 @@ def lambda_handler(
     return app.resolve(event, context)
 
 
-def _build_hot_path() -> None:
-    """The service, its clients and the hot path's models, built ahead of the first request."""
-    from postback_relay.domain.config import AffiliateConfig
-    from postback_relay.domain.conversion import Conversion, ConversionResult
-    from postback_relay.domain.delivery import PostbackMessage
-    from postback_relay.domain.signing import verify_conversion_request  # noqa: F401 - imported for the snapshot
-
-    ingest_service()
-    for model in (Conversion, ConversionResult, AffiliateConfig, PostbackMessage):
-        model.model_rebuild()
-
-
-# SnapStart (template parameter IngestSnapStart) or provisioned concurrency: that work is
-# done at init, into the snapshot; on demand, on first use.
-prime(_build_hot_path)
+# SnapStart (template parameter IngestSnapStart) or provisioned concurrency: the service, its
+# clients and the hot path's models are built at init, into the snapshot; on demand, on first use.
+prime(ingest_service, build_hot_path_models)
 
 after_restore(refresh_after_restore)  # the secret is read again, the clients built again if need be

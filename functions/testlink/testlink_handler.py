@@ -18,14 +18,12 @@ from testlink_tasks import count_verdict, logger, run_task, task_adapter
 
 from postback_relay import wiring
 from postback_relay.observability import LazyTracer
-from postback_relay.settings import DEFAULT_MAX_HOPS, TestLinkSettings, settings_from_environ
+from postback_relay.settings import TestLinkSettings, settings_from_environ
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from postback_relay.services.testlink import TestLinkService
-
-__all__ = ["DEFAULT_MAX_HOPS", "lambda_handler", "load_settings"]
 
 
 def load_settings(environ: Mapping[str, str]) -> TestLinkSettings:

@@ -203,9 +203,6 @@ def test_a_name_resolving_to_an_internal_address_at_send_time_fails_without_a_co
 ) -> None:
     # GIVEN a deployed-stack dispatcher (loopback forbidden) whose DNS answers the affiliate's
     # public-looking name with an internal address, and a server listening on 127.0.0.1
-    # (the relay fixture forgets this dispatcher afterwards)
-    deployed = dispatch_handler.settings.model_copy(update={"allow_loopback": False})
-    dispatch_handler.dispatcher.use(wiring.dispatcher(deployed))
     lookups: list[str] = []
 
     def resolver(host: str, port: int) -> list[Address]:
@@ -213,6 +210,10 @@ def test_a_name_resolving_to_an_internal_address_at_send_time_fails_without_a_co
         return [ipaddress.ip_address(a) for a in answers]
 
     monkeypatch.setattr(http_sender, "resolve_host", resolver)
+    # (built after the resolver is replaced, as a cold function would be; the relay fixture
+    # forgets this dispatcher afterwards)
+    deployed = dispatch_handler.settings.model_copy(update={"allow_loopback": False})
+    dispatch_handler.dispatcher.use(wiring.dispatcher(deployed))
     with FaultyAffiliate(OK) as server:
         port = server.url.rsplit(":", 1)[1]
         relay.add_affiliate(affiliate_config(AFFILIATE, f"http://tracker.affiliate.example:{port}"))

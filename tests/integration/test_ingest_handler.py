@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import botocore.client
+import ingest_http
 import pytest
 import yaml
 from aws_lambda_powertools.utilities import parameters
@@ -509,7 +510,7 @@ def test_logs_never_hold_the_body_the_secret_or_the_signature(
 ) -> None:
     # GIVEN the function's log stream captured (the Logger bound its stream at import)
     logs = io.StringIO()
-    monkeypatch.setattr(ingest_handler.logger.registered_handler, "stream", logs)
+    monkeypatch.setattr(ingest_http.logger.registered_handler, "stream", logs)
 
     # WHEN a conversion is taken and another refused
     event = sample_event("revshare")

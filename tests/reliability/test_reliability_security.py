@@ -12,6 +12,8 @@ import json
 import logging
 from collections.abc import Iterator
 
+import dispatch_sqs
+import ingest_http
 import pytest
 from integration.test_ingest_handler import SECRET, LambdaContext, http_event
 from reliability.relay_harness import FLAKY, GONE, OK, FaultyAffiliate, Relay, affiliate_config, conversion
@@ -275,13 +277,13 @@ def test_no_log_line_of_a_full_run_holds_a_secret_a_signature_or_a_body(
     # GIVEN both functions logging at DEBUG into buffers, and an affiliate that signs its
     # postbacks (Standard Webhooks) and takes them as a POST body
     logs = io.StringIO()
-    for function in (ingest_handler, dispatch_handler):
+    for function in (ingest_http, dispatch_sqs):  # the modules holding the functions' Loggers
         monkeypatch.setattr(function.logger.registered_handler, "stream", logs)
         request.addfinalizer(functools.partial(function.logger.setLevel, function.logger.log_level))
         function.logger.setLevel(logging.DEBUG)
     # The functions' own loggers at DEBUG (botocore's DEBUG output is not theirs: Lambda's root
     # logger does not run at DEBUG).
-    caplog.set_level(logging.DEBUG, logger=ingest_handler.logger.name)
+    caplog.set_level(logging.DEBUG, logger=ingest_http.logger.name)
     webhook_secret = "whsec_" + base64.b64encode(b"affiliate-webhook-key-0123456789").decode()
     with FaultyAffiliate(OK) as ok, FaultyAffiliate(FLAKY) as flaky, FaultyAffiliate(GONE) as gone:
         for affiliate_id, server in (("9000001", ok), ("9000002", flaky), ("9000003", gone)):

@@ -7,13 +7,13 @@ import json
 import pytest
 from fakes import ingest_conversion_data
 
+from postback_relay.domain.errors import InvalidConversionRequest
 from postback_relay.services.ingest import (
     MAX_BATCH,
     MAX_FIELD_ERRORS,
     Answer,
     parse_conversion_request,
 )
-from postback_relay.services.ingest_request_errors import InvalidConversionRequest
 
 
 def body(document: object) -> bytes:

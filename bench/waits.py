@@ -119,7 +119,8 @@ def in_flight_peak(postbacks: int = 500, *, batch: int = BATCH, concurrency: int
     from postback_relay.domain.errors import InfrastructureError
     from postback_relay.domain.events import Event
     from postback_relay.ports import SendResult
-    from postback_relay.services.dispatch import CircuitBreakers, Dispatcher, ReceivedPostback
+    from postback_relay.services.circuit import CircuitBreakers
+    from postback_relay.services.dispatch import Dispatcher, ReceivedPostback
 
     class Dead:
         def send(self, message: Any, *, headers: Any = None) -> SendResult:

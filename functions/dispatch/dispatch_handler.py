@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dispatch_sqs import count, count_circuits, logger, metrics, processor, received, reporter
-
 from postback_relay import wiring
 from postback_relay.batch import PartialItemFailureResponse, process_partial_response
 from postback_relay.observability import LazyTracer

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from ingest_http import (
     app,
     build_hot_path_models,
@@ -26,7 +27,6 @@ from ingest_http import (
     raw_body,
     signing_secret,
 )
-
 from postback_relay import wiring
 from postback_relay.coldstart import after_restore, prime, refresh_after_restore
 from postback_relay.http_api import Response

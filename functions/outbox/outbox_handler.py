@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from outbox_stream import checker, count, logger, metrics, outbox_record, processor
-
 from postback_relay import wiring
 from postback_relay.batch import PartialItemFailureResponse, process_partial_response
 from postback_relay.observability import LazyTracer

@@ -14,11 +14,10 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from testlink_tasks import count_verdict, logger, run_task, task_adapter
-
 from postback_relay import wiring
 from postback_relay.observability import LazyTracer
 from postback_relay.settings import TestLinkSettings, settings_from_environ
+from testlink_tasks import count_verdict, logger, run_task, task_adapter
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import botocore.client
-import ingest_http
 import pytest
 import yaml
 from aws_lambda_powertools.utilities import parameters
@@ -24,6 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import ingest_handler
+import ingest_http
 from postback_relay import wiring
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.domain.delivery import PostbackMessage

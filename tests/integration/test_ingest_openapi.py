@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import ingest_http
 import pytest
 import yaml
 from fakes import ingest_conversion_data
@@ -17,6 +16,8 @@ from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+import ingest_http
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())

@@ -12,14 +12,14 @@ import json
 import logging
 from collections.abc import Iterator
 
-import dispatch_sqs
-import ingest_http
 import pytest
 from integration.test_ingest_handler import SECRET, LambdaContext, http_event
 from reliability.relay_harness import FLAKY, GONE, OK, FaultyAffiliate, Relay, affiliate_config, conversion
 
 import dispatch_handler
+import dispatch_sqs
 import ingest_handler
+import ingest_http
 from postback_relay import wiring
 from postback_relay.adapters import http_sender
 from postback_relay.domain.config import load_config_text

@@ -160,7 +160,8 @@ def dispatcher(
     from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
     from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
     from postback_relay.adapters.sqs_retry import SqsRetryControl
-    from postback_relay.services.dispatch import CircuitBreakers, Dispatcher
+    from postback_relay.services.circuit import CircuitBreakers
+    from postback_relay.services.dispatch import Dispatcher
 
     client = _client_once(dynamodb, "dynamodb")
     if notifier is None and notices:

@@ -110,7 +110,6 @@ def test_reseeding_changes_the_random_stream() -> None:
 
 def test_dispatch_outcome_metrics_are_keyed_by_real_outcomes() -> None:
     import dispatch_sqs
-
     from postback_relay.services.dispatch import DispatchOutcome
 
     # keyed by strings so that the service loads on the first batch; each must stay an outcome

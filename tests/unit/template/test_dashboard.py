@@ -169,7 +169,6 @@ def drive_every_emitter() -> None:
     import ingest_http
     import outbox_stream
     import testlink_tasks
-
     from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
     from postback_relay.domain.errors import (
         InfrastructureError,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-import testlink_tasks
 from unit.testlink.testlink_fakes import AFFILIATE_ID, START
 
 import testlink_handler
+import testlink_tasks
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sfn_runner import TestRunStarter, execution_arn
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError

@@ -49,9 +49,7 @@ from postback_relay.ports import (
     RetryControl,
     SendResult,
 )
-from postback_relay.services.circuit import (  # re-exported: the handler and the bench import it from here
-    CircuitBreakers as CircuitBreakers,
-)
+from postback_relay.services.circuit import CircuitBreakers
 
 logger = logging.getLogger(__name__)
 

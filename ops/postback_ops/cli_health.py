@@ -18,11 +18,10 @@ from rich.text import Text
 
 from postback_ops.cli_context import Backends, UsageProblem, handle_errors, ops_of, people_table
 from postback_relay.domain.delivery import Circuit, CircuitStatus
-from postback_relay.domain.errors import NotFoundError
+from postback_relay.domain.errors import DurationError, NotFoundError
 from postback_relay.domain.health import (
     DEFAULT_WINDOW,
     AffiliateHealth,
-    DurationError,
     HealthState,
     HourlyCount,
     affiliate_health,

@@ -10,15 +10,13 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from postback_relay.domain.errors import SettingsError
+
 # domain.testrun.MAX_HOPS, written out so that the test-link function loads the domain on its
 # first call, not at import (a unit test keeps the two equal).
 DEFAULT_MAX_HOPS = 10
 
 _SETTINGS = ConfigDict(frozen=True, extra="ignore", defer_build=True)
-
-
-class SettingsError(RuntimeError):
-    """The function's environment is incomplete or wrong: a deployment fault."""
 
 
 def settings_from_environ[M: BaseModel](model: type[M], environ: Mapping[str, str], *, function: str) -> M:

@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 
 from postback_ops.local.receiver import Answer, Receiver
 from postback_relay.adapters.http_sender import HttpPostbackSender, IpAddress, SafeHttpClient
-from postback_relay.domain.delivery import DeliveryTransportError, PostbackMessage
-from postback_relay.domain.errors import UnsafeUrlError
+from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.domain.errors import DeliveryTransportError, UnsafeUrlError
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 

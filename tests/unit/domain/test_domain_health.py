@@ -10,10 +10,10 @@ import pytest
 from fakes import Tried, delivery_record, message
 
 from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState
+from postback_relay.domain.errors import DurationError
 from postback_relay.domain.health import (
     AffiliateHealth,
     CircuitView,
-    DurationError,
     HealthState,
     affiliate_health,
     circuit_view,

@@ -152,3 +152,47 @@ def test_the_rule_catches_a_wrong_arrow(
     # WHEN its imports are checked
     # THEN a wrong arrow is named, and an allowed one is not
     assert violations(path, forbidden) == expected
+
+
+# batch.py mirrors Powertools' batch utility, its two exception classes by their Powertools names.
+ERRORS_MODULE = PACKAGE / "domain" / "errors.py"
+ERRORS_ELSEWHERE_ALLOWED = {"batch.py:BatchProcessingError", "batch.py:UnexpectedBatchTypeError"}
+
+
+def error_classes(path: Path) -> list[str]:
+    """The public exception classes a module declares (a base named *Error or *Exception)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            bases = [
+                b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases
+            ]
+            if any(base.endswith(("Error", "Exception")) for base in bases):
+                found.append(node.name)
+    return found
+
+
+def test_every_error_class_is_in_errors_py() -> None:
+    # GIVEN every module of the package
+    elsewhere = {
+        f"{path.relative_to(PACKAGE)}:{name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != ERRORS_MODULE
+        for name in error_classes(path)
+    }
+    # WHEN the exception classes declared outside domain/errors.py are listed
+    # THEN there are none but batch.py's Powertools names, and errors.py does hold the errors
+    assert elsewhere == ERRORS_ELSEWHERE_ALLOWED
+    assert {"DomainError", "DeliveryTransportError", "SettingsError", "PostbackNotDone"} <= set(
+        error_classes(ERRORS_MODULE)
+    )
+
+
+def test_the_error_rule_sees_an_error_class(tmp_path: Path) -> None:
+    # GIVEN a module declaring an error, a private control-flow exception and a plain class
+    path = tmp_path / "module.py"
+    path.write_text("class OopsError(ValueError): ...\nclass _Stop(Exception): ...\nclass Plain: ...\n")
+    # WHEN its error classes are listed
+    # THEN only the public error is
+    assert error_classes(path) == ["OopsError"]

@@ -8,7 +8,7 @@ import pytest
 
 import ingest_handler
 from ingest_handler import load_settings
-from postback_relay.settings import SettingsError
+from postback_relay.domain.errors import SettingsError
 
 REQUIRED = ("AFFILIATES_TABLE", "CONVERSIONS_TABLE", "SIGNING_SECRET_NAME")
 

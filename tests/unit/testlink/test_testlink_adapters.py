@@ -15,9 +15,8 @@ import testlink_handler
 import testlink_tasks
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.adapters.sfn_runner import TestRunStarter, execution_arn
-from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
+from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError, SettingsError
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
-from postback_relay.settings import SettingsError
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 ROLE = "arn:aws:iam::123456789012:role/testlink"

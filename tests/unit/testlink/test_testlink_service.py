@@ -15,8 +15,8 @@ from unit.testlink.testlink_fakes import (
     make_config,
 )
 
-from postback_relay.domain.delivery import DeliveryState, DeliveryTransportError
-from postback_relay.domain.errors import InfrastructureError, UnsafeUrlError
+from postback_relay.domain.delivery import DeliveryState
+from postback_relay.domain.errors import DeliveryTransportError, InfrastructureError, UnsafeUrlError
 from postback_relay.domain.events import Event, OfferType
 from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, RunVerdict
 from postback_relay.services.testlink import (

@@ -34,8 +34,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
 from postback_relay.domain.addresses import DEFAULT_PORTS, check_url, forbidden_reason
-from postback_relay.domain.delivery import DeliveryTransportError, PostbackMessage, parse_retry_after
-from postback_relay.domain.errors import UnsafeUrlError
+from postback_relay.domain.delivery import PostbackMessage, parse_retry_after
+from postback_relay.domain.errors import DeliveryTransportError, UnsafeUrlError
 from postback_relay.domain.times import utc_now
 from postback_relay.ports import SendResult
 

@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from postback_relay.domain.addresses import check_url
-from postback_relay.domain.errors import ConfigError, UnsafeUrlError
+from postback_relay.domain.errors import ConfigError, FieldProblems, UnsafeUrlError
 from postback_relay.domain.events import Event
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.macros import BUILTIN_MACROS as BUILTIN_MACROS  # the names the configs may use
@@ -42,15 +42,6 @@ CONTENT_TYPES = (FORM, JSON)
 MAX_CONFIG_CHARS = 65536
 AFFILIATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
-
-
-class FieldProblems(ValueError):
-    """Problems found by a validator that sees several fields, each with its path relative to
-    the model validated. `parse_config` turns them into dotted paths from the config's root."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{path}: {reason}" for path, reason in problems))
-        self.problems = problems
 
 
 def _allow_loopback(info: ValidationInfo) -> bool:

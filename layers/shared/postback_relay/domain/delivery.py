@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from postback_relay.domain.config import AffiliateConfig, PostbackSpec
     from postback_relay.domain.conversion import Conversion
     from postback_relay.domain.render import RenderedPostback
-from postback_relay.domain.errors import DomainError
 from postback_relay.domain.events import Event
 from postback_relay.domain.times import utc_millis
 
@@ -175,16 +174,6 @@ def delivery_id_for(transaction_id: str, event: Event, affiliate_id: str, index:
     (the platform retried after a partial failure) is still one delivery."""
     key = f"{transaction_id}|{event.value}|{affiliate_id}|{index}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-class DeliveryTransportError(DomainError):
-    """A postback call that got no HTTP answer; always worth another attempt."""
-
-    kind = "transport"
-
-    def __init__(self, kind: Literal["timeout", "connection_error"], message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 # --- classification ------------------------------------------------------------------------

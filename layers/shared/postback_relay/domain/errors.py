@@ -8,6 +8,7 @@ metrics) and a sentence a person can act on.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 MAX_FIELD_ERRORS = 100
 BODY_FIELD = "body"  # the `field` of an error about the body as a whole
@@ -139,3 +140,30 @@ class PostbackNotDone(Exception):
 
 class PostbacksNotQueued(Exception):
     """Reports a stream record as a batch item failure: Lambda retries the batch from it."""
+
+
+class DeliveryTransportError(DomainError):
+    """A postback call that got no HTTP answer; always worth another attempt."""
+
+    kind = "transport"
+
+    def __init__(self, kind: Literal["timeout", "connection_error"], message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class FieldProblems(ValueError):
+    """Problems found by a validator that sees several fields, each with its path relative to
+    the model validated. `parse_config` turns them into dotted paths from the config's root."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {reason}" for path, reason in problems))
+        self.problems = problems
+
+
+class DurationError(ValueError):
+    """A window that is not `<n>m`, `<n>h` or `<n>d`, or longer than the log keeps."""
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or wrong: a deployment fault."""

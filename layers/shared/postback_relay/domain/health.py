@@ -35,6 +35,7 @@ from postback_relay.domain.delivery import (
     endpoint_of,
     failure_reason,
 )
+from postback_relay.domain.errors import DurationError
 from postback_relay.domain.times import parse_utc
 
 if TYPE_CHECKING:
@@ -47,10 +48,6 @@ MAX_WINDOW = timedelta(days=30)  # the delivery log keeps a postback 30 days (it
 TOP_FAILURES = 3
 # Below this share of delivered postbacks (of those judged), an affiliate is `failing`.
 FAILING_BELOW = 0.9
-
-
-class DurationError(ValueError):
-    """A window that is not `<n>m`, `<n>h` or `<n>d`, or longer than the log keeps."""
 
 
 def parse_duration(text: str) -> timedelta:

@@ -15,8 +15,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from postback_relay.domain.addresses import check_url, forbidden_reason, parse_host_ip
 from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.delivery import DeliveryTransportError
-from postback_relay.domain.errors import LinkError, TrackerError, UnsafeUrlError
+from postback_relay.domain.errors import DeliveryTransportError, LinkError, TrackerError, UnsafeUrlError
 from postback_relay.domain.events import OfferType
 from postback_relay.domain.links import LinkInfo, is_network_link, read_link
 from postback_relay.domain.testrun import MAX_HOPS

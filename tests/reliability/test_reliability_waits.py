@@ -217,9 +217,22 @@ def test_two_thousand_postbacks_wait_on_a_dead_endpoint_without_holding_the_queu
     assert latencies[-1] < 10.0
     assert min(waiting_then.values()) >= 1000
     # AND none is lost: once the endpoint came back every one of the 2,000 was delivered
-    # (none failed: the endpoint's outage was shorter than the retry schedule), each once
+    # (none failed: the endpoint's outage was shorter than the retry schedule), each once, but
+    # for an attempt whose answer came after the read timeout (one sent as the endpoint came
+    # back, on a loaded machine): at-least-once allows one more send then, and the attempt log
+    # must show the timeout, as the faults suite's throttled-write test checks
     assert dead_states == {DeliveryState.DELIVERED}
-    assert len(dead.received) == 2000 and max(dead.received.values()) == 1
+    assert len(dead.received) == 2000
+    timeouts = {
+        f"/pb0?{log.records[delivery_id].message.transaction_id.replace('-', '')}": sum(
+            1 for attempt in log.records[delivery_id].attempts if attempt.error_kind == "timeout"
+        )
+        for delivery_id in dead_ids
+    }
+    assert set(timeouts) == set(dead.received)  # the log's postbacks are the ones the endpoint took
+    extra_sends = {key: count for key, count in dead.received.items() if count > 1}
+    late = {key: timeouts[key] for key in extra_sends}
+    assert all(count - 1 <= late[key] for key, count in extra_sends.items()), f"sent: {extra_sends}, timeouts: {late}"
     assert relay.dead_letters() == []
 
 

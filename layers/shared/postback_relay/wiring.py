@@ -120,7 +120,7 @@ def ingest_service(
 ) -> IngestService:
     """The ingest function's service. `clock` (Unix seconds) dates the conversions and ages
     the affiliate cache; `affiliates` is wrapped in the cache either way."""
-    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore
     from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
     from postback_relay.services.ingest import IngestService
 
@@ -128,9 +128,7 @@ def ingest_service(
     client = _client_once(dynamodb, "dynamodb")
     store = _given_or(
         affiliates,
-        lambda: DynamoAffiliateStore(
-            settings.affiliates_table, client=client(), allow_loopback=settings.allow_loopback
-        ),
+        lambda: affiliate_store(settings.affiliates_table, dynamodb=client(), allow_loopback=settings.allow_loopback),
     )
     return IngestService(
         CachedAffiliateStore(store, ttl_s=settings.config_cache_seconds, clock=lambda: clock()),
@@ -155,9 +153,8 @@ def dispatcher(
 ) -> Dispatcher:
     """The dispatch function's service; each adapter not given is built on AWS. With
     `notices=False` and no `notifier`, circuit changes are not announced (the bench)."""
-    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore, DynamoAffiliateStore
+    from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore
     from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-    from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
     from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
     from postback_relay.adapters.sqs_retry import SqsRetryControl
     from postback_relay.services.circuit import CircuitBreakers
@@ -166,7 +163,7 @@ def dispatcher(
     client = _client_once(dynamodb, "dynamodb")
     if notifier is None and notices:
         notifier = SnsNotifier(settings.alarm_topic_arn, client=sns or notice_client())
-    store = _given_or(endpoints, lambda: DynamoEndpointStore(settings.endpoints_table, client=client()))
+    store = _given_or(endpoints, lambda: endpoint_directory(settings.endpoints_table, dynamodb=client()))
     return Dispatcher(
         deliveries=_given_or(
             deliveries,
@@ -180,9 +177,7 @@ def dispatcher(
         affiliates=_given_or(
             affiliates,
             lambda: CachedAffiliateStore(
-                DynamoAffiliateStore(
-                    settings.affiliates_table, client=client(), allow_loopback=settings.allow_loopback
-                ),
+                affiliate_store(settings.affiliates_table, dynamodb=client(), allow_loopback=settings.allow_loopback),
                 ttl_s=settings.config_cache_seconds,
             ),
         ),
@@ -205,7 +200,6 @@ def link_test_service(
     settings: TestLinkSettings, *, dynamodb: DynamoDBClient | None = None, sqs: SQSClient | None = None
 ) -> TestLinkService:
     """The test-link function's service."""
-    from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
     from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
     from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
     from postback_relay.adapters.http_sender import SafeHttpClient
@@ -214,8 +208,8 @@ def link_test_service(
     dynamodb = dynamodb or aws_client("dynamodb")
     return TestLinkService(
         runs=DynamoTestRunStore(settings.test_runs_table, client=dynamodb),
-        affiliates=DynamoAffiliateStore(
-            settings.affiliates_table, client=dynamodb, allow_loopback=settings.allow_loopback, consistent_read=True
+        affiliates=affiliate_store(
+            settings.affiliates_table, dynamodb=dynamodb, allow_loopback=settings.allow_loopback, consistent_read=True
         ),
         queue=postback_queue(settings.postback_queue_url, sqs=sqs),
         deliveries=DynamoDeliveryLog(settings.deliveries_table, client=dynamodb),

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from postback_relay.domain.delivery import Attempt, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.events import Event
+from postback_relay.domain.times import utc_exact
 from postback_relay.ports import DeliveryRecord, DispatchDeliveryLog
 
 
@@ -68,12 +69,8 @@ def delivery_record(
         )
         for i, attempt in enumerate(t if isinstance(t, Tried) else Tried(t) for t in tries)
     )
-    created = _iso(postback.created_at)
+    created = utc_exact(postback.created_at)
     return DeliveryRecord(postback.delivery_id, postback, state, attempts, created, created)
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class FakeDeliveryLog(DispatchDeliveryLog):

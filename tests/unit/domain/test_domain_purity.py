@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from unit.domain.source_imports import imported_modules
 
 import postback_relay.domain
 
@@ -15,14 +16,7 @@ FORBIDDEN_IMPORTS = {"boto3", "botocore", "os", "requests", "urllib3", "aws_lamb
 
 
 def _imported_roots(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    roots: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    return roots
+    return {module.split(".")[0] for module in imported_modules(path)}
 
 
 def test_every_domain_module_is_found() -> None:

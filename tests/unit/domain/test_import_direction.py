@@ -8,10 +8,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from unit.domain.source_imports import PACKAGE, imported_modules
 
-import postback_relay
-
-PACKAGE = Path(postback_relay.__file__).parent
 SERVICES = sorted((PACKAGE / "services").rglob("*.py"))
 ADAPTERS = sorted((PACKAGE / "adapters").rglob("*.py"))
 PORTS = PACKAGE / "ports.py"
@@ -33,25 +31,6 @@ SERVICE_FORBIDDEN = (
 # through Powertools, nor reads the environment (the wiring hands it its clients and settings).
 ADAPTER_FORBIDDEN = ("postback_relay.services", "postback_relay.wiring", "aws_lambda_powertools", "os")
 PORTS_ALLOWED_OWN = ("postback_relay.domain",)
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, anywhere in it (relative imports resolved to the package)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.level:
-                package = path.parent.relative_to(PACKAGE.parent).parts
-                base = ".".join(package[: len(package) - node.level + 1])
-                found.add(f"{base}.{node.module}")
-            else:
-                found.add(node.module)
-            # `from postback_relay import services` imports a module too
-            found.update(f"{node.module}.{alias.name}" for alias in node.names if node.level == 0)
-    return found
 
 
 def reaches(module: str, prefixes: tuple[str, ...]) -> bool:

@@ -25,7 +25,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -271,6 +271,16 @@ REDIRECTING = Misbehaviour("redirect", lambda n: "redirect", fails_for_good=True
 GONE = Misbehaviour("404", lambda n: "404", fails_for_good=True)
 DOWN = Misbehaviour("always-503", lambda n: "503", fails_for_good=True)
 SLOWLORIS = Misbehaviour("slowloris", lambda n: "slowloris")
+
+
+def resends_without_timeout(
+    received: Mapping[str, int], records: Iterable[DeliveryRecord], key_of: Callable[[DeliveryRecord], str]
+) -> dict[str, tuple[int, int]]:
+    """The postbacks an endpoint took more often than at-least-once allows: once, plus once per
+    attempt whose answer came after the read timeout (which the attempt log must show).
+    key -> (times taken, timeouts logged); empty when every resend is accounted for."""
+    timeouts = {key_of(r): sum(1 for attempt in r.attempts if attempt.error_kind == "timeout") for r in records}
+    return {key: (count, timeouts.get(key, 0)) for key, count in received.items() if count - 1 > timeouts.get(key, 0)}
 
 
 class FaultyAffiliate:

@@ -28,6 +28,9 @@ batch an event source mapping hands over with a batching window, for arrivals sp
 over the month (a Poisson process at the monthly rate): the first record opens the window,
 the batch closes when it is full or the window ends.
 
+Encryption at rest costs nothing here: the tables use the AWS owned key (`SSEEnabled: false`)
+and the queues SSE-SQS, neither billed per request, so the model has no KMS line.
+
 The observability lines (CloudWatch Logs ingestion, X-Ray traces) are part of the bill the
 template causes: JSON logs on every function at the production level (WARNING: what remains
 is the warnings, the metrics' EMF lines and the API's access log), X-Ray when `TracingMode`

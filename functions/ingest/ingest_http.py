@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -69,10 +68,14 @@ def signing_secret(name: str) -> str:
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
-    # Powertools' provider on the default boto3 session: its own session would load the
-    # endpoint and service data a second time on the first request.
+    from postback_relay import wiring
+
+    # Powertools' provider on the default boto3 session (its own session would load the
+    # endpoint and service data a second time on the first request), on the functions' AWS budget.
     if "secrets" not in DEFAULT_PROVIDERS:
-        DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+        DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(
+            boto3_client=wiring.aws_client("secretsmanager", attempts=wiring.INGEST_AWS_ATTEMPTS)
+        )
     try:
         secret = parameters.get_secret(name, max_age=SECRET_MAX_AGE_S)
     except parameters.exceptions.GetParameterError as exc:

@@ -15,6 +15,8 @@ from postback_relay.domain.errors import SettingsError
 # domain.testrun.MAX_HOPS, written out so that the test-link function loads the domain on its
 # first call, not at import (a unit test keeps the two equal).
 DEFAULT_MAX_HOPS = 10
+# The dispatcher's most workers; the AWS clients' connection pool is this large (wiring).
+MAX_WORKERS_LIMIT = 100
 
 _SETTINGS = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
@@ -58,7 +60,7 @@ class DispatchSettings(BaseModel):
     connect_timeout_s: float = Field(default=3, gt=0, le=30)
     read_timeout_s: float = Field(default=10, gt=0, le=60)
     config_cache_seconds: float = Field(default=60, ge=0)
-    max_workers: int = Field(default=10, ge=1, le=100)
+    max_workers: int = Field(default=10, ge=1, le=MAX_WORKERS_LIMIT)
     delivery_ttl_days: int = Field(default=30, ge=1)
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from postback_relay.settings import MAX_WORKERS_LIMIT
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
@@ -79,11 +81,51 @@ def reset() -> None:
         held.reset()
 
 
-def aws_client(service: str) -> Any:
-    """A boto3 client on the default session (Lambda's credentials and region)."""
+# --- the budget of every AWS call the functions make ----------------------------------------
+# One botocore Config for every client built here (botocore's defaults are 60 s timeouts,
+# legacy retries and 10 pooled connections). DynamoDB, SQS, SNS, Step Functions and Secrets
+# Manager answer in milliseconds: a call that has not connected in 1 s or answered in 2 s is
+# retried, three attempts in all (standard mode, which retries throttling and 5xx with jittered
+# backoff of at most 1 s then 2 s). So one call ends within AWS_CALL_BUDGET_S (12 s), well
+# inside the functions' timeouts (dispatch 30 s), and the dispatcher's guard counts on it.
+AWS_CONNECT_TIMEOUT_S = 1.0
+AWS_READ_TIMEOUT_S = 2.0
+AWS_ATTEMPTS = 3  # the first attempt and two retries
+# At least the dispatcher's workers (settings.MAX_WORKERS_LIMIT bounds MAX_WORKERS): each
+# worker's AWS calls get a connection of their own rather than waiting for one.
+AWS_POOL_CONNECTIONS = MAX_WORKERS_LIMIT
+
+
+def aws_call_budget_s(attempts: int = AWS_ATTEMPTS) -> float:
+    """The longest one AWS call can take with `attempts`: each attempt's connect and read
+    timeouts, plus standard mode's backoff before each retry (at most 2**(n-1) s, capped at 20)."""
+    backoff = sum(min(2.0**retry, 20.0) for retry in range(attempts - 1))
+    return attempts * (AWS_CONNECT_TIMEOUT_S + AWS_READ_TIMEOUT_S) + backoff
+
+
+AWS_CALL_BUDGET_S = aws_call_budget_s()
+# Ingest runs for 10 s at most: two attempts (7 s) let a failing write still answer 503 in time.
+INGEST_AWS_ATTEMPTS = 2
+
+
+def aws_config(*, attempts: int = AWS_ATTEMPTS) -> Any:
+    """The botocore Config of every client the functions build (`attempts` fewer for a call
+    that must be shorter still: the circuit notices)."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=AWS_CONNECT_TIMEOUT_S,
+        read_timeout=AWS_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        max_pool_connections=AWS_POOL_CONNECTIONS,
+    )
+
+
+def aws_client(service: str, *, attempts: int = AWS_ATTEMPTS) -> Any:
+    """A boto3 client on the default session (Lambda's credentials and region), on the budget."""
     import boto3
 
-    return boto3.client(service)  # type: ignore[call-overload]
+    return boto3.client(service, config=aws_config(attempts=attempts))  # type: ignore[call-overload]
 
 
 def _unix_clock_as_datetime(clock: Callable[[], float]) -> Callable[[], datetime]:
@@ -95,13 +137,13 @@ def _given_or[P](given: P | None, build: Callable[[], P]) -> P:
     return build() if given is None else given
 
 
-def _client_once(given: Any, service: str) -> Callable[[], Any]:
+def _client_once(given: Any, service: str, *, attempts: int = AWS_ATTEMPTS) -> Callable[[], Any]:
     """The given client, or one made on first use and shared by the adapters built after."""
     made: list[Any] = [] if given is None else [given]
 
     def client() -> Any:
         if not made:
-            made.append(aws_client(service))
+            made.append(aws_client(service, attempts=attempts))
         return made[0]
 
     return client
@@ -125,7 +167,7 @@ def ingest_service(
     from postback_relay.services.ingest import IngestService
 
     now = _unix_clock_as_datetime(clock)
-    client = _client_once(dynamodb, "dynamodb")
+    client = _client_once(dynamodb, "dynamodb", attempts=INGEST_AWS_ATTEMPTS)
     store = _given_or(
         affiliates,
         lambda: affiliate_store(settings.affiliates_table, dynamodb=client(), allow_loopback=settings.allow_loopback),
@@ -143,6 +185,7 @@ def dispatcher(
     *,
     dynamodb: DynamoDBClient | None = None,
     sns: SNSClient | None = None,
+    sqs: SQSClient | None = None,
     deliveries: DispatchDeliveryLog | None = None,
     sender: PostbackSender | None = None,
     retries: RetryControl | None = None,
@@ -155,14 +198,14 @@ def dispatcher(
     `notices=False` and no `notifier`, circuit changes are not announced (the bench)."""
     from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore
     from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-    from postback_relay.adapters.sns_notifier import SnsNotifier, notice_client
+    from postback_relay.adapters.sns_notifier import NOTICE_ATTEMPTS, SnsNotifier
     from postback_relay.adapters.sqs_retry import SqsRetryControl
     from postback_relay.services.circuit import CircuitBreakers
     from postback_relay.services.dispatch import Dispatcher
 
     client = _client_once(dynamodb, "dynamodb")
     if notifier is None and notices:
-        notifier = SnsNotifier(settings.alarm_topic_arn, client=sns or notice_client())
+        notifier = SnsNotifier(settings.alarm_topic_arn, client=sns or aws_client("sns", attempts=NOTICE_ATTEMPTS))
     store = _given_or(endpoints, lambda: endpoint_directory(settings.endpoints_table, dynamodb=client()))
     return Dispatcher(
         deliveries=_given_or(
@@ -171,7 +214,10 @@ def dispatcher(
         ),
         sender=_given_or(sender, lambda: postback_sender(settings, pool_size=settings.max_workers)),
         retries=_given_or(
-            retries, lambda: SqsRetryControl(settings.postback_queue_url, settings.dead_letter_queue_url)
+            retries,
+            lambda: SqsRetryControl(
+                settings.postback_queue_url, settings.dead_letter_queue_url, client=sqs or aws_client("sqs")
+            ),
         ),
         breakers=CircuitBreakers(store, notifier=notifier, scale=settings.delay_scale),
         affiliates=_given_or(

@@ -156,7 +156,8 @@ def test_a_hanging_alarm_topic_cannot_hold_a_batch_past_the_lambda_timeout() -> 
     # GIVEN the dispatcher's timeouts, its Lambda timeout and the notices' own budget
     from template_support import TEMPLATE
 
-    from postback_relay.adapters.sns_notifier import NOTICE_BUDGET_S, notice_client
+    from postback_relay import wiring
+    from postback_relay.adapters.sns_notifier import NOTICE_ATTEMPTS, NOTICE_BUDGET_S
 
     dispatch = TEMPLATE["Resources"]["DispatchFunction"]["Properties"]
     variables = dispatch["Environment"]["Variables"]
@@ -166,7 +167,7 @@ def test_a_hanging_alarm_topic_cannot_hold_a_batch_past_the_lambda_timeout() -> 
     # THEN a batch whose postbacks all hang, each worker also publishing a notice into a hanging
     # topic, still ends inside the function's timeout, with room for DynamoDB and SQS
     assert rounds * (per_postback + NOTICE_BUDGET_S) + 5 <= int(dispatch["Timeout"])
-    # AND the client the handler builds carries that budget
-    config: Any = notice_client().meta.config  # botocore-stubs do not declare its options
+    # AND the notices' client config carries that budget (test_aws_budget: the wiring builds it)
+    config: Any = wiring.aws_config(attempts=NOTICE_ATTEMPTS)  # botocore-stubs do not declare its options
     assert config.connect_timeout + config.read_timeout <= NOTICE_BUDGET_S / 2
     assert config.retries["total_max_attempts"] == 2  # the first attempt and one retry

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.errors import InfrastructureError
@@ -21,29 +19,19 @@ if TYPE_CHECKING:
 
 
 # The dispatcher publishes between a postback's send and its log write: a hanging SNS must not
-# hold that write past the Lambda timeout (the postback would be sent again). At most
-# NOTICE_BUDGET_S per notice; botocore's defaults (60 s reads, several retries) would not do.
+# hold that write past the Lambda timeout (the postback would be sent again). The wiring builds
+# the notices' client on the functions' one AWS budget (1 s connect, 2 s read: wiring.aws_config)
+# with NOTICE_ATTEMPTS attempts instead of three: at most NOTICE_BUDGET_S per notice.
 NOTICE_CONNECT_TIMEOUT_S = 1
 NOTICE_READ_TIMEOUT_S = 2
 NOTICE_ATTEMPTS = 2
 NOTICE_BUDGET_S = NOTICE_ATTEMPTS * (NOTICE_CONNECT_TIMEOUT_S + NOTICE_READ_TIMEOUT_S)
 
 
-def notice_client() -> SNSClient:
-    return boto3.client(
-        "sns",
-        config=Config(
-            connect_timeout=NOTICE_CONNECT_TIMEOUT_S,
-            read_timeout=NOTICE_READ_TIMEOUT_S,
-            retries={"total_max_attempts": NOTICE_ATTEMPTS, "mode": "standard"},
-        ),
-    )
-
-
 class SnsNotifier:
-    def __init__(self, topic_arn: str, *, client: SNSClient | None = None) -> None:
+    def __init__(self, topic_arn: str, *, client: SNSClient) -> None:
         self._topic_arn = topic_arn
-        self._client: SNSClient = client or notice_client()
+        self._client: SNSClient = client
 
     def notify(self, notice: CircuitNotice) -> None:
         try:

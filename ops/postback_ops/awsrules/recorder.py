@@ -2,7 +2,9 @@
 
 Each botocore client is tagged, when it is created, with the principal whose code created it:
 the innermost frame of the creating call stack that lies in a function's code folder (its
-CodeUri in template.yaml) names the function; one in moto's Step Functions names the state
+CodeUri in template.yaml), or in the `postback_relay.wiring` builder that function's code calls
+(`wiring.dispatcher` for the dispatch function: a test that builds a dispatcher through wiring
+makes the function's calls), names the function; one in moto's Step Functions names the state
 machine (moto runs Task states through a Lambda client it creates); one in the CLI's package
 (postback_ops, outside the local stack's own code) names the CLI. Clients created by tests and
 by the local stack's stand-ins are not tagged and not recorded. A tag rides on the client, so
@@ -15,6 +17,7 @@ plugin puts `site/` (a sitecustomize that calls `install_from_env`) on their PYT
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -33,6 +36,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[3]
 _OPS_DIR = _REPO_ROOT / "ops" / "postback_ops"
 _LOCAL_STACK_DIR = _OPS_DIR / "local"
 _AWSRULES_DIR = _OPS_DIR / "awsrules"
+_WIRING = _REPO_ROOT / "layers" / "shared" / "postback_relay" / "wiring.py"
 
 _lock = threading.Lock()
 _installed: dict[str, Any] = {}
@@ -50,14 +54,38 @@ def _function_dirs() -> dict[str, str]:
     }
 
 
-def principal_of_stack(function_dirs: dict[str, str]) -> tuple[str, str] | None:
+def wiring_builders(function_dirs: dict[str, str], wiring: Path = _WIRING) -> dict[str, str]:
+    """Each `postback_relay.wiring` function a function's code calls (`wiring.dispatcher(...)`)
+    -> that function's logical ID. A builder two functions call names neither."""
+    defined = {
+        node.name for node in ast.parse(wiring.read_text(encoding="utf-8")).body if isinstance(node, ast.FunctionDef)
+    }
+    callers: dict[str, set[str]] = {}
+    for folder, logical_id in function_dirs.items():
+        for source in sorted(Path(folder).glob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "wiring"
+                    and node.func.attr in defined
+                ):
+                    callers.setdefault(node.func.attr, set()).add(logical_id)
+    return {builder: next(iter(ids)) for builder, ids in callers.items() if len(ids) == 1}
+
+
+def principal_of_stack(function_dirs: dict[str, str], builders: dict[str, str] | None = None) -> tuple[str, str] | None:
     """(kind, principal) of the code creating a client now, or None for tests and stand-ins."""
+    wiring_file = str(_WIRING)
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         folder = os.path.dirname(os.path.abspath(filename))
         if folder in function_dirs:
             return "function", function_dirs[folder]
+        if builders and frame.f_code.co_name in builders and os.path.abspath(filename) == wiring_file:
+            return "function", builders[frame.f_code.co_name]
         normalized = filename.replace(os.sep, "/")
         if "/moto/stepfunctions/" in normalized:
             return "state_machine", "StepFunctions"
@@ -88,12 +116,13 @@ def install(log_path: Path | str) -> None:
             return
         _installed["write"] = _writer(Path(log_path))
         function_dirs = _function_dirs()
+        builders = wiring_builders(function_dirs)
         original = botocore.session.Session.create_client
         _installed["original"] = original
 
         def create_client(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
             client = original(self, *args, **kwargs)
-            who = principal_of_stack(function_dirs)
+            who = principal_of_stack(function_dirs, builders)
             if who is not None:
                 _tag(client, *who)
             return client

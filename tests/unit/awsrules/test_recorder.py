@@ -67,3 +67,34 @@ def test_a_client_built_by_a_test_is_not_recorded(log: Path) -> None:
     with mock_aws():
         boto3.client("sqs", region_name=REGION).create_queue(QueueName="harness")
     assert not log.exists() or log.read_text() == ""
+
+
+def test_a_service_a_test_builds_through_wiring_records_for_the_function_that_builds_it(
+    log: Path, aws: dict[str, str]
+) -> None:
+    # GIVEN a dispatcher a test builds through wiring (as the reliability suite does), not
+    # through the dispatch function's handler
+    import dispatch_handler
+    from postback_relay import wiring
+    from postback_relay.services.dispatch import ReceivedPostback
+
+    built = wiring.dispatcher(dispatch_handler.settings)
+    # WHEN it dead letters a message it cannot read (one SendMessage to the DLQ)
+    built.dispatch(ReceivedPostback("m-1", "r-1", 1, "not a postback"))
+    # THEN the call is the dispatch function's, found through the builder its handler calls
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert ("DispatchFunction", "sqs:SendMessage", aws["DeadLetterQueueUrl"].rsplit("/", 1)[1]) in {
+        (r["principal"], r["action"], r["resource"].rsplit(":", 1)[1]) for r in records
+    }
+
+
+def test_the_builders_each_functions_code_calls_name_that_function() -> None:
+    # GIVEN the template's functions and the wiring module
+    builders = recorder.wiring_builders(recorder._function_dirs())
+    # THEN each function's own builder names it
+    assert {builders[name] for name in ("ingest_service", "outbox_service", "dispatcher", "link_test_service")} == {
+        "IngestFunction",
+        "OutboxFunction",
+        "DispatchFunction",
+        "TestLinkFunction",
+    }

@@ -369,10 +369,11 @@ def test_a_config_posting_back_to_a_private_address_is_refused(postback: Cli, tm
     # WHEN it is put with the config script
     result = postback("affiliate", "put", str(config))
 
-    # THEN it is refused, naming the field, and nothing is stored
-    assert result.exit_code != 0
+    # THEN it is refused (exit 2, invalid input, as the README promises scripts), naming the
+    # field, and nothing is stored (exit 4, not found)
+    assert result.exit_code == 2, result.stdout + result.stderr
     assert "postback 1, url" in result.stdout + result.stderr
-    assert postback("affiliate", "get", "2000007").exit_code != 0
+    assert postback("affiliate", "get", "2000007").exit_code == 4
 
 
 @pytest.mark.slow

@@ -290,6 +290,24 @@ def test_postback_outbox_recover_queues_a_given_up_batch_through_the_command(
     assert outbox.drain("OutboxFailureQueueUrl") == []
 
 
+def test_postback_outbox_recover_exits_1_while_sqs_refuses_and_keeps_the_failure_message(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a conversion whose stream batch the outbox gave up on, and SQS still refusing sends
+    give_up_on(outbox, monkeypatch, "T-1")
+    sqs_refusing(monkeypatch)
+
+    # WHEN ops run the command
+    with pinned(Target.from_outputs(outbox.outputs, name="relay-prod")):
+        result = CliRunner().invoke(app, ["--json", "outbox", "recover"])
+    monkeypatch.undo()
+
+    # THEN it exits 1, as the README promises scripts, and the failure message stays for a rerun
+    assert result.exit_code == 1, result.output
+    assert outbox.drain() == []
+    assert len(outbox.drain("OutboxFailureQueueUrl")) == 1
+
+
 def test_recover_reads_the_table_once_the_stream_trimmed_the_records(
     outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

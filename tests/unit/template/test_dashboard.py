@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,8 @@ class DashboardMetric:
     where: str
 
 
-def dashboard_body() -> dict[str, Any]:
-    sub = TEMPLATE["Resources"]["OpsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+def dashboard_body(template: Mapping[str, Any] = TEMPLATE) -> dict[str, Any]:
+    sub = template["Resources"]["OpsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     assert isinstance(sub, str)
     # Fn::Sub's ${...} become placeholders (a JSON string's content either way).
     text = re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: f"SUB<{m[1]}>", sub)
@@ -52,9 +53,9 @@ def dashboard_body() -> dict[str, Any]:
     return body
 
 
-def dashboard_metrics() -> list[DashboardMetric]:
+def dashboard_metrics(body: Mapping[str, Any] | None = None) -> list[DashboardMetric]:
     found: list[DashboardMetric] = []
-    for widget in dashboard_body()["widgets"]:
+    for widget in (body or dashboard_body())["widgets"]:
         title = widget["properties"].get("title", widget["type"])
         for entry in widget["properties"].get("metrics", []):
             options = entry[-1] if entry and isinstance(entry[-1], dict) else {}
@@ -230,27 +231,43 @@ def test_every_metric_the_code_emits_is_observed_with_its_namespace_and_dimensio
         assert values["service"] == {os.environ["POWERTOOLS_SERVICE_NAME"]}, name
 
 
-def test_every_metric_on_the_dashboard_is_one_the_code_emits(observed: Observed) -> None:
+def dashboard_problems(body: Mapping[str, Any], observed: Observed) -> list[str]:
+    """What is wrong with a dashboard: a metric the code does not emit (or not in that
+    namespace, with those dimensions, from that service), and an emitted one neither shown nor
+    left off on purpose. Empty when the dashboard shows exactly what the code emits."""
     names = emitted_names()
-    on_dashboard = [m for m in dashboard_metrics() if not m.namespace.startswith("AWS/")]
-    assert on_dashboard
+    on_dashboard = [m for m in dashboard_metrics(body) if not m.namespace.startswith("AWS/")]
+    problems = [] if on_dashboard else ["no metric of the code's on the dashboard"]
     for metric in on_dashboard:
         where = f"{metric.where}: {metric.name}"
-        assert metric.name in names, f"{where} is not emitted by the code"
+        if metric.name not in names or metric.name not in observed:
+            problems.append(f"{where} is not emitted by the code")
+            continue
         namespace, keys, values = observed[metric.name]
-        assert metric.namespace == namespace, where
-        assert metric.dimensions.keys() == keys, f"{where}: dimensions {sorted(metric.dimensions)} != {sorted(keys)}"
-        assert metric.dimensions["service"] in {service_of(f) for f in names[metric.name]}, where
+        if metric.namespace != namespace:
+            problems.append(f"{where}: namespace {metric.namespace}, emitted in {namespace}")
+        if metric.dimensions.keys() != keys:
+            problems.append(f"{where}: dimensions {sorted(metric.dimensions)} != {sorted(keys)}")
+            continue
+        if metric.dimensions["service"] not in {service_of(f) for f in names[metric.name]}:
+            problems.append(f"{where}: service {metric.dimensions['service']} does not emit it")
         for key, value in metric.dimensions.items():
-            if key != "service" and value != "*":
-                assert value in values[key], f"{where}: {key}={value} is never emitted ({sorted(values[key])})"
+            if key != "service" and value != "*" and value not in values[key]:
+                problems.append(f"{where}: {key}={value} is never emitted ({sorted(values[key])})")
+    shown = {m.name for m in on_dashboard}
+    problems += [
+        f"{name}: emitted, but neither on the dashboard nor in LEFT_OFF"
+        for name in sorted(names.keys() - shown - LEFT_OFF.keys())
+    ]
+    problems += [f"{name}: left off, yet on the dashboard" for name in sorted(LEFT_OFF.keys() & shown)]
+    return problems
 
 
-def test_every_metric_the_code_emits_is_on_the_dashboard_or_left_off_on_purpose() -> None:
-    names = emitted_names().keys()
-    shown = {m.name for m in dashboard_metrics() if not m.namespace.startswith("AWS/")}
-    assert names - shown == LEFT_OFF.keys(), "emitted, but neither on the dashboard nor in LEFT_OFF"
-    assert not LEFT_OFF.keys() & shown, "left off, yet on the dashboard"
+def test_the_dashboard_shows_every_metric_the_code_emits_and_only_those(observed: Observed) -> None:
+    # GIVEN the dashboard of template.yaml, and what the code emits (read and observed)
+    # THEN each metric it shows is emitted as it names it, and each emitted one is shown or
+    # left off on purpose
+    assert dashboard_problems(dashboard_body(), observed) == []
 
 
 def test_the_dashboard_has_the_widgets_ops_need_and_its_url_is_an_output() -> None:
@@ -272,8 +289,18 @@ def test_the_dashboard_has_the_widgets_ops_need_and_its_url_is_an_output() -> No
     assert stats == {"p50", "p95"}
 
 
-def test_a_dashboard_naming_a_metric_nobody_emits_would_fail() -> None:
-    # GIVEN the reader this test uses, on an entry with a typo
-    bogus = DashboardMetric(NAMESPACE, "PostbacksDelivred", {"service": "dispatch"}, "typo")
-    # THEN it is not among the emitted names (the check above can fail)
-    assert bogus.name not in emitted_names()
+def test_a_dashboard_with_a_metric_renamed_fails_the_check(observed: Observed) -> None:
+    # GIVEN a copy of the template whose dashboard spells the delivered postbacks' metric wrong
+    template = copy.deepcopy(dict(TEMPLATE))
+    properties = template["Resources"]["OpsDashboard"]["Properties"]
+    body = properties["DashboardBody"]["Fn::Sub"]
+    assert body.count('"PostbacksDelivered"') == 1
+    properties["DashboardBody"]["Fn::Sub"] = body.replace('"PostbacksDelivered"', '"PostbacksDelivred"')
+
+    # WHEN the dashboard check runs on it
+    problems = dashboard_problems(dashboard_body(template), observed)
+
+    # THEN it names the metric nobody emits, and the emitted one the dashboard lost
+    assert len(problems) == 2, problems
+    assert problems[0].endswith(": PostbacksDelivred is not emitted by the code"), problems
+    assert problems[1] == "PostbacksDelivered: emitted, but neither on the dashboard nor in LEFT_OFF"

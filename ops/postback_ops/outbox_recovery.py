@@ -1,13 +1,19 @@
 """Queue again the postbacks of stream batches the outbox gave up on (`postback outbox recover`).
 
 Lambda writes one message to the OutboxFailureQueue per batch it discarded (retries or record
-age exhausted). The message names the stream, the shard and the first and last sequence
-numbers, not the conversions. The conversions are still in ConversionsTable, each with its
-postbacks' messages, so recovery needs only to find them:
+age exhausted). The message names the stream, the shard, the first and last sequence numbers
+and the batch's size, not the conversions. The conversions are still in ConversionsTable, each
+with its postbacks' messages, so recovery needs only to find them:
 
 1. While the stream still holds the records (DynamoDB Streams keeps 24 hours; the mapping
-   gives up after MaximumRecordAgeInSeconds, an hour), read the shard from the first sequence
-   number to the last: their new images are the conversion records, messages included.
+   gives up after MaximumRecordAgeInSeconds), read the shard from the first sequence number
+   until a record at or past the last one, or until the shard closes (no NextShardIterator).
+   A page may be empty while records follow: AWS's GetRecords reference says "If there are no
+   stream records available in the portion of the shard that the iterator points to,
+   GetRecords returns an empty list. Note that it might take multiple calls to get to a
+   portion of the shard that contains stream records." So an empty page never ends the read;
+   `max_pages` GetRecords calls per range do (the range is then reported unfinished). The new
+   images of the range's INSERT records that carry postbacks are the conversion records.
 2. Past that, the records are trimmed: the conversions recorded within the batch's arrival
    window (a minute of margin either side) are read from the table instead (a Scan with a
    filter on `received_at`: it reads the whole table, so it is the slow, rare path). It may
@@ -15,8 +21,12 @@ postbacks' messages, so recovery needs only to find them:
 
 Their messages go to the postback queue again (SendMessageBatch, 10 at a time). A postback
 queued twice is still sent once: the dispatcher finds a delivered one in the delivery log.
-The failure message is deleted once every message of its batch is queued; one the queue
-refuses stays for the next run.
+
+A failure message is deleted only when its range was read to the end, as many conversions
+were found as the batch held (`batchSize`), each was readable, and the queue took every
+message. Otherwise it stays (visible again at once, for the next run) and the batch says what
+is missing. One failure message that cannot be handled (unreadable, an AWS error) is reported
+with its error; the others are still recovered.
 """
 
 from __future__ import annotations
@@ -27,15 +37,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from postback_relay.adapters.dynamodb import parse_utc, utc_exact
 from postback_relay.adapters.dynamodb_conversions import POSTBACKS, messages_of_item
 from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.domain.errors import DomainError
 from postback_relay.ports import PostbackQueue
 
 WINDOW_MARGIN = timedelta(minutes=1)
+MAX_PAGES = 1000  # GetRecords calls per range before the range is reported unfinished
 _TRIMMED = ("TrimmedDataAccessException", "ResourceNotFoundException", "ValidationException")
+# What one failure message's recovery may raise; it is reported on that batch, the run goes on.
+_ITEM_ERRORS = (ClientError, BotoCoreError, DomainError, KeyError, ValueError, TypeError)
 
 
 @dataclass
@@ -46,11 +61,32 @@ class RecoveredBatch:
     start_sequence_number: str
     end_sequence_number: str
     condition: str
+    batch_size: int = 0  # conversions the batch held (the failure message's batchSize)
     source: str = ""  # "stream" or "table"
     conversions: list[str] = field(default_factory=list)
     postbacks: int = 0
     refused: int = 0
+    get_records_calls: int = 0
+    empty_pages: int = 0
+    missing: list[str] = field(default_factory=list)  # why the failure message stays
+    error: str = ""  # the failure message could not be handled at all
     deleted: bool = False
+
+    @property
+    def whole(self) -> bool:
+        """Every conversion of the range found and every message queued."""
+        return not self.missing and not self.error
+
+
+@dataclass
+class StreamRange:
+    """What reading one range of a shard found."""
+
+    images: list[Mapping[str, Any]] = field(default_factory=list)
+    finished: bool = False  # a record at or past the end was read, or the shard closed
+    calls: int = 0
+    empty_pages: int = 0
+    last_read: str = ""  # the last sequence number read
 
 
 @dataclass
@@ -63,13 +99,14 @@ class OutboxRecovery:
     conversions_table: str
     failure_queue_url: str
     queue: PostbackQueue
+    max_pages: int = MAX_PAGES
 
     def recover(self, *, dry_run: bool = False, max_batches: int = 1000) -> list[RecoveredBatch]:
         batches: list[RecoveredBatch] = []
         kept: list[str] = []  # failure messages left for a later run, shown again at the end
-        for receipt_handle, failure in self._failures(max_batches):
-            batch = self._recover_one(failure, dry_run=dry_run)
-            if not dry_run and batch.refused == 0:
+        for receipt_handle, body in self._failures(max_batches):
+            batch = self._recover_one(body, dry_run=dry_run)
+            if not dry_run and batch.whole:
                 self.sqs.delete_message(QueueUrl=self.failure_queue_url, ReceiptHandle=receipt_handle)
                 batch.deleted = True
             else:
@@ -81,7 +118,7 @@ class OutboxRecovery:
             )
         return batches
 
-    def _failures(self, max_batches: int) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def _failures(self, max_batches: int) -> Iterator[tuple[str, str]]:
         seen = 0
         while seen < max_batches:
             got = self.sqs.receive_message(
@@ -91,33 +128,72 @@ class OutboxRecovery:
                 return
             for message in got:
                 seen += 1
-                yield message["ReceiptHandle"], json.loads(message["Body"])
+                yield message["ReceiptHandle"], message["Body"]
 
-    def _recover_one(self, failure: Mapping[str, Any], *, dry_run: bool) -> RecoveredBatch:
-        info = failure["DDBStreamBatchInfo"]
-        batch = RecoveredBatch(
-            shard_id=info["shardId"],
-            start_sequence_number=info["startSequenceNumber"],
-            end_sequence_number=info["endSequenceNumber"],
-            condition=str(failure.get("requestContext", {}).get("condition", "")),
-        )
-        items = self._from_stream(info)
-        batch.source = "stream"
-        if items is None:
-            items = self._from_table(info)
+    def _recover_one(self, body: str, *, dry_run: bool) -> RecoveredBatch:
+        """One failure message; an error is reported on it, never raised."""
+        try:
+            failure = json.loads(body)
+            info = failure["DDBStreamBatchInfo"]
+            batch = RecoveredBatch(
+                shard_id=str(info["shardId"]),
+                start_sequence_number=str(info["startSequenceNumber"]),
+                end_sequence_number=str(info["endSequenceNumber"]),
+                condition=str(failure.get("requestContext", {}).get("condition", "")),
+                batch_size=int(info.get("batchSize", 0)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return RecoveredBatch("?", "?", "?", "", error=f"not a stream batch's failure message: {exc!r}")
+        try:
+            self._find_and_queue(batch, info, dry_run=dry_run)
+        except _ITEM_ERRORS as exc:
+            batch.error = f"{type(exc).__name__}: {exc}"
+        return batch
+
+    def _find_and_queue(self, batch: RecoveredBatch, info: Mapping[str, Any], *, dry_run: bool) -> None:
+        found = self._from_stream(info)
+        items: list[Mapping[str, Any]] = []
+        if found is not None:
+            batch.source = "stream"
+            batch.get_records_calls, batch.empty_pages = found.calls, found.empty_pages
+            items = found.images
+            if not found.finished:
+                batch.missing.append(
+                    f"the stream was read through {found.calls} GetRecords calls ({found.empty_pages} empty pages)"
+                    f" up to sequence number {found.last_read or batch.start_sequence_number}, short of"
+                    f" {batch.end_sequence_number}: run it again"
+                )
+        if found is None or (found.finished and not items):
             batch.source = "table"
-        messages: list[PostbackMessage] = []
-        for item in items:
-            batch.conversions.append(str(item["conversion_id"]["S"]))
-            messages.extend(messages_of_item(item))
+            items = self._from_table(info)
+        messages = self._messages(batch, items)
+        if len(batch.conversions) < batch.batch_size:
+            batch.missing.append(
+                f"{batch.batch_size - len(batch.conversions)} of the batch's {batch.batch_size} conversions not found"
+            )
         batch.postbacks = len(messages)
         if messages and not dry_run:
             batch.refused = len(self.queue.send(messages))
-        return batch
+            if batch.refused:
+                batch.missing.append(f"the queue refused {batch.refused} of {batch.postbacks} postbacks: run it again")
 
-    def _from_stream(self, info: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
-        """The new images of the batch's records, or None when the stream no longer has them."""
-        start, end = int(info["startSequenceNumber"]), int(info["endSequenceNumber"])
+    def _messages(self, batch: RecoveredBatch, items: list[Mapping[str, Any]]) -> list[PostbackMessage]:
+        """Each readable item's messages; an unreadable one is named in `missing`."""
+        messages: list[PostbackMessage] = []
+        for item in items:
+            conversion_id = str(item.get("conversion_id", {}).get("S", "?"))
+            try:
+                messages.extend(messages_of_item(item))
+            except (ValueError, ValidationError, TypeError) as exc:
+                batch.missing.append(f"conversion {conversion_id}: its postbacks cannot be read ({exc})"[:300])
+                continue
+            batch.conversions.append(conversion_id)
+        return messages
+
+    def _from_stream(self, info: Mapping[str, Any]) -> StreamRange | None:
+        """The range's records, read through empty pages; None when the stream no longer has them."""
+        end = int(info["endSequenceNumber"])
+        found = StreamRange()
         try:
             iterator = self.streams.get_shard_iterator(
                 StreamArn=info["streamArn"],
@@ -125,25 +201,36 @@ class OutboxRecovery:
                 ShardIteratorType="AT_SEQUENCE_NUMBER",
                 SequenceNumber=info["startSequenceNumber"],
             )["ShardIterator"]
-            items: list[Mapping[str, Any]] = []
-            while iterator:
+            while iterator and found.calls < self.max_pages:
                 answer = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                found.calls += 1
                 records = answer.get("Records", [])
-                for record in records:
-                    number = int(record["dynamodb"]["SequenceNumber"])
-                    if number > end:
-                        return items
-                    image = record["dynamodb"].get("NewImage")
-                    if start <= number and record.get("eventName") == "INSERT" and image and POSTBACKS in image:
-                        items.append(image)
-                if not records:
-                    break
+                found.empty_pages += not records
+                if self._take(records, end, found):
+                    found.finished = True
+                    return found
                 iterator = answer.get("NextShardIterator")
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _TRIMMED:
                 return None
             raise
-        return items or None
+        found.finished = not iterator  # the shard closed: nothing follows
+        return found
+
+    @staticmethod
+    def _take(records: list[Mapping[str, Any]], end: int, found: StreamRange) -> bool:
+        """Adds the page's outbox records up to `end`; True once a record at or past it is read."""
+        for record in records:
+            number = record["dynamodb"]["SequenceNumber"]
+            found.last_read = str(number)
+            if int(number) > end:
+                return True
+            image = record["dynamodb"].get("NewImage")
+            if record.get("eventName") == "INSERT" and image and POSTBACKS in image:
+                found.images.append(image)
+            if int(number) == end:
+                return True
+        return False
 
     def _from_table(self, info: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """The conversions with postbacks recorded within the batch's arrival window."""

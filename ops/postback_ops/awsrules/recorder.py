@@ -54,25 +54,38 @@ def _function_dirs() -> dict[str, str]:
     }
 
 
+def _wiring_call(node: ast.AST, names: set[str]) -> str | None:
+    """`wiring.<name>(...)`'s name, for a name in `names`."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "wiring"
+        and node.func.attr in names
+    ):
+        return node.func.attr
+    return None
+
+
 def wiring_builders(function_dirs: dict[str, str], wiring: Path = _WIRING) -> dict[str, str]:
-    """Each `postback_relay.wiring` function a function's code calls (`wiring.dispatcher(...)`)
-    -> that function's logical ID. A builder two functions call names neither."""
+    """The `postback_relay.wiring` builder of each function's service (the call its code
+    holds in `wiring.OnFirstUse(...)`: `wiring.dispatcher` for the dispatch function) -> that
+    function's logical ID. A builder two functions hold names neither."""
     defined = {
         node.name for node in ast.parse(wiring.read_text(encoding="utf-8")).body if isinstance(node, ast.FunctionDef)
     }
-    callers: dict[str, set[str]] = {}
+    holders: dict[str, set[str]] = {}
     for folder, logical_id in function_dirs.items():
         for source in sorted(Path(folder).glob("*.py")):
             for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id == "wiring"
-                    and node.func.attr in defined
-                ):
-                    callers.setdefault(node.func.attr, set()).add(logical_id)
-    return {builder: next(iter(ids)) for builder, ids in callers.items() if len(ids) == 1}
+                if _wiring_call(node, {"OnFirstUse"}) is None:
+                    continue
+                assert isinstance(node, ast.Call)
+                for inner in (n for argument in node.args for n in ast.walk(argument)):
+                    builder = _wiring_call(inner, defined)
+                    if builder is not None:
+                        holders.setdefault(builder, set()).add(logical_id)
+    return {builder: next(iter(ids)) for builder, ids in holders.items() if len(ids) == 1}
 
 
 def principal_of_stack(function_dirs: dict[str, str], builders: dict[str, str] | None = None) -> tuple[str, str] | None:

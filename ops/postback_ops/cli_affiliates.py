@@ -13,6 +13,7 @@ import yaml
 from rich.console import Console
 
 from postback_ops.cli_context import ExitCode, Ops, fail, handle_errors, ops_of, people_table
+from postback_relay.domain import messages
 from postback_relay.domain.config import AffiliateConfig, dump_config, load_config_text
 from postback_relay.domain.errors import ConflictError, NotFoundError
 from postback_relay.ports import StoredAffiliate
@@ -72,7 +73,7 @@ def stored_summary(stored: StoredAffiliate) -> dict[str, Any]:
 def require_affiliate(ops: Ops, affiliate_id: str) -> StoredAffiliate:
     stored = ops.backends.affiliates.get(affiliate_id)
     if stored is None:
-        raise NotFoundError(f"No affiliate {affiliate_id} in {ops.target.name}.")
+        raise NotFoundError(messages.no_affiliate(affiliate_id))
     return stored
 
 

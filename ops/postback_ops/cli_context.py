@@ -31,6 +31,7 @@ from postback_relay.domain.errors import (
     TrackerError,
     UnsafeUrlError,
 )
+from postback_relay.domain.messages import validation_message
 from postback_relay.domain.testrun import TestRun
 from postback_relay.ports import AffiliateStore, DeliveryLog, PostbackQueue
 
@@ -282,7 +283,11 @@ def config_error_lines(exc: ConfigError) -> list[str]:
 
 
 def validation_error_lines(exc: ValidationError) -> list[str]:
-    return [f"{human_field('.'.join(str(p) for p in err['loc'])) or '(input)'}: {err['msg']}" for err in exc.errors()]
+    lines = []
+    for err in exc.errors():
+        where = human_field(".".join(str(p) for p in err["loc"])) or "(input)"
+        lines.append(f"{where}: {validation_message(err['type'], err['msg'])}")
+    return lines
 
 
 def _aws_exit(exc: BaseException, ops: Ops | None) -> typer.Exit:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from postback_ops.cli_context import Backends, UsageProblem, handle_errors, ops_of, people_table
+from postback_relay.domain import messages
 from postback_relay.domain.delivery import Circuit, CircuitStatus
 from postback_relay.domain.errors import DurationError, NotFoundError
 from postback_relay.domain.health import (
@@ -82,7 +83,7 @@ def health_rows(backends: Backends, *, affiliate: str | None, since: datetime, n
     if affiliate is not None:
         stored = backends.affiliates.get(affiliate)
         if stored is None:
-            raise NotFoundError(f"No affiliate {affiliate} is onboarded.")
+            raise NotFoundError(messages.no_affiliate(affiliate))
         affiliates: Sequence[StoredAffiliate] = [stored]
     else:
         affiliates = backends.affiliates.list()

@@ -10,6 +10,7 @@ from fakes.affiliates import FakeAffiliateStore
 from fakes.deliveries import FakeDeliveryLog, Tried, delivery_record, message
 from fakes.queues import FakePostbackQueue
 from postback_ops.cli_context import Backends, EndpointDirectory, TestRunner
+from postback_relay.domain import messages
 from postback_relay.domain.delivery import Circuit, DeliveryState
 from postback_relay.domain.errors import NotFoundError
 from postback_relay.domain.testrun import TestRun
@@ -35,7 +36,7 @@ class FakeTestRunner(TestRunner):
 
     def status(self, run_id: str) -> TestRun:
         if run_id != RUN_ID:
-            raise NotFoundError(f"no test run {run_id}")
+            raise NotFoundError(messages.no_test_run(run_id))
         self.polls += 1
         return self.script[min(self.polls, len(self.script)) - 1]
 

@@ -219,7 +219,7 @@ def test_unknown_affiliates_exit_4(postback: Invoke) -> None:
     ):
         result = postback(*args)
         assert result.exit_code == 4, args
-        assert "No affiliate 404 in relay-prod." in result.stderr
+        assert "No affiliate 404 is onboarded." in result.stderr
 
 
 def test_export_then_put_changes_nothing(postback: Invoke, tmp_path: Path) -> None:

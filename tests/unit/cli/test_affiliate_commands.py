@@ -224,7 +224,7 @@ def test_an_unknown_affiliate_exits_4(postback: Callable[..., Result]) -> None:
         result = postback("affiliate", command, "999")
         # THEN each exits 4 with one sentence
         assert result.exit_code == 4, command
-        assert result.stderr.strip() == "No affiliate 999 in relay-prod."
+        assert result.stderr.strip() == "No affiliate 999 is onboarded."
 
 
 def test_disable_then_enable(postback: Callable[..., Result], backends: FakeBackends, tmp_path: Path) -> None:
@@ -364,7 +364,7 @@ def test_with_json_a_refusal_is_json_on_stderr(postback: Callable[..., Result], 
     assert document["error"] == "invalid_config"
     assert "unknown macro {payout}" in document["message"]
     assert document["errors"] == [{"field": "postbacks.0.url", "reason": document["errors"][0]["reason"]}]
-    assert json.loads(unknown.stderr) == {"error": "not_found", "message": "No affiliate 404 in relay-prod."}
+    assert json.loads(unknown.stderr) == {"error": "not_found", "message": "No affiliate 404 is onboarded."}
 
 
 def test_help_texts_have_no_type_placeholders_for_flags() -> None:

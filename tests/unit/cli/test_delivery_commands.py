@@ -194,5 +194,5 @@ def test_deliveries_and_replay_of_an_unknown_affiliate_exit_4_like_affiliate_get
     got = postback("affiliate", "get", "UNKNOWN")
     # THEN each exits 4 with the same sentence, and nothing is queued
     assert listed.exit_code == replayed.exit_code == got.exit_code == 4
-    assert listed.stderr == replayed.stderr == got.stderr == "No affiliate UNKNOWN in relay-prod.\n"
+    assert listed.stderr == replayed.stderr == got.stderr == "No affiliate UNKNOWN is onboarded.\n"
     assert backends.queue.sent == []

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from postback_relay.domain.times import parse_utc, utc_exact, utc_millis, utc_seconds
+from postback_relay.domain.times import fits_utc, parse_utc, rfc3339_problem, utc_exact, utc_millis, utc_seconds
 
 PARIS = timezone(timedelta(hours=1))
 MOMENT = datetime(2026, 11, 25, 13, 0, 0, 123456, tzinfo=PARIS)  # 12:00:00.123456 UTC
@@ -58,3 +58,40 @@ def test_a_time_without_offset_is_read_as_utc() -> None:
     # WHEN it is read back
     # THEN it is taken as UTC, never as the machine's local time
     assert parse_utc("2026-11-25T12:00:00") == datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "fits"),
+    [
+        ("0001-01-01T00:00:00+00:01", False),  # year 0 in UTC
+        ("9999-12-31T23:59:59-23:59", False),  # year 10000 in UTC
+        ("0001-01-01T00:00:00-00:01", True),
+        ("9999-12-31T23:59:59+23:59", True),
+    ],
+)
+def test_a_moment_fits_utc_only_within_the_years_1_to_9999(text: str, fits: bool) -> None:
+    # GIVEN a valid RFC 3339 time at the calendar's edge
+    # WHEN it is asked whether it can be written in UTC
+    # THEN only those whose UTC instant stays within years 1 to 9999 can (utc_seconds would overflow)
+    assert fits_utc(datetime.fromisoformat(text)) is fits
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("2016-12-31T23:59:60Z", "leap second"),
+        ("2026-11-25T24:00:00Z", "hour 24"),
+        ("2026-11-25T12:00:00+24:00", "offset +24:00"),
+        ("2026-11-25T12:00:00-05:60", "offset -05:60"),
+        ("2026-11-25T12:00:00+2400", "offset +2400"),
+        ("2026-11-25T12:00:00+23:59", None),
+        ("2026-11-25T12:00:00Z", None),
+        ("not a time", None),
+    ],
+)
+def test_a_part_no_moment_can_hold_is_named(text: str, said: str | None) -> None:
+    problem = rfc3339_problem(text)
+    if said is None:
+        assert problem is None
+    else:
+        assert problem is not None and said in problem and problem.startswith("occurred_at")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from postback_relay.domain import messages
 from postback_relay.domain.errors import InfrastructureError, NotFoundError
 from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, RunVerdict, TestRun
 from postback_relay.domain.times import utc_now
@@ -90,7 +91,7 @@ class TestRunStarter:
         crashed past every Catch, timed out or was stopped) is marked failed here."""
         run = self._runs.get(run_id)
         if run is None:
-            raise NotFoundError(f"no test run {run_id}")
+            raise NotFoundError(messages.no_test_run(run_id))
         if run.verdict is not RunVerdict.RUNNING:
             return run
         try:

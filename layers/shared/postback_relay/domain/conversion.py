@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from postback_relay.domain import messages
 from postback_relay.domain.events import Event, OfferType
+from postback_relay.domain.times import fits_utc, rfc3339_problem
 
 MAX_AMOUNT_DECIMALS = 6
 MAX_AMOUNT_INTEGER_DIGITS = 15
@@ -219,14 +221,21 @@ class Conversion(BaseModel):
     def _occurred_at_is_text(cls, value: object) -> object:
         # pydantic would read a number as unix seconds; the contract says RFC 3339 text.
         if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-            raise ValueError("occurred_at must be an RFC 3339 date-time string, like 2026-11-25T12:00:00Z")
+            raise ValueError(messages.occurred_at_not_text())
+        if isinstance(value, str):
+            problem = rfc3339_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("occurred_at")
     @classmethod
     def _timezone_aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("occurred_at needs a timezone, like 2026-11-25T12:00:00Z")
+            raise ValueError(messages.occurred_at_no_timezone())
+        if not fits_utc(value):
+            # Valid RFC 3339 (0001-01-01T00:00:00+00:01), but not a moment the relay can write.
+            raise ValueError(messages.occurred_at_out_of_range())
         return value
 
 

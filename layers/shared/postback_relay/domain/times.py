@@ -19,7 +19,17 @@ kinds of reader need them, and each has one function:
 aware datetime.
 """
 
+import re
 from datetime import UTC, datetime
+
+from postback_relay.domain import messages
+
+# The parts of an RFC 3339 date-time (and the forms pydantic also reads: a space for the T, a
+# lower-case z, an offset without its colon), to name what is out of range in words.
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ](?P<hour>\d{2}):\d{2}(?::(?P<second>\d{2})(?:\.\d+)?)?"
+    r"(?P<offset>[Zz]|[+-](?P<offset_hours>\d{2}):?(?P<offset_minutes>\d{2}))?$"
+)
 
 
 def utc_now() -> datetime:
@@ -48,3 +58,30 @@ def parse_utc(text: str) -> datetime:
     A text without an offset is read as UTC."""
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def fits_utc(moment: datetime) -> bool:
+    """Whether an aware moment, once converted to UTC, is still within the years 1 to 9999 (the
+    functions above can write it). `0001-01-01T00:00:00+00:01` is valid RFC 3339 but is not."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
+def rfc3339_problem(text: str) -> str | None:
+    """What a person should be told about a date-time that has RFC 3339's shape but a part no
+    moment can hold (a leap second, the hour 24, an offset of 24 hours or more); None otherwise
+    (the text may still be refused, by the parser, for another reason)."""
+    parts = _DATE_TIME.fullmatch(text.strip())
+    if parts is None:
+        return None
+    if parts["second"] == "60":
+        return messages.occurred_at_leap_second()
+    if parts["hour"] == "24":
+        return messages.occurred_at_hour_24()
+    hours, minutes = parts["offset_hours"], parts["offset_minutes"]
+    if hours is not None and (int(hours) > 23 or int(minutes) > 59):
+        return messages.occurred_at_offset(parts["offset"])
+    return None

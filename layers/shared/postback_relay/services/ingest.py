@@ -39,6 +39,7 @@ from postback_relay.domain.errors import (
 )
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.links import LinkInfo, read_link, read_tracker
+from postback_relay.domain.messages import validation_message
 from postback_relay.domain.render import macro_values, render_postback
 from postback_relay.domain.tracker import parse_tracker
 from postback_relay.ports import AffiliateStore, ConversionLog
@@ -68,8 +69,7 @@ def _dotted(prefix: str, loc: Sequence[int | str]) -> str:
 def _validation_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
     errors = []
     for error in exc.errors(include_url=False, include_input=False):
-        message = error["msg"].removeprefix("Value error, ")
-        errors.append(FieldError(_dotted(prefix, error["loc"]), message))
+        errors.append(FieldError(_dotted(prefix, error["loc"]), validation_message(error["type"], error["msg"])))
     return errors
 
 

@@ -17,7 +17,7 @@ CALL_LOG := $(CURDIR)/build/awsrules/calls.jsonl
 TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 
-.PHONY: help venv run demo test lint complex types template aws-rules cfn-lint checkov calls-reset iam build-size unit integration reliability e2e build deploy bench lock clean
+.PHONY: help venv run demo test lint complex types template aws-rules cfn-lint checkov calls-reset iam iam-static build-size unit integration reliability e2e build deploy bench lock clean
 
 help:
 	@echo "make run     start the whole system locally (no AWS account needed)"
@@ -50,7 +50,7 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m postback_ops.local.demo
 
-test: lint types template aws-rules build-size unit calls-reset integration reliability e2e iam
+test: lint types template aws-rules iam-static build-size unit calls-reset integration reliability e2e iam
 
 lint: complex
 	$(VENV)/bin/ruff check .
@@ -89,6 +89,11 @@ calls-reset:
 # IAM sufficiency: every recorded call against its principal's translated role.
 iam: $(STAMP)
 	$(PY) -m postback_ops.awsrules.iam $(CALL_LOG)
+
+# IAM without test coverage: every AWS call site in each function's code (AST, through wiring)
+# against its translated role; catches a grant missing on a path no test takes.
+iam-static: $(STAMP)
+	$(PY) -m postback_ops.awsrules.static_calls
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit

@@ -136,7 +136,7 @@ def test_put_dry_run_then_update(postback: Invoke, tmp_path: Path) -> None:
     [
         (("name: Acme Media\n", ""), "name", "required"),
         (("events: [sale]", "events: [sale, chargeback]"), "postback 1, event 2", "`chargeback` is not one of"),
-        (("{amount}", "{payout}"), "postback 1, url", "unknown macro {payout}"),
+        (("{amount}", "{commission}"), "postback 1, url", "unknown macro {commission}"),
         (("track.acme.example/postback", "192.168.1.20/postback"), "postback 1, url", "private"),
         (("https://track.acme.example/postback", "http://127.0.0.1:9000/postback"), "postback 1, url", "loopback"),
         (("https://track.acme.example/click", "http://0x7f.1/click"), "test_link", "loopback"),

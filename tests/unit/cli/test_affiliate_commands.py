@@ -117,7 +117,7 @@ def test_a_refused_config_exits_2_naming_every_field_and_reason(
     postback: Callable[..., Result], backends: FakeBackends, tmp_path: Path
 ) -> None:
     # GIVEN a config with an unknown event and an unknown macro
-    text = ACME.replace("[sale, rebill]", "[sale, refund]").replace("{amount}", "{amount}&x={payout}")
+    text = ACME.replace("[sale, rebill]", "[sale, refund]").replace("{amount}", "{amount}&x={commission}")
     # WHEN ops put it
     result = postback("affiliate", "put", str(write(tmp_path, text)))
     # THEN it exits 2, names each field with its reason, and writes nothing
@@ -129,12 +129,12 @@ def test_a_refused_config_exits_2_naming_every_field_and_reason(
 
 def test_an_unknown_macro_is_refused(postback: Callable[..., Result], backends: FakeBackends, tmp_path: Path) -> None:
     # GIVEN a postback URL using a macro that is neither a tracker field nor built in
-    text = ACME.replace("{amount}", "{payout}")
+    text = ACME.replace("{amount}", "{commission}")
     # WHEN ops put it
     result = postback("affiliate", "put", str(write(tmp_path, text)))
     # THEN it is refused naming the URL field and the macro
     assert result.exit_code == 2
-    assert "postback 1, url: unknown macro {payout}" in result.stderr
+    assert "postback 1, url: unknown macro {commission}" in result.stderr
     assert backends.affiliates.items == {}
 
 
@@ -355,14 +355,14 @@ def test_a_file_that_is_not_yaml_is_refused_naming_the_file(postback: Callable[.
 
 def test_with_json_a_refusal_is_json_on_stderr(postback: Callable[..., Result], tmp_path: Path) -> None:
     # GIVEN a refused config and an unknown affiliate
-    refused = postback("--json", "affiliate", "put", str(write(tmp_path, ACME.replace("{amount}", "{payout}"))))
+    refused = postback("--json", "affiliate", "put", str(write(tmp_path, ACME.replace("{amount}", "{commission}"))))
     unknown = postback("--json", "affiliate", "get", "404")
     # THEN scripts read each failure as JSON on stderr, stdout empty
     assert (refused.exit_code, unknown.exit_code) == (2, 4)
     assert refused.stdout == unknown.stdout == ""
     document = json.loads(refused.stderr)
     assert document["error"] == "invalid_config"
-    assert "unknown macro {payout}" in document["message"]
+    assert "unknown macro {commission}" in document["message"]
     assert document["errors"] == [{"field": "postbacks.0.url", "reason": document["errors"][0]["reason"]}]
     assert json.loads(unknown.stderr) == {"error": "not_found", "message": "No affiliate 404 is onboarded."}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,60 @@ def test_preview_of_an_unknown_affiliate_exits_4(postback: Callable[..., Result]
     result = postback("preview", "404", "--event", "sale", "--link", LINK)
     assert result.exit_code == 4
     assert "No affiliate 404" in result.stderr
+
+
+def test_preview_refuses_what_ingest_would_refuse_with_ingests_reason(
+    postback: Callable[..., Result], backends: FakeBackends
+) -> None:
+    # GIVEN a config saved on the local stack (loopback allowed there) pointing at this machine
+    from fakes import FakeConversionLog, ingest_config
+
+    from postback_relay.domain.conversion import Conversion
+    from postback_relay.services.ingest import IngestService
+
+    local = ingest_config(postbacks=[{"events": ["sale"], "url": "http://127.0.0.1:9/pb?cid={clickid}"}])
+    backends.affiliates.put(local, expected_version=None, updated_by="ops")
+    # WHEN ops preview a sale against a deployed stack
+    result = postback("--json", "preview", "1234567", "--event", "sale", "--link", LINK, "--amount", "25.00")
+    # THEN no URL is promised: the preview says it is refused, and why
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["postbacks"] == []
+    assert data["refused"]["kind"] == "unsafe_url"
+    assert "Postback 0 renders to a URL that may not be called" in data["refused"]["reason"]
+    # AND the reason is the one a deployed ingest records for the same conversion
+    log = FakeConversionLog()
+    ingest = IngestService(backends.affiliates, log, clock=lambda: datetime.now(UTC))
+    sale = Conversion.model_validate(
+        {
+            "transaction_id": "preview-transaction",
+            "event": "sale",
+            "offer": {"id": "89", "type": "revshare"},
+            "amount": "25.00",
+            "currency": "EUR",
+            "link": LINK,
+            "occurred_at": "2026-11-25T12:00:00Z",
+        }
+    )
+    (answer,) = ingest.ingest([sale]).answers
+    assert answer.result.reason == data["refused"]["reason"]
+    assert log.outbox == []
+    # AND the words are shown to a person too
+    shown = postback("preview", "1234567", "--event", "sale", "--link", LINK)
+    assert "Ingest would refuse" in shown.stdout
+
+
+@pytest.mark.usefixtures("acme")
+def test_preview_renders_a_payout_and_a_conversion_without_money(postback: Callable[..., Result]) -> None:
+    # WHEN ops preview a registration without money, and a sale with a payout
+    lead = postback("--json", "preview", "1234567", "--event", "registration", "--link", LINK, "--without-money")
+    sale = postback("--json", "preview", "1234567", "--event", "sale", "--link", LINK, "--payout", "7.50")
+    # THEN both render (the sample config uses {amount}: the sale's is the default 0.00)
+    assert lead.exit_code == 0, lead.stderr
+    assert json.loads(lead.stdout)["postbacks"][0]["url"] == "https://track.acme.example/lead?cid=c123&offer=89"
+    assert sale.exit_code == 0, sale.stderr
+    assert "payout=0.00" in json.loads(sale.stdout)["postbacks"][0]["url"]
+    # AND a bad payout is refused naming it
+    bad = postback("preview", "1234567", "--event", "sale", "--link", LINK, "--payout", "-3")
+    assert bad.exit_code != 0
+    assert "payout" in bad.stdout + bad.stderr

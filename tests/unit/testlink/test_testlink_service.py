@@ -416,3 +416,48 @@ def test_a_crash_becomes_a_verdict_with_the_step_and_the_error_message(world: Wo
 )
 def test_waits_grow_and_never_pass_the_deadline(checks: int, remaining: float, expected: int) -> None:
     assert next_wait_s(WAITS, checks, remaining) == expected
+
+
+def test_the_fire_step_renders_through_ingests_path_with_payout_zero(world: World) -> None:
+    # GIVEN a postback that sends {payout} and {status}
+    world.affiliates.put(
+        make_config(
+            postbacks=[
+                {
+                    "events": ["sale"],
+                    "url": "https://track.acme.example/pb?cid={clickid}&p={payout}&st={status}",
+                    "statuses": {"sale": "approved"},
+                }
+            ]
+        ),
+        expected_version=1,
+        updated_by="ops",
+    )
+    # WHEN the postbacks are fired, THEN the payout is 0 and the status is the tracker's word
+    fire(world, world.new_run())
+    assert world.queue.sent[0].url == "https://track.acme.example/pb?cid=c123&p=0&st=approved"
+
+
+def test_a_postback_ingest_would_refuse_fails_the_fire_step_with_ingests_reason(world: World) -> None:
+    # GIVEN a tracker value so long that the rendered URL is longer than any URL ingest calls
+    run_id = world.new_run()
+    huge = {**VALUES, "clickid": "c" * 3000}
+    # WHEN the postbacks are fired
+    check = world.service().fire_postbacks(
+        run_id,
+        AFFILIATE_ID,
+        network_link=NETWORK_LINK,
+        offer_id="89",
+        offer_type=OfferType.REVSHARE,
+        tracker_values=huge,
+        waits=WAITS,
+        deadline_s=DEFAULT_DEADLINE_S,
+        started_at=START,
+    )
+    # THEN nothing is queued and the run fails at this step, saying why as ingest would
+    assert check.verdict is RunVerdict.FAILED
+    assert world.queue.sent == []
+    run = world.run(run_id)
+    assert run.step == "fire_postbacks"
+    assert "Postback 0 renders to a URL that may not be called" in (run.reason or "")
+    assert "longer than 2048 characters" in (run.reason or "")

@@ -95,6 +95,8 @@ def conversion_item(
     }
     if conversion.amount is not None:  # a registration or a trial may carry no money
         item["amount_text"] = {"S": conversion.amount_text or str(conversion.amount)}
+    if conversion.payout is not None:
+        item["payout_text"] = {"S": conversion.payout_text or str(conversion.payout)}
     if conversion.currency is not None:
         item["currency"] = {"S": conversion.currency}
     if result.affiliate_id is not None:

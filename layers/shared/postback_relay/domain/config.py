@@ -41,6 +41,8 @@ JSON = "application/json"
 CONTENT_TYPES = (FORM, JSON)
 MAX_CONFIG_CHARS = 65536
 AFFILIATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+MAX_STATUS_CHARS = 64
+_EVENT_NAMES = frozenset(event.value for event in Event)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
 
@@ -171,9 +173,25 @@ class PostbackSpec(BaseModel):
     body: str | None = Field(default=None, max_length=4096)  # POST body template, macros allowed
     content_type: str | None = None  # default for POST: application/x-www-form-urlencoded
     expect: ExpectedAnswer | None = None
+    # The events in the words of the affiliate's tracker, for `{status}` (default: the event's name).
+    statuses: dict[Event, str] | None = None
 
     def matches(self, event: Event, offer_id: str) -> bool:
         return event in self.events and (self.offers is None or offer_id in self.offers)
+
+    def status_of(self, event: str) -> str:
+        """`{status}` for this event: its word in `statuses`, else the event's own name."""
+        return (self.statuses or {}).get(Event(event), event) if event in _EVENT_NAMES else event
+
+    @field_validator("statuses")
+    @classmethod
+    def _status_words(cls, statuses: dict[Event, str] | None) -> dict[Event, str] | None:
+        for event, word in (statuses or {}).items():
+            if not word or len(word) > MAX_STATUS_CHARS or not word.isprintable():
+                raise FieldProblems(
+                    [(event.value, f"a status word is 1 to {MAX_STATUS_CHARS} printable characters, like `lead`")]
+                )
+        return statuses
 
     @field_validator("events", mode="before")
     @classmethod

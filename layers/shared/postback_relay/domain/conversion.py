@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from postback_relay.domain import messages
-from postback_relay.domain.events import Event, OfferType
+from postback_relay.domain.events import REVERSALS, Event, OfferType
 from postback_relay.domain.times import fits_utc, rfc3339_problem
 
 MAX_AMOUNT_DECIMALS = 6
@@ -27,36 +27,38 @@ _AMOUNT = re.compile(rf"^[0-9]{{1,{MAX_AMOUNT_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{MA
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
-def amount_text(value: object) -> str:
-    """The amount as text, exactly as sent. Raises ValueError for anything not a plain decimal >= 0."""
+def amount_text(value: object, what: str = "amount") -> str:
+    """The amount (or the payout: `what`) as text, exactly as sent. Raises ValueError for
+    anything not a plain decimal >= 0."""
     if isinstance(value, bool):
-        raise ValueError("the amount must be a decimal number, not a boolean")
+        raise ValueError(f"the {what} must be a decimal number, not a boolean")
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError("the amount must be a finite number")
+            raise ValueError(f"the {what} must be a finite number")
         text = repr(value)
     elif isinstance(value, int):
         text = str(value)
     elif isinstance(value, Decimal):
         if not value.is_finite():
-            raise ValueError("the amount must be a finite number")
+            raise ValueError(f"the {what} must be a finite number")
         text = str(value)
     elif isinstance(value, str):
         text = value
     else:
-        raise ValueError("the amount must be a decimal number, as a JSON string or number")
+        raise ValueError(f"the {what} must be a decimal number, as a JSON string or number")
     if text.startswith("-"):
-        raise ValueError("the amount cannot be negative")
+        raise ValueError(f"the {what} cannot be negative")
     if not _AMOUNT.fullmatch(text):
         raise ValueError(
-            f"the amount {text[:40]!r} must be a plain decimal like 25.00: digits, at most "
+            f"the {what} {text[:40]!r} must be a plain decimal like 25.00: digits, at most "
             f"{MAX_AMOUNT_DECIMALS} decimals, no exponent or sign"
         )
     return text
 
 
 MONEY_EVENTS = frozenset({Event.SALE, Event.REBILL})
-_SENT_NULL = object()  # an amount or currency sent as JSON null
+_SENT_NULL = object()  # an amount, payout or currency sent as JSON null
+_NULL_REFUSED = ("amount", "payout", "currency")
 
 
 def _money_required(info: ValidationInfo, field: str) -> None:
@@ -102,35 +104,44 @@ class Conversion(BaseModel):
     # `{currency}` then render empty). A sale or a rebill always has both.
     amount: Decimal | None = Field(default=None, validate_default=True)
     amount_text: str = ""  # the amount exactly as the platform sent it (filled by validation)
+    # Optional: the affiliate's commission for this conversion, in `currency` (what trackers
+    # call payout; `amount` is what the customer paid). `{payout}` renders empty without it.
+    payout: Decimal | None = None
+    payout_text: str = ""  # the payout exactly as the platform sent it (filled by validation)
     currency: str | None = Field(default=None, validate_default=True)
     link: str | None = None
     tracker: str | None = Field(default=None, validate_default=True)
     affiliate_id: str | None = Field(default=None, validate_default=True)
+    # A chargeback or a refund names the conversion it reverses; no other event carries it.
+    original_transaction_id: str | None = Field(default=None, max_length=128, validate_default=True)
     occurred_at: datetime
 
     @property
     def conversion_id(self) -> str:
         return f"{self.transaction_id}#{self.event.value}"
 
+    @property
+    def offer_id(self) -> str:
+        return self.offer.id
+
     @model_validator(mode="before")
     @classmethod
     def _keep_amount_text(cls, data: Any) -> Any:
-        # Before pydantic turns the amount into a Decimal, keep its text (and refuse a float's
-        # artefacts): amount_text is always what was sent, whatever the caller put there.
-        if isinstance(data, dict) and any(data.get(key, "") is None for key in ("amount", "currency")):
+        # Before pydantic turns the amount (and the payout) into a Decimal, keep its text (and
+        # refuse a float's artefacts): amount_text is always what was sent, whatever the caller
+        # put there.
+        if isinstance(data, dict) and any(data.get(key, "") is None for key in _NULL_REFUSED):
             # `null` is not leaving the field out (the API's schema refuses it): keep it apart.
-            data = {
-                key: _SENT_NULL if key in ("amount", "currency") and value is None else value
-                for key, value in data.items()
-            }
-        if isinstance(data, dict) and "amount" in data and data["amount"] is not _SENT_NULL:
-            data = dict(data)
-            try:
-                text = amount_text(data["amount"])
-            except ValueError:
-                return data  # the amount validator reports it, with the field's name
-            data["amount"] = text
-            data["amount_text"] = text
+            data = {key: _SENT_NULL if key in _NULL_REFUSED and value is None else value for key, value in data.items()}
+        for key in ("amount", "payout"):
+            if isinstance(data, dict) and key in data and data[key] is not _SENT_NULL:
+                data = dict(data)
+                try:
+                    text = amount_text(data[key], key)
+                except ValueError:
+                    continue  # the field's validator reports it, with the field's name
+                data[key] = text
+                data[f"{key}_text"] = text
         return data
 
     @field_validator("amount", mode="before")
@@ -146,6 +157,15 @@ class Conversion(BaseModel):
             return Decimal(text)
         except InvalidOperation as exc:  # unreachable after the pattern check, kept for safety
             raise ValueError("the amount is not a decimal number") from exc
+
+    @field_validator("payout", mode="before")
+    @classmethod
+    def _payout_is_decimal_text(cls, value: object) -> Decimal | None:
+        if value is _SENT_NULL:
+            raise ValueError("the payout cannot be null: leave it out when the affiliate earns nothing on it")
+        if value is None:
+            return None
+        return Decimal(amount_text(value, "payout"))
 
     @field_validator("transaction_id")
     @classmethod
@@ -169,9 +189,13 @@ class Conversion(BaseModel):
             _money_required(info, "currency")
             if info.data.get("amount") is not None:
                 raise ValueError("an amount needs its currency (ISO 4217, like EUR)")
+            if info.data.get("payout") is not None:
+                raise ValueError("a payout needs its currency (ISO 4217, like EUR)")
             return None
-        if info.data.get("amount") is None and "amount" in info.data:
-            raise ValueError("a currency without an amount: send both, or neither for a free registration or trial")
+        if info.data.get("amount") is None and "amount" in info.data and info.data.get("payout") is None:
+            raise ValueError(
+                "a currency without an amount or a payout: send them together, or none for a free registration or trial"
+            )
         if not _CURRENCY.fullmatch(value):
             raise ValueError("the currency must be an ISO 4217 code: three upper-case letters, like EUR")
         return value
@@ -214,6 +238,25 @@ class Conversion(BaseModel):
         offer = info.data.get("offer")
         if isinstance(offer, Offer) and offer.type is OfferType.REVSHARE and info.data.get("tracker") is not None:
             raise ValueError("a revshare conversion sent with a tracker must also carry affiliate_id")
+        return value
+
+    @field_validator("original_transaction_id")
+    @classmethod
+    def _original_of_a_reversal(cls, value: str | None, info: ValidationInfo) -> str | None:
+        event = info.data.get("event")
+        if value is None:
+            if event in REVERSALS:
+                raise ValueError(f"a {event.value} names the conversion it reverses: send its original_transaction_id")
+            return None
+        if isinstance(event, Event) and event not in REVERSALS:
+            raise ValueError(
+                f"only a chargeback or a refund reverses a conversion: a {event.value} has no original_transaction_id"
+            )
+        _utf8(value, "original_transaction_id")
+        if not value or not value.isprintable() or any(ch.isspace() for ch in value):
+            raise ValueError("the original_transaction_id must be printable, without spaces or control characters")
+        if value == info.data.get("transaction_id"):
+            raise ValueError("a reversal cannot reverse itself: original_transaction_id is its own transaction_id")
         return value
 
     @field_validator("occurred_at", mode="before")

@@ -157,7 +157,7 @@ def postback_message(
         affiliate_id=config.affiliate_id,
         transaction_id=conversion.transaction_id,
         event=conversion.event,
-        offer_id=conversion.offer.id,
+        offer_id=conversion.offer_id,
         method=rendered.method,
         url=rendered.url,
         body=rendered.body,

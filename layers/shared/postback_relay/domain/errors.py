@@ -70,6 +70,17 @@ class UnsafeUrlError(DomainError):
     kind = "unsafe_url"
 
 
+class PostbackRefused(DomainError):
+    """A postback of a conversion that cannot be sent as rendered (a macro without a value, a
+    URL that may not be called, a message too large): the conversion fires none of its
+    postbacks. `kind` names which, `index` the postback in the config."""
+
+    def __init__(self, message: str, *, kind: str, index: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.index = index
+
+
 class SignatureError(DomainError):
     """A conversion request whose signature is missing, wrong or expired."""
 

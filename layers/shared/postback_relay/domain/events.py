@@ -17,3 +17,7 @@ class OfferType(StrEnum):
 
     REVSHARE = "revshare"  # `id` is the affiliate; the tracker holds only the affiliate's values
     PPS = "pps"  # `id` is the offer; the tracker starts with `<affiliate id>_`
+
+
+# The events that reverse an earlier conversion: they carry `original_transaction_id`.
+REVERSALS: frozenset[Event] = frozenset()

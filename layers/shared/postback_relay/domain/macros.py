@@ -29,16 +29,29 @@ def _amount(conversion: Conversion, _affiliate_id: str) -> str:
     return "" if conversion.amount is None else str(conversion.amount)
 
 
+def _payout(conversion: Conversion, _affiliate_id: str) -> str:
+    # Empty when the platform sent no payout (the affiliate's commission).
+    if conversion.payout_text:
+        return conversion.payout_text
+    return "" if conversion.payout is None else str(conversion.payout)
+
+
 MACROS: Mapping[str, MacroValue] = MappingProxyType(
     {
         "transaction_id": lambda conversion, _: conversion.transaction_id,
         "event": lambda conversion, _: conversion.event.value,
+        # The event in the tracker's words: the event's own name unless the postback maps it
+        # (`statuses:`, or its preset's map), which domain.render applies per postback.
+        "status": lambda conversion, _: conversion.event.value,
         "amount": _amount,
+        "payout": _payout,
         "currency": lambda conversion, _: conversion.currency or "",
         "offer_id": lambda conversion, _: conversion.offer.id,
         "offer_name": lambda conversion, _: conversion.offer.name or "",
         "offer_type": lambda conversion, _: conversion.offer.type.value,
         "affiliate_id": lambda _, affiliate_id: affiliate_id,
+        # The conversion a chargeback or a refund reverses; empty for every other event.
+        "original_transaction_id": lambda conversion, _: conversion.original_transaction_id or "",
         # RFC 3339 at whole seconds, in UTC whatever offset the platform sent.
         "occurred_at": lambda conversion, _: utc_seconds(conversion.occurred_at),
         "timestamp": lambda conversion, _: str(int(conversion.occurred_at.timestamp())),  # unix seconds

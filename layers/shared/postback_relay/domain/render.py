@@ -82,8 +82,11 @@ def render_url(template: str, values: Mapping[str, str]) -> str:
 def render_postback(spec: PostbackSpec, values: Mapping[str, str]) -> RenderedPostback:
     """The request one postback makes for these macro values (see `macro_values`).
 
-    Raises ConfigError when the template names a macro that has no value.
+    `{status}` is the event in this postback's words (`PostbackSpec.status_of`). Raises
+    ConfigError when the template names a macro that has no value.
     """
+    if "event" in values:
+        values = {**values, "status": spec.status_of(values["event"])}
     url = render_url(spec.url, values)
     if spec.method is HttpMethod.GET:
         return RenderedPostback(method=spec.method, url=url, body=None, content_type=None)

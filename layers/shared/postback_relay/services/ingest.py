@@ -12,7 +12,7 @@ queues nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,19 +20,17 @@ from decimal import Decimal
 
 from pydantic import ValidationError
 
-from postback_relay.domain.addresses import check_url
 from postback_relay.domain.config import AffiliateConfig, PostbackSpec
 from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
-from postback_relay.domain.delivery import PostbackMessage, postback_message
+from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import (  # re-exported: tests import them from the service
     BODY_FIELD,
-    ConfigError,
     FieldError,
     InvalidConversionRequest,
     LinkError,
+    PostbackRefused,
     TrackerError,
     UnreadableConfigError,
-    UnsafeUrlError,
 )
 from postback_relay.domain.errors import (
     MAX_FIELD_ERRORS as MAX_FIELD_ERRORS,
@@ -40,15 +38,12 @@ from postback_relay.domain.errors import (
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.messages import validation_message
-from postback_relay.domain.render import macro_values, render_postback
+from postback_relay.domain.postbacks import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from postback_relay.domain.postbacks import postback_messages
 from postback_relay.domain.tracker import parse_tracker
 from postback_relay.ports import AffiliateStore, ConversionLog
 
 MAX_BATCH = 100
-# One postback message, as JSON, at most: 20 postbacks (a config's limit) stay far under
-# DynamoDB's 400 KB item, and a SendMessageBatch of 10 under SQS's 256 KB. A tracker value
-# repeated in a URL template can render longer: that conversion fires nothing, and says why.
-MAX_MESSAGE_BYTES = 16384
 # Conditional puts of a batch in flight at once: 100 puts take about 7 round trips, not 100.
 RECORD_WORKERS = 16
 
@@ -335,13 +330,17 @@ class IngestService:
         except TrackerError as exc:
             return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, exc.message, exc.reason)
 
-        values = macro_values(conversion, affiliate_id, tracker_values)
-        messages = []
-        for index, spec in postbacks:
-            message = self._message(conversion, config, index, spec, values, now=now)
-            if isinstance(message, _Resolved):
-                return message
-            messages.append(message)
+        try:
+            messages = postback_messages(
+                conversion,
+                config,
+                tracker_values,
+                created_at=now,
+                allow_loopback=self._allow_loopback,
+                postbacks=postbacks,
+            )
+        except PostbackRefused as exc:
+            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, exc.message, exc.kind)
         result = ConversionResult(
             transaction_id=conversion.transaction_id,
             event=conversion.event,
@@ -351,40 +350,6 @@ class IngestService:
             delivery_ids=tuple(m.delivery_id for m in messages),
         )
         return _Resolved(result, tuple(messages))
-
-    def _message(
-        self,
-        conversion: Conversion,
-        config: AffiliateConfig,
-        index: int,
-        spec: PostbackSpec,
-        values: Mapping[str, str],
-        *,
-        now: datetime,
-    ) -> PostbackMessage | _Resolved:
-        """One postback's message; or, when it cannot be rendered, may not be called or is too
-        large, the conversion's result without any postback."""
-        affiliate_id = config.affiliate_id  # the link's: _subscribed_postbacks checked it
-        try:
-            rendered = render_postback(spec, values)
-        except ConfigError as exc:
-            # Saved configs name only known macros; this guards a config saved by older rules.
-            reason = f"Postback {index} cannot be rendered: {exc.message}"
-            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, ConfigError.kind)
-        try:
-            check_url(rendered.url, allow_loopback=self._allow_loopback)
-        except UnsafeUrlError as exc:
-            reason = f"Postback {index} renders to a URL that may not be called: {exc.message}"
-            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, UnsafeUrlError.kind)
-        message = postback_message(conversion, config, index, spec, rendered, created_at=now)
-        size = len(message.model_dump_json().encode("utf-8"))
-        if size > MAX_MESSAGE_BYTES:
-            reason = (
-                f"Postback {index} renders to {size} bytes, more than {MAX_MESSAGE_BYTES}: "
-                "a tracker value is too long for its URL template."
-            )
-            return _nothing(conversion, affiliate_id, ConversionOutcome.TRACKER_MISMATCH, reason, "postback_too_large")
-        return message
 
 
 def _subscribed_postbacks(

@@ -11,11 +11,12 @@ from typing import Any
 
 from postback_relay.domain.config import AffiliateConfig, PostbackSpec
 from postback_relay.domain.conversion import Conversion, Offer
-from postback_relay.domain.delivery import PostbackMessage, key_time, postback_message
+from postback_relay.domain.delivery import PostbackMessage, key_time
 from postback_relay.domain.events import OfferType
-from postback_relay.domain.render import macro_values, render_postback
+from postback_relay.domain.postbacks import postback_messages
 
 TEST_AMOUNT = Decimal(0)
+TEST_PAYOUT = Decimal(0)
 TEST_CURRENCY = "EUR"
 
 
@@ -33,17 +34,25 @@ class TestClick:
 
 
 def messages_for(
-    click: TestClick, config: AffiliateConfig, *, now: datetime, started_at: datetime
+    click: TestClick, config: AffiliateConfig, *, now: datetime, started_at: datetime, allow_loopback: bool = False
 ) -> list[PostbackMessage]:
-    """One message per postback. The delivery IDs are deterministic and every message's
-    `created_at` is the run's start (not the step's clock), so a retried step addresses the
-    same delivery items."""
+    """One message per postback, rendered and checked by the one render path ingest uses
+    (domain.postbacks). The delivery IDs are deterministic and every message's `created_at`
+    is the run's start (not the step's clock), so a retried step addresses the same delivery
+    items. Raises PostbackRefused, with the reason ingest would give, for a postback that
+    cannot be sent."""
     messages: list[PostbackMessage] = []
     for index, spec in enumerate(config.postbacks):
-        conversion = _test_conversion(click, spec, index, now)
-        rendered = render_postback(spec, macro_values(conversion, config.affiliate_id, click.tracker_values))
-        messages.append(
-            postback_message(conversion, config, index, spec, rendered, created_at=started_at, test_run_id=click.run_id)
+        messages.extend(
+            postback_messages(
+                _test_conversion(click, spec, index, now),
+                config,
+                click.tracker_values,
+                created_at=started_at,
+                allow_loopback=allow_loopback,
+                postbacks=[(index, spec)],
+                test_run_id=click.run_id,
+            )
         )
     return messages
 
@@ -59,6 +68,8 @@ def _test_conversion(click: TestClick, spec: PostbackSpec, index: int, now: date
         offer=Offer(id=offer, type=click.offer_type, name="test link"),
         amount=TEST_AMOUNT,
         amount_text="0",
+        payout=TEST_PAYOUT,
+        payout_text="0",
         currency=TEST_CURRENCY,
         link=click.network_link,
         occurred_at=now,

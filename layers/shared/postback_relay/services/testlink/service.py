@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.errors import InfrastructureError
+from postback_relay.domain.errors import InfrastructureError, PostbackRefused
 from postback_relay.domain.events import OfferType
 from postback_relay.domain.testrun import MAX_HOPS, RunVerdict, StepName, TestStep, next_wait_s
 from postback_relay.ports import AffiliateStore, DeliveryLog, HopClient, PostbackQueue, TestRunStore
@@ -165,7 +165,11 @@ class TestLinkService:
             return DeliveryCheck(verdict=RunVerdict.FAILED)
         now = self._clock()
         click = TestClick(run_id, network_link, offer_id, offer_type, tracker_values)
-        messages = messages_for(click, config, now=now, started_at=started_at)
+        try:
+            messages = messages_for(click, config, now=now, started_at=started_at, allow_loopback=self._allow_loopback)
+        except PostbackRefused as exc:
+            self._fail(run_id, step, exc.message, {"error_kind": exc.kind, "postback": exc.index})
+            return DeliveryCheck(verdict=RunVerdict.FAILED)
         refused = self._queue.send(messages)
         if refused:
             # Raised, not recorded: the workflow retries the step, and only then records it failed.

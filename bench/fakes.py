@@ -13,7 +13,7 @@ from datetime import datetime
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
-from postback_relay.ports import DeliveryRecord, StoredAffiliate
+from postback_relay.ports import DeliveryRecord, FirstRecord, StoredAffiliate
 
 
 class AffiliateStoreFake:
@@ -53,7 +53,7 @@ class ConversionLogFake:
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
-    ) -> ConversionResult | None:
+    ) -> FirstRecord | None:
         self.writes += 1
         self.messages += len(messages)
         return None

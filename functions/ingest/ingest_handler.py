@@ -20,8 +20,8 @@ from ingest_http import (
     app,
     build_hot_path_models,
     check_content_type,
+    conversions_answer,
     count,
-    json_answer,
     logger,
     metrics,
     raw_body,
@@ -78,8 +78,7 @@ def post_conversions() -> Response[str]:
         logger.set_correlation_id(request.conversions[0].transaction_id)
     report = ingest(app.context.get("service") or ingest_service(), request.conversions)
     count(report)
-    results = [answer.to_json() for answer in report.answers]
-    return json_answer(200 if report.all_repeats else 202, {"results": results} if request.is_batch else results[0])
+    return conversions_answer(report, is_batch=request.is_batch)
 
 
 # Traced here rather than on the route: the route's refusals (401, 400) are not worth a

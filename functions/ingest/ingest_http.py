@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from postback_relay.domain import messages
 from postback_relay.domain.errors import (
     BODY_FIELD,
     DomainError,
@@ -43,7 +44,7 @@ metrics = Metrics()
 app = HttpApiResolver()
 
 # Every status code this function answers; docs/openapi.yaml documents each (a test checks).
-RESPONSE_STATUSES = frozenset({200, 202, 400, 401, 413, 415, 500, 503})
+RESPONSE_STATUSES = frozenset({200, 202, 400, 401, 409, 413, 415, 500, 503})
 
 # The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
 # the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
@@ -142,6 +143,27 @@ def json_answer(status: int, document: Mapping[str, Any], headers: Mapping[str, 
         body=json.dumps(document, separators=(",", ":"), ensure_ascii=False),
         headers=headers,
     )
+
+
+def conversions_answer(report: IngestReport, *, is_batch: bool) -> Response[str]:
+    """202 when a conversion was taken now; else 409 when a repeat's content differs from the
+    conversion first taken (contract section 2: nothing of it is changed); else 200.
+
+    One conversion: its result (409: the first result, under `result`, with the fields that
+    differ). A batch: one result per conversion, in the order sent; a differing repeat's result
+    names its `differing` fields, whatever the batch's status (the others were taken)."""
+    results = [answer.to_json() for answer in report.answers]
+    if report.differing and not report.new_conversions:
+        differing = sorted({name for answer in report.differing for name in answer.differing})
+        document: dict[str, Any] = {
+            "error": "differing_repeat",
+            "message": messages.differing_repeat(differing),
+            "differing": differing,
+        }
+        document.update({"results": results} if is_batch else {"result": results[0]})
+        logger.info("Conversion request refused: differing repeat", extra={"differing": differing})
+        return json_answer(409, document)
+    return json_answer(200 if report.all_repeats else 202, {"results": results} if is_batch else results[0])
 
 
 def count(report: IngestReport) -> None:

@@ -8,7 +8,8 @@ from datetime import datetime
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
-from postback_relay.ports import ConversionLog
+from postback_relay.domain.repeats import content_digests, differing_fields
+from postback_relay.ports import ConversionLog, FirstRecord
 
 
 class FakeConversionLog(ConversionLog):
@@ -28,13 +29,13 @@ class FakeConversionLog(ConversionLog):
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
-    ) -> ConversionResult | None:
+    ) -> FirstRecord | None:
         if self.fail_after is not None and self.writes >= self.fail_after:
             raise InfrastructureError("the conversion log is down")
         self.writes += 1
         first = self.records.get(conversion.conversion_id)
         if first is not None:
-            return first[1]
+            return FirstRecord(first[1], differing_fields(content_digests(first[0]), content_digests(conversion)))
         self.records[conversion.conversion_id] = (conversion, result)
         self.outbox.extend(messages)
         return None

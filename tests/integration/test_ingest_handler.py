@@ -35,6 +35,11 @@ OPENAPI: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_t
 OPENAPI_REGISTRY: Registry[Any] = Registry().with_resource("urn:openapi", Resource.from_contents(OPENAPI, DRAFT202012))
 SECRET = "local-dev-secret"
 EVENT_TIME = 1795608005  # the time the sample events in events/ were signed at
+# The sample link of affiliate 1234567 with another tracker value
+INGEST_PPS_LINK_FOR_REPEAT = (
+    "http://www.espace-plus.net/redir/rotation_redir.php?id_rotation=89&e=0&w=0&id=1234567&e=1&w=0"
+    "&tracker=trID_a1-T9-c999-x_trID"
+)
 
 
 @dataclass
@@ -198,13 +203,79 @@ def test_repeat_answers_200_with_the_first_result_and_queues_nothing(api: Api) -
     _, first, _ = api.invoke(sample_event("revshare"))
     api.queued()
 
-    # WHEN the same (transaction_id, event) is posted again, even with another amount
-    status, again, _ = api.post(ingest_conversion_data(amount="99.00"))
+    # WHEN the same conversion is posted again, the same instant written with another offset
+    status, again, _ = api.post(ingest_conversion_data(occurred_at="2026-11-25T13:00:00+01:00"))
 
     # THEN 200 with the first result, marked as a repeat, and nothing new on the queue
     assert status == 200
     assert again == {**first, "repeat": True}
     assert api.queued() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "differing"),
+    [
+        ({"amount": "99.00"}, ["amount"]),
+        ({"amount": "25.0"}, ["amount"]),  # renders differently: the exact text is compared
+        ({"link": INGEST_PPS_LINK_FOR_REPEAT}, ["link"]),
+        ({"offer": {"id": "90", "type": "revshare"}}, ["offer.id", "offer.name"]),
+        ({"currency": "USD", "occurred_at": "2026-11-25T12:00:01Z"}, ["currency", "occurred_at"]),
+    ],
+)
+def test_a_repeat_with_other_content_is_a_409_with_the_first_result_and_changes_nothing(
+    api: Api, changes: dict[str, object], differing: list[str]
+) -> None:
+    # GIVEN a sale already taken
+    _, first, _ = api.invoke(sample_event("revshare"))
+    api.queued()
+    record = api.records()["T-2026-000123#sale"]
+
+    # WHEN the same (transaction_id, event) is posted with other content
+    status, answer, _ = api.post(ingest_conversion_data(**changes))
+
+    # THEN 409 naming the fields that differ, with the first result; nothing queued or changed
+    assert status == 409, answer
+    assert answer["error"] == "differing_repeat"
+    assert answer["differing"] == differing
+    assert answer["result"] == {**first, "repeat": True, "differing": differing}
+    assert "nothing was changed" in answer["message"]
+    assert api.queued() == []
+    assert api.records()["T-2026-000123#sale"] == record
+
+
+def test_a_batch_decides_each_repeat_on_its_own(api: Api) -> None:
+    # GIVEN a sale taken
+    api.post(ingest_conversion_data())
+    api.queued()
+
+    # WHEN a batch repeats it with another amount, next to a new rebill
+    batch = {"conversions": [ingest_conversion_data(amount="99.00"), ingest_conversion_data(event="rebill")]}
+    status, body, _ = api.post(batch)
+
+    # THEN 202 (the rebill was taken), the differing repeat's result names its field
+    assert status == 202
+    assert [(r["repeat"], r.get("differing")) for r in body["results"]] == [(True, ["amount"]), (False, None)]
+    assert [m.event.value for m in api.queued()] == ["rebill"]
+
+    # WHEN a batch holds only repeats, one of them differing, THEN 409 with every result
+    status, body, _ = api.post(
+        {"conversions": [ingest_conversion_data(event="rebill"), ingest_conversion_data(currency="USD")]}
+    )
+    assert status == 409
+    assert body["differing"] == ["currency"]
+    assert [r.get("differing") for r in body["results"]] == [None, ["currency"]]
+
+    # AND the same identity twice in one batch with other content is a differing repeat of the first
+    status, body, _ = api.post(
+        {
+            "conversions": [
+                ingest_conversion_data(transaction_id="T-9"),
+                ingest_conversion_data(transaction_id="T-9", amount="1.00"),
+            ]
+        }
+    )
+    assert status == 202
+    assert [(r["repeat"], r.get("differing")) for r in body["results"]] == [(False, None), (True, ["amount"])]
 
 
 def test_batch_with_some_repeats_is_202_and_all_repeats_200(api: Api) -> None:

@@ -37,6 +37,15 @@ class AffiliateStore(Protocol):
     def set_enabled(self, affiliate_id: str, enabled: bool, *, updated_by: str) -> StoredAffiliate: ...
 
 
+@dataclass(frozen=True)
+class FirstRecord:
+    """What a repeat finds: the first result, and the content fields in which the repeat
+    differs from the conversion first recorded (empty: the same content)."""
+
+    result: ConversionResult
+    differing: tuple[str, ...] = ()
+
+
 class ConversionLog(Protocol):
     def record(
         self,
@@ -45,12 +54,13 @@ class ConversionLog(Protocol):
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
-    ) -> ConversionResult | None:
+    ) -> FirstRecord | None:
         """Record an accepted conversion with its result and its postbacks' messages (the
         outbox, queued from the table's stream), if it is new.
 
-        Returns None when recorded, or the first result when (transaction_id, event) was
-        already recorded (nothing is written then, so nothing is queued). One conditional write."""
+        Returns None when recorded, or the first record when (transaction_id, event) was
+        already recorded (nothing is written then, so nothing is queued): its result and the
+        fields the repeat changes (domain.repeats). One conditional write."""
         ...
 
 

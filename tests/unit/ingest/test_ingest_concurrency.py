@@ -12,6 +12,7 @@ from fakes import FakeAffiliateStore, FakeConversionLog, ingest_config, ingest_c
 from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
+from postback_relay.ports import FirstRecord
 from postback_relay.services.ingest import RECORD_WORKERS, IngestService
 
 NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)
@@ -34,7 +35,7 @@ class OverlappingLog(FakeConversionLog):
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
-    ) -> ConversionResult | None:
+    ) -> FirstRecord | None:
         self._barrier.wait()  # raises BrokenBarrierError if the puts do not overlap
         if conversion.transaction_id == self.refuse:
             raise InfrastructureError("the conversion log is down")

@@ -43,14 +43,23 @@ from postback_relay.adapters.dynamodb import (
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import DeliveryRef, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
+from postback_relay.domain.repeats import (
+    content_digests,
+    differing_fields,
+    digests_of_text,
+    digests_of_values,
+    digests_text,
+)
+from postback_relay.ports import FirstRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 TTL_DAYS = 400
-MAX_REASON_CHARS = 240
+MAX_REASON_CHARS = 190  # the record of a conversion stays one write unit (1 KB)
 DELIVERY_IDS = "delivery_ids"
+CONTENT = "content"  # a digest per content field (domain.repeats), to tell a differing repeat
 POSTBACKS = "postbacks"  # the outbox: the postback messages the stream hands to the outbox function
 # Message fields the item carries in its own attributes: left out of each kept message.
 _SHARED_FIELDS = {
@@ -91,6 +100,7 @@ def conversion_item(
         # As the messages' `created_at` is written, so that the outbox keeps it once.
         "received_at": {"S": utc_exact(received_at)},
         "result": {"S": result_to_json(result)},
+        CONTENT: {"S": digests_text(_digests_not_kept(conversion))},
         "expires_at": expiry(received_at, timedelta(days=TTL_DAYS)),
     }
     if conversion.amount is not None:  # a registration or a trial may carry no money
@@ -177,6 +187,28 @@ def delivery_ids_of(item: Any) -> list[str]:
     return str(value).split()
 
 
+# Content fields the item keeps as values (domain.repeats names -> attributes): compared on
+# those; every other content field by the digest `content` keeps.
+_KEPT_CONTENT = {"amount": "amount_text", "currency": "currency", "offer.id": "offer_id", "offer.type": "offer_type"}
+
+
+def _digests_not_kept(conversion: Conversion) -> dict[str, str]:
+    return {name: digest for name, digest in content_digests(conversion).items() if name not in _KEPT_CONTENT}
+
+
+def _first_record(item: dict[str, Any], conversion: Conversion) -> FirstRecord:
+    """The first result of a repeat, and the fields the repeat changes: those the item keeps,
+    on their values; the others on their digests (a record written before the digests were
+    kept is compared on its values alone)."""
+    again = content_digests(conversion)
+    first = digests_of_values({name: item.get(attribute, {}).get("S") for name, attribute in _KEPT_CONTENT.items()})
+    compared: set[str] = set(_KEPT_CONTENT)
+    if CONTENT in item:
+        first.update(digests_of_text(item[CONTENT]["S"]))
+        compared |= set(again) | set(first)
+    return FirstRecord(_result_of(item), differing_fields(first, again, only=compared))
+
+
 def _result_of(item: dict[str, Any]) -> ConversionResult:
     document = json.loads(item["result"]["S"])
     document["transaction_id"] = item["transaction_id"]["S"]
@@ -206,7 +238,7 @@ class DynamoConversionLog:
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
-    ) -> ConversionResult | None:
+    ) -> FirstRecord | None:
         item = conversion_item(conversion, result, received_at=received_at or self._clock(), messages=messages)
         repeat = conditional_write(
             f"Recording conversion {conversion.conversion_id} failed",
@@ -222,14 +254,14 @@ class DynamoConversionLog:
         first = cast("dict[str, Any] | None", repeat.response.get("Item"))
         if first is None:
             # Only when ALL_OLD was not honoured; one read then, rather than a wrong answer.
-            return self._read_result(conversion.conversion_id)
-        return _result_of(first)
+            first = self._read_item(conversion.conversion_id)
+        return _first_record(first, conversion)
 
-    def _read_result(self, conversion_id: str) -> ConversionResult:
+    def _read_item(self, conversion_id: str) -> dict[str, Any]:
         with failures_as(f"Reading conversion {conversion_id} failed"):
             answer = self._client.get_item(
                 TableName=self._table, Key={"conversion_id": {"S": conversion_id}}, ConsistentRead=True
             )
         if "Item" not in answer:
             raise InfrastructureError(f"Conversion {conversion_id} was recorded and is gone.")
-        return _result_of(answer["Item"])
+        return cast("dict[str, Any]", answer["Item"])

@@ -91,6 +91,16 @@ def occurred_at_offset(offset: str) -> str:
     )
 
 
+# --- a repeat whose content differs (contract section 2) --------------------------------------
+
+
+def differing_repeat(fields: Iterable[str]) -> str:
+    return (
+        f"This transaction_id and event were already taken with another {words(fields)}: the first "
+        "conversion stands and nothing was changed. A correction needs its own transaction_id."
+    )
+
+
 # --- the conversion request's signature (contract section 2) ----------------------------------
 
 SIGNING_RULE = (

@@ -40,8 +40,9 @@ from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.messages import validation_message
 from postback_relay.domain.postbacks import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from postback_relay.domain.postbacks import postback_messages
+from postback_relay.domain.repeats import content_digests, differing_fields
 from postback_relay.domain.tracker import parse_tracker
-from postback_relay.ports import AffiliateStore, ConversionLog
+from postback_relay.ports import AffiliateStore, ConversionLog, FirstRecord
 
 MAX_BATCH = 100
 # Conditional puts of a batch in flight at once: 100 puts take about 7 round trips, not 100.
@@ -148,10 +149,13 @@ class Answer:
 
     result: ConversionResult
     repeat: bool = False
+    # For a repeat whose content differs from the first (contract section 2: a 409 when alone),
+    # the names of the fields that differ; nothing of it was taken.
+    differing: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         result = self.result
-        return {
+        document: dict[str, object] = {
             "transaction_id": result.transaction_id,
             "event": result.event.value,
             "affiliate_id": result.affiliate_id,
@@ -161,6 +165,9 @@ class Answer:
             "error_kind": result.error_kind,
             "repeat": self.repeat,
         }
+        if self.differing:
+            document["differing"] = list(self.differing)
+        return document
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,11 @@ class IngestReport:
     @property
     def all_repeats(self) -> bool:
         return all(answer.repeat for answer in self.answers)
+
+    @property
+    def differing(self) -> tuple[Answer, ...]:
+        """The repeats whose content differs from the conversion first taken."""
+        return tuple(answer for answer in self.answers if answer.differing)
 
 
 # --- the use case ------------------------------------------------------------------------
@@ -241,18 +253,21 @@ class IngestService:
         firsts = self._record_all([(c, resolved[c.conversion_id]) for c in unique], now=now)
         answers_by_id: dict[str, Answer] = {}
         recorded: list[str] = []
-        for conversion, first_result in zip(unique, firsts, strict=True):
-            if first_result is None:
+        for conversion, first in zip(unique, firsts, strict=True):
+            if first is None:
                 recorded.append(conversion.conversion_id)
                 answers_by_id[conversion.conversion_id] = Answer(resolved[conversion.conversion_id].result)
             else:
-                answers_by_id[conversion.conversion_id] = Answer(first_result, repeat=True)
+                answers_by_id[conversion.conversion_id] = Answer(first.result, repeat=True, differing=first.differing)
 
         answers = []
         for position, conversion in enumerate(conversions):
             answer = answers_by_id[conversion.conversion_id]
-            if first_of[conversion.conversion_id] != position:
-                answer = Answer(answer.result, repeat=True)
+            first_position = first_of[conversion.conversion_id]
+            if first_position != position:
+                # The same identity twice in one request: compared with its first occurrence.
+                differing = differing_fields(content_digests(conversions[first_position]), content_digests(conversion))
+                answer = Answer(answer.result, repeat=True, differing=differing)
             answers.append(answer)
         by_id = {c.conversion_id: c for c in unique}
         return IngestReport(
@@ -261,19 +276,17 @@ class IngestService:
             new_conversions=tuple(by_id[cid] for cid in recorded),
         )
 
-    def _record_all(
-        self, pairs: Sequence[tuple[Conversion, _Resolved]], *, now: datetime
-    ) -> list[ConversionResult | None]:
+    def _record_all(self, pairs: Sequence[tuple[Conversion, _Resolved]], *, now: datetime) -> list[FirstRecord | None]:
         """Record each conversion (distinct IDs), concurrently for a batch; returns each one's
-        first result (None: recorded now) in the order given. Raises the first failure, once
+        first record (None: recorded now) in the order given. Raises the first failure, once
         every write has ended."""
 
-        def record(conversion: Conversion, resolved: _Resolved) -> ConversionResult | None:
+        def record(conversion: Conversion, resolved: _Resolved) -> FirstRecord | None:
             return self._conversions.record(conversion, resolved.result, resolved.messages, received_at=now)
 
         if len(pairs) == 1:
             return [record(*pairs[0])]
-        futures: list[Future[ConversionResult | None]] = [
+        futures: list[Future[FirstRecord | None]] = [
             self._record_pool.submit(record, conversion, resolved) for conversion, resolved in pairs
         ]
         # Every put is waited for, even after a failure: none is left running behind the answer.

@@ -8,6 +8,7 @@ the partial answer, the metrics). The dispatcher is built by postback_relay.wiri
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,11 @@ def lambda_handler(
 ) -> PartialItemFailureResponse:
     """`service`: the dispatcher to use instead of the function's own (tests, the bench)."""
     built = service or dispatcher()
-    outcomes = built.dispatch_batch([received(record) for record in event.get("Records", [])])
+    # SQS allows a visibility up to 12 hours from this receipt, which Lambda's poller made at
+    # most one batching window before this invocation (its SentTimestamp may be days older).
+    received_by = time.time() - settings.batching_window_s
+    records = [received(record, received_by=received_by) for record in event.get("Records", [])]
+    outcomes = built.dispatch_batch(records)
     count(outcomes)
     count_circuits(built.breakers.drain_transitions())
     return process_partial_response(

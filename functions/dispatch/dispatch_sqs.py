@@ -48,23 +48,18 @@ METRIC_LATENCY = "PostbackLatency"  # per attempt that got an answer or timed ou
 CIRCUIT_METRICS = {CircuitChange.OPENED: "CircuitsOpened", CircuitChange.CLOSED: "CircuitsClosed"}
 
 
-def received(record: Mapping[str, Any]) -> ReceivedPostback:
+def received(record: Mapping[str, Any], *, received_by: float | None = None) -> ReceivedPostback:
+    """The record as the dispatcher reads it. `received_by` (epoch seconds) bounds this receipt
+    from below: the invocation's start less the batching window (the handler's)."""
     from postback_relay.services.dispatch import ReceivedPostback
 
     attributes = record.get("attributes") or {}
-    # The earliest of the message's timestamps bounds its receipt from below, for SQS's rule
-    # that a visibility can't reach past 12 hours from the receipt (moto counts from the send).
-    stamps = [
-        int(attributes[name]) / 1000
-        for name in ("SentTimestamp", "ApproximateFirstReceiveTimestamp")
-        if str(attributes.get(name, "")).isdigit()
-    ]
     return ReceivedPostback(
         message_id=str(record["messageId"]),
         receipt_handle=str(record["receiptHandle"]),
         receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
         body=str(record.get("body") or ""),
-        received_by=min(stamps) if stamps else None,
+        received_by=received_by,
     )
 
 

@@ -62,6 +62,9 @@ class DispatchSettings(BaseModel):
     config_cache_seconds: float = Field(default=60, ge=0)
     max_workers: int = Field(default=10, ge=1, le=MAX_WORKERS_LIMIT)
     delivery_ttl_days: int = Field(default=30, ge=1)
+    # The SQS mapping's MaximumBatchingWindowInSeconds: how long before an invocation its
+    # messages may have been received (SQS counts a visibility's 12 hours from the receipt).
+    batching_window_s: float = Field(default=0, ge=0, le=300)
 
 
 class TestLinkSettings(BaseModel):

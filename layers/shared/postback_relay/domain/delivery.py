@@ -285,8 +285,8 @@ def visibility_within_receipt(seconds: int, *, received_by: float | None, now: f
     """The longest visibility, up to `seconds`, that SQS accepts for a message received no
     earlier than `received_by` (epoch seconds): what is left of its 12 hours, less a margin.
 
-    `received_by` must be a lower bound of the receipt (the message's SentTimestamp or its
-    ApproximateFirstReceiveTimestamp); None counts the receipt as now. 0 means no change is
+    `received_by` must be a lower bound of this receipt (the invocation's start less the
+    batching window); None counts the receipt as now. 0 means no change is
     possible: the message comes back after the queue's visibility timeout.
     """
     start = now if received_by is None else min(received_by, now)

@@ -73,9 +73,9 @@ class ReceivedPostback:
     receipt_handle: str
     receive_count: int
     body: str
-    # A lower bound of this receipt (epoch seconds): the message's SentTimestamp (or
-    # ApproximateFirstReceiveTimestamp). SQS refuses a visibility past 12 hours from the
-    # receipt; None counts the receipt as now.
+    # A lower bound of this receipt (epoch seconds): the invocation's start less the batching
+    # window (never the message's SentTimestamp: a message sent long ago may be received now).
+    # SQS refuses a visibility past 12 hours from the receipt; None counts the receipt as now.
     received_by: float | None = None
 
 

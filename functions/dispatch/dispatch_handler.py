@@ -48,7 +48,10 @@ def lambda_handler(
     # most one batching window before this invocation (its SentTimestamp may be days older).
     received_by = time.time() - settings.batching_window_s
     records = [received(record, received_by=received_by) for record in event.get("Records", [])]
-    outcomes = built.dispatch_batch(records)
+    # Lambda's clock of this invocation: no send starts that its timeout could cut off.
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    time_left = (lambda: remaining_ms() / 1000) if callable(remaining_ms) else None
+    outcomes = built.dispatch_batch(records, time_left=time_left)
     count(outcomes)
     count_circuits(built.breakers.drain_transitions())
     return process_partial_response(

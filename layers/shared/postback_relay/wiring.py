@@ -193,9 +193,12 @@ def dispatcher(
     notifier: Notifier | None = None,
     notices: bool = True,
     affiliates: AffiliateStore | None = None,
+    record_budget_s: float = AWS_CALL_BUDGET_S,
 ) -> Dispatcher:
     """The dispatch function's service; each adapter not given is built on AWS. With
-    `notices=False` and no `notifier`, circuit changes are not announced (the bench)."""
+    `notices=False` and no `notifier`, circuit changes are not announced (the bench).
+    `record_budget_s`: the longest a record write takes (one AWS call on the budget; a test
+    slowing AWS down gives its own)."""
     from postback_relay.adapters.dynamodb_affiliates import CachedAffiliateStore
     from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
     from postback_relay.adapters.sns_notifier import NOTICE_ATTEMPTS, SnsNotifier
@@ -229,6 +232,8 @@ def dispatcher(
         ),
         max_workers=settings.max_workers,
         delay_scale=settings.delay_scale,
+        send_budget_s=settings.connect_timeout_s + settings.read_timeout_s,
+        record_budget_s=record_budget_s,
     )
 
 

@@ -81,14 +81,16 @@ class LocalFunction:
         return self.spec.logical_id
 
     def invoke(self, event: Any) -> Any:
-        context = LambdaContext(
-            function_name=self.function_name,
-            memory_limit_in_mb=self.spec.memory_mb,
-            timeout_s=self.spec.timeout_s,
-            invoked_function_arn=self.arn,
-            log_group_name=f"/aws/lambda/{self.function_name}",
-        )
         with self._lock:
+            # The invocation's clock starts when the instance takes it, as Lambda's does (the
+            # dispatcher starts no send its timeout could cut off), not while it waits its turn.
+            context = LambdaContext(
+                function_name=self.function_name,
+                memory_limit_in_mb=self.spec.memory_mb,
+                timeout_s=self.spec.timeout_s,
+                invoked_function_arn=self.arn,
+                log_group_name=f"/aws/lambda/{self.function_name}",
+            )
             return self._handler(event, context)
 
 

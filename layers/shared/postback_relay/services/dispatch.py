@@ -86,6 +86,9 @@ class DispatchOutcome(StrEnum):
     DEFERRED = "deferred"  # circuit open: not called, back when it may be
     WAITING = "waiting"  # received before its due time (a wait past 15 minutes): queued again, not called
     SKIPPED = "skipped"  # already delivered, failed for good, or a copy in the same batch: nothing to do
+    # Too little of the invocation left for a send and its record: untouched, back after the
+    # queue's visibility timeout (a batch item failure). Never sent, so never sent twice.
+    POSTPONED = "postponed"
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class DispatchResult:
         """Report the record as a batch item failure: SQS hands it back after its visibility
         timeout. Only a wait whose requeue failed stays (hidden, in flight)."""
         waits = (DispatchOutcome.RETRIED, DispatchOutcome.DEFERRED, DispatchOutcome.WAITING)
-        return self.outcome in waits and not self.requeued
+        return self.outcome is DispatchOutcome.POSTPONED or (self.outcome in waits and not self.requeued)
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,15 @@ class Dispatcher:
         affiliates: AffiliateStore | None = None,
         max_workers: int = 10,
         delay_scale: float = 1.0,
+        send_budget_s: float = 0.0,
+        record_budget_s: float = 0.0,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`send_budget_s`: the longest one send takes (its connect and read timeouts);
+        `record_budget_s`: the longest its record write takes (one AWS call, retries
+        included). A batch given the invocation's time left starts no send with less left
+        than the two together."""
         self._deliveries = deliveries
         self._sender = sender
         self._retries = retries
@@ -158,6 +167,7 @@ class Dispatcher:
         self._affiliates = affiliates
         self._max_workers = max_workers
         self._scale = delay_scale
+        self._time_needed_s = send_budget_s + record_budget_s
         self._rand = rand
         self._clock = clock
 
@@ -165,9 +175,18 @@ class Dispatcher:
     def breakers(self) -> CircuitBreakers:
         return self._breakers
 
-    def dispatch_batch(self, records: Sequence[ReceivedPostback]) -> dict[str, DispatchResult | Exception]:
+    def dispatch_batch(
+        self, records: Sequence[ReceivedPostback], *, time_left: Callable[[], float] | None = None
+    ) -> dict[str, DispatchResult | Exception]:
         """Each record's outcome by message ID; an exception means the record's fate is
         unknown (nothing or not everything was recorded): the caller must leave it on the queue.
+
+        `time_left`: the seconds left in the invocation (Lambda's context). A record is
+        POSTPONED, untouched, when less is left than a send and its record write need, both
+        when its turn comes and again just before its send: a send cut off by the function's
+        timeout, its log write never made, would be sent again by the redelivered message
+        (and the batch's partial answer, lost with the timeout, would bring back every other
+        record too, waits already re-queued included).
 
         Records of the batch that carry the same delivery (a postback queued twice, e.g. by
         the platform's retry after SQS took part of a conversion's postbacks) are sent once:
@@ -196,7 +215,10 @@ class Dispatcher:
         outcomes: dict[str, DispatchResult | Exception] = {}
         workers = min(self._max_workers, len(to_send))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="postback") as pool:
-            futures = {record.message_id: pool.submit(self._dispatch, record, message) for record, message in to_send}
+            futures = {
+                record.message_id: pool.submit(self._dispatch, record, message, time_left)
+                for record, message in to_send
+            }
             for message_id, future in futures.items():
                 error = future.exception()
                 outcomes[message_id] = error if isinstance(error, Exception) else future.result()
@@ -214,22 +236,41 @@ class Dispatcher:
             outcomes[record.message_id] = DispatchResult(
                 DispatchOutcome.SKIPPED, delivery_id, reason=f"duplicate of {first.message_id}"
             )
+        postponed = sum(1 for o in outcomes.values() if isinstance(o, DispatchResult) and o.outcome is _POSTPONED)
+        if postponed:
+            logger.warning(
+                "too little time left in this invocation: postbacks left on the queue, unsent",
+                extra={"postponed": postponed, "batch": len(records)},
+            )
         return outcomes
 
     def dispatch(self, record: ReceivedPostback) -> DispatchResult:
         """Deliver one postback message: at most one call to the affiliate's server."""
         return self._dispatch(record, _read(record.body))
 
-    def _dispatch(self, record: ReceivedPostback, message: PostbackMessage | ValidationError) -> DispatchResult:
+    def _dispatch(
+        self,
+        record: ReceivedPostback,
+        message: PostbackMessage | ValidationError,
+        time_left: Callable[[], float] | None = None,
+    ) -> DispatchResult:
         """The four steps of one postback: the pre-check (can it be sent, is it due, is it
-        still to deliver), the deferral (its endpoint's circuit open), the send, the record."""
+        still to deliver), the deferral (its endpoint's circuit open), the send, the record;
+        none started with too little of the invocation left for a send and its record."""
+        if self._out_of_time(time_left):
+            return _postponed(message)
         due = self._pre_check(record, message)
         if isinstance(due, DispatchResult):
             return due
         deferred = self._defer(due)
         if deferred is not None:
             return deferred
+        if self._out_of_time(time_left):
+            return _postponed(message)
         return self._record(due, self._send(due))
+
+    def _out_of_time(self, time_left: Callable[[], float] | None) -> bool:
+        return time_left is not None and time_left() < self._time_needed_s
 
     # --- step 1: the pre-check ----------------------------------------------------------------
 
@@ -512,6 +553,14 @@ class Dispatcher:
             return None
         body = (message.body or "").encode()
         return webhook_headers(secret, message.delivery_id, int(now.timestamp()), body)
+
+
+_POSTPONED = DispatchOutcome.POSTPONED
+
+
+def _postponed(message: PostbackMessage | ValidationError) -> DispatchResult:
+    delivery_id = message.delivery_id if isinstance(message, PostbackMessage) else None
+    return DispatchResult(_POSTPONED, delivery_id, reason="too little time left in this invocation")
 
 
 def _next_attempt(existing: DeliveryRecord) -> int:

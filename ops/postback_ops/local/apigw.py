@@ -3,7 +3,8 @@
 The server matches the request against the routes the template declares (`HttpApi` events
 of the functions), builds the event API Gateway would build, invokes the function in-process
 and writes its answer back, with API Gateway's own answers for what never reaches a
-function (404 for an unknown route, 500 when the function raises).
+function (404 for an unknown route, 413 over 10 MB, 500 for an event over Lambda's 6 MB
+invoke payload) and 500 when the function raises.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from postback_ops.local.runtime import LocalFunction
 
 # API Gateway's HTTP API refuses larger payloads itself, before any function runs.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# Lambda's synchronous invoke takes a request payload (the event's JSON) of 6 MB at most; a
+# larger one is refused (RequestEntityTooLargeException, 413) and the HTTP API answers the
+# caller 500 {"message": "Internal Server Error"}: "If the Lambda API rejects the invocation
+# request, API Gateway returns a 500 error code" (Lambda developer guide, "Handling Lambda
+# errors with an API Gateway API"). So a body between about 6 and 10 MB gets a 5xx from AWS
+# itself, the function never running (docs/openapi.yaml, README).
+MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 
 # Bodies of these types reach the function as text; anything else is base64, as API Gateway does.
 _TEXT_TYPES = re.compile(r"^(text/.*|application/(json|.*\+json|xml|.*\+xml|x-www-form-urlencoded|javascript))", re.I)
@@ -171,6 +179,11 @@ def build_response(result: Any) -> HttpResponse:
     return HttpResponse(int(result["statusCode"]), headers, payload)
 
 
+def invoke_payload_too_large(event: Mapping[str, Any]) -> bool:
+    """Whether Lambda would refuse to be invoked with this event (over its 6 MB payload)."""
+    return len(json.dumps(event, ensure_ascii=False).encode()) > MAX_INVOKE_PAYLOAD_BYTES
+
+
 def _gateway_answer(status: int, message: str) -> HttpResponse:
     body = json.dumps({"message": message}).encode()
     return HttpResponse(status, [("content-type", "application/json")], body)
@@ -290,6 +303,9 @@ class LocalHttpApi:
             if params is None:
                 continue
             event = build_event(request, route, params, host=host)
+            if invoke_payload_too_large(event):
+                response = _gateway_answer(500, "Internal Server Error")
+                break
             try:
                 response = build_response(route.function.invoke(event))
             except Exception:  # noqa: BLE001 - API Gateway answers 500 for any function error

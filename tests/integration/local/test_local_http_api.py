@@ -118,3 +118,43 @@ def test_a_payload_over_api_gateways_limit_is_refused_before_the_function(
     # THEN API Gateway's own 413 comes back and the function never runs
     assert answer.status_code == 413
     assert handler.events == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"x" * (7 * 1024 * 1024), "application/json"),  # over 6 MB as it is
+        (b"\x00" * (5 * 1024 * 1024), "application/octet-stream"),  # 5 MB, base64-encoded past 6 MB
+    ],
+    ids=["7-MB-text", "5-MB-binary"],
+)
+def test_a_payload_over_lambdas_invoke_limit_is_aws_own_500_before_the_function(
+    served: tuple[LocalHttpApi, EchoHandler], body: bytes, content_type: str
+) -> None:
+    # GIVEN the API
+    api, handler = served
+
+    # WHEN a body under API Gateway's 10 MB but making an event over Lambda's 6 MB is posted
+    answer = requests.post(f"{api.url}/conversions", data=body, headers={"Content-Type": content_type}, timeout=30)
+
+    # THEN the caller gets what AWS answers then: the HTTP API's 500, Lambda having refused the
+    # invoke (413 RequestEntityTooLargeException); the function never runs
+    assert answer.status_code == 500
+    assert answer.json() == {"message": "Internal Server Error"}
+    assert handler.events == []
+
+
+def test_a_payload_just_under_lambdas_invoke_limit_reaches_the_function(
+    served: tuple[LocalHttpApi, EchoHandler],
+) -> None:
+    # GIVEN the API
+    api, handler = served
+
+    # WHEN a 5 MB text body is posted (its event stays under 6 MB)
+    answer = requests.post(
+        f"{api.url}/conversions", data=b"x" * (5 * 1024 * 1024), headers={"Content-Type": "text/plain"}, timeout=30
+    )
+
+    # THEN the function gets it (ingest answers it 413 itself, over MAX_BODY_BYTES)
+    assert answer.status_code == 202
+    assert len(handler.events) == 1

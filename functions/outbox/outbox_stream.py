@@ -2,13 +2,15 @@
 the metrics out (outbox_handler holds the entry point).
 
 A record not wholly queued is a batch item failure (its sequence number): Lambda retries the
-batch from the first of them. A record retried past the mapping's MaximumRetryAttempts or
-MaximumRecordAgeInSeconds lands on the on-failure queue (see the README: "Recover postbacks
-from the outbox's on-failure queue").
+batch from the first of them. A record retried past the mapping's MaximumRecordAgeInSeconds
+lands on the on-failure queue (see the README: "Recover postbacks from the outbox's on-failure
+queue"). A record whose postbacks cannot be read is parked (services.outbox) with its raw
+image: OutboxRecordsParked counts them, and the parked queue's alarm tells ops.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ MAX_REASON_CHARS = 300
 # the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
 METRIC_QUEUED = "OutboxPostbacksQueued"
 METRIC_RETRIED = "OutboxRecordsRetried"
+METRIC_PARKED = "OutboxRecordsParked"
 
 logger = handler_logger()
 metrics = Metrics()
@@ -37,7 +40,8 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire
 
 
 def outbox_record(record: Mapping[str, Any]) -> OutboxRecord:
-    """A stream record as the outbox reads it: its sequence number and its item's messages."""
+    """A stream record as the outbox reads it: its sequence number and its item's messages
+    (or why they cannot be read, with the raw image to park)."""
     from pydantic import ValidationError
 
     from postback_relay.adapters.dynamodb_conversions import messages_of_item
@@ -48,8 +52,9 @@ def outbox_record(record: Mapping[str, Any]) -> OutboxRecord:
     sequence_number = str(change.get("SequenceNumber", ""))
     try:
         messages = tuple(messages_of_item(image))
-    except (ValueError, ValidationError, TypeError) as exc:
-        return OutboxRecord(sequence_number, conversion_id, unreadable=str(exc)[:MAX_REASON_CHARS])
+    except (ValueError, ValidationError, TypeError, AttributeError) as exc:
+        raw = json.dumps(image, default=str)
+        return OutboxRecord(sequence_number, conversion_id, unreadable=str(exc)[:MAX_REASON_CHARS], image=raw)
     return OutboxRecord(sequence_number, conversion_id, messages)
 
 
@@ -65,6 +70,12 @@ def checker(report: OutboxReport) -> Callable[[DynamoDBRecord], None]:
 
 def count(report: OutboxReport, *, records: int) -> None:
     metrics.add_metric(name=METRIC_QUEUED, unit=MetricUnit.Count, value=report.queued)
+    if report.parked:
+        metrics.add_metric(name=METRIC_PARKED, unit=MetricUnit.Count, value=len(report.parked))
+        logger.error(
+            "Stream records whose postbacks cannot be read were parked; see `postback outbox parked`",
+            extra={"parked": list(report.parked), "reasons": list(report.reasons)},
+        )
     if report.failed:
         metrics.add_metric(name=METRIC_RETRIED, unit=MetricUnit.Count, value=len(report.failed))
         logger.warning(

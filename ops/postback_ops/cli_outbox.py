@@ -1,4 +1,5 @@
-"""`postback outbox recover`: queue again the postbacks of stream batches the outbox gave up on."""
+"""`postback outbox recover`: queue again the postbacks of stream batches the outbox gave up on;
+`postback outbox parked`: the records it could not read, re-queued once fixed."""
 
 from dataclasses import asdict
 from typing import Annotated
@@ -7,7 +8,7 @@ import typer
 from rich.console import Console
 
 from postback_ops.cli_context import ExitCode, handle_errors, ops_of, people_table
-from postback_ops.outbox_recovery import MAX_PAGES, OutboxRecovery, RecoveredBatch
+from postback_ops.outbox_recovery import MAX_PAGES, OutboxRecovery, ParkedRecord, ParkedRecovery, RecoveredBatch
 
 outbox_app = typer.Typer(help="The outbox: new conversions' postbacks on their way to the queue.", no_args_is_help=True)
 
@@ -75,3 +76,54 @@ def _left(batch: RecoveredBatch) -> str:
     if not reasons:
         return "kept (dry run)"
     return "kept: " + "; ".join(reasons)
+
+
+@outbox_app.command("parked")
+@handle_errors
+def parked(
+    ctx: typer.Context,
+    requeue: Annotated[
+        bool, typer.Option("--requeue", help="Queue the postbacks of each parked conversion now readable.")
+    ] = False,
+) -> None:
+    """Show the stream records the outbox could not read and parked (the OutboxParkedQueue's
+    alarm fired): each conversion, why, and its raw image in the queue's message.
+
+    Fix the conversion's item in the conversions table, then `--requeue`: each parked record
+    whose item now reads is queued and leaves the parked queue. Exits 1 when `--requeue` left
+    some (the `now` column says why)."""
+    ops = ops_of(ctx)
+    target = ops.target
+    records = ParkedRecovery(
+        dynamodb=target.client("dynamodb"),
+        sqs=target.client("sqs"),
+        conversions_table=target.output("ConversionsTableName"),
+        parked_queue_url=target.output("OutboxParkedQueueUrl"),
+        queue=ops.backends.queue,
+    ).run(requeue=requeue)
+
+    def show(console: Console) -> None:
+        if not records:
+            console.print("No parked records: the outbox read every record.")
+            return
+        table = people_table("conversion", "sequence number", "why parked", "now", "postbacks", "left")
+        for record in records:
+            table.add_row(
+                record.conversion_id,
+                record.sequence_number,
+                record.reason + (" (image cut)" if record.image_cut else ""),
+                record.now or "-",
+                str(record.postbacks),
+                _parked_left(record, requeue=requeue),
+            )
+        console.print(table)
+
+    ops.emit([asdict(record) for record in records], show)
+    if requeue and not all(record.requeued for record in records):
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _parked_left(record: ParkedRecord, *, requeue: bool) -> str:
+    if record.requeued:
+        return "re-queued"
+    return "kept" if requeue else "parked"

@@ -53,6 +53,24 @@ _TRIMMED = ("TrimmedDataAccessException", "ResourceNotFoundException", "Validati
 _ITEM_ERRORS = (ClientError, BotoCoreError, DomainError, KeyError, ValueError, TypeError)
 
 
+def received(sqs: Any, queue_url: str, limit: int) -> Iterator[tuple[str, str]]:
+    """(receipt handle, body) of up to `limit` messages, each hidden 5 minutes while handled."""
+    seen = 0
+    while seen < limit:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
+        if not got:
+            return
+        for message in got:
+            seen += 1
+            yield message["ReceiptHandle"], message["Body"]
+
+
+def release(sqs: Any, queue_url: str, receipt_handles: list[str]) -> None:
+    """Messages kept for a later run: visible again at once."""
+    for receipt_handle in receipt_handles:
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0)
+
+
 @dataclass
 class RecoveredBatch:
     """One failure message and what came of it."""
@@ -104,7 +122,7 @@ class OutboxRecovery:
     def recover(self, *, dry_run: bool = False, max_batches: int = 1000) -> list[RecoveredBatch]:
         batches: list[RecoveredBatch] = []
         kept: list[str] = []  # failure messages left for a later run, shown again at the end
-        for receipt_handle, body in self._failures(max_batches):
+        for receipt_handle, body in received(self.sqs, self.failure_queue_url, max_batches):
             batch = self._recover_one(body, dry_run=dry_run)
             if not dry_run and batch.whole:
                 self.sqs.delete_message(QueueUrl=self.failure_queue_url, ReceiptHandle=receipt_handle)
@@ -112,23 +130,8 @@ class OutboxRecovery:
             else:
                 kept.append(receipt_handle)
             batches.append(batch)
-        for receipt_handle in kept:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.failure_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
-            )
+        release(self.sqs, self.failure_queue_url, kept)
         return batches
-
-    def _failures(self, max_batches: int) -> Iterator[tuple[str, str]]:
-        seen = 0
-        while seen < max_batches:
-            got = self.sqs.receive_message(
-                QueueUrl=self.failure_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300
-            ).get("Messages", [])
-            if not got:
-                return
-            for message in got:
-                seen += 1
-                yield message["ReceiptHandle"], message["Body"]
 
     def _recover_one(self, body: str, *, dry_run: bool) -> RecoveredBatch:
         """One failure message; an error is reported on it, never raised."""
@@ -250,3 +253,86 @@ class OutboxRecovery:
             if "LastEvaluatedKey" not in answer:
                 return items
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+# --- parked records (`postback outbox parked`) ------------------------------------------------
+
+
+@dataclass
+class ParkedRecord:
+    """One record the outbox parked, and what came of it."""
+
+    conversion_id: str
+    sequence_number: str
+    reason: str  # why the outbox could not read it
+    image_cut: bool = False  # the parked image was cut to fit the message
+    now: str = ""  # what the table holds now (with --requeue): readable, or why not
+    postbacks: int = 0
+    refused: int = 0
+    requeued: bool = False  # its postbacks were queued and the parked message deleted
+
+
+@dataclass
+class ParkedRecovery:
+    """Shows the OutboxParkedQueue; with `requeue`, reads each parked conversion from the table
+    again and, once it is readable (fixed), queues its postbacks and deletes the parked message."""
+
+    dynamodb: Any
+    sqs: Any
+    conversions_table: str
+    parked_queue_url: str
+    queue: PostbackQueue
+
+    def run(self, *, requeue: bool = False, max_records: int = 1000) -> list[ParkedRecord]:
+        records: list[ParkedRecord] = []
+        kept: list[str] = []
+        for receipt_handle, body in received(self.sqs, self.parked_queue_url, max_records):
+            record = self._parked(body)
+            if requeue and record.conversion_id:
+                self._requeue(record)
+            if record.requeued:
+                self.sqs.delete_message(QueueUrl=self.parked_queue_url, ReceiptHandle=receipt_handle)
+            else:
+                kept.append(receipt_handle)
+            records.append(record)
+        release(self.sqs, self.parked_queue_url, kept)
+        return records
+
+    @staticmethod
+    def _parked(body: str) -> ParkedRecord:
+        try:
+            document = json.loads(body)
+            return ParkedRecord(
+                conversion_id=str(document["conversion_id"]),
+                sequence_number=str(document.get("sequence_number", "")),
+                reason=str(document.get("reason", "")),
+                image_cut=bool(document.get("image_cut", False)),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            return ParkedRecord("", "", f"not a parked record: {exc!r}")
+
+    def _requeue(self, record: ParkedRecord) -> None:
+        """Queues the conversion's postbacks if the table's item is readable now; says why not."""
+        try:
+            answer = self.dynamodb.get_item(
+                TableName=self.conversions_table,
+                Key={"conversion_id": {"S": record.conversion_id}},
+                ConsistentRead=True,
+            )
+            item = answer.get("Item")
+            if item is None:
+                record.now = "not in the conversions table"
+                return
+            messages = messages_of_item(item)
+            record.now = "readable"
+            record.postbacks = len(messages)
+            record.refused = len(self.queue.send(messages)) if messages else 0
+        except (ValueError, ValidationError, TypeError) as exc:
+            record.now = f"still unreadable: {exc}"[:300]
+            return
+        except _ITEM_ERRORS as exc:
+            record.now = f"{type(exc).__name__}: {exc}"[:300]
+            return
+        record.requeued = record.refused == 0
+        if record.refused:
+            record.now = f"the queue refused {record.refused} of {record.postbacks} postbacks: run it again"

@@ -6,6 +6,7 @@ are properties), so that mypy sees a fake drift from its port.
     conversions  FakeConversionLog       ConversionLog
     queues       FakePostbackQueue       PostbackQueue
                  FakeRetryControl        RetryControl
+                 FakeParkedRecords       ParkedRecords
     deliveries   FakeDeliveryLog         DispatchDeliveryLog (so DeliveryLog)
                  delivery_record, message, Tried: the one builder of delivery records
     senders      ScriptedSender          PostbackSender
@@ -23,7 +24,7 @@ from fakes.conversions import FakeConversionLog
 from fakes.deliveries import FakeDeliveryLog, Tried, delivery_record, message
 from fakes.endpoints import FakeEndpointStore, RecordingNotifier
 from fakes.hops import Answer, ScriptedHttp
-from fakes.queues import FakePostbackQueue, FakeRetryControl
+from fakes.queues import FakeParkedRecords, FakePostbackQueue, FakeRetryControl
 from fakes.samples import (
     INGEST_AFFILIATE_ID,
     INGEST_PPS_LINK,
@@ -45,6 +46,7 @@ __all__ = [
     "FakeConversionLog",
     "FakeDeliveryLog",
     "FakeEndpointStore",
+    "FakeParkedRecords",
     "FakePostbackQueue",
     "FakeRetryControl",
     "FakeTestRunStore",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
-from postback_relay.ports import PostbackQueue, RetryControl
+from postback_relay.ports import OutboxRecord, ParkedRecords, PostbackQueue, RetryControl
 
 
 class FakePostbackQueue(PostbackQueue):
@@ -27,6 +27,22 @@ class FakePostbackQueue(PostbackQueue):
         refused = [message for message in messages if self.refuse(message)]
         self.sent.extend(message for message in messages if not self.refuse(message))
         return refused
+
+
+@dataclass
+class FakeParkedRecords(ParkedRecords):
+    """The outbox's parking in a list. `refuse` decides per record whether parking fails for
+    it; `down` makes `park` raise InfrastructureError."""
+
+    parked: list[OutboxRecord] = field(default_factory=list)
+    down: bool = False
+    refuse: Callable[[OutboxRecord], bool] = lambda record: False
+
+    def park(self, records: Sequence[OutboxRecord]) -> list[OutboxRecord]:
+        if self.down:
+            raise InfrastructureError("the parking queue is down")
+        self.parked.extend(record for record in records if not self.refuse(record))
+        return [record for record in records if self.refuse(record)]
 
 
 @dataclass

@@ -19,11 +19,12 @@ from outbox_support import invoke_outbox, outbox_poller, run_outbox
 from typer.testing import CliRunner
 
 from postback_ops.cli import app
-from postback_ops.local.stream import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED
+from postback_ops.local.stream import RECORD_AGE_EXCEEDED
 from postback_ops.outbox_recovery import OutboxRecovery
 from postback_ops.target import Target, pinned
 from postback_relay import wiring
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+from postback_relay.adapters.sqs_parked import SqsParkedRecords
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
@@ -132,7 +133,7 @@ def test_sqs_down_leaves_the_records_in_the_stream_until_it_is_back(
     assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected
 
 
-def test_the_handler_reports_the_first_unreadable_record_and_every_later_one(outbox: Outbox) -> None:
+def test_the_handler_parks_an_unreadable_record_and_queues_the_ones_behind_it(outbox: Outbox) -> None:
     # GIVEN a batch of three stream records, the second one's outbox unreadable
     outbox.convert("T-1")
     outbox.convert("T-2")
@@ -145,10 +146,43 @@ def test_the_handler_reports_the_first_unreadable_record_and_every_later_one(out
     # WHEN the handler gets the batch
     answer = invoke_outbox({"Records": records})
 
+    # THEN no record fails (nothing for the stream to retry), records 1 and 3 are queued, and
+    # record 2 is parked with its keys, the reason and its raw image
+    assert answer["batchItemFailures"] == []
+    assert [body["transaction_id"] for body in outbox.drain()] == ["T-1", "T-3"]
+    (parked,) = outbox.drain("OutboxParkedQueueUrl")
+    assert (parked["conversion_id"], parked["sequence_number"]) == (
+        "T-2#sale",
+        records[1]["dynamodb"]["SequenceNumber"],
+    )
+    assert parked["reason"] and json.loads(parked["image"])["postbacks"] == {"S": "not json"}
+
+
+def test_an_unreadable_record_that_cannot_be_parked_fails_with_every_later_one(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a batch of three stream records, the second one's outbox unreadable, and SQS
+    # refusing the parked record
+    outbox.convert("T-1")
+    outbox.convert("T-2")
+    outbox.convert("T-3")
+    records: list[dict[str, Any]] = []
+    run_outbox(outbox_poller(outbox.outputs, invoke=lambda event: records.extend(event["Records"])))
+    records[1]["dynamodb"]["NewImage"]["postbacks"] = {"S": "not json"}
+
+    def refusing(self: SqsParkedRecords, parked: Any) -> list[Any]:
+        return list(parked)
+
+    monkeypatch.setattr(SqsParkedRecords, "park", refusing)
+
+    # WHEN the handler gets the batch
+    answer = invoke_outbox({"Records": records})
+
     # THEN Powertools' answer names records 2 and 3 by sequence number; record 1 was queued
     failed = [f["itemIdentifier"] for f in answer["batchItemFailures"]]
     assert failed == [r["dynamodb"]["SequenceNumber"] for r in records[1:]]
     assert [body["transaction_id"] for body in outbox.drain()] == ["T-1"]
+    assert outbox.drain("OutboxParkedQueueUrl") == []
 
 
 def test_a_crashed_invocation_is_retried_whole_and_bisected(outbox: Outbox) -> None:
@@ -203,19 +237,28 @@ def test_a_record_older_than_the_maximum_age_goes_to_the_on_failure_queue(
     assert outbox.drain() == []
 
 
-def test_retries_past_the_maximum_go_to_the_on_failure_queue(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a conversion whose postbacks SQS refuses for good, and a conversion after it
+def test_a_record_sqs_refuses_is_retried_until_its_age_not_a_count(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a conversion whose postbacks SQS keeps refusing, and a conversion after it
     outbox.convert("T-1")
     sqs_refusing(monkeypatch)
-    poller = outbox_poller(outbox.outputs)
+    clock = [datetime.now(UTC).timestamp()]
+    poller = outbox_poller(outbox.outputs, clock=lambda: clock[0])
 
-    # WHEN the mapping retries it MaximumRetryAttempts times
-    for _ in range(poller.mapping.maximum_retry_attempts + 1):
+    # WHEN the mapping retries it 150 times (past the 100 the mapping allowed before)
+    for _ in range(150):
         poller.poll_once()
 
-    # THEN it is on the on-failure queue, and the shard moves on
+    # THEN it is still retried, not given up on: MaximumRetryAttempts is -1
+    assert poller.mapping.maximum_retry_attempts == -1
+    assert outbox.drain("OutboxFailureQueueUrl") == []
+
+    # WHEN it gets older than MaximumRecordAgeInSeconds, THEN it is given up on, and the shard moves on
+    clock[0] += poller.mapping.maximum_record_age_s + 1
+    poller.poll_once()
     (failure,) = outbox.drain("OutboxFailureQueueUrl")
-    assert failure["requestContext"]["condition"] == RETRIES_EXHAUSTED
+    assert failure["requestContext"]["condition"] == RECORD_AGE_EXCEEDED
     monkeypatch.undo()
     outbox.convert("T-2")
     run_outbox(poller)
@@ -339,3 +382,61 @@ def test_recover_reads_the_table_once_the_stream_trimmed_the_records(
     # THEN it found the conversion in the table by its arrival time, and queued its postback
     assert (batch.source, batch.conversions, batch.deleted) == ("table", ["T-1#sale"], True)
     assert [PostbackMessage.model_validate(body) for body in outbox.drain()] == expected
+
+
+def park_t2(outbox: Outbox) -> None:
+    """Three conversions through the handler, the second's stream image unreadable: parked."""
+    for transaction_id in ("T-1", "T-2", "T-3"):
+        outbox.convert(transaction_id)
+    records: list[dict[str, Any]] = []
+    run_outbox(outbox_poller(outbox.outputs, invoke=lambda event: records.extend(event["Records"])))
+    records[1]["dynamodb"]["NewImage"]["postbacks"] = {"S": "not json"}
+    invoke_outbox({"Records": records})
+    assert [body["transaction_id"] for body in outbox.drain()] == ["T-1", "T-3"]
+
+
+def test_postback_outbox_parked_shows_a_parked_record_and_requeues_it_once_readable(outbox: Outbox) -> None:
+    # GIVEN a record the outbox parked (its item in the table reads: fixed, or never broken there)
+    park_t2(outbox)
+    runner = CliRunner()
+
+    with pinned(Target.from_outputs(outbox.outputs, name="relay-prod")):
+        # WHEN ops list the parked records
+        listed = runner.invoke(app, ["--json", "outbox", "parked"])
+        # THEN it is shown, with why, and stays parked
+        assert listed.exit_code == 0, listed.output
+        (row,) = json.loads(listed.stdout)
+        assert (row["conversion_id"], row["requeued"]) == ("T-2#sale", False)
+        assert row["reason"]
+
+        # WHEN ops re-queue
+        requeued = runner.invoke(app, ["--json", "outbox", "parked", "--requeue"])
+
+    # THEN its postback is queued and the parked queue is empty
+    assert requeued.exit_code == 0, requeued.output
+    (row,) = json.loads(requeued.stdout)
+    assert (row["now"], row["postbacks"], row["requeued"]) == ("readable", 1, True)
+    assert [body["transaction_id"] for body in outbox.drain()] == ["T-2"]
+    assert outbox.drain("OutboxParkedQueueUrl") == []
+
+
+def test_a_parked_record_still_unreadable_stays_parked_and_the_command_exits_1(outbox: Outbox) -> None:
+    # GIVEN a parked record whose item in the table is unreadable too (broken as its stream image)
+    park_t2(outbox)
+    boto3.client("dynamodb").update_item(
+        TableName=outbox.outputs["ConversionsTableName"],
+        Key={"conversion_id": {"S": "T-2#sale"}},
+        UpdateExpression="SET postbacks = :bad",
+        ExpressionAttributeValues={":bad": {"S": "not json"}},
+    )
+
+    # WHEN ops re-queue
+    with pinned(Target.from_outputs(outbox.outputs, name="relay-prod")):
+        result = CliRunner().invoke(app, ["--json", "outbox", "parked", "--requeue"])
+
+    # THEN it exits 1, says the item is still unreadable, queues nothing, and the record stays parked
+    assert result.exit_code == 1, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["now"].startswith("still unreadable") and not row["requeued"]
+    assert outbox.drain() == []
+    assert [body["conversion_id"] for body in outbox.drain("OutboxParkedQueueUrl")] == ["T-2#sale"]

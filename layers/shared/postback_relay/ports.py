@@ -73,12 +73,23 @@ class PostbackQueue(Protocol):
 @dataclass(frozen=True)
 class OutboxRecord:
     """One new conversion from the conversions table's stream, with the messages it holds;
-    `unreadable` says why its messages could not be read (a record to retry, then park)."""
+    `unreadable` says why its messages could not be read (a record to park), `image` is then
+    the record's raw new image (JSON text), kept with it."""
 
     sequence_number: str
     conversion_id: str
     messages: tuple[PostbackMessage, ...] = ()
     unreadable: str | None = None
+    image: str = ""
+
+
+class ParkedRecords(Protocol):
+    """Where the outbox parks a record it cannot read (its keys, why, its raw image) for ops to
+    see, so that the records behind it go on (`postback outbox parked`)."""
+
+    def park(self, records: Sequence[OutboxRecord]) -> list[OutboxRecord]:
+        """Park each record; returns those that could not be parked (empty on success)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -97,3 +97,4 @@ class OutboxSettings(BaseModel):
     model_config = _SETTINGS
 
     postback_queue_url: str = Field(min_length=1)
+    outbox_parked_queue_url: str = Field(min_length=1)  # where unreadable records are parked

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         DispatchDeliveryLog,
         EndpointStore,
         Notifier,
+        ParkedRecords,
         PostbackQueue,
         PostbackSender,
         RetryControl,
@@ -272,12 +273,22 @@ def link_test_service(
 
 
 def outbox_service(
-    settings: OutboxSettings, *, sqs: SQSClient | None = None, queue: PostbackQueue | None = None
+    settings: OutboxSettings,
+    *,
+    sqs: SQSClient | None = None,
+    queue: PostbackQueue | None = None,
+    parking: ParkedRecords | None = None,
 ) -> OutboxService:
-    """The outbox function's service."""
+    """The outbox function's service: the postback queue, and the queue unreadable records are
+    parked on (one SQS client for both)."""
+    from postback_relay.adapters.sqs_parked import SqsParkedRecords
     from postback_relay.services.outbox import OutboxService
 
-    return OutboxService(queue or postback_queue(settings.postback_queue_url, sqs=sqs))
+    client = _client_once(sqs, "sqs")
+    return OutboxService(
+        _given_or(queue, lambda: postback_queue(settings.postback_queue_url, sqs=client())),
+        _given_or(parking, lambda: SqsParkedRecords(settings.outbox_parked_queue_url, client=client())),
+    )
 
 
 # --- adapters over a stack's tables and queues (the config script, tests, the bench) -----------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fakes import FakePostbackQueue
+from fakes import FakeParkedRecords, FakePostbackQueue
 
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.events import Event
@@ -46,7 +46,7 @@ def test_a_batch_of_100_one_postback_conversions_takes_ten_sends_of_ten() -> Non
     queue = CountingQueue()
 
     # WHEN the outbox relays them
-    report = OutboxService(queue).relay([record(n) for n in range(100)])
+    report = OutboxService(queue, FakeParkedRecords()).relay([record(n) for n in range(100)])
 
     # THEN ten sends of ten, every message in stream order, nothing to retry
     assert queue.group_sizes == [GROUP] * 10
@@ -57,7 +57,7 @@ def test_a_batch_of_100_one_postback_conversions_takes_ten_sends_of_ten() -> Non
 def test_groups_span_records() -> None:
     # GIVEN 7 conversions of 3 postbacks each (21 messages)
     queue = CountingQueue()
-    report = OutboxService(queue).relay([record(n, postbacks=3) for n in range(7)])
+    report = OutboxService(queue, FakeParkedRecords()).relay([record(n, postbacks=3) for n in range(7)])
     # THEN three sends: 10, 10, 1
     assert queue.group_sizes == [10, 10, 1]
     assert report.queued == 21
@@ -70,7 +70,7 @@ def test_a_refused_message_fails_its_record_and_every_later_one_and_stops_sendin
     records = [record(n) for n in range(30)]
 
     # WHEN the outbox relays 30 conversions
-    report = OutboxService(queue).relay(records)
+    report = OutboxService(queue, FakeParkedRecords()).relay(records)
 
     # THEN it stopped after the group holding T-13 (no third send), and the stream retries from T-13 on
     assert queue.group_sizes == [10, 10]
@@ -79,14 +79,50 @@ def test_a_refused_message_fails_its_record_and_every_later_one_and_stops_sendin
     assert report.reasons == ("the queue refused 1 of 10 postbacks",)
 
 
-def test_an_unreadable_record_is_where_the_retry_starts() -> None:
+def test_an_unreadable_record_is_parked_and_the_batch_carries_on() -> None:
     # GIVEN the fourth record's outbox unreadable
-    queue = FakePostbackQueue()
+    queue, parking = FakePostbackQueue(), FakeParkedRecords()
+    records = [record(n) for n in range(6)]
+    records[3] = OutboxRecord("1003", "T-3#sale", unreadable="the item's postbacks are not a list", image="{}")
+
+    # WHEN relayed
+    report = OutboxService(queue, parking).relay(records)
+
+    # THEN it is parked, with its image, and every other record is queued: nothing to retry
+    assert parking.parked == [records[3]]
+    assert [m.transaction_id for m in queue.sent] == ["T-0", "T-1", "T-2", "T-4", "T-5"]
+    assert (report.failed, report.parked) == (frozenset(), ("T-3#sale",))
+    assert report.reasons == ("conversion T-3#sale: the item's postbacks are not a list (parked)",)
+
+
+def test_an_unreadable_record_that_cannot_be_parked_is_where_the_retry_starts() -> None:
+    # GIVEN the fourth record's outbox unreadable, and the parking queue down
+    queue, parking = FakePostbackQueue(), FakeParkedRecords(down=True)
     records = [record(n) for n in range(6)]
     records[3] = OutboxRecord("1003", "T-3#sale", unreadable="the item's postbacks are not a list")
 
     # WHEN relayed, THEN the three before it are queued, and it and all after it are retried
-    report = OutboxService(queue).relay(records)
+    report = OutboxService(queue, parking).relay(records)
     assert [m.transaction_id for m in queue.sent] == ["T-0", "T-1", "T-2"]
     assert report.failed == frozenset({"1003", "1004", "1005"})
-    assert report.reasons == ("conversion T-3#sale: the item's postbacks are not a list",)
+    assert report.parked == ()
+    assert report.reasons == (
+        "parking failed: the parking queue is down",
+        "conversion T-3#sale: the item's postbacks are not a list (not parked)",
+    )
+
+
+def test_of_two_unreadable_records_the_one_not_parked_is_where_the_retry_starts() -> None:
+    # GIVEN records 1 and 4 unreadable, and parking refusing record 4 only
+    queue = FakePostbackQueue()
+    parking = FakeParkedRecords(refuse=lambda r: r.conversion_id == "T-4#sale")
+    records = [record(n) for n in range(6)]
+    for n in (1, 4):
+        records[n] = OutboxRecord(f"{1000 + n}", f"T-{n}#sale", unreadable="bad")
+
+    # WHEN relayed
+    report = OutboxService(queue, parking).relay(records)
+
+    # THEN record 1 is parked and passed over; the retry starts at record 4
+    assert [m.transaction_id for m in queue.sent] == ["T-0", "T-2", "T-3"]
+    assert (report.parked, report.failed) == (("T-1#sale",), frozenset({"1004", "1005"}))

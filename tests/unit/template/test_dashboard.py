@@ -202,7 +202,8 @@ def drive_every_emitter() -> None:
     ingest_http.unexpected(RuntimeError("bug"))
     ingest_http.metrics.flush_metrics()
 
-    outbox_stream.count(OutboxReport(queued=9, failed=frozenset({"1"}), reasons=("refused",)), records=10)
+    report = OutboxReport(queued=9, failed=frozenset({"1"}), reasons=("refused",), parked=("T-2#sale",))
+    outbox_stream.count(report, records=10)
     outbox_stream.metrics.flush_metrics()
 
     for verdict in ("passed", "failed", "running"):

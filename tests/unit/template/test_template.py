@@ -164,14 +164,16 @@ def test_the_outbox_reads_new_conversions_from_the_stream_with_partial_batches_a
     # AND a record is given up on within the stream's 24 h, to an encrypted queue that keeps
     # it 14 days, which the function's role may write to
     assert 0 < props["MaximumRecordAgeInSeconds"] < 24 * 3600
-    assert 0 <= props["MaximumRetryAttempts"] <= 10000
+    # AND the age is the bound, not a count Lambda's immediate retries use up in minutes of an
+    # SQS outage (-1: "retried until the record expires", here its MaximumRecordAgeInSeconds)
+    assert props["MaximumRetryAttempts"] == -1
     destination = props["DestinationConfig"]["OnFailure"]
     assert destination == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["OutboxFailureQueue", "Arn"]}}
     failure_queue = QUEUES["OutboxFailureQueue"]["Properties"]
     assert failure_queue["SqsManagedSseEnabled"] is True
     assert failure_queue["MessageRetentionPeriod"] == 14 * 86400
     queues = {args["QueueName"]["Fn::GetAtt"][0] for p in outbox["Policies"] for name, args in p.items()}
-    assert queues == {"PostbackQueue", "OutboxFailureQueue"}
+    assert queues == {"PostbackQueue", "OutboxFailureQueue", "OutboxParkedQueue"}
 
 
 def test_http_api_is_throttled_and_logs_access_without_bodies() -> None:
@@ -272,3 +274,22 @@ def test_the_dispatcher_may_do_exactly_what_its_waits_and_failures_need() -> Non
         ("SQSSendMessagePolicy", {"QueueName": {"Fn::GetAtt": ["PostbackQueue", "QueueName"]}}),
     ]
     assert granted == sorted((name, json.dumps(args, sort_keys=True)) for name, args in expected)
+
+
+def test_the_outbox_parks_unreadable_records_on_a_kept_encrypted_queue_with_an_alarm() -> None:
+    # GIVEN the outbox function and its parked-record queue
+    outbox = FUNCTIONS["OutboxFunction"]["Properties"]
+    parked = QUEUES["OutboxParkedQueue"]["Properties"]
+    # THEN the function is told the queue and may send to it
+    assert outbox["Environment"]["Variables"]["OUTBOX_PARKED_QUEUE_URL"] == {"Ref": "OutboxParkedQueue"}
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["OutboxParkedQueue", "QueueName"]}}} in outbox[
+        "Policies"
+    ]
+    # AND the queue keeps a parked record 14 days, encrypted, and an alarm fires on the first one
+    assert (parked["MessageRetentionPeriod"], parked["SqsManagedSseEnabled"]) == (14 * 86400, True)
+    alarm = RESOURCES["OutboxParkedQueueAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["OutboxParkedQueue", "QueueName"]}}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    # AND the CLI finds it
+    assert TEMPLATE["Outputs"]["OutboxParkedQueueUrl"]["Value"] == {"Ref": "OutboxParkedQueue"}

@@ -54,8 +54,9 @@ def test_one_matching_signature_among_several_is_enough() -> None:
         (str(NOW), sign_conversion_request(SECRET, NOW, BODY), BODY + b" ", "does not match"),
         (str(NOW), sign_conversion_request("other-secret", NOW, BODY), BODY, "does not match"),
         (str(NOW), sign_conversion_request(SECRET, NOW - 1, BODY), BODY, "does not match"),
-        (str(NOW), "v2=" + "0" * 64, BODY, "does not match"),
-        (str(NOW), "garbage", BODY, "does not match"),
+        (str(NOW), "v2=" + "0" * 64, BODY, "holds no v1=<hex digest>"),
+        (str(NOW), "garbage", BODY, "holds no v1=<hex digest>"),
+        (str(NOW), sign_conversion_request(SECRET, NOW, BODY).removeprefix("v1="), BODY, "holds no v1="),
     ],
 )
 def test_bad_signatures_are_refused(timestamp: str | None, signature: str | None, body: bytes, words: str) -> None:
@@ -99,3 +100,42 @@ def test_webhook_headers_refuse_a_malformed_secret() -> None:
     with pytest.raises(ConfigError) as caught:
         webhook_headers("whsec_???", "m", NOW, BODY)
     assert caught.value.field == "signing_secret"
+
+
+def _refusal(timestamp: str, signature: str, body: bytes = BODY) -> str:
+    with pytest.raises(SignatureError) as caught:
+        verify_conversion_request(SECRET, timestamp, signature, body, now=NOW)
+    return caught.value.message
+
+
+def test_each_refusal_says_what_to_sign() -> None:
+    # GIVEN a missing, malformed, stale and wrong signature
+    refusals = [
+        _refusal("", "v1=00"),
+        _refusal(str(NOW), "sha256=abc"),
+        _refusal(str(NOW - 301), sign_conversion_request(SECRET, NOW - 301, BODY)),
+        _refusal(str(NOW), sign_conversion_request("other-secret", NOW, BODY)),
+    ]
+    # THEN each names the signed content, "<timestamp>.<raw body>"
+    for refusal in refusals:
+        assert '"<timestamp>.<raw body>"' in refusal, refusal
+    # AND they are four different sentences: each says which part is wrong
+    assert len(set(refusals)) == 4
+
+
+def test_a_signature_of_the_body_alone_or_without_the_dot_is_named_as_such() -> None:
+    # GIVEN a caller holding the secret who signed the body alone, or timestamp+body without the dot
+    body_alone = "v1=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
+    no_dot = "v1=" + hmac.new(SECRET.encode(), str(NOW).encode() + BODY, hashlib.sha256).hexdigest()
+    # WHEN verified, THEN the refusal names the mistake
+    assert "of the body alone" in _refusal(str(NOW), body_alone)
+    assert "without the full stop" in _refusal(str(NOW), no_dot)
+
+
+def test_a_wrong_secret_and_a_changed_body_read_the_same() -> None:
+    # GIVEN a signature made with another secret, and a right one over another body
+    wrong_secret = _refusal(str(NOW), sign_conversion_request("other-secret", NOW, BODY))
+    changed_body = _refusal(str(NOW), sign_conversion_request(SECRET, NOW, BODY), BODY + b" ")
+    # THEN the refusal does not tell which: that would help someone guessing the secret
+    assert wrong_secret == changed_body
+    assert "does not match" in wrong_secret

@@ -139,6 +139,20 @@ def signature_mismatch() -> str:
     )
 
 
+def signature_over_body_alone() -> str:
+    return (
+        "X-Postback-Signature is an HMAC-SHA256 of the body alone: sign "
+        f"{SIGNED_CONTENT}, the timestamp sent in X-Postback-Timestamp, a full stop, then the body."
+    )
+
+
+def signature_without_dot() -> str:
+    return (
+        "X-Postback-Signature is an HMAC-SHA256 of the timestamp and the body without the full stop "
+        f"between them: sign {SIGNED_CONTENT}."
+    )
+
+
 def signing_secret_missing() -> str:
     return "The relay has no signing secret configured: it refuses every request until one is set."
 

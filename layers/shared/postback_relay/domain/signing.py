@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import re
 
+from postback_relay.domain import messages
 from postback_relay.domain.config import signing_key
 from postback_relay.domain.errors import ConfigError, SignatureError
 
@@ -41,28 +42,61 @@ def verify_conversion_request(
 
     The signature header may carry several `v1=<hex>` values separated by commas or spaces
     (while a secret is rotated, the platform signs with both); one matching is enough.
+
+    The refusal says which part is wrong, as far as that can be told without helping anyone
+    who does not hold the secret (docs/architecture.md, "What a 401 says"): a missing header,
+    a malformed timestamp or signature, a stale timestamp (checks on what was sent, the secret
+    unused), and, for a signature that does not match, the common mistake of signing the body
+    alone or without the full stop (which only a caller holding the secret can make). Never
+    whether the secret or the body was wrong.
     """
     if not secret:
-        raise SignatureError("no signing secret is configured")
+        raise SignatureError(messages.signing_secret_missing())
     if timestamp is None or not timestamp.strip():
-        raise SignatureError("the X-Postback-Timestamp header is missing")
+        raise SignatureError(messages.signature_header_missing("X-Postback-Timestamp"))
     if signature is None or not signature.strip():
-        raise SignatureError("the X-Postback-Signature header is missing")
+        raise SignatureError(messages.signature_header_missing("X-Postback-Signature"))
     stamp = timestamp.strip()
     if not _TIMESTAMP.fullmatch(stamp):
-        raise SignatureError("X-Postback-Timestamp must be unix seconds (an integer)")
+        raise SignatureError(messages.signature_timestamp_malformed())
     if abs(now - int(stamp)) > tolerance_s:
-        raise SignatureError(f"X-Postback-Timestamp is more than {tolerance_s} seconds away from the server's time")
+        raise SignatureError(messages.signature_timestamp_stale(tolerance_s))
+    values = _signature_values(signature)
+    if not values:
+        raise SignatureError(messages.signature_malformed())
     expected = _conversion_mac(secret, stamp, body)
-    candidates = [part for part in re.split(r"[,\s]+", signature.strip()) if part]
+    # Compare every candidate (no early exit) so timing says nothing about which matched.
     matched = False
-    for candidate in candidates:
+    for value in values:
+        matched |= hmac.compare_digest(value, expected)
+    if matched:
+        return
+    raise SignatureError(_mismatch_reason(secret, stamp, body, values))
+
+
+def _signature_values(signature: str) -> list[str]:
+    """The hex digests of the header's well-formed `v1=<64 hex>` values, lower-cased."""
+    values = []
+    for candidate in re.split(r"[,\s]+", signature.strip()):
         version, _, value = candidate.partition("=")
         if version == SIGNATURE_VERSION and _HEX_SIGNATURE.fullmatch(value.lower()):
-            # Compare every candidate (no early exit) so timing says nothing about which matched.
-            matched |= hmac.compare_digest(value.lower(), expected)
-    if not matched:
-        raise SignatureError("the X-Postback-Signature does not match: expected v1=<hex HMAC-SHA256>")
+            values.append(value.lower())
+    return values
+
+
+def _mismatch_reason(secret: str, stamp: str, body: bytes, values: list[str]) -> str:
+    """Why a well-formed signature does not match. Only a digest made with the secret can match
+    one of the mistakes checked, so naming the mistake tells nothing to anyone without it."""
+    mistakes = {
+        "body": hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest(),
+        "no-dot": hmac.new(secret.encode("utf-8"), stamp.encode("ascii") + body, hashlib.sha256).hexdigest(),
+    }
+    found = {name for name, digest in mistakes.items() for value in values if hmac.compare_digest(value, digest)}
+    if "body" in found:
+        return messages.signature_over_body_alone()
+    if "no-dot" in found:
+        return messages.signature_without_dot()
+    return messages.signature_mismatch()
 
 
 def webhook_headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:

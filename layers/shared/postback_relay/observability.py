@@ -26,7 +26,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aws_lambda_powertools import Logger
@@ -42,20 +44,132 @@ F = TypeVar("F", bound=Callable[..., Any])
 LIBRARY_LOGGER = "postback_relay"
 
 
-def handler_logger() -> Logger:
+NEUTRAL_SERVICE = "postback-relay"
+
+# The Logger of the invocation running in this thread (or task), set by FunctionLogger's
+# inject_lambda_context: the library's lines go through it, with this invocation's keys alone.
+_invocation_logger: ContextVar[Logger | None] = ContextVar("postback_relay_invocation_logger", default=None)
+# Every function Logger that formats the library's lines: one in Lambda, several in one process
+# (the local stack, the tests).
+_function_loggers: list[Logger] = []
+_neutral: list[Logger] = []
+
+
+class FunctionLogger(Logger):
+    """A function's Logger whose invocations never see another invocation's keys.
+
+    `inject_lambda_context` always clears the keys of the previous invocation (a warm instance
+    keeps the Logger: a `run_id` appended by one invocation would otherwise stay on the lines of
+    the next), and, for the invocation's length, makes this Logger the one the library's lines
+    (the services', the adapters') go through: in one process holding several functions (the
+    local stack), a line of ingest's service never goes out with the test-link function's keys.
+    """
+
+    @overload
+    def inject_lambda_context(
+        self,
+        lambda_handler: F,
+        log_event: bool | None = None,
+        correlation_id_path: str | None = None,
+        clear_state: bool | None = True,
+        flush_buffer_on_uncaught_error: bool = False,
+    ) -> F: ...
+
+    @overload
+    def inject_lambda_context(
+        self,
+        lambda_handler: None = None,
+        log_event: bool | None = None,
+        correlation_id_path: str | None = None,
+        clear_state: bool | None = True,
+        flush_buffer_on_uncaught_error: bool = False,
+    ) -> Callable[[F], F]: ...
+
+    def inject_lambda_context(
+        self,
+        lambda_handler: F | None = None,
+        log_event: bool | None = None,
+        correlation_id_path: str | None = None,
+        clear_state: bool | None = True,  # always on: ignored
+        flush_buffer_on_uncaught_error: bool = False,
+    ) -> F | Callable[[F], F]:
+        if lambda_handler is None:
+            return functools.partial(
+                self.inject_lambda_context,
+                log_event=log_event,
+                correlation_id_path=correlation_id_path,
+                flush_buffer_on_uncaught_error=flush_buffer_on_uncaught_error,
+            )
+        injected = super().inject_lambda_context(
+            lambda_handler,
+            log_event=log_event,
+            correlation_id_path=correlation_id_path,
+            clear_state=True,
+            flush_buffer_on_uncaught_error=flush_buffer_on_uncaught_error,
+        )
+
+        @functools.wraps(lambda_handler)
+        def invocation(*args: Any, **kwargs: Any) -> Any:
+            token = _invocation_logger.set(self)
+            try:
+                return injected(*args, **kwargs)
+            finally:
+                _invocation_logger.reset(token)
+
+        return invocation
+
+
+@contextmanager
+def invocation_logs(logger: Logger) -> Iterator[None]:
+    """The library's lines go through `logger` (and its keys) in this block: what
+    FunctionLogger.inject_lambda_context does around an invocation."""
+    token = _invocation_logger.set(logger)
+    try:
+        yield
+    finally:
+        _invocation_logger.reset(token)
+
+
+class _ThroughTheInvocationsLogger(logging.Handler):
+    """The library tree's one handler: each line goes through the Logger of the invocation that
+    wrote it. Outside an invocation (a thread of its own), through the function's Logger when the
+    process holds one function (Lambda), else through a neutral Logger with no invocation keys."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = _invocation_logger.get()
+        if logger is None:
+            logger = _function_loggers[0] if len(_function_loggers) == 1 else _neutral_logger()
+        if record.levelno >= logger.log_level:
+            logger.registered_handler.handle(record)
+
+
+_THROUGH_THE_INVOCATIONS_LOGGER = _ThroughTheInvocationsLogger()
+
+
+def _neutral_logger() -> Logger:
+    if not _neutral:
+        _neutral.append(Logger(service=NEUTRAL_SERVICE))
+    return _neutral[0]
+
+
+def handler_logger() -> FunctionLogger:
     """The function's Logger (POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL), with the
-    `postback_relay` logger tree writing through it."""
-    logger = Logger()
+    `postback_relay` logger tree writing through it during its invocations."""
+    logger = FunctionLogger()
     format_library_logs(logger)
     return logger
 
 
 def format_library_logs(source: Logger, name: str = LIBRARY_LOGGER) -> logging.Logger:
-    """`name`'s logger (and every logger under it, made before or after) writes through
-    `source`'s handler at `source`'s level, not through the root logger's. Idempotent."""
+    """`name`'s logger (and every logger under it, made before or after) writes through the
+    Logger of the invocation running (`source` for a function's), never through the root
+    logger's handlers; at the lowest level of those Loggers (each line is then held to its
+    own Logger's level). Idempotent."""
+    if all(known is not source for known in _function_loggers):
+        _function_loggers.append(source)
     tree = logging.getLogger(name)
-    tree.handlers = list(source.handlers)
-    tree.setLevel(source.log_level)
+    tree.handlers = [_THROUGH_THE_INVOCATIONS_LOGGER]
+    tree.setLevel(min(known.log_level for known in _function_loggers))
     tree.propagate = False
     return tree
 

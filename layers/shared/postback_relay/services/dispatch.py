@@ -10,6 +10,7 @@ the rules themselves (classification, schedule, circuit transitions) are pure, i
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -215,8 +216,11 @@ class Dispatcher:
         outcomes: dict[str, DispatchResult | Exception] = {}
         workers = min(self._max_workers, len(to_send))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="postback") as pool:
+            # Each in a copy of this invocation's context: its log lines keep the invocation's keys.
             futures = {
-                record.message_id: pool.submit(self._dispatch, record, message, time_left)
+                record.message_id: pool.submit(
+                    contextvars.copy_context().run, self._dispatch, record, message, time_left
+                )
                 for record, message in to_send
             }
             for message_id, future in futures.items():

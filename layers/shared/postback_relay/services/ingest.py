@@ -11,6 +11,7 @@ queues nothing.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -287,7 +288,8 @@ class IngestService:
         if len(pairs) == 1:
             return [record(*pairs[0])]
         futures: list[Future[FirstRecord | None]] = [
-            self._record_pool.submit(record, conversion, resolved) for conversion, resolved in pairs
+            self._record_pool.submit(contextvars.copy_context().run, record, conversion, resolved)
+            for conversion, resolved in pairs
         ]
         # Every put is waited for, even after a failure: none is left running behind the answer.
         errors = [future.exception() for future in futures]

@@ -56,21 +56,26 @@ def test_a_line_a_service_logs_comes_out_as_the_function_s_powertools_json_with_
     assert library_logger.propagate is False
 
 
-def test_every_handler_formats_the_library_logs_with_its_own_logger(
-    library_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GIVEN a handler module imported (its Logger built at import)
+def test_every_handler_formats_the_library_logs_with_its_own_logger(library_logger: logging.Logger) -> None:
+    # GIVEN a handler module imported (its Logger built at import), its output in a buffer
     import dispatch_sqs
+
+    handler = dispatch_sqs.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
 
     # WHEN it configures the tree again (as each handler does at import) and a service logs
     # during one of its invocations
-    observability.format_library_logs(dispatch_sqs.logger)
-    with observability.invocation_logs(dispatch_sqs.logger):
-        logging.getLogger("postback_relay.services.probe").info("through dispatch")
+    try:
+        observability.format_library_logs(dispatch_sqs.logger)
+        with observability.invocation_logs(dispatch_sqs.logger):
+            logging.getLogger("postback_relay.services.probe").info("through dispatch")
+    finally:
+        handler.setStream(previous)
 
     # THEN the line went through that Logger's own handler, as its JSON
-    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if "through dispatch" in text]
-    assert line["service"] == dispatch_sqs.logger.service
+    assert _library_line(stream, "through dispatch")["service"] == dispatch_sqs.logger.service
     assert library_logger.level <= dispatch_sqs.logger.log_level
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cold_import, cost, e2e_load, waits
+from bench import ceiling, cold_import, cost, e2e_load, waits
 from bench.events import TRACE_HEADER, AffiliateServer
 from bench.support import MOTO_STACK_NAME, moto_stack, run_worker, worker_environment
 from postback_ops.local.resources import load_template
@@ -499,6 +499,13 @@ def table(results: Mapping[str, Any]) -> str:
     for name, mb in results["peak_rss_mb"].items():
         row(f"peak RSS {name} (MB)", mb)
     row("ConversionsTable / DeliveriesTable item (bytes)", f"{results['item_bytes']}")
+    top = results["one_affiliate_ceiling"]
+    row(
+        "one affiliate, largest item: WCU/attempt; postbacks/s unsharded / with "
+        f"{top['delivery_shards']} shards (max_postbacks_per_s_one_affiliate)",
+        f"{top['wcu_per_attempt_largest_item']}; {top['max_postbacks_per_s_one_affiliate_unsharded']} / "
+        f"{results['max_postbacks_per_s_one_affiliate']}",
+    )
     gb_s = results["dispatch_gb_s_per_postback"]
     row(
         "dispatch GB-s per postback (batch size: GB-s)",
@@ -595,6 +602,7 @@ def main() -> int:
     )
 
     waiting = _timed_part("waits: in-flight peak on moto", _quiet(waits.in_flight_peak))
+    top = _timed_part("one affiliate's ceiling on moto", ceiling.measure)
 
     f = warm["figures"]
     per_run = workloads(warm, calls, batches, monthly)
@@ -719,6 +727,8 @@ def main() -> int:
         },
     }
     results["retries"] = {"cost": waits.retry_costs(), "in_flight": waiting}
+    results["max_postbacks_per_s_one_affiliate"] = top["max_postbacks_per_s_one_affiliate"]
+    results["one_affiliate_ceiling"] = top
     results["targets"] = targets(results)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     RESULTS_PATH.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")

@@ -1,9 +1,15 @@
 """The delivery log in DynamoDB (DeliveriesTable): ports.DeliveryLog.
 
-Key: `affiliate_id` (partition) and `delivery_key` = `<created_at>#<delivery_id>` (sort), where
-`created_at` is the postback message's own (set when the message was built, kept on replay):
-a message addresses its item directly (`PostbackMessage.ref`), and an affiliate's postbacks
-are read newest first from the table itself, with no index to write.
+Key: `affiliate_id` (partition) = `<affiliate_id>#<n>`, and `delivery_key` =
+`<created_at>#<delivery_id>` (sort), where `created_at` is the postback message's own (set when
+the message was built, kept on replay) and `n` one of DELIVERY_SHARDS shards, a hash of the
+delivery ID: a message addresses its item directly (`PostbackMessage.ref`), one affiliate's
+writes spread over DELIVERY_SHARDS partitions (bench.ceiling: the largest item costs 24 write
+units an attempt, and one partition takes 1,000 a second), and an affiliate's postbacks are
+read newest first from the table itself, every shard merged, with no index to write. Items
+written before the shards (partition `<affiliate_id>`) are read with them, the shard's item
+first when a delivery has both; the dispatcher reads and writes the sharded item only
+(docs/architecture.md, "One affiliate's ceiling").
 
 One item per postback: the key, `transaction_id`, `event`, `offer_id`, `url`, `method`,
 `state`, `attempts` (a list of maps: attempt, at, status, latency_ms, excerpt, error_kind,
@@ -22,8 +28,11 @@ Nothing is stored twice, so that the happy path's item stays under 1 KB (one wri
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +64,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 DELIVERY_TTL_DAYS = 30
-PARTITION_KEY = "affiliate_id"
+# One affiliate's deliveries spread over this many partitions (bench.ceiling): 500 postbacks a
+# second at the largest item the config allows, replayed once (31 write units an attempt).
+DELIVERY_SHARDS = 16
+PARTITION_KEY = "affiliate_id"  # `<affiliate_id>#<shard>`; `<affiliate_id>` for items written before
 SORT_KEY = "delivery_key"  # `<created_at>#<delivery_id>`
+SHARD_SEPARATOR = "#"  # never in an affiliate ID (domain.config.AFFILIATE_ID)
 # Attributes of the item that the stored message JSON leaves out (rebuilt from the item).
 _MESSAGE_FIELDS_ON_ITEM = frozenset(
     {"delivery_id", "affiliate_id", "created_at", "transaction_id", "event", "offer_id", "url", "method"}
@@ -72,15 +85,44 @@ TEST_TRANSACTION_PREFIX = "test-"  # test-link postbacks: `test-<run_id>-<n>`
 FIRE_POSTBACKS_STEP = "fire_postbacks"
 
 
+def shard_of(delivery_id: str) -> int:
+    """The delivery's shard: a hash of its ID, so that every copy of a postback finds it."""
+    return int.from_bytes(hashlib.sha256(delivery_id.encode()).digest()[:4], "big") % DELIVERY_SHARDS
+
+
+def partitions_of(affiliate_id: str) -> list[str]:
+    """Every partition an affiliate's deliveries may be in: its shards, then the partition of
+    the items written before the shards."""
+    return [f"{affiliate_id}{SHARD_SEPARATOR}{n}" for n in range(DELIVERY_SHARDS)] + [affiliate_id]
+
+
 def key_of(ref: DeliveryRef) -> dict[str, AttributeValueTypeDef]:
-    """The item's primary key."""
+    """The item's primary key: its shard of the affiliate's partitions."""
+    partition = f"{ref.affiliate_id}{SHARD_SEPARATOR}{shard_of(ref.delivery_id)}"
+    return {PARTITION_KEY: {"S": partition}, SORT_KEY: {"S": ref.sort_key}}
+
+
+def unsharded_key_of(ref: DeliveryRef) -> dict[str, AttributeValueTypeDef]:
+    """Where the item was written before the shards (read by the listings and replay)."""
     return {PARTITION_KEY: {"S": ref.affiliate_id}, SORT_KEY: {"S": ref.sort_key}}
 
 
 def ref_of(item: Any) -> DeliveryRef:
     """The key of an item, read back: `<created_at>#<delivery_id>` under its affiliate."""
     created_at, _, delivery_id = str(item[SORT_KEY]["S"]).partition("#")
-    return DeliveryRef(str(item[PARTITION_KEY]["S"]), parse_utc(created_at), delivery_id)
+    affiliate_id = str(item[PARTITION_KEY]["S"]).partition(SHARD_SEPARATOR)[0]
+    return DeliveryRef(affiliate_id, parse_utc(created_at), delivery_id)
+
+
+def newest_first(streams: Iterable[Iterator[Any]]) -> Iterator[Any]:
+    """Items of several partitions, each read newest first, merged newest first; a delivery
+    found twice (in its shard and where it was written before the shards) once, the shard's."""
+    last: str | None = None
+    for item in heapq.merge(*streams, key=lambda item: str(item[SORT_KEY]["S"]), reverse=True):
+        sort_key = str(item[SORT_KEY]["S"])
+        if sort_key != last:
+            yield item
+        last = sort_key
 
 
 def _attempt_value(attempt: Attempt, message: PostbackMessage) -> AttributeValueTypeDef:
@@ -193,6 +235,14 @@ class DynamoDeliveryLog:
         self._update(message, DeliveryState.PENDING, reason, [], [], {}, what="Deferring")
 
     def mark_replayed(self, ref: DeliveryRef) -> None:
+        """The failed item is marked pending: its shard's, or else the one written before the
+        shards (ConflictError when neither is failed)."""
+        try:
+            self._mark_replayed(ref, key_of(ref))
+        except ConflictError:
+            self._mark_replayed(ref, unsharded_key_of(ref))
+
+    def _mark_replayed(self, ref: DeliveryRef, key: dict[str, AttributeValueTypeDef]) -> None:
         delivery_id = ref.delivery_id
         with failures_as(
             f"Marking delivery {delivery_id} replayed failed",
@@ -200,7 +250,7 @@ class DynamoDeliveryLog:
         ):
             self._client.update_item(
                 TableName=self._table,
-                Key=key_of(ref),
+                Key=key,
                 UpdateExpression="SET #state = :pending, #replays = if_not_exists(#replays, :zero) + :one, "
                 "#updated_at = :now REMOVE #last_error",
                 ConditionExpression="#state = :failed",
@@ -253,7 +303,7 @@ class DynamoDeliveryLog:
             ":offer_id": {"S": message.offer_id},
             ":url": {"S": message.url},
             ":method": {"S": message.method.value},
-            ":message": {"S": json.dumps(stored_message, separators=(",", ":"))},
+            ":message": {"S": json.dumps(stored_message, separators=(",", ":"), ensure_ascii=False)},
             ":now": {"S": utc_millis(now)},
             ":expires_at": expiry(now, self._ttl),
         }
@@ -325,7 +375,13 @@ class DynamoDeliveryLog:
                 "ExpressionAttributeNames": {"#state": "state"},
                 "ExpressionAttributeValues": {":failed": {"S": DeliveryState.FAILED.value}},
             }
-            return [record_of(item) for item in self._pages("scan", request)]
+            # A delivery in its shard and where it was written before the shards: the shard's.
+            by_key: dict[str, Any] = {}
+            for item in self._pages("scan", request):
+                kept = by_key.get(item[SORT_KEY]["S"])
+                if kept is None or SHARD_SEPARATOR not in kept[PARTITION_KEY]["S"]:
+                    by_key[item[SORT_KEY]["S"]] = item
+            return [record_of(item) for item in by_key.values()]
         return [
             r
             for r in records
@@ -335,13 +391,26 @@ class DynamoDeliveryLog:
     def _affiliate_items(
         self, affiliate_id: str, *, page_size: int, only_failed: bool = False, since: datetime | None = None
     ) -> Iterator[Any]:
-        """The affiliate's deliveries, newest first: its partition, read backwards (from the
-        postbacks created at `since` on: the sort key starts with the creation time)."""
+        """The affiliate's deliveries, newest first: each of its partitions read backwards
+        (from the postbacks created at `since` on: the sort key starts with the creation
+        time), page by page as the merge needs them, and merged."""
+        partitions = partitions_of(affiliate_id)
+        # The hash spreads an affiliate's postbacks evenly: a page per partition of a share of
+        # the whole, and the next page of a partition only when the merge reaches its end.
+        share = math.ceil(page_size / DELIVERY_SHARDS) + 1
+        return newest_first(
+            self._partition_items(partition, page_size=share, only_failed=only_failed, since=since)
+            for partition in partitions
+        )
+
+    def _partition_items(
+        self, partition: str, *, page_size: int, only_failed: bool, since: datetime | None
+    ) -> Iterator[Any]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "#key = :key",
             "ExpressionAttributeNames": {"#key": PARTITION_KEY},
-            "ExpressionAttributeValues": {":key": {"S": affiliate_id}},
+            "ExpressionAttributeValues": {":key": {"S": partition}},
             "ScanIndexForward": False,
             "Limit": page_size,
         }
@@ -391,12 +460,18 @@ class DynamoDeliveryLog:
         ]
 
     def _records(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
-        """The deliveries at these keys, in this order; those gone (TTL) are left out."""
+        """The deliveries at these keys, in this order; those gone (TTL) are left out. Each is
+        looked for in its shard and where it was written before the shards (the shard's first)."""
         unique = list(dict.fromkeys(refs))
-        keys = [key_of(ref) for ref in unique]
+        places = [(key_of(ref), unsharded_key_of(ref)) for ref in unique]
+        keys = [key for pair in places for key in pair]
         by_key = {(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"]): item for item in self._batch_get(self._table, keys)}
-        found = [by_key.get((ref.affiliate_id, ref.sort_key)) for ref in unique]
-        return [record_of(item) for item in found if item is not None]
+
+        def found(key: dict[str, AttributeValueTypeDef]) -> Any:
+            return by_key.get((key[PARTITION_KEY]["S"], key[SORT_KEY]["S"]))
+
+        items = [found(sharded) or found(unsharded) for sharded, unsharded in places]
+        return [record_of(item) for item in items if item is not None]
 
     def _batch_get(self, table: str, keys: list[dict[str, Any]], *, projection: str | None = None) -> list[Any]:
         items: list[Any] = []

@@ -14,21 +14,17 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from typing import Any
 
 import boto3
 import pytest
+from integration.test_dispatch_handler import Stack
 
 import dispatch_handler
-from postback_ops.local.poller import to_lambda_record
 from postback_ops.local.receiver import Receiver
 from postback_relay import wiring
-from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-from postback_relay.domain.delivery import DeliveryState, PostbackMessage, delivery_id_for
-from postback_relay.domain.events import Event
-from postback_relay.services.dispatch import Dispatcher
+from postback_relay.domain.delivery import DeliveryState
 
 TIMEOUT_S = 3.0  # the played Lambda timeout
 AWS_DELAY_S = 0.4  # each DynamoDB and SQS call of the dispatcher takes this long
@@ -101,47 +97,18 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
         yield server
 
 
-def queue_postbacks(sqs: Any, queue_url: str, url: str) -> list[PostbackMessage]:
-    messages = []
-    for n in range(POSTBACKS):
-        message = PostbackMessage(
-            delivery_id=delivery_id_for(f"T-{n}", Event.SALE, "1234567", 0),
-            affiliate_id="1234567",
-            transaction_id=f"T-{n}",
-            event=Event.SALE,
-            offer_id="89",
-            url=f"{url}/pb?n={n}",
-            created_at=datetime.now(UTC),
-        )
-        sqs.send_message(QueueUrl=queue_url, MessageBody=message.model_dump_json())
-        messages.append(message)
-    return messages
-
-
-def receive_all(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    while got := sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=60
-    ).get("Messages", []):
-        records.extend(
-            to_lambda_record(m, queue_arn="arn:aws:sqs:eu-west-1:123456789012:queue", region="eu-west-1") for m in got
-        )
-    return records
-
-
-def run_until_drained(
-    dispatcher: Dispatcher, slow: SlowAws, sqs: Any, queue_url: str, *, rounds: int = 12
-) -> list[Invocation]:
+def run_until_drained(stack: Stack, slow: SlowAws, *, rounds: int = 12) -> list[Invocation]:
     """Lambda's loop: receive, invoke, delete what the answer did not report; an invocation
     past its timeout has no answer (its records all come back). Every record not deleted is
     made visible again at once (the visibility timeout, played fast)."""
     invocations: list[Invocation] = []
+    sqs, queue_url = stack.sqs, stack.queue_url
     for _ in range(rounds):
-        records = receive_all(sqs, queue_url)
+        records = stack.receive(POSTBACKS)
         if not records:
             break
         invocation = slow.current = Invocation(TIMEOUT_S)
-        answer = dispatch_handler.lambda_handler({"Records": records}, Context(invocation), service=dispatcher)
+        answer = dispatch_handler.lambda_handler({"Records": records}, Context(invocation), service=stack.dispatcher)
         invocation.ended = time.monotonic()
         invocations.append(invocation)
         timed_out = invocation.elapsed > invocation.timeout_s
@@ -167,22 +134,21 @@ def test_a_slow_aws_never_holds_a_batch_past_its_timeout_nor_sends_a_postback_tw
     settings = dispatch_handler.settings.model_copy(
         update={"connect_timeout_s": 0.5, "read_timeout_s": 0.5, "max_workers": WORKERS, "allow_loopback": True}
     )
-    dispatcher = wiring.dispatcher(
+    stack = Stack(aws, settings)
+    stack.dispatcher = wiring.dispatcher(
         settings,
         dynamodb=slow.attach(boto3.client("dynamodb")),
         sqs=slow.attach(boto3.client("sqs")),
         notices=False,
         record_budget_s=RECORD_BUDGET_S,
     )
-    sqs = boto3.client("sqs")
-    messages = queue_postbacks(sqs, aws["PostbackQueueUrl"], receiver.url)
+    messages = stack.queue([f"{receiver.url}/pb?n={n}" for n in range(POSTBACKS)])
     # WHEN Lambda invokes the function until the queue is drained
-    invocations = run_until_drained(dispatcher, slow, sqs, aws["PostbackQueueUrl"])
+    invocations = run_until_drained(stack, slow)
     # THEN every postback reached the affiliate exactly once, and is logged delivered
     hits = sorted(int(hit.param("n") or -1) for hit in receiver.hits("/pb"))
     assert hits == list(range(POSTBACKS))
-    log = DynamoDeliveryLog(aws["DeliveriesTableName"], client=boto3.client("dynamodb"))
-    states = {m.delivery_id: getattr(log.get(m.ref), "state", None) for m in messages}
+    states = {m.delivery_id: getattr(stack.deliveries.get(m.ref), "state", None) for m in messages}
     assert set(states.values()) == {DeliveryState.DELIVERED}
     # AND no invocation ran past its timeout (each left the postbacks it had no time for on
     # the queue, unsent), and no AWS call was cut off by one

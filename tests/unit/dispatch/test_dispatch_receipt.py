@@ -4,9 +4,9 @@ bounds the receipt by its invocation's start less the batching window (issue 24)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from integration.test_dispatch_handler import FakeLambdaContext
 from template_support import TEMPLATE
 
 import dispatch_handler
@@ -14,14 +14,6 @@ from postback_relay.ports import SendResult
 from postback_relay.services.dispatch import Dispatcher
 
 HOUR = 3600
-
-
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "DispatchFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:DispatchFunction"
-    aws_request_id: str = "test-request"
 
 
 def sqs_record(body: str, *, sent_at: float) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from rich.console import Console
 
 from postback_ops.cli_affiliates import require_affiliate
 from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people_table
-from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState, circuit_wait
+from postback_relay.domain import messages
+from postback_relay.domain.delivery import MAX_ATTEMPTS, Circuit, CircuitStatus, DeliveryState, circuit_wait
 from postback_relay.domain.health import circuit_view
 from postback_relay.ports import DeliveryRecord
 from postback_relay.services.replay import replay_failed
@@ -35,6 +36,7 @@ def delivery_row(record: DeliveryRecord) -> dict[str, Any]:
         "http_status": record.http_status,
         "latency_ms": last.latency_ms if last else None,
         "last_error": record.last_error,
+        "reason": delivery_reason(record),
         "replays": record.replays,
         "test_run_id": message.test_run_id,
         "created_at": record.created_at,
@@ -42,6 +44,22 @@ def delivery_row(record: DeliveryRecord) -> dict[str, Any]:
         # Every attempt: time, status, latency, a short excerpt of the answer, the error kind.
         "attempt_log": [attempt.model_dump(mode="json", exclude_none=True) for attempt in record.attempts],
     }
+
+
+def delivery_reason(record: DeliveryRecord) -> str | None:
+    """Why a postback is not delivered, in words (`attempt 3 of 8: connection refused`, then the
+    sender's sentence when it says more); None once delivered."""
+    if record.state is DeliveryState.DELIVERED:
+        return None
+    if not record.attempts:
+        return record.last_error or "not attempted yet"
+    last = record.attempts[-1]
+    seen = messages.attempt_seen(
+        len(record.attempts), MAX_ATTEMPTS, status=last.status, error_kind=last.error_kind, detail=record.last_error
+    )
+    if record.last_error and last.status is not None:
+        seen += f" ({record.last_error})"
+    return seen
 
 
 @handle_errors
@@ -86,7 +104,9 @@ def deliveries(
         if not rows:
             console.print("No postbacks match.", markup=False)
             return
-        table = people_table("created", "transaction", "event", "state", "attempts", "status", "latency", "url")
+        table = people_table(
+            "created", "transaction", "event", "state", "attempts", "status", "latency", "reason", "url"
+        )
         for row in rows:
             table.add_row(
                 row["created_at"],
@@ -96,6 +116,7 @@ def deliveries(
                 str(row["attempts"]),
                 "" if row["http_status"] is None else str(row["http_status"]),
                 "" if row["latency_ms"] is None else f"{row['latency_ms']} ms",
+                row["reason"] or "",
                 row["url"],
             )
         console.print(table)

@@ -44,11 +44,29 @@ def _run_status(ops: Ops, run_id: str) -> dict[str, Any]:
     return verdict_of(ops.backends.test_runs.status(run_id))
 
 
-def _step_line(step: Mapping[str, Any]) -> str:
-    outcome = "ok" if step.get("ok") else "failed"
+def _step_outcome(step: Mapping[str, Any]) -> str:
+    """What the step saw: for a delivery check each postback's last attempt (`postback 1:
+    attempt 3 of 8: connection refused`), never a bare "ok" while attempts fail; else ok or
+    failed, with the reason."""
     details = step.get("details") or {}
-    shown = ", ".join(f"{key}={value}" for key, value in details.items() if not isinstance(value, (list, dict)))
-    return f"{step.get('name')}: {outcome}" + (f" ({shown})" if shown else "")
+    deliveries = details.get("deliveries") or []
+    seen = [str(d["seen"]) for d in deliveries if isinstance(d, Mapping) and d.get("seen")]
+    if seen:
+        return "; ".join(seen)
+    if step.get("ok"):
+        return "ok"
+    return f"failed: {details['reason']}" if details.get("reason") else "failed"
+
+
+def _step_line(step: Mapping[str, Any]) -> str:
+    details = step.get("details") or {}
+    check = f" (check {details['check']})" if details.get("check") else ""
+    shown = ", ".join(
+        f"{key}={value}"
+        for key, value in details.items()
+        if key not in ("check", "reason") and not isinstance(value, (list, dict))
+    )
+    return f"{step.get('name')}{check}: {_step_outcome(step)}" + (f" ({shown})" if shown else "")
 
 
 def _exit_for(verdict: Mapping[str, Any]) -> None:
@@ -60,7 +78,7 @@ def _show_verdict(console: Console, verdict: Mapping[str, Any]) -> None:
     table = people_table("step", "outcome", "at")
     steps: Sequence[Mapping[str, Any]] = verdict.get("steps") or ()
     for step in steps:
-        table.add_row(str(step.get("name")), "ok" if step.get("ok") else "failed", str(step.get("at", "")))
+        table.add_row(str(step.get("name")), _step_outcome(step), str(step.get("at", "")))
     if steps:
         console.print(table)
     line = f"Test run {verdict['run_id']} of affiliate {verdict.get('affiliate_id', '?')}: {verdict['verdict']}"
@@ -102,24 +120,30 @@ def start(
     _exit_for(verdict)
 
 
+def progress_text(run_id: str, steps: int) -> str:
+    """The spinner's line: how many steps have been shown so far."""
+    return f"Test run {run_id}: running, {steps} step{'s' if steps != 1 else ''} so far"
+
+
 def _wait_for_verdict(ops: Ops, run_id: str, *, interval: float, give_up_after_s: float) -> dict[str, Any]:
-    # Progress goes to stderr so that `--json` keeps stdout for the verdict alone.
-    progress = Console(stderr=True, highlight=False)
+    # Progress goes to stderr so that `--json` keeps stdout for the verdict alone; never wrapped,
+    # so that a URL in a step line stays whole when stderr is not a terminal.
+    progress = Console(stderr=True, highlight=False, soft_wrap=True)
     give_up_at = time.monotonic() + give_up_after_s
     shown = 0
-    with progress.status(f"Test run {run_id}: running") as status:
+    with progress.status(progress_text(run_id, 0)) as status:
         while True:
             verdict = _run_status(ops, run_id)
             steps: Sequence[Mapping[str, Any]] = verdict.get("steps") or ()
             for step in steps[shown:]:
                 progress.print(_step_line(step), markup=False)
-            shown = len(steps)
+            shown = max(shown, len(steps))
+            status.update(progress_text(run_id, shown))
             if verdict.get("verdict") != "running":
                 return verdict
             if time.monotonic() >= give_up_at:
                 progress.print(f"Test run {run_id} still running; check it later with `postback test status`.")
                 return verdict
-            status.update(f"Test run {run_id}: running, {shown} step(s) so far")
             time.sleep(interval)
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fakes.cli import FakeBackends, delivery
+from fakes.deliveries import Tried, delivery_record, message
 from typer.testing import Result
 
 from postback_relay.domain.config import load_config_text
@@ -74,6 +77,41 @@ def test_deliveries_as_a_table_for_people(postback: Callable[..., Result]) -> No
     assert result.exit_code == 0
     assert "https://track.acme.example/postback?cid=c2" in result.stdout
     assert "42 ms" in result.stdout
+
+
+def test_the_table_says_why_a_postback_is_not_delivered_connection_errors_included(
+    postback: Callable[..., Result], backends: FakeBackends
+) -> None:
+    # GIVEN a postback failed for good on refused connections, one retrying after a 503
+    config = load_config_text((EXAMPLES / "revshare-default.yaml").read_text(encoding="utf-8"))
+    backends.affiliates.put(config, expected_version=None, updated_by="test")
+    refused = delivery_record(
+        message(1, created_at=datetime(2026, 11, 25, 12, 1, tzinfo=UTC)),
+        DeliveryState.FAILED,
+        [Tried(None, error_kind="connection_error")] * 8,
+    )
+    busy = delivery_record(
+        message(2, created_at=datetime(2026, 11, 25, 12, 2, tzinfo=UTC)),
+        DeliveryState.RETRYING,
+        [Tried(503, error_kind="http_status")],
+    )
+    backends.deliveries.records = {
+        refused.delivery_id: replace(refused, last_error="127.0.0.1: connection refused"),
+        busy.delivery_id: replace(busy, last_error="your server answered 503"),
+    }
+
+    # WHEN ops list the affiliate's postbacks, as a table and as JSON
+    table = postback("deliveries", "--affiliate", "1234567")
+    rows = json.loads(postback("--json", "deliveries", "--affiliate", "1234567").stdout)
+
+    # THEN each says why, in words
+    assert table.exit_code == 0, table.stderr
+    assert "attempt 8 of 8: connection refused" in table.stdout
+    assert "attempt 1 of 8: HTTP 503" in table.stdout
+    assert [r["reason"] for r in rows] == [
+        "attempt 1 of 8: HTTP 503 (your server answered 503)",
+        "attempt 8 of 8: connection refused",
+    ]
 
 
 @pytest.mark.usefixtures("log")

@@ -147,3 +147,54 @@ def test_the_schedule_is_multiplied_by_the_delay_scale(scale: float) -> None:
     waits, deadline_s = scaled_schedule(scale)
     assert waits == [round(w * scale) for w in DEFAULT_WAITS_S]
     assert deadline_s == round(DEFAULT_DEADLINE_S * scale)
+
+
+def _check_step(check: int, seen: str, *, ok: bool = True) -> dict[str, Any]:
+    at = datetime(2026, 11, 25, 12, 1, tzinfo=UTC)
+    url = "http://127.0.0.1:9/postback?cid=c123&payout=25.00&cur=EUR&ev=sale&offer=89&a-long-query=" + "x" * 60
+    delivery = {"n": 1, "state": "pending", "attempts": check, "http_status": None, "url": url, "seen": seen}
+    return {"name": "check_delivery", "at": at, "ok": ok, "details": {"check": check, "deliveries": [delivery]}}
+
+
+@pytest.mark.usefixtures("acme")
+def test_wait_says_what_each_check_saw_not_ok(postback: Callable[..., Result], backends: FakeBackends) -> None:
+    # GIVEN a run whose postback's attempts fail with connection refused, then for good
+    at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    base = run("running", 3).model_dump()
+    seen = [f"postback 1: attempt {n} of 8: connection refused" for n in (1, 2, 3)]
+    steps = [*base["steps"], *(_check_step(n, seen[n - 1]) for n in (1, 2))]
+    failing = TestRun.model_validate({**base, "steps": steps})
+    final = TestRun.model_validate(
+        {
+            **base,
+            "steps": [*steps, _check_step(3, seen[2], ok=False)],
+            "verdict": "failed",
+            "step": "check_delivery",
+            "reason": "postback 1 failed for good",
+            "finished_at": at,
+        }
+    )
+    backends.test_runs.script = [failing, final]
+
+    # WHEN ops wait for it, stderr not a terminal
+    result = postback("test", "start", "1234567", "--wait", "--poll-interval", "0")
+
+    # THEN each check's line says what its attempt saw, never a bare "ok"
+    lines = result.stderr.splitlines()
+    for n in (1, 2, 3):
+        assert f"check_delivery (check {n}): postback 1: attempt {n} of 8: connection refused" in lines, lines
+    assert not [line for line in lines if line.startswith("check_delivery") and ": ok" in line]
+    # AND the verdict's table shows them too
+    assert "attempt 3 of 8: connection refused" in result.stdout
+    # AND no line was wrapped (every line of a step is whole)
+    assert all(
+        line.startswith(("follow_link", "check_tracker", "fire_postbacks", "check_delivery")) for line in lines if line
+    )
+
+
+def test_the_spinner_counts_the_steps_shown() -> None:
+    from postback_ops.cli_testruns import progress_text
+
+    assert progress_text("R", 0) == "Test run R: running, 0 steps so far"
+    assert progress_text("R", 1) == "Test run R: running, 1 step so far"
+    assert progress_text("R", 3) == "Test run R: running, 3 steps so far"

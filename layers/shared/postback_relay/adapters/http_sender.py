@@ -33,6 +33,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
+from postback_relay.domain import messages
 from postback_relay.domain.addresses import DEFAULT_PORTS, check_url, forbidden_reason
 from postback_relay.domain.delivery import PostbackMessage, parse_retry_after
 from postback_relay.domain.errors import DeliveryTransportError, UnsafeUrlError
@@ -294,11 +295,13 @@ class SafeHttpClient:
                 kind: Literal["timeout", "connection_error"] = (
                     "timeout" if isinstance(exc, requests.Timeout) else "connection_error"
                 )
-                raise DeliveryTransportError(kind, f"{target.host}: {type(exc).__name__}") from exc
+                raise DeliveryTransportError(kind, f"{target.host}: {messages.transport_words(exc)}") from exc
             except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
                 raise DeliveryTransportError("timeout", f"{target.host} did not answer in time") from exc
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                raise DeliveryTransportError("connection_error", f"{target.host}: {type(exc).__name__}") from exc
+                raise DeliveryTransportError(
+                    "connection_error", f"{target.host}: {messages.transport_words(exc)}"
+                ) from exc
             latency_ms = int((time.perf_counter() - started) * 1000)
             return HttpAnswer(status, answer_headers, excerpt, latency_ms)
         raise DeliveryTransportError("connection_error", f"{target.host}: no address to connect to")

@@ -188,3 +188,58 @@ def validation_message(kind: str, message: str) -> str:
             message = ours + message.removeprefix(prefix)
             break
     return sentence(message)
+
+
+# --- what an attempt to deliver a postback saw ------------------------------------------------
+
+_ATTEMPT_ERRORS = {
+    "timeout": "no answer in time",
+    "connection_error": "could not connect",
+    "unsafe_url": "not called: the address is refused",
+    "circuit_open": "not called: the endpoint's circuit is open after failures in a row",
+}
+
+
+def attempt_seen(number: int, of: int, *, status: int | None, error_kind: str | None, detail: str | None) -> str:
+    """`attempt 3 of 8: connection refused`: what one attempt saw, in words. `detail` is the
+    sender's sentence (`127.0.0.1: connection refused`), used for the words of a failed connection."""
+    if status is not None:
+        seen = f"HTTP {status}"
+        if error_kind == "unexpected_body":
+            seen += " without the expected body"
+        elif error_kind is None:
+            seen += ", delivered"
+    elif error_kind == "connection_error" and detail:
+        seen = detail.rsplit(": ", 1)[-1]
+    else:
+        seen = _ATTEMPT_ERRORS.get(error_kind or "", error_kind or "no answer")
+    return f"attempt {number} of {of}: {seen}"
+
+
+def transport_words(error: BaseException) -> str:
+    """The words for a connection that failed, from the error chain (ConnectionRefusedError ->
+    `connection refused`), never the library's class name."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for kind, words_for in _TRANSPORT_WORDS:
+            if isinstance(current, kind):
+                return words_for
+        nested = [arg for arg in current.args if isinstance(arg, BaseException)]
+        reason = getattr(current, "reason", None)
+        current = (
+            current.__cause__
+            or current.__context__
+            or (nested[0] if nested else None)
+            or (reason if isinstance(reason, BaseException) else None)
+        )
+    return "could not connect"
+
+
+_TRANSPORT_WORDS: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset by the server"),
+    (ConnectionAbortedError, "connection aborted"),
+    (TimeoutError, "no answer in time"),
+)

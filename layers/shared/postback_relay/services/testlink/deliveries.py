@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from postback_relay.domain.delivery import Attempt, DeliveryRef, DeliveryState
+from postback_relay.domain import messages
+from postback_relay.domain.delivery import MAX_ATTEMPTS, Attempt, DeliveryRef, DeliveryState
 from postback_relay.domain.testrun import RunVerdict
 from postback_relay.ports import DeliveryLog, DeliveryRecord
 
@@ -39,6 +40,18 @@ class Delivery:
             return f"postback {self.n}"
         return f"postback {self.n} ({self.record.message.method.value} {self.record.message.url})"
 
+    @property
+    def seen(self) -> str:
+        """What its last attempt saw, in words: `postback 1: attempt 3 of 8: connection refused`."""
+        record = self.record
+        if record is None or not record.attempts:
+            return f"postback {self.n}: not attempted yet"
+        last = record.attempts[-1]
+        attempt = messages.attempt_seen(
+            len(record.attempts), MAX_ATTEMPTS, status=last.status, error_kind=last.error_kind, detail=record.last_error
+        )
+        return f"postback {self.n}: {attempt}"
+
     def to_json(self) -> dict[str, Any]:
         record = self.record
         return {
@@ -48,6 +61,7 @@ class Delivery:
             "attempts": self.attempt_count,
             "http_status": record.http_status if record is not None else None,
             "url": record.message.url if record is not None else None,
+            "seen": self.seen,
         }
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from postback_ops.cli_affiliates import affiliate_app, export
-from postback_ops.cli_context import Ops
+from postback_ops.cli_context import Ops, PostbackGroup
 from postback_ops.cli_deliveries import deliveries, endpoints, replay
 from postback_ops.cli_health import health
 from postback_ops.cli_outbox import outbox_app
@@ -17,6 +17,7 @@ from postback_ops.cli_preview import preview
 from postback_ops.cli_testruns import test_app
 
 app = typer.Typer(
+    cls=PostbackGroup,  # global options after the command too; usage errors as JSON under --json
     # Plain help: no `<bool>` beside every flag, and summaries kept to their first line.
     rich_markup_mode=None,
     context_settings={"max_content_width": 120},

@@ -12,13 +12,14 @@ import typer
 import yaml
 from rich.console import Console
 
-from postback_ops.cli_context import ExitCode, Ops, fail, handle_errors, ops_of, people_table
+from postback_ops.cli_context import ExitCode, Ops, WholeSummaries, fail, handle_errors, ops_of, people_table
 from postback_relay.domain import messages
 from postback_relay.domain.config import AffiliateConfig, dump_config, load_config_text
 from postback_relay.domain.errors import ConflictError, NotFoundError
 from postback_relay.ports import StoredAffiliate
 
 affiliate_app = typer.Typer(
+    cls=WholeSummaries,
     # Plain help: no `<bool>` beside every flag, and summaries kept to their first line.
     rich_markup_mode=None,
     help="Affiliate postback configs: create or update from a file, show, list, disable, enable.",

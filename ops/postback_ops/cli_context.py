@@ -16,6 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer._click.exceptions import ClickException, UsageError  # Typer's own copy of Click's
+from typer.core import TyperGroup
 
 from postback_ops import target as target_module
 from postback_ops.target import Target, TargetUnavailable, unavailable_reason
@@ -31,7 +33,7 @@ from postback_relay.domain.errors import (
     TrackerError,
     UnsafeUrlError,
 )
-from postback_relay.domain.messages import validation_message
+from postback_relay.domain.messages import sentence, validation_message
 from postback_relay.domain.testrun import TestRun
 from postback_relay.ports import AffiliateStore, DeliveryLog, PostbackQueue
 
@@ -361,3 +363,86 @@ def handle_errors[**P, R](command: Callable[P, R]) -> Callable[P, R]:
             _running_ops.reset(running)
 
     return run
+
+
+# --- the root command: global options anywhere, usage errors as JSON under --json ------------
+
+GLOBAL_FLAGS = frozenset({"--local", "--json"})
+GLOBAL_VALUED = frozenset({"--stack-name", "--region", "--profile"})
+
+
+def hoist_global_options(args: Sequence[str]) -> list[str]:
+    """The global options moved before the command, wherever they were written:
+    `postback health --local` is `postback --local health`. Arguments after `--` stay."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    items = iter(args)
+    for arg in items:
+        if arg == "--":
+            rest.append(arg)
+            rest.extend(items)
+            break
+        name = arg.split("=", 1)[0]
+        if arg in GLOBAL_FLAGS or (name in GLOBAL_VALUED and "=" in arg):
+            hoisted.append(arg)
+        elif arg in GLOBAL_VALUED:
+            hoisted.append(arg)
+            hoisted.extend(itertools.islice(items, 1))
+        else:
+            rest.append(arg)
+    return hoisted + rest
+
+
+def usage_message(error: ClickException) -> str:
+    """Click's complaint as our sentence, with where to look for the right usage."""
+    text = sentence(error.format_message().replace("Value error, ", ""))
+    ctx = getattr(error, "ctx", None)
+    if isinstance(error, UsageError) and ctx is not None:
+        text += f" See `{ctx.command_path} --help`."
+    return text
+
+
+class WholeSummaries(TyperGroup):
+    """A command group whose `--help` lists each command with its whole first sentence, wrapped,
+    never cut off with "..." mid-sentence."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class PostbackGroup(WholeSummaries):
+    """The `postback` command: global options accepted after the command too, and every usage
+    error (unknown option, missing argument, bad value) as one JSON document on stderr under
+    --json, {"error": "usage", "message": ...}, as every other failure; exit 2."""
+
+    def main(  # type: ignore[override]  # the same call; standalone mode handled here
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = hoist_global_options(sys.argv[1:] if args is None else list(args))
+        if not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(int(ExitCode.FAILED))
+        except ClickException as error:
+            if "--json" in argv:
+                document = {"error": "usage", "message": usage_message(error)}
+                typer.echo(json.dumps(document, ensure_ascii=False), err=True)
+            else:
+                typer.echo(usage_message(error), err=True)
+            sys.exit(error.exit_code)
+        sys.exit(code if isinstance(code, int) else int(ExitCode.OK))

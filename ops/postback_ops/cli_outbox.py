@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from postback_ops.cli_context import ExitCode, handle_errors, ops_of, people_table
+from postback_ops.cli_context import ExitCode, WholeSummaries, handle_errors, ops_of, people_table
 from postback_ops.outbox_recovery import MAX_PAGES, OutboxRecovery, ParkedRecord, ParkedRecovery, RecoveredBatch
 
-outbox_app = typer.Typer(help="The outbox: new conversions' postbacks on their way to the queue.", no_args_is_help=True)
+outbox_app = typer.Typer(
+    cls=WholeSummaries, help="The outbox: new conversions' postbacks on their way to the queue.", no_args_is_help=True
+)
 
 
 @outbox_app.command("recover")

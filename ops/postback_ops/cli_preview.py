@@ -92,7 +92,7 @@ def preview(
             return
         table = people_table("#", "method", "url", "body")
         for postback in postbacks:
-            table.add_row(str(postback["index"]), postback["method"], postback["url"], postback["body"] or "")
+            table.add_row(str(postback["n"]), postback["method"], postback["url"], postback["body"] or "")
         console.print(table)
 
     ops.emit(data, show)
@@ -148,7 +148,8 @@ def _render(
         return [], {"index": exc.index, "kind": exc.kind, "reason": exc.message}
     postbacks = [
         {
-            "index": index,
+            "index": index,  # the config's list index, from 0
+            "n": index + 1,  # as people count them: "postback 1", as the test verdict and the API say
             "method": message.method.value,
             "url": message.url,
             "body": message.body,

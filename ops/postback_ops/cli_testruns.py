@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 
 from postback_ops.cli_affiliates import require_affiliate
-from postback_ops.cli_context import ExitCode, Ops, UsageProblem, handle_errors, ops_of, people_table
+from postback_ops.cli_context import ExitCode, Ops, UsageProblem, WholeSummaries, handle_errors, ops_of, people_table
 from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun
 
 test_app = typer.Typer(
+    cls=WholeSummaries,
     # Plain help: no `<bool>` beside every flag, and summaries kept to their first line.
     rich_markup_mode=None,
     help="Test-link runs: follow an affiliate's test link and fire its postbacks.",

@@ -39,6 +39,7 @@ def test_preview_renders_the_postback_a_sale_would_fire(
     assert data["postbacks"] == [
         {
             "index": 0,
+            "n": 1,
             "method": "GET",
             "url": "https://track.acme.example/postback?cid=c123&payout=25.00&cur=EUR&ev=sale&offer=89",
             "body": None,
@@ -54,9 +55,12 @@ def test_preview_from_a_tracker_alone_with_an_offer(postback: Callable[..., Resu
     result = postback(
         "preview", "1234567", "--event", "registration", "--tracker", "trID_a1-T9-c77-x_trID", "--offer-id", "90"
     )
-    # THEN the registration postback for offer 90 is shown
+    # THEN the registration postback for offer 90 is shown, numbered as people count: the
+    # config's second postback is 2 (not its list index 1)
     assert result.exit_code == 0, result.stderr
     assert "https://track.acme.example/lead?cid=c77&offer=90" in result.stdout
+    (row,) = [line for line in result.stdout.splitlines() if "lead?cid=c77" in line]
+    assert row.split("│")[1].strip() == "2", row
 
 
 @pytest.mark.usefixtures("acme")
@@ -113,7 +117,7 @@ def test_preview_refuses_what_ingest_would_refuse_with_ingests_reason(
     data = json.loads(result.stdout)
     assert data["postbacks"] == []
     assert data["refused"]["kind"] == "unsafe_url"
-    assert "Postback 0 renders to a URL that may not be called" in data["refused"]["reason"]
+    assert "Postback 1 renders to a URL that may not be called" in data["refused"]["reason"]
     # AND the reason is the one a deployed ingest records for the same conversion
     log = FakeConversionLog()
     ingest = IngestService(backends.affiliates, log, clock=lambda: datetime.now(UTC))

@@ -459,5 +459,5 @@ def test_a_postback_ingest_would_refuse_fails_the_fire_step_with_ingests_reason(
     assert world.queue.sent == []
     run = world.run(run_id)
     assert run.step == "fire_postbacks"
-    assert "Postback 0 renders to a URL that may not be called" in (run.reason or "")
+    assert "Postback 1 renders to a URL that may not be called" in (run.reason or "")
     assert "longer than 2048 characters" in (run.reason or "")

@@ -63,13 +63,13 @@ def _message(
     except ConfigError as exc:
         # Saved configs name only known macros; this guards a config saved by older rules.
         raise PostbackRefused(
-            f"Postback {index} cannot be rendered: {exc.message}", kind=ConfigError.kind, index=index
+            f"Postback {index + 1} cannot be rendered: {exc.message}", kind=ConfigError.kind, index=index
         ) from exc
     try:
         check_url(rendered.url, allow_loopback=allow_loopback)
     except UnsafeUrlError as exc:
         raise PostbackRefused(
-            f"Postback {index} renders to a URL that may not be called: {exc.message}",
+            f"Postback {index + 1} renders to a URL that may not be called: {exc.message}",
             kind=UnsafeUrlError.kind,
             index=index,
         ) from exc
@@ -79,7 +79,7 @@ def _message(
     size = len(message.model_dump_json().encode("utf-8"))
     if size > MAX_MESSAGE_BYTES:
         raise PostbackRefused(
-            f"Postback {index} renders to {size} bytes, more than {MAX_MESSAGE_BYTES}: "
+            f"Postback {index + 1} renders to {size} bytes, more than {MAX_MESSAGE_BYTES}: "
             "a tracker value is too long for its URL template.",
             kind=TOO_LARGE,
             index=index,

@@ -44,7 +44,7 @@ from postback_relay.adapters.dynamodb import parse_utc, utc_exact
 from postback_relay.adapters.dynamodb_conversions import POSTBACKS, messages_of_item
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import DomainError
-from postback_relay.ports import PostbackQueue
+from postback_relay.ports import OutboxRecord, ParkedRecords, PostbackQueue
 
 WINDOW_MARGIN = timedelta(minutes=1)
 MAX_PAGES = 1000  # GetRecords calls per range before the range is reported unfinished
@@ -82,6 +82,7 @@ class RecoveredBatch:
     batch_size: int = 0  # conversions the batch held (the failure message's batchSize)
     source: str = ""  # "stream" or "table"
     conversions: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)  # unreadable conversions, parked for `outbox parked`
     postbacks: int = 0
     refused: int = 0
     get_records_calls: int = 0
@@ -118,6 +119,7 @@ class OutboxRecovery:
     failure_queue_url: str
     queue: PostbackQueue
     max_pages: int = MAX_PAGES
+    parking: ParkedRecords | None = None  # where an unreadable conversion is parked
 
     def recover(self, *, dry_run: bool = False, max_batches: int = 1000) -> list[RecoveredBatch]:
         batches: list[RecoveredBatch] = []
@@ -169,10 +171,11 @@ class OutboxRecovery:
         if found is None or (found.finished and not items):
             batch.source = "table"
             items = self._from_table(info)
-        messages = self._messages(batch, items)
-        if len(batch.conversions) < batch.batch_size:
+        messages = self._messages(batch, items, dry_run=dry_run)
+        accounted = len(batch.conversions) + len(batch.parked)
+        if accounted < batch.batch_size:
             batch.missing.append(
-                f"{batch.batch_size - len(batch.conversions)} of the batch's {batch.batch_size} conversions not found"
+                f"{batch.batch_size - accounted} of the batch's {batch.batch_size} conversions not found"
             )
         batch.postbacks = len(messages)
         if messages and not dry_run:
@@ -180,17 +183,28 @@ class OutboxRecovery:
             if batch.refused:
                 batch.missing.append(f"the queue refused {batch.refused} of {batch.postbacks} postbacks: run it again")
 
-    def _messages(self, batch: RecoveredBatch, items: list[Mapping[str, Any]]) -> list[PostbackMessage]:
-        """Each readable item's messages; an unreadable one is named in `missing`."""
+    def _messages(
+        self, batch: RecoveredBatch, items: list[Mapping[str, Any]], *, dry_run: bool
+    ) -> list[PostbackMessage]:
+        """Each readable item's messages. An unreadable one is parked, as the outbox parks it
+        (`postback outbox parked`: fix the item, re-queue), or, with no parking or when parking
+        fails, named in `missing`."""
         messages: list[PostbackMessage] = []
+        unreadable: list[OutboxRecord] = []
         for item in items:
             conversion_id = str(item.get("conversion_id", {}).get("S", "?"))
             try:
                 messages.extend(messages_of_item(item))
             except (ValueError, ValidationError, TypeError) as exc:
-                batch.missing.append(f"conversion {conversion_id}: its postbacks cannot be read ({exc})"[:300])
+                reason = f"its postbacks cannot be read ({exc})"[:300]
+                unreadable.append(OutboxRecord("", conversion_id, unreadable=reason, image=json.dumps(item)))
                 continue
             batch.conversions.append(conversion_id)
+        left = unreadable
+        if unreadable and self.parking is not None and not dry_run:
+            left = self.parking.park(unreadable)
+            batch.parked.extend(r.conversion_id for r in unreadable if r not in left)
+        batch.missing.extend(f"conversion {r.conversion_id}: {r.unreadable}" for r in left)
         return messages
 
     def _from_stream(self, info: Mapping[str, Any]) -> StreamRange | None:

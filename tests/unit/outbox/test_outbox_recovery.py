@@ -8,39 +8,24 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from fakes import FakePostbackQueue
+from fakes import FakeParkedRecords, FakePostbackQueue, message
 
 from postback_ops.outbox_recovery import OutboxRecovery
-from postback_relay.domain.delivery import PostbackMessage
-from postback_relay.domain.events import Event
 
-NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)
 STREAM_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/relay-ConversionsTable/stream/2026-11-25T00:00:00.000"
 SHARD = "shardId-00000001764000000000-0a1b2c3d"
 FIRST = 4100000000000000000001
 
 
-def message(transaction_id: str) -> PostbackMessage:
-    return PostbackMessage(
-        delivery_id=transaction_id.ljust(32, "0"),
-        affiliate_id="1234567",
-        transaction_id=transaction_id,
-        event=Event.SALE,
-        offer_id="89",
-        url=f"https://track.acme.example/p?tx={transaction_id}",
-        created_at=NOW,
-    )
-
-
-def image(transaction_id: str, *, postbacks: str | None = None) -> dict[str, Any]:
-    text = postbacks if postbacks is not None else json.dumps([message(transaction_id).model_dump(mode="json")])
-    return {"conversion_id": {"S": f"{transaction_id}#sale"}, "postbacks": {"S": text}}
+def image(n: int, *, postbacks: str | None = None) -> dict[str, Any]:
+    """Conversion T-{n}'s new image, with its one postback (or `postbacks` as written)."""
+    text = postbacks if postbacks is not None else json.dumps([message(n).model_dump(mode="json")])
+    return {"conversion_id": {"S": f"T-{n}#sale"}, "postbacks": {"S": text}}
 
 
 def record(n: int, new_image: dict[str, Any], event_name: str = "INSERT") -> dict[str, Any]:
@@ -152,7 +137,7 @@ def test_empty_pages_before_the_range_do_not_end_the_read(queue: FakePostbackQue
     # (AWS: "it might take multiple calls to get to a portion of the shard that contains stream records")
     stream = Stream()
     empty: list[dict[str, Any]] = []
-    stream.pages(empty, empty, empty, empty, empty, [record(n, image(f"T-{n}")) for n in range(3)])
+    stream.pages(empty, empty, empty, empty, empty, [record(n, image(n)) for n in range(3)])
     failures = FailureQueue([failure_message(0, 2, batch_size=3)])
 
     # WHEN ops run the recovery
@@ -173,7 +158,7 @@ def test_empty_pages_before_the_range_do_not_end_the_read(queue: FakePostbackQue
 def test_a_range_split_by_an_empty_page_is_read_to_its_end(queue: FakePostbackQueue) -> None:
     # GIVEN a range whose records come on two pages with an empty page between them
     stream = Stream()
-    stream.pages([record(0, image("T-0"))], [], [record(1, image("T-1")), record(2, image("T-2"))])
+    stream.pages([record(0, image(0))], [], [record(1, image(1)), record(2, image(2))])
     failures = FailureQueue([failure_message(0, 2, batch_size=3)])
 
     # WHEN ops run the recovery
@@ -188,7 +173,7 @@ def test_a_range_split_by_an_empty_page_is_read_to_its_end(queue: FakePostbackQu
 def test_a_shard_that_never_reaches_the_end_stops_at_the_bound_and_keeps_the_message(queue: FakePostbackQueue) -> None:
     # GIVEN an open shard serving only empty pages past the first record of a 2-record range
     stream = Stream()
-    stream.pages([record(0, image("T-0"))], [], [], [])
+    stream.pages([record(0, image(0))], [], [], [])
     failures = FailureQueue([failure_message(0, 1, batch_size=2)])
 
     # WHEN ops run the recovery with a bound of 4 GetRecords calls
@@ -206,7 +191,7 @@ def test_a_shard_that_never_reaches_the_end_stops_at_the_bound_and_keeps_the_mes
 def test_a_closed_shard_ends_the_read(queue: FakePostbackQueue) -> None:
     # GIVEN a shard that closes (no NextShardIterator) after the range's only record
     stream = Stream()
-    stream.pages([], [record(0, image("T-0"))], closes=True)
+    stream.pages([], [record(0, image(0))], closes=True)
     failures = FailureQueue([failure_message(0, 0, batch_size=1)])
     # WHEN ops run the recovery
     with recovery(stream, failures, queue) as (run, _):
@@ -218,7 +203,7 @@ def test_a_closed_shard_ends_the_read(queue: FakePostbackQueue) -> None:
 def test_fewer_conversions_than_the_batch_held_keep_the_message(queue: FakePostbackQueue) -> None:
     # GIVEN a range of 3 records of which only 2 carry postbacks, for a batch of 3
     stream = Stream()
-    stream.pages([record(0, image("T-0")), record(1, {"conversion_id": {"S": "T-1#sale"}}), record(2, image("T-2"))])
+    stream.pages([record(0, image(0)), record(1, {"conversion_id": {"S": "T-1#sale"}}), record(2, image(2))])
     failures = FailureQueue([failure_message(0, 2, batch_size=3)])
 
     # WHEN ops run the recovery
@@ -230,14 +215,36 @@ def test_fewer_conversions_than_the_batch_held_keep_the_message(queue: FakePostb
     assert (batch.deleted, batch.missing) == (False, ["1 of the batch's 3 conversions not found"])
 
 
-def test_an_unreadable_record_is_named_and_the_others_are_queued(queue: FakePostbackQueue) -> None:
+def test_an_unreadable_record_is_parked_and_the_others_are_queued(queue: FakePostbackQueue) -> None:
     # GIVEN a range whose middle record's postbacks are not readable
     stream = Stream()
-    stream.pages([record(0, image("T-0")), record(1, image("T-1", postbacks="{not json")), record(2, image("T-2"))])
+    stream.pages([record(0, image(0)), record(1, image(1, postbacks="{not json")), record(2, image(2))])
     failures = FailureQueue([failure_message(0, 2, batch_size=3)])
+    parking = FakeParkedRecords()
 
     # WHEN ops run the recovery
     with recovery(stream, failures, queue) as (run, _):
+        run.parking = parking
+        (batch,) = run.recover()
+
+    # THEN the readable ones are queued, the bad one is parked with its image (as the outbox
+    # parks it), and the batch is whole: its failure message is deleted
+    assert [m.transaction_id for m in queue.sent] == ["T-0", "T-2"]
+    assert [(r.conversion_id, json.loads(r.image)["postbacks"]) for r in parking.parked] == [
+        ("T-1#sale", {"S": "{not json"})
+    ]
+    assert (batch.parked, batch.missing, batch.deleted) == (["T-1#sale"], [], True)
+
+
+def test_an_unreadable_record_that_cannot_be_parked_keeps_the_message(queue: FakePostbackQueue) -> None:
+    # GIVEN a range whose middle record's postbacks are not readable
+    stream = Stream()
+    stream.pages([record(0, image(0)), record(1, image(1, postbacks="{not json")), record(2, image(2))])
+    failures = FailureQueue([failure_message(0, 2, batch_size=3)])
+
+    # WHEN ops run the recovery, with the parked queue refusing
+    with recovery(stream, failures, queue) as (run, _):
+        run.parking = FakeParkedRecords(down=False, refuse=lambda r: True)
         (batch,) = run.recover()
 
     # THEN the readable ones are queued, the bad one is named, and the message stays
@@ -250,7 +257,7 @@ def test_one_failure_message_that_cannot_be_handled_does_not_stop_the_others(que
     # GIVEN a failure message that is not one, one whose shard read is denied, then a good one
     stream = Stream()
     stream.fails("AccessDeniedException")
-    stream.pages([record(5, image("T-5"))], start=5)
+    stream.pages([record(5, image(5))], start=5)
     failures = FailureQueue(["not json", failure_message(0, 0, batch_size=1), failure_message(5, 5, batch_size=1)])
 
     # WHEN ops run the recovery

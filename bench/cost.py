@@ -57,8 +57,53 @@ PRICE_PAGES = {
     "GetRecords calls by Lambda triggers are not charged); also the DynamoDB developer guide, "
     "CostOptimization_StreamsUsage: read requests made by Lambda-based consumers of DynamoDB Streams are free",
     "cloudwatch_logs_per_gb_ingested": "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard class, ingested)",
+    "cloudwatch_logs_ia_per_gb_ingested": "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Infrequent Access class, "
+    "ingested)",
     "xray_per_million_traces_recorded": "https://aws.amazon.com/xray/pricing/ (traces recorded)",
+    "function_url_per_million_requests": "https://aws.amazon.com/lambda/pricing/ (Function URLs: no charge beyond "
+    "the invocation's requests and duration)",
 }
+# What the stack costs a month whatever the volume, and what it keeps (storage), shown apart from
+# the bill per million conversions. Same pages, same date.
+FIXED_PRICE_PAGES = {
+    "alarm_per_month": "https://aws.amazon.com/cloudwatch/pricing/ (Alarms, standard resolution, per alarm metric)",
+    "dashboard_per_month": "https://aws.amazon.com/cloudwatch/pricing/ (Dashboards, per dashboard, beyond the free 3)",
+    "custom_metric_per_month": "https://aws.amazon.com/cloudwatch/pricing/ (Metrics, first 10,000 a month; EMF "
+    "metrics are custom metrics, prorated by the hour they are emitted in)",
+    "secret_per_month": "https://aws.amazon.com/secrets-manager/pricing/ (per secret per month)",
+    "sqs_per_million_requests": "https://aws.amazon.com/sqs/pricing/ (the queue mapping's empty long polls)",
+    "dynamodb_storage_per_gb_month": "https://aws.amazon.com/dynamodb/pricing/on-demand/ (Data storage, standard "
+    "table class, beyond the free 25 GB)",
+    "dynamodb_pitr_per_gb_month": "https://aws.amazon.com/dynamodb/pricing/on-demand/ (Continuous backups, PITR)",
+}
+FIXED_PRICES_BY_REGION: dict[str, dict[str, float]] = {
+    "eu-west-1": {
+        "alarm_per_month": 0.10,
+        "dashboard_per_month": 3.00,
+        "custom_metric_per_month": 0.30,
+        "secret_per_month": 0.40,
+        "sqs_per_million_requests": 0.40,
+        "dynamodb_storage_per_gb_month": 0.283,
+        "dynamodb_pitr_per_gb_month": 0.2264,
+    },
+    "us-east-1": {
+        "alarm_per_month": 0.10,
+        "dashboard_per_month": 3.00,
+        "custom_metric_per_month": 0.30,
+        "secret_per_month": 0.40,
+        "sqs_per_million_requests": 0.40,
+        "dynamodb_storage_per_gb_month": 0.25,
+        "dynamodb_pitr_per_gb_month": 0.20,
+    },
+}
+# Lambda polls each shard of a DynamoDB stream 4 times a second ("Polling and batching streams",
+# https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html): without a batching window, a batch
+# is what arrived since the last poll. Lambda's SQS mapping long-polls (20 s), starting at five
+# concurrent batches (https://aws.amazon.com/blogs/compute/understanding-how-aws-lambda-scales-
+# when-subscribed-to-amazon-sqs-queues/): taken as 5 pollers, 3 empty receives a minute each.
+STREAM_POLLS_PER_S = 4.0
+SQS_IDLE_POLLERS = 5
+SQS_LONG_POLL_S = 20
 PRICES_BY_REGION: dict[str, dict[str, float]] = {
     "eu-west-1": {
         "http_api_per_million_requests": 1.11,
@@ -69,6 +114,7 @@ PRICES_BY_REGION: dict[str, dict[str, float]] = {
         "dynamodb_per_million_rru": 0.1413,
         "dynamodb_streams_lambda_reads": 0.0,
         "cloudwatch_logs_per_gb_ingested": 0.57,
+        "cloudwatch_logs_ia_per_gb_ingested": 0.285,
         "xray_per_million_traces_recorded": 5.00,
     },
     "us-east-1": {
@@ -80,6 +126,7 @@ PRICES_BY_REGION: dict[str, dict[str, float]] = {
         "dynamodb_per_million_rru": 0.125,
         "dynamodb_streams_lambda_reads": 0.0,
         "cloudwatch_logs_per_gb_ingested": 0.50,
+        "cloudwatch_logs_ia_per_gb_ingested": 0.25,
         "xray_per_million_traces_recorded": 5.00,
     },
 }
@@ -125,6 +172,8 @@ class Workload:
     sqs_sends_per_request: float = 0.0
     log_bytes_per_conversion: float = 0.0  # CloudWatch Logs ingested: functions, platform lines, API access log
     xray_traces_per_conversion: float = 0.0
+    log_bytes_infrequent_per_conversion: float = 0.0  # into Infrequent Access log groups (the API access log)
+    front: str = "http_api"  # the conversion API: "http_api" (API Gateway) or "function_url" (no charge)
 
 
 def _billed_ms(ms: float) -> float:
@@ -205,6 +254,54 @@ def expected_batch(rate_per_s: float, window_s: float, max_size: int, *, per_rec
     return {"size": round(size, 4), "sends": round(sends, 4)}
 
 
+def polled_batch(rate_per_s: float, interval_s: float, max_size: int, *, per_record: int = 1) -> dict[str, float]:
+    """The mean batch of a mapping without a batching window that polls every `interval_s`: the
+    records that arrived since the last poll, given that at least one did (a Poisson count at
+    `rate_per_s`), at most `max_size`; `sends` as in `expected_batch`."""
+    mean = rate_per_s * interval_s
+    if mean <= 0:
+        return {"size": 1.0, "sends": float(math.ceil(per_record / SQS_BATCH_ENTRIES))}
+    some = 1.0 - _poisson(mean, 0)
+    size = sends = 0.0
+    remaining = some
+    k = 1
+    while remaining > 1e-12 and k < max_size:
+        p = _poisson(mean, k)
+        remaining -= p
+        size += p * k
+        sends += p * math.ceil(k * per_record / SQS_BATCH_ENTRIES)
+        k += 1
+    remaining = max(0.0, remaining)
+    size += remaining * max_size
+    sends += remaining * math.ceil(max_size * per_record / SQS_BATCH_ENTRIES)
+    return {"size": round(size / some, 4), "sends": round(sends / some, 4)}
+
+
+def stream_batch(rate_per_s: float, window_s: float, max_size: int, *, per_record: int = 1) -> dict[str, float]:
+    """The outbox's stream batch: with a window, `expected_batch`; without, what one of Lambda's
+    polls (STREAM_POLLS_PER_S) finds."""
+    if window_s > 0:
+        return expected_batch(rate_per_s, window_s, max_size, per_record=per_record)
+    return polled_batch(rate_per_s, 1 / STREAM_POLLS_PER_S, max_size, per_record=per_record)
+
+
+def dispatch_batch(
+    rate_per_s: float, window_s: float, max_size: int, *, outbox_batch: float, clumped: bool = True
+) -> float:
+    """The dispatcher's mean batch. The outbox sends a stream batch's postbacks together
+    (SendMessageBatch, 10 at a time), and a long-polling receive returns the messages there are,
+    up to 10: without a window a batch is one such send (`clumped`, an estimate: Lambda's several
+    pollers may split it); a window adds what arrives within it. `clumped=False` ignores the
+    sends' grouping: a batch is then only what arrives within the window (`expected_batch`),
+    the bound for pollers that always split a send."""
+    if not clumped:
+        return expected_batch(rate_per_s, window_s, max_size)["size"]
+    clump = min(outbox_batch, SQS_BATCH_ENTRIES)
+    if window_s <= 0:
+        return min(float(max_size), clump)
+    return min(float(max_size), outbox_batch + rate_per_s * window_s)
+
+
 def monthly_rate(conversions_per_month: float) -> float:
     """Conversions per second, spread evenly over a 30-day month."""
     return conversions_per_month / SECONDS_PER_MONTH
@@ -245,7 +342,7 @@ def cost_per_million(workload: Workload, region: str = REGION) -> dict[str, floa
     )
     read_units_total = postbacks * workload.dynamodb_reads_per_postback + n * workload.dynamodb_reads_per_conversion
     lines = {
-        "api_gateway": requests / 1e6 * p["http_api_per_million_requests"],
+        "api_gateway": requests / 1e6 * p["http_api_per_million_requests"] if workload.front == "http_api" else 0.0,
         "lambda_requests": (requests + outbox_invocations + dispatch_invocations)
         / 1e6
         * p["lambda_per_million_requests"],
@@ -265,7 +362,10 @@ def cost_per_million(workload: Workload, region: str = REGION) -> dict[str, floa
         "dynamodb_streams": outbox_invocations / 1e6 * p["dynamodb_streams_lambda_reads"],
     }
     lines["request_path"] = sum(lines.values())
-    lines["cloudwatch_logs"] = n * workload.log_bytes_per_conversion / 1e9 * p["cloudwatch_logs_per_gb_ingested"]
+    lines["cloudwatch_logs"] = (
+        n * workload.log_bytes_per_conversion / 1e9 * p["cloudwatch_logs_per_gb_ingested"]
+        + n * workload.log_bytes_infrequent_per_conversion / 1e9 * p["cloudwatch_logs_ia_per_gb_ingested"]
+    )
     lines["xray"] = n * workload.xray_traces_per_conversion / 1e6 * p["xray_per_million_traces_recorded"]
     lines["total"] = lines["request_path"] + lines["cloudwatch_logs"] + lines["xray"]
     lines["lambda_gb_s"] = gb_s
@@ -291,6 +391,50 @@ def xray_traces(invocations: float, seconds: float, *, reservoir_per_s: float = 
     """Traces the default sampling rule records: the first request each second, 5% of the rest."""
     reserved = min(invocations, seconds * reservoir_per_s)
     return reserved + rate * (invocations - reserved)
+
+
+def fixed_monthly(
+    *, alarms: int, dashboards: int, custom_metrics: int, secrets: int, region: str = REGION
+) -> dict[str, float]:
+    """What the stack costs a month at any volume: alarms, dashboards, the metrics the code
+    emits, secrets, and the queue mapping's empty long polls (SQS_IDLE_POLLERS)."""
+    p = FIXED_PRICES_BY_REGION[region]
+    idle_receives = SQS_IDLE_POLLERS * SECONDS_PER_MONTH / SQS_LONG_POLL_S
+    lines = {
+        "alarms": alarms * p["alarm_per_month"],
+        "dashboards": dashboards * p["dashboard_per_month"],
+        "custom_metrics": custom_metrics * p["custom_metric_per_month"],
+        "secrets": secrets * p["secret_per_month"],
+        "sqs_idle_polls": idle_receives / 1e6 * p["sqs_per_million_requests"],
+    }
+    lines["total"] = sum(lines.values())
+    return {k: round(v, 4) for k, v in lines.items()}
+
+
+def storage_monthly(
+    conversions_per_month: float,
+    *,
+    conversion_bytes: float,
+    conversion_days: float,
+    delivery_bytes: float,
+    delivery_days: float,
+    region: str = REGION,
+) -> dict[str, float]:
+    """DynamoDB storage and point-in-time recovery once the tables hold their retention's worth
+    (TTL deletions are free): each item plus DynamoDB's 100 bytes of overhead."""
+    p = FIXED_PRICES_BY_REGION[region]
+    months = 30.0
+    gb = (
+        conversions_per_month * conversion_days / months * (conversion_bytes + 100)
+        + conversions_per_month * delivery_days / months * (delivery_bytes + 100)
+    ) / 1e9
+    lines = {
+        "gb": gb,
+        "storage": gb * p["dynamodb_storage_per_gb_month"],
+        "pitr": gb * p["dynamodb_pitr_per_gb_month"],
+    }
+    lines["total"] = lines["storage"] + lines["pitr"]
+    return {k: round(v, 4) for k, v in lines.items()}
 
 
 def describe(workload: Workload, region: str = REGION) -> dict[str, object]:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ class LoadResult:
 class StackProcess:
     """`python -m postback_ops.local` on free ports; stopped with SIGTERM."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, parameters: Mapping[str, str] | None = None, serial_dynamodb: bool = True) -> None:
         env = {
             **os.environ,
             "POSTBACK_LOCAL_API_PORT": "0",
@@ -59,6 +60,8 @@ class StackProcess:
             "POSTBACK_LOCAL_RECEIVER_PORT": "off",
             "POSTBACK_SIGNING_SECRET": SECRET,
             "PYTHONUNBUFFERED": "1",
+            "POSTBACK_LOCAL_PARAMETER_OVERRIDES": " ".join(f"{k}={v}" for k, v in (parameters or {}).items()),
+            "POSTBACK_LOCAL_DYNAMODB": "serial" if serial_dynamodb else "tables",
         }
         env.pop("AWS_ENDPOINT_URL", None)
         self.process = subprocess.Popen(
@@ -170,8 +173,16 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def measure(*, seconds: float, rate: float, threads: int = 4) -> dict[str, Any]:
-    """Run the stack, load it, and stop it again whatever happens."""
+def measure(
+    *,
+    seconds: float,
+    rate: float,
+    threads: int = 4,
+    parameters: Mapping[str, str] | None = None,
+    serial_dynamodb: bool = True,
+) -> dict[str, Any]:
+    """Run the stack (with these template parameters; DynamoDB one request at a time with
+    `serial_dynamodb`), load it, and stop it again whatever happens."""
     arrived: dict[str, float] = {}
     arrived_lock = threading.Condition()
 
@@ -182,7 +193,7 @@ def measure(*, seconds: float, rate: float, threads: int = 4) -> dict[str, Any]:
                 arrived.setdefault(transaction_id, time.monotonic())
                 arrived_lock.notify_all()
 
-    stack = StackProcess()
+    stack = StackProcess(parameters=parameters, serial_dynamodb=serial_dynamodb)
     try:
         started = time.monotonic()
         stack.wait_ready()
@@ -216,4 +227,6 @@ def measure(*, seconds: float, rate: float, threads: int = 4) -> dict[str, Any]:
             "max": round(latencies[-1] * 1000, 1) if latencies else None,
         },
         "stack_startup_s": round(startup_s, 1),
+        "parameters": dict(parameters or {}),
+        "dynamodb_one_request_at_a_time": serial_dynamodb,
     }

@@ -64,6 +64,9 @@ os.environ.update(
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": "postback-relay-tests",
         **_handler_environment(),
+        # The tests read the functions' per-conversion and per-postback lines (INFO); the
+        # template's default LogLevel is WARNING, what a deployed stack pays for.
+        "POWERTOOLS_LOG_LEVEL": "INFO",
         # Tests point postbacks at receivers on 127.0.0.1, as the local stack does; the SSRF
         # tests exercise allow_loopback=False directly on the domain and the sender.
         "ALLOW_LOOPBACK": "true",

@@ -11,7 +11,7 @@ import boto3
 from template_support import TEMPLATE
 
 import outbox_handler
-from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION
+from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, template_value
 from postback_ops.local.stream import StreamMapping, StreamPoller, stream_mapping
 
 OUTBOX_FUNCTION_ARN = f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:outbox"
@@ -41,7 +41,7 @@ def template_stream_mapping(outputs: Mapping[str, str]) -> StreamMapping:
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             return intrinsics[value["Fn::GetAtt"][0]]
-        return value
+        return template_value(TEMPLATE, value)  # a parameter: its default
 
     return stream_mapping(
         props,

@@ -9,7 +9,7 @@ from typing import Any
 
 from template_support import TEMPLATE, walk
 
-from postback_ops.local.resources import resources_of_type
+from postback_ops.local.resources import resources_of_type, template_value
 
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
@@ -63,7 +63,10 @@ def test_the_dispatcher_outlives_one_batch_of_postbacks_that_time_out() -> None:
     dispatch = FUNCTIONS["DispatchFunction"]["Properties"]
     variables = dispatch["Environment"]["Variables"]
     per_postback = float(variables["CONNECT_TIMEOUT_S"]) + float(variables["READ_TIMEOUT_S"])
-    workers, batch = int(variables["MAX_WORKERS"]), int(dispatch["Events"]["Postbacks"]["Properties"]["BatchSize"])
+    workers, batch = (
+        int(template_value(TEMPLATE, variables["MAX_WORKERS"])),
+        int(template_value(TEMPLATE, dispatch["Events"]["Postbacks"]["Properties"]["BatchSize"])),
+    )
     rounds = -(-batch // workers)
     # THEN a batch whose every postback hangs until its timeouts still ends inside the function's
     # timeout, with room for its DynamoDB and SQS calls

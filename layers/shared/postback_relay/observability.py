@@ -156,8 +156,21 @@ def handler_logger() -> FunctionLogger:
     """The function's Logger (POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL), with the
     `postback_relay` logger tree writing through it during its invocations."""
     logger = FunctionLogger()
+    keep_the_stricter_level(logger)
     format_library_logs(logger)
     return logger
+
+
+def keep_the_stricter_level(logger: Logger) -> int:
+    """The Logger at the stricter of Lambda's application log level and POWERTOOLS_LOG_LEVEL.
+
+    Powertools takes Lambda's level (ApplicationLogLevel, AWS_LAMBDA_LOG_LEVEL) over its own.
+    The template sets Lambda's to INFO, so that the metrics' EMF lines (which carry no level, so
+    Lambda counts them INFO) pass its filter; the function's own level is LogLevel's."""
+    wanted = logging.getLevelName(os.environ.get("POWERTOOLS_LOG_LEVEL", "").upper())
+    if isinstance(wanted, int) and wanted > logger.log_level:
+        logging.getLogger(logger.name).setLevel(wanted)
+    return logger.log_level
 
 
 def format_library_logs(source: Logger, name: str = LIBRARY_LOGGER) -> logging.Logger:

@@ -84,6 +84,45 @@ def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
 
 
+def with_parameters(template: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """The template with `values` as its parameters' defaults (as `sam deploy
+    --parameter-overrides` gives them); a name the template does not declare is refused."""
+    declared = template.get("Parameters", {})
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise ValueError(f"template.yaml has no parameter {', '.join(unknown)} (it has {', '.join(sorted(declared))})")
+    parameters = {
+        name: {**spec, **({"Default": values[name]} if name in values else {})} for name, spec in declared.items()
+    }
+    return {**template, "Parameters": parameters}
+
+
+def parse_parameter_overrides(text: str) -> dict[str, str]:
+    """`Name=Value Name=Value` (sam's --parameter-overrides form) as a mapping."""
+    pairs = {}
+    for item in text.split():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"a parameter override is Name=Value, not {item!r}")
+        pairs[name] = value
+    return pairs
+
+
+def template_value(template: Mapping[str, Any], value: Any) -> Any:
+    """A property as the template's parameter defaults make it: `!Ref Parameter` gives the
+    parameter's default, a Number parameter's as an int or a float; anything else is returned."""
+    if not (isinstance(value, dict) and set(value) == {"Ref"}):
+        return value
+    spec = template.get("Parameters", {}).get(value["Ref"])
+    if spec is None:
+        return value
+    default = spec.get("Default")
+    if spec.get("Type") == "Number":
+        number = float(default)
+        return int(number) if number.is_integer() else number
+    return default
+
+
 def create_resources(
     session: boto3.Session | None = None,
     *,

@@ -31,6 +31,7 @@ from werkzeug.serving import make_server
 from postback_ops.local import lambda_router, resources, statemachine
 from postback_ops.local.alarms import AlarmLog
 from postback_ops.local.apigw import HttpRequest, HttpResponse, LocalHttpApi, Route, routes_from_functions
+from postback_ops.local.dynamo_locks import TableLockedDynamoDB
 from postback_ops.local.moto_patches import patch_moto_sqs
 from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
 from postback_ops.local.receiver import Answer, Hit, Receiver, describe
@@ -80,26 +81,6 @@ def _binding(port: int, knob: str) -> Iterator[None]:
         ) from exc
 
 
-class AtomicDynamoDB:
-    """moto's WSGI app, serving one DynamoDB request at a time.
-
-    moto creates an UpdateItem's new item with its key alone, then applies the update in place,
-    attribute by attribute: a GetItem at that moment (a test link checking a delivery while the
-    dispatcher logs its first attempt) reads a half-written item, which DynamoDB never shows.
-    Serialised, each request is atomic, as DynamoDB's are; SQS long polls are not held up.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self._app = app
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
-            with self._lock:
-                return list(self._app(environ, start_response))
-        return self._app(environ, start_response)
-
-
 class MotoServer(ThreadedMotoServer):
     """moto's ThreadedMotoServer, binding its port before `start()` returns.
 
@@ -108,7 +89,10 @@ class MotoServer(ThreadedMotoServer):
     """
 
     def start(self) -> None:
-        app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = TableLockedDynamoDB(
+            DomainDispatcherApplication(create_backend_app),
+            serial=os.environ.get("POSTBACK_LOCAL_DYNAMODB", "serial") != "tables",
+        )
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         except SystemExit as exc:  # werkzeug exits the process when the port is taken
@@ -135,6 +119,9 @@ class LocalSettings:
     receiver_affiliate_path: Path | None = STATE_DIR / "receiver-affiliate.yaml"
     # Where to record the running stack for `postback --local` (None: nowhere).
     stack_file: Path | None = None
+    # Template parameters other than their defaults (batching windows, batch sizes), as
+    # `sam deploy --parameter-overrides` takes them: POSTBACK_LOCAL_PARAMETER_OVERRIDES.
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> LocalSettings:
@@ -149,6 +136,9 @@ class LocalSettings:
             log_level=os.environ.get("POSTBACK_LOCAL_LOG_LEVEL") or "WARNING",
             receiver_affiliate_path=local_state_dir() / "receiver-affiliate.yaml",
             stack_file=local_stack_file(),
+            parameter_overrides=resources.parse_parameter_overrides(
+                os.environ.get("POSTBACK_LOCAL_PARAMETER_OVERRIDES", "")
+            ),
         )
 
 
@@ -198,7 +188,7 @@ class LocalRelay:
     def _start(self) -> None:
         s = self.settings
         session = self._start_moto()
-        template = resources.load_template(s.template_path)
+        template = resources.with_parameters(resources.load_template(s.template_path), s.parameter_overrides)
         stack = resources.create_resources(
             session, stack_name=STACK_NAME, signing_secret=s.signing_secret, template=template
         )

@@ -246,8 +246,8 @@ def test_the_mapping_comes_from_the_template() -> None:
     # THEN batch size, window and partial failures are the template's
     sqs_event = next(e for e in props["Events"].values() if e["Type"] == "SQS")["Properties"]
     assert mapping.queue_url == "url://q"
-    assert mapping.batch_size == sqs_event["BatchSize"]
-    assert mapping.batching_window_s == sqs_event["MaximumBatchingWindowInSeconds"]
+    assert mapping.batch_size == resources.template_value(template, sqs_event["BatchSize"])
+    assert mapping.batching_window_s == resources.template_value(template, sqs_event["MaximumBatchingWindowInSeconds"])
     assert mapping.report_batch_item_failures is True
     assert mapping.concurrency == 3
 

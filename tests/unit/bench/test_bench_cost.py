@@ -169,3 +169,51 @@ def test_the_default_sampling_rule_keeps_one_trace_a_second_and_five_percent_of_
     # THEN a million invocations spread over it are all traced, ten million mostly not
     assert cost.xray_traces(1_000_000, month) == pytest.approx(1_000_000)
     assert cost.xray_traces(10_000_000, month) == pytest.approx(month + 0.05 * (10_000_000 - month))
+
+
+def test_a_stream_without_a_window_hands_over_what_one_poll_finds() -> None:
+    # GIVEN 4 conversions a second, Lambda polling the stream 4 times a second (no window)
+    batch = cost.stream_batch(4.0, 0.0, 100)
+    # THEN a batch is a Poisson(1) count given at least one: 1 / (1 - e^-1)
+    assert batch["size"] == pytest.approx(1 / (1 - 2.718281828**-1), rel=1e-3)
+    # AND with a 1 s window, the opening record and the 4 a second that follow it
+    assert cost.stream_batch(4.0, 1.0, 100)["size"] == pytest.approx(5.0, rel=1e-3)
+
+
+def test_the_dispatcher_takes_an_outbox_send_together_unless_pollers_split_it() -> None:
+    # GIVEN outbox batches of 5 postbacks at 4 conversions a second
+    # WHEN the dispatcher has no window THEN a batch is one send (at most 10, at most its size)
+    assert cost.dispatch_batch(4.0, 0.0, 10, outbox_batch=5.0) == 5.0
+    assert cost.dispatch_batch(4.0, 0.0, 10, outbox_batch=30.0) == 10.0
+    assert cost.dispatch_batch(4.0, 0.0, 1, outbox_batch=5.0) == 1.0
+    # AND with a 1 s window, the send and what arrives within the window
+    assert cost.dispatch_batch(4.0, 1.0, 50, outbox_batch=5.0) == 9.0
+    # AND if the pollers split every send, a batch without a window is one message
+    assert cost.dispatch_batch(4.0, 0.0, 10, outbox_batch=5.0, clumped=False) == 1.0
+
+
+def test_a_function_url_front_costs_nothing_and_the_access_log_is_priced_as_infrequent_access() -> None:
+    # GIVEN one workload behind each front, 1,000 standard and 200 infrequent-access log bytes per conversion
+    base = cost.Workload(log_bytes_per_conversion=1000.0, log_bytes_infrequent_per_conversion=200.0)
+    http = cost.cost_per_million(base, "eu-west-1")
+    url = cost.cost_per_million(cost.Workload(**{**base.__dict__, "front": "function_url"}), "eu-west-1")
+    # THEN the API line is $1.11 behind the HTTP API and nothing behind the URL, all else equal
+    assert http["api_gateway"] == 1.11
+    assert url["api_gateway"] == 0.0
+    assert http["lambda_requests"] == url["lambda_requests"]
+    # AND the logs are 1 GB standard ($0.57) and 0.2 GB infrequent access ($0.285 a GB)
+    assert http["cloudwatch_logs"] == pytest.approx(0.57 + 0.2 * 0.285, abs=1e-4)
+
+
+def test_fixed_and_kept_costs_are_the_price_tables_by_hand() -> None:
+    # GIVEN 6 alarms, 1 dashboard, 24 metrics, 1 secret
+    fixed = cost.fixed_monthly(alarms=6, dashboards=1, custom_metrics=24, secrets=1, region="eu-west-1")
+    # THEN $0.60 + $3.00 + $7.20 + $0.40 + 5 pollers x 3 empty receives a minute (648,000: $0.2592)
+    assert fixed["total"] == pytest.approx(0.60 + 3.00 + 7.20 + 0.40 + 0.2592, abs=1e-4)
+    # AND a million conversions a month kept 30 days at 900 bytes (+100 overhead) and deliveries
+    # kept 30 days at 400 (+100): 1.5 GB at $0.283 + $0.2264 a GB-month
+    kept = cost.storage_monthly(
+        1e6, conversion_bytes=900, conversion_days=30, delivery_bytes=400, delivery_days=30, region="eu-west-1"
+    )
+    assert kept["gb"] == pytest.approx(1.5)
+    assert kept["total"] == pytest.approx(1.5 * (0.283 + 0.2264), abs=1e-3)

@@ -153,3 +153,21 @@ def test_configuring_twice_adds_no_second_handler(library_logger: logging.Logger
     observability.format_library_logs(logger)
     observability.format_library_logs(logger)
     assert len(library_logger.handlers) == 1
+
+
+@pytest.mark.parametrize(
+    ("lambda_level", "powertools_level", "expected"),
+    [("INFO", "WARNING", logging.WARNING), ("INFO", "DEBUG", logging.INFO), ("WARN", "INFO", logging.WARNING)],
+)
+def test_the_function_logs_at_the_stricter_of_lambda_s_and_its_own_level(
+    monkeypatch: pytest.MonkeyPatch, lambda_level: str, powertools_level: str, expected: int
+) -> None:
+    # GIVEN Lambda's application log level (the template's INFO, which lets the metric lines
+    # through) and the function's own LogLevel
+    monkeypatch.setenv("AWS_LAMBDA_LOG_LEVEL", lambda_level)
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", powertools_level)
+    logger = Logger(service=f"probe-level-{lambda_level}-{powertools_level}", stream=io.StringIO())
+    # WHEN the handler's level is settled
+    level = observability.keep_the_stricter_level(logger)
+    # THEN it is the stricter of the two: an INFO line never reaches CloudWatch under WARNING
+    assert level == logger.log_level == expected

@@ -156,13 +156,17 @@ def test_a_hanging_alarm_topic_cannot_hold_a_batch_past_the_lambda_timeout() -> 
     # GIVEN the dispatcher's timeouts, its Lambda timeout and the notices' own budget
     from template_support import TEMPLATE
 
+    from postback_ops.local.resources import template_value
     from postback_relay import wiring
     from postback_relay.adapters.sns_notifier import NOTICE_ATTEMPTS, NOTICE_BUDGET_S
 
     dispatch = TEMPLATE["Resources"]["DispatchFunction"]["Properties"]
     variables = dispatch["Environment"]["Variables"]
     per_postback = float(variables["CONNECT_TIMEOUT_S"]) + float(variables["READ_TIMEOUT_S"])
-    workers, batch = int(variables["MAX_WORKERS"]), int(dispatch["Events"]["Postbacks"]["Properties"]["BatchSize"])
+    workers, batch = (
+        int(template_value(TEMPLATE, variables["MAX_WORKERS"])),
+        int(template_value(TEMPLATE, dispatch["Events"]["Postbacks"]["Properties"]["BatchSize"])),
+    )
     rounds = -(-batch // workers)
     # THEN a batch whose postbacks all hang, each worker also publishing a notice into a hanging
     # topic, still ends inside the function's timeout, with room for DynamoDB and SQS

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from postback_ops.local import resources
 from postback_ops.local.__main__ import banner
 from postback_ops.local.receiver import Receiver
 from postback_ops.local.stack import (
@@ -103,3 +104,29 @@ def test_the_banner_says_where_the_config_script_is_and_how_it_finds_the_stack(t
     assert ".venv/bin/postback" in text
     assert "POSTBACK_LOCAL_ENDPOINT=" not in text
     assert "ends within 50 s; a test link waits up to 24 s" in text
+
+
+def test_template_parameters_can_be_overridden_as_sam_deploy_takes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN overrides in sam's Name=Value form
+    monkeypatch.setenv("POSTBACK_LOCAL_PARAMETER_OVERRIDES", "DispatchBatchSize=50 DispatchBatchingWindowSeconds=1")
+    # WHEN the settings are read and the template takes them
+    settings = LocalSettings.from_env()
+    template = resources.with_parameters(resources.load_template(), settings.parameter_overrides)
+    # THEN the dispatcher's batch and window are the overrides wherever the template refers to them
+    dispatch = template["Resources"]["DispatchFunction"]["Properties"]
+    event = dispatch["Events"]["Postbacks"]["Properties"]
+    assert resources.template_value(template, event["BatchSize"]) == 50
+    assert resources.template_value(template, dispatch["Environment"]["Variables"]["MAX_WORKERS"]) == 50
+    assert resources.template_value(template, event["MaximumBatchingWindowInSeconds"]) == 1
+    # AND the template read afresh keeps its defaults
+    assert resources.template_value(resources.load_template(), event["BatchSize"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [("DispatchBatchSize", "Name=Value"), ("NoSuchParameter=1", "no parameter NoSuchParameter")],
+)
+def test_a_malformed_or_unknown_override_is_refused_with_the_reason(text: str, refused: str) -> None:
+    # WHEN an override is malformed or names no parameter THEN it is refused, saying which
+    with pytest.raises(ValueError, match=refused):
+        resources.with_parameters(resources.load_template(), resources.parse_parameter_overrides(text))

@@ -37,9 +37,10 @@ def documented_local_starts(scale: float, floors: LocalFloors) -> list[float]:
 def template_floors() -> LocalFloors:
     """The floors the local stack runs with: the poller's 1 s receive wait, the dispatcher's
     batching window and timeouts, as template.yaml gives them."""
-    dispatch = resources.load_template()["Resources"]["DispatchFunction"]["Properties"]
+    template = resources.load_template()
+    dispatch = template["Resources"]["DispatchFunction"]["Properties"]
     (sqs_event,) = [e for e in dispatch["Events"].values() if e["Type"] == "SQS"]
-    window = float(sqs_event["Properties"].get("MaximumBatchingWindowInSeconds", 0))
+    window = float(resources.template_value(template, sqs_event["Properties"].get("MaximumBatchingWindowInSeconds", 0)))
     env = dispatch["Environment"]["Variables"]
     return LocalFloors(pickup_s=1 + window, attempt_s=float(env["CONNECT_TIMEOUT_S"]) + float(env["READ_TIMEOUT_S"]))
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from template_support import TEMPLATE, walk
 
-from postback_ops.local.resources import REPO_ROOT, resources_of_type
+from postback_ops.local.resources import REPO_ROOT, resources_of_type, template_value
 
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
@@ -29,7 +29,7 @@ def test_globals_give_every_function_the_runtime_arm64_tracing_and_powertools_se
     assert function_globals["Runtime"] == "python3.13"
     assert function_globals["Architectures"] == ["arm64"]
     assert function_globals["Tracing"] == {"Ref": "TracingMode"}
-    assert TEMPLATE["Parameters"]["TracingMode"]["Default"] == "Active"
+    assert TEMPLATE["Parameters"]["TracingMode"]["Default"] == "PassThrough"
     assert "POWERTOOLS_METRICS_NAMESPACE" in function_globals["Environment"]["Variables"]
     # AND each function names its service and keeps its logs for a bounded time
     for name, function in FUNCTIONS.items():
@@ -37,6 +37,26 @@ def test_globals_give_every_function_the_runtime_arm64_tracing_and_powertools_se
         assert "POWERTOOLS_SERVICE_NAME" in props["Environment"]["Variables"], name
         log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
         assert RESOURCES[log_group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_functions_log_json_without_platform_lines_and_every_log_group_expires() -> None:
+    # GIVEN the functions' logging settings and the template's log groups
+    logging_config = TEMPLATE["Globals"]["Function"]["LoggingConfig"]
+    # THEN Lambda takes JSON lines and drops its own START/END/REPORT lines (system level WARN)
+    assert logging_config["LogFormat"] == "JSON"
+    assert logging_config["SystemLogLevel"] == "WARN"
+    # AND its filter of the functions' lines lets INFO through, so that the metrics' EMF lines
+    # (no level: Lambda counts them INFO) reach CloudWatch; no function filters harder
+    for name, function in FUNCTIONS.items():
+        level = {**logging_config, **function["Properties"].get("LoggingConfig", {})}["ApplicationLogLevel"]
+        assert level in ("TRACE", "DEBUG", "INFO"), name
+    # AND the functions' own level is a parameter, WARNING unless a deployment asks for more
+    assert TEMPLATE["Parameters"]["LogLevel"]["Default"] == "WARNING"
+    # AND every log group the stack creates keeps its lines for a bounded time
+    groups = resources_of_type(TEMPLATE, "AWS::Logs::LogGroup")
+    assert groups
+    for name, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
 
 
 def test_no_policy_is_hand_written_iam_with_wildcards() -> None:
@@ -96,11 +116,14 @@ def test_the_delivery_log_is_keyed_by_affiliate_and_creation_with_no_index_and_k
 def test_dispatcher_sends_a_whole_batch_at_once() -> None:
     # GIVEN the dispatcher's batch size, sized from the bench's GB-s per postback
     dispatch = FUNCTIONS["DispatchFunction"]["Properties"]
-    batch = dispatch["Events"]["Postbacks"]["Properties"]["BatchSize"]
-    # THEN its workers take the whole batch at once (the batch is billed for its slowest call)
-    assert int(dispatch["Environment"]["Variables"]["MAX_WORKERS"]) == batch
+    event = dispatch["Events"]["Postbacks"]["Properties"]
+    batch = template_value(TEMPLATE, event["BatchSize"])
+    # THEN its workers take the whole batch at once (the batch is billed for its slowest call),
+    # whatever batch size the stack is deployed with
+    assert dispatch["Environment"]["Variables"]["MAX_WORKERS"] == event["BatchSize"]
+    assert int(template_value(TEMPLATE, dispatch["Environment"]["Variables"]["MAX_WORKERS"])) == batch
     # AND above 10 messages SQS wants a batching window
-    assert batch <= 10 or dispatch["Events"]["Postbacks"]["Properties"]["MaximumBatchingWindowInSeconds"] >= 1
+    assert batch <= 10 or template_value(TEMPLATE, event["MaximumBatchingWindowInSeconds"]) >= 1
 
 
 def test_postback_queue_is_encrypted_redriven_and_outlives_a_dispatch() -> None:
@@ -123,7 +146,6 @@ def test_dispatcher_reports_partial_batch_failures_with_bounded_concurrency() ->
     assert event["Type"] == "SQS"
     props = event["Properties"]
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert props["MaximumBatchingWindowInSeconds"] >= 1
     assert "MaximumConcurrency" in props["ScalingConfig"]
 
 
@@ -158,7 +180,7 @@ def test_the_outbox_reads_new_conversions_from_the_stream_with_partial_batches_a
     assert pattern == {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"postbacks": {"S": [{"exists": True}]}}}}
     # AND batches of up to 100 wait at most 1 s, report partial failures, split on a crash
     assert props["BatchSize"] == 100
-    assert props["MaximumBatchingWindowInSeconds"] == 1
+    assert template_value(TEMPLATE, props["MaximumBatchingWindowInSeconds"]) == 1
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
     # AND a record is given up on within the stream's 24 h, to an encrypted queue that keeps

@@ -10,6 +10,7 @@ from integration.test_dispatch_handler import FakeLambdaContext
 from template_support import TEMPLATE
 
 import dispatch_handler
+from postback_ops.local.resources import template_value
 from postback_relay.ports import SendResult
 from postback_relay.services.dispatch import Dispatcher
 
@@ -57,4 +58,4 @@ def test_the_handler_knows_the_mappings_batching_window() -> None:
     window = dispatch["Events"]["Postbacks"]["Properties"]["MaximumBatchingWindowInSeconds"]
     setting = dispatch["Environment"]["Variables"]["BATCHING_WINDOW_S"]
     assert str(setting) == str(window) or setting == window
-    assert dispatch_handler.settings.batching_window_s == float(window)
+    assert dispatch_handler.settings.batching_window_s == float(template_value(TEMPLATE, window))

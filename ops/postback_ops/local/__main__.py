@@ -3,20 +3,24 @@
 Ports and the secret come from the environment: POSTBACK_LOCAL_API_PORT (3000),
 POSTBACK_LOCAL_AWS_PORT (4566), POSTBACK_LOCAL_RECEIVER_PORT (3001, `off` for none),
 POSTBACK_SIGNING_SECRET (local-dev-secret), POSTBACK_LOCAL_DELAY_SCALE (0.00025),
-POSTBACK_LOCAL_LOG_LEVEL (the handlers' log level, WARNING). A port of 0 takes a free one;
+POSTBACK_LOCAL_LOG_LEVEL (the handlers' log level, WARNING; INFO with POSTBACK_LOCAL_LOG=json),
+POSTBACK_LOCAL_LOG (`json`: the handlers' full JSON logs and libraries' warnings in the terminal;
+by default it holds only the stack's own readable lines). A port of 0 takes a free one;
 the line starting with `local stack ready` gives the ports chosen, as JSON, for scripts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
-from postback_ops.local.runtime import MetricLinesFilter
+from postback_ops.local.runtime import MetricLinesFilter, json_logs_wanted
 from postback_ops.local.stack import OUTPUTS_PARAMETER, RECEIVER_AFFILIATE_ID, LocalRelay, LocalSettings, PortBusy
 
 READY_PREFIX = "local stack ready "
@@ -97,8 +101,32 @@ def ready_line(relay: LocalRelay) -> str:
     return READY_PREFIX + json.dumps(details)
 
 
+class OneLineWarnings(logging.Handler):
+    """Libraries' warnings (moto's, botocore's) as one short line each, never a traceback or a
+    1,000-character exception dump: the terminal is for people (POSTBACK_LOCAL_LOG=json keeps
+    them whole)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        first = record.getMessage().strip().splitlines()[0] if record.getMessage().strip() else ""
+        shown = first if len(first) <= MAX_LINE else first[: MAX_LINE - 1] + "…"
+        print(f"warning   {record.name}: {shown}", file=sys.stderr, flush=True)
+
+
+MAX_LINE = 160
+
+
+def quiet_libraries() -> None:
+    logging.basicConfig(level=logging.WARNING, handlers=[OneLineWarnings()], force=True)
+    # moto logs every failed state machine execution as an exception (a Fail state included):
+    # the test verdict says it in words.
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+
+
 def main() -> int:
-    sys.stdout = MetricLinesFilter(sys.stdout)
+    json_logs = json_logs_wanted(os.environ)
+    sys.stdout = MetricLinesFilter(sys.stdout, json_logs=json_logs)
+    if not json_logs:
+        quiet_libraries()
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

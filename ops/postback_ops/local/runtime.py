@@ -134,23 +134,33 @@ def load_functions(
     return functions
 
 
+LOG_MODE_VARIABLE = "POSTBACK_LOCAL_LOG"  # `json`: the handlers' full JSON logs in the terminal
+
+
+def json_logs_wanted(environ: Mapping[str, str]) -> bool:
+    return environ.get(LOG_MODE_VARIABLE, "").strip().lower() == "json"
+
+
 class MetricLinesFilter(io.TextIOBase):
-    """stdout without CloudWatch EMF lines.
+    """stdout without CloudWatch EMF lines, and (unless `json_logs`) without the handlers' JSON
+    log records: the terminal of `make run` reads as the stack's own lines, one per conversion,
+    postback, notice and test step. POSTBACK_LOCAL_LOG=json keeps the JSON logs.
 
     In Lambda, a line of Embedded Metric Format JSON on stdout becomes a metric, not a log
     line; Powertools' `single_metric` prints them even with metrics disabled. Locally they
     would drown the stack's one line per conversion and postback, so they are dropped.
     """
 
-    def __init__(self, target: TextIO) -> None:
+    def __init__(self, target: TextIO, *, json_logs: bool = True) -> None:
         self._target = target
         self._pending = threading.local()
+        self._dropped: tuple[str, ...] = ('{"_aws":',) if json_logs else ('{"_aws":', '{"level":')
 
     def write(self, text: str) -> int:
         pending: str = getattr(self._pending, "text", "") + text
         *lines, rest = pending.split("\n")
         self._pending.text = rest
-        kept = [line for line in lines if not line.startswith('{"_aws":')]
+        kept = [line for line in lines if not line.startswith(self._dropped)]
         if kept:
             self._target.write("".join(f"{line}\n" for line in kept))
             self._target.flush()

@@ -35,11 +35,12 @@ from postback_ops.local.dynamo_locks import TableLockedDynamoDB
 from postback_ops.local.moto_patches import patch_moto_sqs
 from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
 from postback_ops.local.receiver import Answer, Hit, Receiver, describe
-from postback_ops.local.runtime import LocalFunction, function_specs, load_functions
+from postback_ops.local.runtime import LocalFunction, function_specs, json_logs_wanted, load_functions
 from postback_ops.local.stream import StreamBatchOutcome, StreamPoller, stream_mappings_for
 from postback_ops.local.timing import LocalFloors, local_testlink_deadline_s, retry_schedule_s
 from postback_ops.target import local_stack_file, local_state_dir
-from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.domain import messages
+from postback_relay.domain.delivery import MAX_ATTEMPTS, PostbackMessage
 
 OUTPUTS_PARAMETER = "/postback-relay/local/outputs"
 DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the local stack's documented default (contract 6)
@@ -133,7 +134,8 @@ class LocalSettings:
             signing_secret=os.environ.get("POSTBACK_SIGNING_SECRET") or DEFAULT_SECRET,
             delay_scale=float(os.environ.get("POSTBACK_LOCAL_DELAY_SCALE") or cls.delay_scale),
             dispatch_concurrency=_env_int("POSTBACK_LOCAL_DISPATCH_CONCURRENCY", 2),
-            log_level=os.environ.get("POSTBACK_LOCAL_LOG_LEVEL") or "WARNING",
+            log_level=os.environ.get("POSTBACK_LOCAL_LOG_LEVEL")
+            or ("INFO" if json_logs_wanted(os.environ) else "WARNING"),
             receiver_affiliate_path=local_state_dir() / "receiver-affiliate.yaml",
             stack_file=local_stack_file(),
             parameter_overrides=resources.parse_parameter_overrides(
@@ -256,7 +258,7 @@ class LocalRelay:
                 host=HOST,
                 port=s.api_port,
                 on_request=self._log_request,
-                on_error=lambda trace: self._say(f"function error:\n{trace}"),
+                on_error=self._log_function_error,
             )
         self.api_url = self._api.url
         self.outputs["ApiUrl"] = self.api_url
@@ -407,6 +409,15 @@ class LocalRelay:
         with self._log_lock:
             self.log(line)
 
+    def _log_function_error(self, trace: str) -> None:
+        """A function's crash: its last line (the exception) for people; the whole traceback
+        with POSTBACK_LOCAL_LOG=json."""
+        if json_logs_wanted(os.environ):
+            self._say(f"function error:\n{trace}")
+            return
+        last = trace.strip().splitlines()[-1] if trace.strip() else "unknown error"
+        self._say(f"function error: {last[:200]} (POSTBACK_LOCAL_LOG=json shows the traceback)")
+
     def _log_hit(self, hit: Hit) -> None:
         self._say(describe(hit))
 
@@ -449,19 +460,20 @@ class LocalRelay:
             except (ValueError, TypeError):
                 self._say(f"postback  message {record['messageId']}: not JSON")
                 continue
-            state, status = self._delivery_state(record["body"])
+            state, status, reason = self._delivery_state(record["body"])
             again = " (back on the queue)" if record["messageId"] in outcome.failed_ids else ""
             self._say(
                 f"postback  {message.get('transaction_id')} {message.get('event')}"
                 f" affiliate={message.get('affiliate_id')}"
                 f" {message.get('method', 'GET')} {message.get('url')} -> {state}"
-                f"{f' (HTTP {status})' if status else ''}{again}"
+                f"{f' (HTTP {status})' if status and not reason else ''}{f': {reason}' if reason else ''}{again}"
             )
 
-    def _delivery_state(self, body: str) -> tuple[str, Any]:
-        """The delivery's state after the attempt, read from the delivery log for the log line."""
+    def _delivery_state(self, body: str) -> tuple[str, Any, str | None]:
+        """The delivery's state after the attempt, read from the delivery log for the log line,
+        with what the attempt saw when it was not delivered (`attempt 3 of 8: connection refused`)."""
         if not (self._session and self._deliveries_table):
-            return "?", None
+            return "?", None, None
         try:
             ref = PostbackMessage.model_validate_json(body).ref
             item = (
@@ -471,14 +483,10 @@ class LocalRelay:
                 .get("Item")
             )
         except Exception:  # noqa: BLE001 - a log line must never break the poller
-            return "?", None
+            return "?", None, None
         if not item:
-            return "not logged", None
-        status = item.get("http_status")
-        attempts = item.get("attempts")
-        if status is None and isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict):
-            status = attempts[-1].get("status")
-        return str(item.get("state", "?")), status
+            return "not logged", None, None
+        return str(item.get("state", "?")), *_attempt_words(item)
 
 
 def receiver_affiliate_config(receiver_url: str, *, affiliate_id: str = RECEIVER_AFFILIATE_ID) -> str:
@@ -563,3 +571,23 @@ def running(settings: LocalSettings | None = None, *, log: Log = print) -> Itera
         yield relay
     finally:
         relay.stop()
+
+
+def _attempt_words(item: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The last HTTP status of a delivery log item, and, unless it was delivered, what its last
+    attempt saw in words."""
+    status = item.get("http_status")
+    attempts = item.get("attempts")
+    last = attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], Mapping) else None
+    if status is None and last is not None:
+        status = last.get("status")
+    if item.get("state") == "delivered" or last is None:
+        return status, None
+    seen = messages.attempt_seen(
+        len(attempts) if isinstance(attempts, list) else 1,
+        MAX_ATTEMPTS,
+        status=int(status) if status is not None else None,
+        error_kind=last.get("error_kind"),
+        detail=item.get("last_error"),
+    )
+    return status, seen

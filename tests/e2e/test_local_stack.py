@@ -446,4 +446,12 @@ def test_the_readmes_local_walkthrough_runs_as_written(
     assert '"outcome":"queued"' in done.stdout.replace(" ", ""), done.stdout
     assert "https://" not in done.stderr
     assert "passed" in done.stdout, done.stdout
+    # AND with the endpoint broken, the test fails and says why: its check lines (stderr) and
+    # its verdict table name what the attempts saw, and so does `deliveries`' reason column
+    assert "test failed (exit 1)" in done.stdout, done.stdout
+    check_lines = [line for line in done.stderr.splitlines() if line.startswith("check_delivery")]
+    assert any("connection refused" in line for line in check_lines), done.stderr
+    verdict, listing = done.stdout.rsplit("test failed (exit 1)", 1)
+    assert "connection refused" in verdict, verdict
+    assert "connection refused" in listing, listing
     assert receiver.wait_for(1, path="/postback", timeout_s=60)[0].param("cid") == "c123"

@@ -339,3 +339,33 @@ def test_config_module_does_not_import_yaml() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
     # THEN PyYAML was never imported
     assert result.stdout.strip() == "False"
+
+
+def test_every_problem_of_a_config_comes_in_one_answer_with_hints_in_words() -> None:
+    # GIVEN a config with an unknown key, two unknown macros in one URL, one in another postback,
+    # and a URL that may not be called
+    data = {
+        "affiliate_id": "1234567",
+        "name": "Acme",
+        "bogus": 1,
+        "tracker": {"fields": ["affid", "transid", "clickid", "whateverid"], "separator": "-"},
+        "postbacks": [
+            {"events": ["sale"], "url": "https://a.example/p?c={nope}&d={nada}"},
+            {"events": ["rebill"], "url": "https://a.example/r?c={clikid}"},
+            {"events": ["trial"], "url": "ftp://a.example/t"},
+        ],
+    }
+    # WHEN it is validated
+    with pytest.raises(ConfigError) as refused:
+        parse_config(data)
+    problems = dict(refused.value.errors)
+    # THEN every problem is named at once: the key, each bad macro, the bad URL
+    assert set(problems) == {"bogus", "postbacks.0.url", "postbacks.1.url", "postbacks.2.url"}
+    assert "{nope}, {nada}" in problems["postbacks.0.url"]
+    assert "{clikid}" in problems["postbacks.1.url"]
+    # AND the hints are words, not Python lists
+    assert (
+        "use the tracker fields affid, transid, clickid, whateverid or the built-in macros"
+        in (problems["postbacks.0.url"])
+    )
+    assert not any("['" in reason for reason in problems.values()), problems

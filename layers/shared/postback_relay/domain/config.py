@@ -33,6 +33,7 @@ from postback_relay.domain.errors import ConfigError, FieldProblems, UnsafeUrlEr
 from postback_relay.domain.events import Event
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.macros import BUILTIN_MACROS as BUILTIN_MACROS  # the names the configs may use
+from postback_relay.domain.messages import words
 from postback_relay.domain.tracker import TrackerStructure
 
 MACRO = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -318,7 +319,7 @@ class AffiliateConfig(BaseModel):
         clashes = sorted(set(tracker.fields) & BUILTIN_MACROS)
         if clashes:
             raise FieldProblems(
-                [("fields", f"{clashes} clash with built-in macros of the same name: rename the field(s)")]
+                [("fields", f"{words(clashes)} clash with built-in macros of the same name: rename the field(s)")]
             )
         return tracker
 
@@ -328,22 +329,42 @@ class AffiliateConfig(BaseModel):
         tracker = info.data.get("tracker")
         if not isinstance(tracker, TrackerStructure):
             return postbacks  # the tracker's own error is reported; macros cannot be judged without it
-        allowed = BUILTIN_MACROS | frozenset(tracker.fields)
-        problems: list[tuple[str, str]] = []
-        for index, postback in enumerate(postbacks):
-            for name, template in (("url", postback.url), ("body", postback.body)):
-                unknown = [m for m in macro_names(template or "") if m not in allowed]
-                if unknown:
-                    problems.append(
-                        (
-                            f"{index}.{name}",
-                            f"unknown macro {{{unknown[0]}}}: use the tracker fields {list(tracker.fields)} "
-                            f"or the built-in macros {sorted(BUILTIN_MACROS)}",
-                        )
-                    )
+        templates = [{"url": postback.url, "body": postback.body} for postback in postbacks]
+        problems = unknown_macro_problems(templates, tracker.fields)
         if problems:
             raise FieldProblems(problems)
         return postbacks
+
+
+def unknown_macro_problems(postbacks: object, tracker_fields: object) -> list[tuple[str, str]]:
+    """Every unknown macro of every postback's url and body, as (`<index>.url`, reason): read
+    from the raw config too, so that they are all reported with the config's other problems,
+    not after those are fixed. Tracker fields that are not a list of names: nothing to judge."""
+    if not isinstance(postbacks, list | tuple) or not isinstance(tracker_fields, list | tuple):
+        return []
+    fields = [str(field) for field in tracker_fields]
+    allowed = BUILTIN_MACROS | frozenset(fields)
+    problems: list[tuple[str, str]] = []
+    for index, postback in enumerate(postbacks):
+        if not isinstance(postback, Mapping):
+            continue
+        for name in ("url", "body"):
+            template = postback.get(name)
+            unknown = (
+                list(dict.fromkeys(m for m in macro_names(template) if m not in allowed))
+                if isinstance(template, str)
+                else []
+            )
+            if unknown:
+                named = words(f"{{{macro}}}" for macro in unknown)
+                problems.append(
+                    (
+                        f"{index}.{name}",
+                        f"unknown macro{'s' if len(unknown) > 1 else ''} {named}: use the tracker fields "
+                        f"{words(fields)} or the built-in macros {words(sorted(BUILTIN_MACROS))}",
+                    )
+                )
+    return problems
 
 
 def signing_key(secret: str) -> bytes:
@@ -488,7 +509,20 @@ def parse_config(data: Mapping[str, object], *, allow_loopback: bool = False) ->
     try:
         return AffiliateConfig.model_validate(dict(data), context={"allow_loopback": allow_loopback})
     except ValidationError as exc:
-        problems = _problems(exc) or [("(config)", "the config is invalid")]
+        problems = _problems(exc)
+        # A postback list with another fault is not judged on its macros: judge them on the raw
+        # config, so that one answer names every problem of the file.
+        tracker = data.get("tracker")
+        fields = tracker.get("fields") if isinstance(tracker, Mapping) else None
+        reported = {path for path, _ in problems}
+        problems += [
+            (path, reason)
+            for path, reason in (
+                (f"postbacks.{where}", why) for where, why in unknown_macro_problems(data.get("postbacks"), fields)
+            )
+            if path not in reported
+        ]
+        problems = problems or [("(config)", "the config is invalid")]
         field, reason = problems[0]
         raise ConfigError(reason, field=field, errors=problems) from exc
     except RecursionError as exc:

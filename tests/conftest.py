@@ -6,10 +6,14 @@ handler validates its settings at import (cold start) just as it does in Lambda.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
 import boto3
+import botocore.loaders
+import botocore.session
+import moto.kms.models
 import pytest
 from moto import mock_aws
 
@@ -74,6 +78,25 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+
+# Speed, not behaviour: two costs every `aws` fixture paid again for nothing. Each new boto3
+# session read and parsed the services' JSON models from disk anew (a third of the fixture's
+# time): sessions of this process now share one botocore loader, whose cache is only ever read
+# after the first load. moto drew a fresh 2048-bit RSA key for the KMS key behind every
+# SSE-enabled table (a quarter of it); no test signs with KMS, so each key spec draws it once.
+_shared_loaders: dict[str | None, botocore.loaders.Loader] = {}
+_create_loader = botocore.loaders.create_loader
+
+
+def _shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+    if search_path_string not in _shared_loaders:
+        _shared_loaders[search_path_string] = _create_loader(search_path_string)
+    return _shared_loaders[search_path_string]
+
+
+botocore.session.create_loader = _shared_loader
+moto.kms.models.generate_private_key = functools.cache(moto.kms.models.generate_private_key)  # type: ignore[attr-defined]
 
 # `make integration|reliability|e2e` set POSTBACK_AWS_CALL_LOG: every AWS call a function, the
 # state machine or the CLI makes is recorded for `make iam`, here and in the subprocesses the

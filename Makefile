@@ -78,9 +78,14 @@ checkov: $(CHECKOV)
 	$(CHECKOV) --file template.yaml --framework cloudformation --quiet --compact --skip-download
 	$(VENV)/bin/pytest -q tests/awsrules
 
-$(CHECKOV): requirements/checkov.txt
+$(CHECKOV): requirements/checkov.txt $(STAMP)
 	@test -x $(TOOLS)/checkov/bin/python || "$$(scripts/find-python313)" -m venv $(TOOLS)/checkov
-	$(TOOLS)/checkov/bin/python -m pip install --quiet -r requirements/checkov.txt
+	@if [ -z "$$POSTBACK_NO_UV" ] && $(VENV)/bin/uv pip install --quiet --python $(TOOLS)/checkov/bin/python \
+		-r requirements/checkov.txt; then :; \
+	else \
+		echo "installing checkov with pip instead of uv (slower)"; \
+		$(TOOLS)/checkov/bin/python -m pip install --quiet -r requirements/checkov.txt; \
+	fi
 	@touch $@
 
 calls-reset:

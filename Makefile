@@ -16,12 +16,23 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CALL_LOG := $(CURDIR)/build/awsrules/calls.jsonl
 TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/checkov/bin/checkov
+# pytest-xdist workers for the unit and integration suites (0: one process). `make check` runs
+# the unit suite alone, on both cores; `make test` runs two stages at a time (JOBS) with one
+# process each (TEST_WORKERS), so no more busy processes than the two cores: the suites time
+# deadlines and waits, and a starved process misses them. A bigger machine raises both.
+WORKERS ?= 2
+JOBS ?= 2
+TEST_WORKERS ?= 0
+# `make test` measures branch coverage over layers/, functions/ and ops/ in every suite, each
+# suite into its own data file here (suites run side by side), and prints it at the end.
+COVERAGE_DIR := $(CURDIR)/build/coverage
 
-.PHONY: help venv run demo test lint complex types template aws-rules cfn-lint checkov calls-reset iam iam-static build-size unit integration reliability e2e build deploy bench lock clean
+.PHONY: help venv run demo test lint complex types template aws-rules cfn-lint checkov calls-reset iam iam-static build-size check coverage coverage-reset unit integration reliability e2e build deploy bench lock clean
 
 help:
 	@echo "make run     start the whole system locally (no AWS account needed)"
 	@echo "make test    lint, type-check, the template against AWS rules, every test, IAM check"
+	@echo "make check   the inner loop: lint, type-check, the unit suite"
 	@echo "make demo    a scripted tour on the local stack"
 	@echo "make build   sam build       make deploy   sam deploy (ENV=prod for production)"
 	@echo "make bench   the benchmark suite, figures in bench/results.json"
@@ -50,7 +61,18 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m postback_ops.local.demo
 
-test: lint types template aws-rules iam-static build-size unit calls-reset integration reliability e2e iam
+# Three phases: reset the call log and the coverage data; every independent stage, JOBS at a
+# time (the longest first; a stage's output is printed whole when it ends); then what reads
+# the suites' records: the IAM check of the recorded calls, and the coverage report.
+test: $(STAMP)
+	@$(MAKE) --no-print-directory calls-reset coverage-reset
+	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target \
+		reliability e2e integration unit checkov build-size cfn-lint template iam-static types lint \
+		COV="--cov --cov-report=" WORKERS=$(TEST_WORKERS)
+	@$(MAKE) --no-print-directory iam coverage
+
+# The inner loop: lint, types and the unit suite.
+check: lint types unit
 
 lint: complex
 	$(VENV)/bin/ruff check .
@@ -100,17 +122,31 @@ iam: $(STAMP)
 iam-static: $(STAMP)
 	$(PY) -m postback_ops.awsrules.static_calls
 
+# The suites. The reliability suite's waits are timed and the e2e suite shares one local stack,
+# so those two run in one process each.
 unit: $(STAMP)
-	$(VENV)/bin/pytest -q tests/unit
+	COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.unit $(VENV)/bin/pytest -q -n $(WORKERS) $(COV) tests/unit
 
 integration: $(STAMP)
-	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) $(VENV)/bin/pytest -q tests/integration
+	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.integration \
+		$(VENV)/bin/pytest -q -n $(WORKERS) $(COV) tests/integration
 
 reliability: $(STAMP)
-	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) $(VENV)/bin/pytest -q tests/reliability
+	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.reliability \
+		$(VENV)/bin/pytest -q $(COV) tests/reliability
 
 e2e: $(STAMP)
-	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) $(VENV)/bin/pytest -q -m e2e tests/e2e
+	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.e2e \
+		$(VENV)/bin/pytest -q $(COV) -m e2e tests/e2e
+
+coverage-reset:
+	@rm -rf $(COVERAGE_DIR)
+	@mkdir -p $(COVERAGE_DIR)
+
+# The suites' coverage as one figure; it fails under pyproject's fail_under (the ratchet).
+coverage: $(STAMP)
+	@$(VENV)/bin/coverage combine --quiet $(COVERAGE_DIR)
+	$(VENV)/bin/coverage report
 
 build: $(STAMP)
 	$(VENV)/bin/sam build
@@ -130,4 +166,4 @@ lock:
 		--allow-unsafe -o requirements/dev.txt requirements/dev.in
 
 clean:
-	rm -rf .aws-sam $(VENV) $(TOOLS) build/awsrules .mypy_cache .ruff_cache .hypothesis
+	rm -rf .aws-sam $(VENV) $(TOOLS) build/awsrules build/coverage .mypy_cache .ruff_cache .hypothesis

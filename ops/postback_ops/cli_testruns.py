@@ -59,7 +59,8 @@ def _step_outcome(step: Mapping[str, Any]) -> str:
     return f"failed: {details['reason']}" if details.get("reason") else "failed"
 
 
-def _step_line(step: Mapping[str, Any]) -> str:
+def step_line(step: Mapping[str, Any]) -> str:
+    """One step as a line: its name, what it saw, its other details."""
     details = step.get("details") or {}
     check = f" (check {details['check']})" if details.get("check") else ""
     shown = ", ".join(
@@ -137,7 +138,7 @@ def _wait_for_verdict(ops: Ops, run_id: str, *, interval: float, give_up_after_s
             verdict = _run_status(ops, run_id)
             steps: Sequence[Mapping[str, Any]] = verdict.get("steps") or ()
             for step in steps[shown:]:
-                progress.print(_step_line(step), markup=False)
+                progress.print(step_line(step), markup=False)
             shown = max(shown, len(steps))
             status.update(progress_text(run_id, shown))
             if verdict.get("verdict") != "running":

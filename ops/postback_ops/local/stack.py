@@ -39,6 +39,7 @@ from postback_ops.local.runtime import LocalFunction, function_specs, json_logs_
 from postback_ops.local.stream import StreamBatchOutcome, StreamPoller, stream_mappings_for
 from postback_ops.local.timing import LocalFloors, local_testlink_deadline_s, retry_schedule_s
 from postback_ops.target import local_stack_file, local_state_dir
+from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import MAX_ATTEMPTS, PostbackMessage
 
@@ -397,7 +398,7 @@ class LocalRelay:
         testlink = self.functions.get("TestLinkFunction")
         if testlink is None or self._session is None:
             return None
-        lambda_router.route(testlink.arn, testlink.invoke)
+        lambda_router.route(testlink.arn, self._logged_test_step(testlink.invoke))
         self._routed.append(testlink.arn)
         return statemachine.create_state_machine(
             self._session, template=template, stack=stack, function_arns={"TestLinkFunction": testlink.arn}
@@ -408,6 +409,35 @@ class LocalRelay:
     def _say(self, line: str) -> None:
         with self._log_lock:
             self.log(line)
+
+    def _logged_test_step(self, invoke: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """The test-link function, each step followed by one line of what it saw (the run's
+        newest step, as `postback test start --wait` prints it)."""
+
+        def invoke_and_say(event: Any) -> Any:
+            answer = invoke(event)
+            run_id = event.get("run_id") if isinstance(event, Mapping) else None
+            if run_id:
+                self._log_test_step(str(run_id))
+            return answer
+
+        return invoke_and_say
+
+    def _log_test_step(self, run_id: str) -> None:
+        from postback_ops.cli_testruns import step_line  # the CLI's words for a step
+
+        table = self.outputs.get("TestRunsTableName")
+        if not (table and self._session):
+            return
+        try:
+            run = DynamoTestRunStore(table, client=self._session.client("dynamodb")).get(run_id)
+        except Exception:  # noqa: BLE001 - a log line must never break the workflow
+            return
+        if run is None or not run.steps:
+            return
+        step = run.steps[-1].model_dump(mode="json")
+        verdict = f" -> {run.verdict.value}: {run.reason}" if run.verdict.value == "failed" and run.reason else ""
+        self._say(f"test      {run_id} {step_line(step)}{verdict}")
 
     def _log_function_error(self, trace: str) -> None:
         """A function's crash: its last line (the exception) for people; the whole traceback

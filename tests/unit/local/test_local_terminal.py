@@ -6,12 +6,16 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import boto3
 import pytest
 
 from postback_ops.local import __main__ as local_main
 from postback_ops.local.runtime import MetricLinesFilter
 from postback_ops.local.stack import LocalRelay, LocalSettings, _attempt_words
+from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+from postback_relay.domain.testrun import TestRun, TestStep
 
 JSON_LOG = '{"level":"WARNING","location":"x:1","message":"Postback not delivered","service":"dispatch"}'
 EMF = '{"_aws":{"Timestamp":1}}'
@@ -77,3 +81,24 @@ def test_library_warnings_are_one_short_line_and_moto_s_failed_executions_are_si
     (line,) = err.splitlines()
     assert line.startswith("warning   botocore.credentials: a warning")
     assert len(line) <= len("warning   botocore.credentials: ") + local_main.MAX_LINE
+
+
+def test_each_test_step_is_one_line_of_what_it_saw(aws: dict[str, str]) -> None:
+    # GIVEN a test run whose delivery check saw a refused connection, in the stack's table
+    store = DynamoTestRunStore(aws["TestRunsTableName"])
+    at = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    store.create(TestRun(run_id="R-1", affiliate_id="1234567", started_by="ops", started_at=at))
+    seen = "postback 1: attempt 3 of 8: connection refused"
+    details = {"check": 2, "deliveries": [{"n": 1, "state": "retrying", "attempts": 3, "seen": seen}]}
+    store.append_step("R-1", TestStep(name="check_delivery", at=at, ok=True, details=details))
+    lines: list[str] = []
+    relay = LocalRelay(LocalSettings(), log=lines.append)
+    relay._session = boto3.Session()
+    relay.outputs = {"TestRunsTableName": aws["TestRunsTableName"]}
+
+    # WHEN the test-link function's step returns (as the state machine invokes it)
+    answer = relay._logged_test_step(lambda event: {"verdict": "running"})({"run_id": "R-1", "step": "check_delivery"})
+
+    # THEN the function's answer is untouched and the terminal says what the step saw
+    assert answer == {"verdict": "running"}
+    assert lines == [f"test      R-1 check_delivery (check 2): {seen}"]

@@ -23,7 +23,7 @@ from postback_relay.domain.notices import CircuitChange
 from postback_relay.observability import handler_logger
 
 # The dispatcher, its domain, requests and the adapters load on the first batch, not at
-# import (README, Benchmarks).
+# import (docs/benchmarks.md).
 if TYPE_CHECKING:
     from postback_relay.services.dispatch import DispatchResult, ReceivedPostback
 

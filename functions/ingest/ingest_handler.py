@@ -34,7 +34,7 @@ from postback_relay.observability import LazyTracer
 from postback_relay.settings import IngestSettings, settings_from_environ
 
 # The service, its domain, models and adapters load on the first request (or at init under
-# SnapStart, see the end of this module), not at import: README, Benchmarks.
+# SnapStart, see the end of this module), not at import: docs/benchmarks.md.
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 

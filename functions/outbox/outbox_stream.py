@@ -3,7 +3,7 @@ the metrics out (outbox_handler holds the entry point).
 
 A record not wholly queued is a batch item failure (its sequence number): Lambda retries the
 batch from the first of them. A record retried past the mapping's MaximumRecordAgeInSeconds
-lands on the on-failure queue (see the README: "Recover postbacks from the outbox's on-failure
+lands on the on-failure queue (see docs/operations.md: "Recover postbacks from the outbox's on-failure
 queue"). A record whose postbacks cannot be read is parked (services.outbox) with its raw
 image: OutboxRecordsParked counts them, and the parked queue's alarm tells ops.
 """

@@ -34,7 +34,7 @@ settings = load_settings(os.environ)
 # each one (requests, sqlite3, httplib...) at cold start.
 tracer = LazyTracer(patch_modules=("botocore", "requests"))
 # Built on the first call, not at import, so that tests can start moto first; the adapters
-# (and requests) load then too (README, Benchmarks).
+# (and requests) load then too (docs/benchmarks.md).
 testlink_service = wiring.OnFirstUse(lambda: wiring.link_test_service(settings))
 
 

@@ -3,7 +3,7 @@
 The same face and answers as Powertools' `BatchProcessor` / `process_partial_response` for
 these two sources (tests/unit/test_batch.py runs both on the same events), without its import:
 `aws_lambda_powertools.utilities.batch` imports asyncio (for its async processor) and every
-event data class on the way, about a seventh of a cold start (README's benchmark section).
+event data class on the way, about a seventh of a cold start (docs/benchmarks.md).
 Left out: the async processor, pydantic record models, Kinesis and Kafka, FIFO short-circuit.
 
 Each record goes to the record handler in turn; an exception marks it failed and the next

@@ -4,7 +4,7 @@ The ingest function has one route. Powertools' `APIGatewayHttpResolver` does wha
 here (route, an exception-handler registry, the 2.0 answer), but importing it runs
 `aws_lambda_powertools.event_handler/__init__`, which imports every resolver (AppSync's
 brings asyncio) and every event data class: about a tenth of a cold start, for one route
-(measured in README's benchmark section). This module keeps the same face (`app.post`,
+(measured in docs/benchmarks.md). This module keeps the same face (`app.post`,
 `app.exception_handler`, `app.current_event`, `app.append_context`/`app.context`, `Response`)
 and answers the same way:
 `{"statusCode", "body", "isBase64Encoded", "headers", "cookies"}`, exception handlers looked

@@ -8,7 +8,7 @@ in-memory fakes or clients of their own.
 
 Every import here is inside a function: a handler imports this module at cold start, and the
 services, the adapters and boto3 load on its first call (or at SnapStart init), not at import
-(README, Benchmarks).
+(docs/benchmarks.md).
 
 `OnFirstUse` holds a function's service, built on the first invocation and kept for the
 life of the environment (a handler also takes a service as an argument: tests pass theirs);

@@ -33,7 +33,7 @@ from postback_ops.local.resources import REPO_ROOT, load_template
 from postback_ops.target import LOCAL_OUTPUTS_PARAMETER
 
 CALL_LOG = BUILD_DIR / "calls.jsonl"
-README = REPO_ROOT / "README.md"
+README = REPO_ROOT / "docs" / "operations.md"  # holds the operator policy block (it left README.md)
 REGION = "{region}"
 ACCOUNT = "{account}"
 STATE_MACHINE_PRINCIPAL = "StepFunctions"
@@ -458,7 +458,7 @@ def event_source_calls(translated: Mapping[str, Any]) -> list[tuple[str, str, Au
 
 
 def operator_policy(readme: Path = README) -> dict[str, Any]:
-    """The IAM policy the README gives operators (the JSON block after its marker line)."""
+    """The IAM policy docs/operations.md gives operators (the JSON block after its marker line)."""
     text = readme.read_text(encoding="utf-8")
     marker = "<!-- operator-policy -->"
     if marker not in text:

@@ -13,6 +13,7 @@ from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.notices import CircuitNotice
+from postback_relay.domain.records import DeliveryRecord as DeliveryRecord  # the records live in the domain
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 
 
@@ -90,26 +91,6 @@ class ParkedRecords(Protocol):
     def park(self, records: Sequence[OutboxRecord]) -> list[OutboxRecord]:
         """Park each record; returns those that could not be parked (empty on success)."""
         ...
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    delivery_id: str
-    message: PostbackMessage
-    state: DeliveryState
-    attempts: tuple[Attempt, ...]
-    created_at: str
-    updated_at: str
-    last_error: str | None = None
-    replays: int = 0
-
-    @property
-    def http_status(self) -> int | None:
-        return self.attempts[-1].status if self.attempts else None
-
-    @property
-    def ref(self) -> DeliveryRef:
-        return self.message.ref
 
 
 class DeliveryLog(Protocol):

@@ -39,7 +39,7 @@ from postback_relay.domain.errors import DurationError
 from postback_relay.domain.times import parse_utc
 
 if TYPE_CHECKING:
-    from postback_relay.ports import DeliveryRecord
+    from postback_relay.domain.records import DeliveryRecord
 
 DEFAULT_WINDOW = "24h"
 _DURATION = re.compile(r"(?P<amount>[1-9][0-9]{0,5})(?P<unit>[mhd])")

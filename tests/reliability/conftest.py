@@ -8,7 +8,16 @@ from collections.abc import Iterator
 import botocore.endpoint
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from reliability.relay_harness import MAX_ATTEMPTS, AwsFaults, Relay, moto_sqs_for_threads, patch_boto3_clients
+from reliability.relay_harness import (
+    CONNECT_TIMEOUT_S,
+    CONNECTS,
+    MAX_ATTEMPTS,
+    READ_TIMEOUT_S,
+    AwsFaults,
+    Relay,
+    moto_sqs_for_threads,
+    patch_boto3_clients,
+)
 
 import dispatch_handler
 import ingest_handler
@@ -17,8 +26,6 @@ from postback_relay import wiring
 # DELAY_SCALE of the suite: every retry, Retry-After and circuit cool-down lands on the
 # 1-second floor, so eight attempts of a postback take seconds rather than 27 hours.
 DELAY_SCALE = 0.0001
-CONNECT_TIMEOUT_S = 0.5
-READ_TIMEOUT_S = 0.3
 # The queue's visibility timeout (180 s in template.yaml) scaled down alike: a message whose
 # invocation died comes back after this, not after three minutes.
 VISIBILITY_TIMEOUT_S = 2
@@ -48,6 +55,7 @@ def aws_faults(monkeypatch: pytest.MonkeyPatch) -> AwsFaults:
     monkeypatch.setattr(botocore.endpoint, "time", _ScaledSleep())
     faults = AwsFaults()
     patch_boto3_clients(faults, monkeypatch)
+    CONNECTS.install(monkeypatch)
     return faults
 
 

@@ -20,12 +20,13 @@ import contextlib
 import hashlib
 import json
 import random
+import select
 import socket
 import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,10 @@ def aws_error(status: int, code: str, message: str = "injected fault") -> AWSRes
 
 
 MAX_ATTEMPTS = 3  # botocore's attempts per call in this suite (AWS_MAX_ATTEMPTS, conftest)
+# The dispatcher's timeouts in this suite (conftest gives them to the relay; the affiliate
+# servers judge by the read timeout whether the relay could have heard an answer).
+CONNECT_TIMEOUT_S = 0.5
+READ_TIMEOUT_S = 0.3
 UNREACHABLE_URL = "https://injected.invalid/"
 THROTTLED = ("ProvisionedThroughputExceededException", 400)
 SQS_UNAVAILABLE = ("ServiceUnavailable", 503)
@@ -101,6 +106,21 @@ class AwsFaultRule:
     operation: str
     error: tuple[str, int]
     decide: Callable[[bytes], int | None]
+
+
+@dataclass(frozen=True)
+class InjectedFault:
+    """One call a fault rule failed: `failures` attempts in a row, from `at` (monotonic)."""
+
+    at: float
+    operation: str
+    body: bytes
+    failures: int
+
+    @property
+    def past_retries(self) -> bool:
+        """botocore gave up: the call failed for the caller (a write lost, a read not made)."""
+        return self.failures >= MAX_ATTEMPTS
 
 
 @dataclass
@@ -119,6 +139,9 @@ class AwsFaults:
     visibility_changes: list[int] = field(default_factory=list)  # ChangeMessageVisibility seconds
     message_delays: list[int] = field(default_factory=list)  # SendMessage DelaySeconds (a wait's copy)
     exhausted: list[tuple[str, bytes]] = field(default_factory=list)  # calls failed past botocore's retries
+    # Every call a rule failed, in order, with when (monotonic): the harness's own record of
+    # what it did, which a test may use to excuse what the relay did after it.
+    injected_faults: list[InjectedFault] = field(default_factory=list)
     _pending: dict[str, int] = field(default_factory=dict)
     _refused_ids: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -165,6 +188,8 @@ class AwsFaults:
                         self.calls_failed[operation] += 1
                     if failures and failures >= MAX_ATTEMPTS:
                         self.exhausted.append((operation, body))
+                    if failures:
+                        self.injected_faults.append(InjectedFault(time.monotonic(), operation, body, failures))
                 left = self._pending[key]
                 if left <= 0:
                     break
@@ -273,21 +298,68 @@ DOWN = Misbehaviour("always-503", lambda n: "503", fails_for_good=True)
 SLOWLORIS = Misbehaviour("slowloris", lambda n: "slowloris")
 
 
-def resends_without_timeout(
-    received: Mapping[str, int], records: Iterable[DeliveryRecord], key_of: Callable[[DeliveryRecord], str]
-) -> dict[str, tuple[int, int]]:
-    """The postbacks an endpoint took more often than at-least-once allows: once, plus once per
-    attempt whose answer came after the read timeout (which the attempt log must show).
-    key -> (times taken, timeouts logged); empty when every resend is accounted for."""
-    timeouts = {key_of(r): sum(1 for attempt in r.attempts if attempt.error_kind == "timeout") for r in records}
-    return {key: (count, timeouts.get(key, 0)) for key, count in received.items() if count - 1 > timeouts.get(key, 0)}
+class Connects:
+    """When each connection to 127.0.0.1 was opened, by its local port: the socket layer's
+    record (`socket.socket.connect`, below the relay's code), so that an affiliate's server
+    knows how long the relay had been waiting when its answer went out, however late the
+    server got to read the request on a loaded machine."""
+
+    def __init__(self) -> None:
+        self._opened: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def install(self, monkeypatch: Any) -> None:
+        real_connect = socket.socket.connect
+        owner = self
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            started = time.monotonic()
+            real_connect(sock, address)
+            if isinstance(address, tuple) and address[0] == "127.0.0.1":
+                with contextlib.suppress(OSError), owner._lock:
+                    owner._opened[sock.getsockname()[1]] = started
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+
+    def opened_at(self, port: int) -> float | None:
+        with self._lock:
+            return self._opened.get(port)
+
+
+CONNECTS = Connects()
+
+
+@dataclass
+class Answered:
+    """One answer of an affiliate's endpoint, as the endpoint itself saw it: the witness a
+    resend is judged by, independent of the relay's own attempt log."""
+
+    key: str
+    status: int
+    received_at: float  # monotonic: the request read
+    opened_at: float  # monotonic: the relay opened the connection (the request read, if unknown)
+    done_at: float | None = None  # its last byte written; None: the write failed
+    # The relay was gone before the answer was written, or reset the connection with the
+    # answer unread (a client that timed out closes with it still in its buffer).
+    hung_up: bool = False
+
+    @property
+    def taken(self) -> bool:
+        return 200 <= self.status < 300
+
+    def heard(self, read_timeout_s: float) -> bool:
+        """Could the relay have read it in time? Written whole within its read timeout of the
+        relay opening the connection (or of the request, if that is unknown), on a connection
+        the relay had not given up on."""
+        return self.done_at is not None and not self.hung_up and self.done_at - self.opened_at <= read_timeout_s
 
 
 class FaultyAffiliate:
     """A ThreadingHTTPServer on 127.0.0.1 playing one affiliate's endpoint.
 
     A postback's delivery key is its `cid` query value and its path. `received[key]` counts
-    the postbacks the affiliate took (answered 2xx, late or not); `attempts[key]` every request.
+    the postbacks the affiliate took (answered 2xx, late or not); `attempts[key]` every request;
+    `answers` each answer with when it was written, and whether the relay hung up on it.
     """
 
     def __init__(
@@ -298,20 +370,40 @@ class FaultyAffiliate:
         trickle_s: float = 0.05,
         slowloris_bytes: int = 60,
         retry_after: str = "120",
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.behaviour = behaviour
+        self.read_timeout_s = read_timeout_s
         self.attempts: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
         self.actions: Counter[str] = Counter()
-        self.late: Counter[str] = Counter()  # per key: answers the relay had given up on
+        self.answers: list[Answered] = []
         self.webhook_signatures: list[str] = []  # the `webhook-signature` headers received
         self._lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            last: Answered | None = None  # this connection's last answer
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except ConnectionResetError:
+                    # Reset after an answer: the relay closed with it unread (it gave up on it).
+                    if self.last is not None:
+                        self.last.hung_up = True
+
+            def _gone(self) -> bool:
+                """The relay closed its side already (it gave up waiting)."""
+                try:
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
 
             def _serve(self) -> None:
+                received_at = time.monotonic()
                 length = int(self.headers.get("content-length") or 0)
                 if length:
                     self.rfile.read(length)
@@ -330,17 +422,21 @@ class FaultyAffiliate:
                     self.close_connection = True
                     return
                 if action == "late-ok":
-                    with owner._lock:
-                        owner.late[key] += 1
                     time.sleep(late_s)  # plays an overloaded server: answers after the relay gave up
                 status = {"500": 500, "503": 503, "404": 404, "429": 429, "redirect": 302}.get(action, 200)
-                if 200 <= status < 300:
+                opened_at = CONNECTS.opened_at(self.client_address[1]) or received_at
+                answer = Answered(key, status, received_at, min(opened_at, received_at), hung_up=self._gone())
+                if answer.taken:
                     with owner._lock:
                         owner.received[key] += 1
                 payload = b"OK" if status == 200 else b"error"
                 # The relay may have given up on a late or slow answer and closed its side.
                 with contextlib.suppress(OSError):
                     self._answer(action, status, payload)
+                    answer.done_at = time.monotonic()
+                self.last = answer
+                with owner._lock:
+                    owner.answers.append(answer)
 
             def _answer(self, action: str, status: int, payload: bytes) -> None:
                 self.send_response(status)
@@ -386,6 +482,29 @@ class FaultyAffiliate:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def unheard(self, key: str) -> int:
+        """How many times the endpoint took the postback without the relay hearing it (late,
+        or on a connection the relay had given up on): each allows one more send."""
+        with self._lock:
+            return sum(1 for a in self.answers if a.key == key and a.taken and not a.heard(self.read_timeout_s))
+
+    def resends_unexplained(self, explained: Mapping[str, int] | None = None) -> dict[str, tuple[int, int, int]]:
+        """The postbacks taken more often than at-least-once allows: once, plus once per answer
+        the relay could not hear (this endpoint's own record), plus `explained[key]` (a fault
+        the harness injected after a send). key -> (taken, unheard, explained); empty when
+        every resend is accounted for."""
+        found: dict[str, tuple[int, int, int]] = {}
+        for key, count in list(self.received.items()):
+            unheard, excused = self.unheard(key), (explained or {}).get(key, 0)
+            if count - 1 > unheard + excused:
+                found[key] = (count, unheard, excused)
+        return found
+
+    def heard_takings(self, key: str) -> list[Answered]:
+        """The answers taking the postback that the relay could hear, in order."""
+        with self._lock:
+            return [a for a in self.answers if a.key == key and a.taken and a.heard(self.read_timeout_s)]
 
 
 # --- the relay -----------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from reliability.relay_harness import (
     Relay,
     affiliate_config,
     conversion,
-    resends_without_timeout,
 )
 from template_support import TEMPLATE
 
@@ -38,7 +37,6 @@ from postback_ops.local.resources import resources_of_type
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED
 from postback_relay.domain.delivery import DeliveryState, delivery_id_for
 from postback_relay.domain.events import Event
-from postback_relay.ports import DeliveryRecord
 
 AFFILIATE = "7000001"
 
@@ -116,6 +114,10 @@ def test_a_timeout_whose_answer_came_late_is_the_one_allowed_duplicate(relay: Re
     # one extra receipt per attempt that timed out.
     assert server.actions == {"late-ok": 1, "ok": 1}
     assert server.received == {"/pb0?c1": 2}
+    # AND the affiliate's own record says the relay could not hear its first answer, which
+    # is what allows the second send
+    assert server.unheard("/pb0?c1") == 1
+    assert server.resends_unexplained() == {}
     record = relay.delivery(delivery_id("T-1"))
     assert record is not None
     assert record.state is DeliveryState.DELIVERED
@@ -344,7 +346,7 @@ def test_a_write_throttled_past_botocores_retries_answers_503_and_the_retry_take
     assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(4)}
 
 
-def test_a_throttled_delivery_write_is_retried_by_botocore_and_sent_once(
+def test_a_throttled_delivery_write_is_retried_by_botocore_and_adds_no_send(
     relay: Relay, affiliate: FaultyAffiliate, aws_faults: AwsFaults
 ) -> None:
     # GIVEN the deliveries table throttling the first attempt of every update
@@ -355,20 +357,15 @@ def test_a_throttled_delivery_write_is_retried_by_botocore_and_sent_once(
     # WHEN the dispatcher runs
     relay.drain()
 
-    # THEN each postback was logged delivered and sent once: the throttled write adds no send.
-    # An attempt whose answer came after the read timeout (a loaded machine's loopback can be
-    # that slow) may add one, as at-least-once allows; the attempt log must then show it.
+    # THEN each postback was logged delivered and taken by the affiliate once: the throttled
+    # write adds no send. The one resend at-least-once allows is after an answer the relay could
+    # not hear, by the affiliate's own record (written past the read timeout, or to a relay
+    # that had hung up: a loaded machine's loopback can be that slow), never by the relay's log.
     assert aws_faults.injected["UpdateItem"] >= 5
     assert set(relay.delivery_states().values()) == {DeliveryState.DELIVERED}
     assert set(affiliate.received) == {f"/pb0?c{n}" for n in range(5)}
-    records = [r for r in map(relay.delivery, relay.delivery_states()) if r is not None]
-
-    def key_of(record: DeliveryRecord) -> str:
-        return f"/pb0?c{record.message.transaction_id.removeprefix('T-')}"
-
-    assert set(affiliate.received) <= {key_of(r) for r in records}
-    resent = resends_without_timeout(affiliate.received, records, key_of)
-    assert resent == {}, f"taken more often than (1 + timeouts): {resent}"
+    resent = affiliate.resends_unexplained()
+    assert resent == {}, f"(taken, unheard, explained) per postback taken more than once unexplained: {resent}"
 
 
 def test_a_delivery_write_throttled_past_retries_redelivers_the_message_and_sends_at_most_once_more(

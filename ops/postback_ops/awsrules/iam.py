@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postback_ops.awsrules import unused_grants
 from postback_ops.awsrules.calls import Authorization
 from postback_ops.awsrules.translate import BUILD_DIR, translate
+from postback_ops.awsrules.unused_grants import Grant
 from postback_ops.local.resources import REPO_ROOT, load_template
 from postback_ops.target import LOCAL_OUTPUTS_PARAMETER
 
@@ -536,7 +538,8 @@ class Report:
     denied: list[Denied] = field(default_factory=list)
     checked: int = 0
     used: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
-    unused: dict[str, list[str]] = field(default_factory=dict)
+    unused: dict[str, list[str]] = field(default_factory=dict)  # `resource: action, action` per principal
+    unused_grants: list[Grant] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -562,9 +565,29 @@ def evaluate(
     check.event_sources(translated)
     check.definitions(sam_template, translated)
     indexless = _indexless_tables(translated)
+    templates = policy_templates(sam_template)
     for principal, role in principals.items():
-        check.report.unused[principal] = _unused(role, check.report.used.get(principal, set()), indexless)
+        grants = _unused(role, check.report.used.get(principal, set()), indexless, templates)
+        check.report.unused_grants.extend(grants)
+        by_resource: dict[str, set[str]] = {}
+        for grant in grants:
+            by_resource.setdefault(grant.resource, set()).add(grant.action)
+        check.report.unused[principal] = [
+            f"{resource}: {', '.join(sorted(actions))}" for resource, actions in sorted(by_resource.items())
+        ]
     return check.report
+
+
+def policy_templates(sam_template: Mapping[str, Any]) -> dict[str, str]:
+    """The translated policy's name (`IngestFunctionRolePolicy1`) -> the SAM policy template
+    it came from (`DynamoDBWritePolicy`), for each function's and state machine's Policies."""
+    names: dict[str, str] = {}
+    for logical_id, resource in sam_template.get("Resources", {}).items():
+        policies = resource.get("Properties", {}).get("Policies", [])
+        for index, policy in enumerate(policies if isinstance(policies, list) else [policies]):
+            name = next(iter(policy)) if isinstance(policy, dict) and policy else str(policy)
+            names[f"{logical_id}RolePolicy{index}"] = name
+    return names
 
 
 @dataclass
@@ -666,11 +689,11 @@ def _indexless_tables(translated: Mapping[str, Any]) -> set[str]:
     }
 
 
-def _unused(role: Role, used: set[tuple[str, str]], indexless: set[str]) -> list[str]:
-    """Granted (action, resource) pairs of the role's own policies that no call used, as
-    `resource: action, action` (the AWS managed policies' `*` grants, and the `/index/*`
-    grants on tables that have no index, are left out)."""
-    unused: dict[str, set[str]] = {}
+def _unused(role: Role, used: set[tuple[str, str]], indexless: set[str], templates: Mapping[str, str]) -> list[Grant]:
+    """Granted (action, resource) pairs of the role's own policies that no call used (the AWS
+    managed policies' `*` grants, and the `/index/*` grants on tables that have no index, are
+    left out)."""
+    unused: set[Grant] = set()
     for statement in role.statements:
         if statement.effect != "Allow" or statement.source.startswith("arn:aws:iam::aws:policy/"):
             continue
@@ -684,8 +707,9 @@ def _unused(role: Role, used: set[tuple[str, str]], indexless: set[str]) -> list
                     for used_action, used_resource in used
                 )
                 if not hit:
-                    unused.setdefault(_short(resource), set()).add(action)
-    return [f"{resource}: {', '.join(sorted(actions))}" for resource, actions in sorted(unused.items())]
+                    policy = templates.get(statement.source, statement.source)
+                    unused.add(Grant(role.principal, _short(resource), action, policy))
+    return sorted(unused, key=lambda g: (g.principal, g.resource, g.action, g.policy))
 
 
 def _short(resource: str) -> str:
@@ -716,9 +740,12 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"note: {note}")
     for principal in sorted(set(report.unused) - set(report.used)):
         _say(f"note: no call of {principal} was recorded; the suites do not exercise its role")
-    for principal, grants in sorted(report.unused.items()):
-        for grant in grants:
-            _say(f"granted, never used by a test: {principal} on {grant}")
+    allowed = unused_grants.explained(report.unused_grants)
+    for grant in allowed:
+        _say(f"granted, never used by a test, allowed: {grant}: {unused_grants.reason_for(grant)}")
+    for entry in unused_grants.stale(report.unused_grants):
+        _say(f"note: allowed unused, but used by a test now or no longer granted (remove it): {entry}")
+    unexplained = unused_grants.unexplained(report.unused_grants)
     cli_calls = [
         c
         for c in calls
@@ -728,11 +755,14 @@ def main(argv: list[str] | None = None) -> int:
     if cli_calls:
         policy = policy_for(cli_calls, list(load_template()["Resources"]))
         write_path = BUILD_DIR / "operator-policy.json"
+        write_path.parent.mkdir(parents=True, exist_ok=True)
         write_path.write_text(json.dumps(policy, indent=2) + "\n", encoding="utf-8")
         _say(f"the CLI's recorded calls as an IAM policy: {write_path} (README's must cover it)")
     for denied in report.denied:
         _say(f"DENIED: {denied}")
-    return 1 if report.denied else 0
+    for line in unused_grants.failures(unexplained):
+        _say(line)
+    return 1 if report.denied or unexplained else 0
 
 
 if __name__ == "__main__":

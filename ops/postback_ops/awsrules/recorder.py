@@ -18,6 +18,7 @@ plugin puts `site/` (a sitecustomize that calls `install_from_env`) on their PYT
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import sys
@@ -141,9 +142,34 @@ def install(log_path: Path | str) -> None:
             return client
 
         botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+        _wrap_builders(builders)
+
+
+def _wrap_builders(builders: dict[str, str]) -> None:
+    """A client handed to a function's wiring builder (a test's own, `dynamodb=client`) is
+    that function's from then on, like one the builder makes."""
+    from postback_relay import wiring
+
+    for name, principal in builders.items():
+        original = getattr(wiring, name)
+        if getattr(original, "__wrapped__", None) is not None:
+            continue
+
+        @functools.wraps(original)
+        def built(*args: Any, _original: Any = original, _principal: str = principal, **kwargs: Any) -> Any:
+            for value in (*args, *kwargs.values()):
+                if hasattr(getattr(value, "meta", None), "service_model"):
+                    _tag(value, "function", _principal)
+            return _original(*args, **kwargs)
+
+        _installed.setdefault("builders", {})[name] = original
+        setattr(wiring, name, built)
 
 
 def _tag(client: Any, kind: str, principal: str) -> None:
+    if getattr(client, "_postback_principal", None) is not None:
+        return  # tagged when it was made, or handed to a builder already
+    client._postback_principal = principal
     service = client.meta.service_model.signing_name or client.meta.service_model.endpoint_prefix
     region = client.meta.region_name or os.environ.get("AWS_DEFAULT_REGION", "")
 
@@ -180,5 +206,10 @@ def uninstall() -> None:
         original = _installed.pop("original", None)
         if original is not None:
             botocore.session.Session.create_client = original  # type: ignore[method-assign]
+        if "builders" in _installed:
+            from postback_relay import wiring
+
+            for name, builder in _installed.pop("builders").items():
+                setattr(wiring, name, builder)
         _installed.clear()
         _seen.clear()

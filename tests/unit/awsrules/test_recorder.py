@@ -88,6 +88,20 @@ def test_a_service_a_test_builds_through_wiring_records_for_the_function_that_bu
     }
 
 
+def test_a_client_a_test_hands_to_a_functions_builder_records_for_that_function(log: Path, aws: dict[str, str]) -> None:
+    # GIVEN a DynamoDB client a test makes (untagged), handed to the ingest function's builder
+    import ingest_handler
+    from postback_relay import wiring
+
+    client = boto3.client("dynamodb")
+    wiring.ingest_service(ingest_handler.settings, dynamodb=client)
+    # WHEN a call is made with it
+    client.describe_table(TableName=aws["ConversionsTableName"])
+    # THEN it is the ingest function's call
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["principal"], r["action"]) for r in records] == [("IngestFunction", "dynamodb:DescribeTable")]
+
+
 def test_the_builders_each_functions_code_calls_name_that_function() -> None:
     # GIVEN the template's functions and the wiring module
     builders = recorder.wiring_builders(recorder._function_dirs())

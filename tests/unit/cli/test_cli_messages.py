@@ -40,10 +40,6 @@ ERROR_PATHS: list[tuple[str, list[str], int]] = [
     ("invalid choice", ["deliveries", "--affiliate", "1234567", "--state", "done"], 2),
     ("invalid choice", ["preview", "1234567", "--event", "purchase", "--tracker", "trID_a1-T9-c1-x_trID"], 2),
     ("bad duration", ["health", "--since", "3 weeks"], 2),
-    ("listing without a filter", ["deliveries", "--state", "delivered"], 2),
-    ("missing file", ["affiliate", "put", "/nonexistent/acme.yaml"], 2),
-    ("refused config", ["affiliate", "put", "{bad_config}"], 2),
-    ("refused config", ["affiliate", "put", "--dry-run", "{bad_config}"], 2),
 ]
 
 # What each situation reads, where the words are the catalogue's
@@ -73,23 +69,17 @@ def _said(result: Result) -> str:
 
 @pytest.mark.usefixtures("acme")
 def test_every_error_path_is_one_json_sentence_and_one_situation_reads_the_same_everywhere(
-    postback: Callable[..., Result], backends: FakeBackends, tmp_path: Path
+    postback: Callable[..., Result], backends: FakeBackends
 ) -> None:
-    bad_config = tmp_path / "bad.yaml"
-    bad_config.write_text('affiliate_id: "1234567"\nname: Acme\nbogus: 1\n', encoding="utf-8")
     said: dict[str, set[str]] = defaultdict(set)
-    for situation, template, code in ERROR_PATHS:
-        arguments = [arg.replace("{bad_config}", str(bad_config)) for arg in template]
+    for situation, arguments, code in ERROR_PATHS:
         # WHEN the command fails, with --json (after the command: accepted there too)
         result = postback(*arguments, "--json")
         # THEN its exit code, and one JSON document on stderr: an error code and a sentence
         assert result.exit_code == code, (arguments, result.stdout, result.stderr)
         message = _said(result)
-        # (a sentence may open with an option's name, as the user writes it: `--since: ...`; a
-        # refused config lists its problems, one per line, after its first sentence)
-        first = message.splitlines()[0]
-        assert first[0].isupper() or first.startswith("--"), (arguments, message)
-        assert first.endswith((".", ":")), (arguments, message)
+        # (a sentence may open with an option's name, as the user writes it: `--since: ...`)
+        assert (message[0].isupper() or message.startswith("--")) and message.endswith("."), (arguments, message)
         for leak in ("Value error", "Input should be", "['", "Traceback"):
             assert leak not in message, (arguments, message)
         said[situation].add(message if situation in EXPECTED else _wording(message))

@@ -4,13 +4,16 @@ do not. The roles come from the SAM translation of (copies of) template.yaml, of
 from __future__ import annotations
 
 import copy
+import json
+import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 from template_support import TEMPLATE
 
-from postback_ops.awsrules import iam
+from postback_ops.awsrules import iam, unused_grants
 from postback_ops.awsrules.calls import Authorization, authorizations
 from postback_ops.awsrules.translate import translate
 
@@ -223,3 +226,111 @@ def test_an_event_source_needs_its_polling_and_on_failure_permissions_in_the_fun
     # WHEN SAM is told the destination is a queue, it grants the send itself
     sam = _with_stream_consumer({"Type": "SQS", "Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}})
     assert iam.evaluate([], translate(sam, region=REGION), sam).denied == []
+
+
+# --- the README's operator policy: each statement is needed ----------------------------------
+
+
+def _concrete(pattern: str) -> str:
+    """A resource of the README's policy as a call the CLI makes names it (the tests' stack)."""
+    text = re.sub(r"^arn:aws:(\w+):\*:\*:", rf"arn:aws:\1:{REGION}:{ACCOUNT}:", pattern)
+    text = re.sub(r"<stack>-(\w+)-\*", r"postback-relay-test-\1", text)
+    text = text.replace("<stack>", "postback-relay-test")
+    text = re.sub(r"\*(\w+)\*", r"postback-relay-test-\1", text)
+    return text.replace("/stream/*", "/stream/2026-11-29T00:00:00.000").replace("*", "run-1")
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def _operator_calls(policy: dict[str, Any]) -> list[list[dict[str, str]]]:
+    """Per statement, one CLI call of each of its actions on its resources."""
+    return [
+        [
+            _call(iam.CLI_PRINCIPAL, action, _concrete(resource), "cli")
+            for action in statement["Action"]
+            for resource in (
+                [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+            )
+        ]
+        for statement in policy["Statement"]
+    ]
+
+
+OPERATOR_POLICY = iam.operator_policy()
+
+
+@pytest.mark.parametrize(
+    "dropped", range(len(OPERATOR_POLICY["Statement"])), ids=lambda i: OPERATOR_POLICY["Statement"][i]["Resource"]
+)
+def test_dropping_a_statement_of_the_readme_operator_policy_denies_the_calls_it_allowed(
+    dropped: int, tmp_path: Path
+) -> None:
+    # GIVEN the CLI's calls on every resource the README's operator policy names, all allowed
+    calls = _operator_calls(OPERATOR_POLICY)
+    every_call = [call for statement in calls for call in statement]
+    assert _evaluate(every_call).denied == []
+    # AND a README whose policy lost one statement
+    readme = tmp_path / "README.md"
+    policy = copy.deepcopy(OPERATOR_POLICY)
+    del policy["Statement"][dropped]
+    text = iam.README.read_text(encoding="utf-8")
+    head, tail = text.split("<!-- operator-policy -->", 1)
+    block = tail.split("```json", 1)[1].split("```", 1)[0]
+    readme.write_text(head + "<!-- operator-policy -->" + tail.replace(block, "\n" + json.dumps(policy) + "\n", 1))
+
+    # WHEN the same calls are checked against it
+    report = iam.evaluate(every_call, _translated(), TEMPLATE, readme=readme)
+
+    # THEN exactly the calls of the dropped statement are denied, each named
+    assert sorted((d.principal, d.action, d.resource) for d in report.denied) == sorted(
+        (c["principal"], c["action"], c["resource"]) for c in calls[dropped]
+    )
+
+
+# --- grants no call uses ---------------------------------------------------------------------
+
+
+def test_a_grant_no_call_uses_fails_the_check_and_says_what_to_add() -> None:
+    # GIVEN the ingest function granted a read of TestRunsTable, which its code never makes
+    sam = copy.deepcopy(TEMPLATE)
+    sam["Resources"]["IngestFunction"]["Properties"]["Policies"].append(
+        {"DynamoDBReadPolicy": {"TableName": {"Ref": "TestRunsTable"}}}
+    )
+    before = [
+        g for g in _evaluate([]).unused_grants if g.resource == "TestRunsTable" and g.principal == "IngestFunction"
+    ]
+    assert before == []
+
+    # WHEN the grants are checked
+    report = iam.evaluate([], translate(sam, region=REGION), sam)
+    added = [
+        g
+        for g in unused_grants.unexplained(report.unused_grants)
+        if (g.principal, g.resource) == ("IngestFunction", "TestRunsTable")
+    ]
+
+    # THEN each of its actions is an unexplained unused grant, named with the policy it came
+    # from, and the failure says the line to add to the allow-list if it must stay
+    assert {g.action for g in added} == {
+        "dynamodb:GetItem",
+        "dynamodb:Scan",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "dynamodb:DescribeTable",
+    }
+    assert {g.policy for g in added} == {"DynamoDBReadPolicy"}
+    (line, *_) = unused_grants.failures(sorted(added, key=lambda g: g.action))
+    assert line.startswith("UNUSED: IngestFunction: dynamodb:BatchGetItem on TestRunsTable (from DynamoDBReadPolicy)")
+    assert line.endswith('Unused("IngestFunction", "TestRunsTable", ("dynamodb:BatchGetItem",), "<why it must stay>"),')
+
+
+def test_every_allowed_unused_grant_carries_a_reason_and_is_granted() -> None:
+    # GIVEN every grant of the template's roles and the README's policy (no call recorded)
+    granted = {(g.principal, g.resource, g.action) for g in _evaluate([]).unused_grants}
+    for entry in unused_grants.ALLOWED:
+        # THEN each allowed one has a reason of its own and names a grant that exists
+        assert len(entry.reason) > 20 and "<why" not in entry.reason, entry
+        for action in entry.actions:
+            assert (entry.principal, entry.resource, action) in granted, entry

@@ -115,8 +115,10 @@ def test_a_timeout_whose_answer_came_late_is_the_one_allowed_duplicate(relay: Re
     assert server.actions == {"late-ok": 1, "ok": 1}
     assert server.received == {"/pb0?c1": 2}
     # AND the affiliate's own record says the relay could not hear its first answer, which
-    # is what allows the second send
-    assert server.unheard("/pb0?c1") == 1
+    # is what allows the second send (on a loaded machine the second may count unheard too:
+    # the witness errs towards excusing, never towards blaming)
+    first, *_ = server.answers
+    assert (first.key, first.heard(server.read_timeout_s)) == ("/pb0?c1", False)
     assert server.resends_unexplained() == {}
     record = relay.delivery(delivery_id("T-1"))
     assert record is not None

@@ -44,7 +44,7 @@ import ingest_handler
 import outbox_handler
 from postback_ops.local.poller import BatchOutcome, EventSourceMapping, SqsPoller
 from postback_ops.local.stream import StreamBatchOutcome, StreamMapping, StreamPoller
-from postback_ops.outbox_recovery import OutboxRecovery, RecoveredBatch
+from postback_ops.outbox_recovery import OutboxRecovery, ParkedRecord, ParkedRecovery, RecoveredBatch
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog, record_of, ref_of
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
@@ -641,17 +641,30 @@ class Relay:
         if not or_stop:
             raise AssertionError(f"the outbox did not catch up in {max_batches} batches")
 
-    def recover_outbox(self) -> list[RecoveredBatch]:
-        """What ops do when the on-failure queue's alarm fires: `postback outbox recover`."""
+    def recover_outbox(self, *, streams: Any = None) -> list[RecoveredBatch]:
+        """What ops do when the on-failure queue's alarm fires: `postback outbox recover`
+        (`streams`: the DynamoDB Streams client to read with, one serving empty pages say)."""
         lambda_service = boto3.session.Session()
         return OutboxRecovery(
             dynamodb=lambda_service.client("dynamodb"),
-            streams=lambda_service.client("dynamodbstreams"),
+            streams=streams or lambda_service.client("dynamodbstreams"),
             sqs=lambda_service.client("sqs"),
             conversions_table=self.outputs["ConversionsTableName"],
             failure_queue_url=self.outputs["OutboxFailureQueueUrl"],
             queue=SqsPostbackQueue(self.outputs["PostbackQueueUrl"], client=lambda_service.client("sqs")),
         ).recover()
+
+    def requeue_parked(self) -> list[ParkedRecord]:
+        """What ops do when the parked queue's alarm fires, the item fixed: `postback outbox
+        parked --requeue`."""
+        lambda_service = boto3.session.Session()
+        return ParkedRecovery(
+            dynamodb=lambda_service.client("dynamodb"),
+            sqs=lambda_service.client("sqs"),
+            conversions_table=self.outputs["ConversionsTableName"],
+            parked_queue_url=self.outputs["OutboxParkedQueueUrl"],
+            queue=SqsPostbackQueue(self.outputs["PostbackQueueUrl"], client=lambda_service.client("sqs")),
+        ).run(requeue=True)
 
     # dispatch -------------------------------------------------------------------------
 

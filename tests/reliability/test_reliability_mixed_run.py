@@ -4,23 +4,28 @@ Ten affiliates, each behind its own misbehaving endpoint; DynamoDB throttling in
 dispatch (mostly absorbed by botocore's retry, sometimes past it; the platform retries a 503);
 SQS down while conversions arrive, and refusing single entries of the outbox's sends; outbox
 invocations dying after their sends; a stream batch given up on past its maximum age (ops
-recover it from the on-failure queue); the DLQ, visibility changes and redelivery reads
-failing; dispatch invocations dying before they answer. At the end every postback is either
+recover it from the on-failure queue, through a stream that serves empty pages before its
+records, as AWS may); one stream record the outbox cannot read (parked, the batch carries on;
+ops re-queue it); the DLQ, visibility changes and redelivery reads failing; dispatch
+invocations dying before they answer. At the end every postback is either
 received by its affiliate or failed with its reason in the delivery log and on the DLQ, and
 the two counts add up to the total.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
+import pytest
 from reliability.relay_harness import (
     FLAKY,
     GONE,
@@ -43,6 +48,7 @@ from reliability.relay_harness import (
     sometimes,
 )
 
+import outbox_handler
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED
 from postback_relay.adapters.dynamodb_deliveries import ref_of
 from postback_relay.domain.delivery import DeliveryState, delivery_id_for
@@ -53,6 +59,8 @@ REQUEST_SIZES = (1, 10, 100, 3, 37)
 SEED = 20261126
 EXPIRY_TURN = 7  # the request whose stream records pass their maximum age while SQS is down
 OUTAGE_TURNS = (3, 12)  # requests posted while SQS is down (and others at random), back in time
+POISON = "T-42#sale"  # the conversion whose stream record the outbox gets unreadable
+EMPTY_PAGES = 3  # empty GetRecords pages the stream serves before each page of records
 
 
 @dataclass(frozen=True)
@@ -189,7 +197,44 @@ def dlq_problems(
     return problems
 
 
-def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, aws_faults: AwsFaults) -> None:
+class EmptyPagesFirst:
+    """A DynamoDB Streams client that serves EMPTY_PAGES empty pages (with a next iterator)
+    before each page of records, as AWS may: "it might take multiple calls to get to a portion
+    of the shard that contains stream records" (GetRecords). moto never does."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._served: Counter[str] = Counter()
+        self.empty_pages = 0
+
+    def get_shard_iterator(self, **kwargs: Any) -> Any:
+        return self._client.get_shard_iterator(**kwargs)
+
+    def get_records(self, *, ShardIterator: str, **kwargs: Any) -> Any:
+        if self._served[ShardIterator] < EMPTY_PAGES:
+            self._served[ShardIterator] += 1
+            self.empty_pages += 1
+            return {"Records": [], "NextShardIterator": ShardIterator}
+        return self._client.get_records(ShardIterator=ShardIterator, **kwargs)
+
+
+def poisoning(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The outbox handler, given POISON's stream record with its postbacks unreadable."""
+
+    def poisoned(event: dict[str, Any], context: Any, service: Any = None) -> Any:
+        event = copy.deepcopy(event)
+        for record in event.get("Records", []):
+            image = record["dynamodb"]["NewImage"]
+            if image["conversion_id"]["S"] == POISON:
+                image["postbacks"] = {"S": "{not json"}
+        return handler(event, context, service)
+
+    return poisoned
+
+
+def test_a_thousand_conversions_through_mixed_faults_lose_nothing(
+    relay: Relay, aws_faults: AwsFaults, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = random.Random(SEED)
     with ExitStack() as servers:
         # GIVEN ten affiliates behind misbehaving endpoints, and 1,000 conversions spread over them
@@ -219,6 +264,8 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
         # AND one outbox invocation in 25 and one dispatch invocation in 25 dying before they answer
         relay.outbox_crash = lambda: rng.random() < 0.04
         relay.crash = lambda: rng.random() < 0.04
+        # AND one stream record the outbox cannot read
+        monkeypatch.setattr(outbox_handler, "lambda_handler", poisoning(outbox_handler.lambda_handler))
 
         started = time.monotonic()
         taken: set[str] = set()
@@ -253,7 +300,10 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
         ingest_s = time.monotonic() - started
         # AND ops recover what the outbox gave up on (its alarm fired), then the relay runs
         # until the queue is empty
-        recovered = relay.recover_outbox()
+        streams = EmptyPagesFirst(boto3.client("dynamodbstreams"))
+        recovered = relay.recover_outbox(streams=streams)
+        # AND re-queue the record the outbox parked (its item in the table reads)
+        requeued = relay.requeue_parked()
         relay.drain(timeout_s=600)
         dispatch_s = time.monotonic() - started - ingest_s
 
@@ -263,6 +313,10 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
     # AND the outbox gave up on one batch, which the recovery queued whole
     assert [d["requestContext"]["condition"] for d in relay.outbox.discarded] == [RECORD_AGE_EXCEEDED]
     assert [(b.deleted, b.refused) for b in recovered] == [(True, 0)]
+    # AND read it from the stream through the empty pages (not from the table after the first one)
+    assert [(b.source, b.empty_pages > 0) for b in recovered] == [("stream", True)]
+    # AND the unreadable record was parked (once per try that met it), and re-queued whole
+    assert {r.conversion_id for r in requeued} == {POISON} and all(r.requeued for r in requeued)
 
     # AND every postback was received by its affiliate, or failed with its reason (log + DLQ)
     states = relay.delivery_states()
@@ -302,6 +356,8 @@ def test_a_thousand_conversions_through_mixed_faults_lose_nothing(relay: Relay, 
         "sqs_entries_refused": aws_faults.entries_refused,
         "outbox_invocations_died": relay.outbox_crashes,
         "outbox_batches_given_up_and_recovered": len(recovered),
+        "recovery_empty_pages": streams.empty_pages,
+        "outbox_records_parked_and_requeued": len(requeued),
         "dispatch_invocations_died": relay.crashes,
     }
     summary = {

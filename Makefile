@@ -16,11 +16,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CALL_LOG := $(CURDIR)/build/awsrules/calls.jsonl
 TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/checkov/bin/checkov
-# pytest-xdist workers for the unit and integration suites (0: one process). `make check` runs
-# the unit suite alone, on both cores; `make test` runs two stages at a time (JOBS) with one
-# process each (TEST_WORKERS), so no more busy processes than the two cores: the suites time
-# deadlines and waits, and a starved process misses them. A bigger machine raises both.
-WORKERS ?= 2
+# pytest-xdist workers for the unit and integration suites (0: one process). Measured on this
+# 2-core machine under the load of other work (unit/domain + unit/cli, same run, twice each):
+# one process 69-75 s wall, 19-21 s CPU; two workers 120-121 s wall, 36 s CPU (each worker
+# collects the suite again: collection is 40% of the unit suite's CPU). So one process by
+# default; WORKERS=2 where the cores are idle. `make test` runs two stages at a time (JOBS),
+# one process each (TEST_WORKERS): the suites time deadlines and waits, and a starved process
+# misses them. A bigger machine raises all three.
+WORKERS ?= 0
 JOBS ?= 2
 TEST_WORKERS ?= 0
 # `make test` measures branch coverage over layers/, functions/ and ops/ in every suite, each

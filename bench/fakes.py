@@ -13,7 +13,7 @@ from datetime import datetime
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
-from postback_relay.ports import DeliveryRecord, FirstRecord, StoredAffiliate
+from postback_relay.ports import DeliveryRecord, FirstRecord, OriginalConversion, StoredAffiliate
 
 
 class AffiliateStoreFake:
@@ -53,10 +53,14 @@ class ConversionLogFake:
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
+        tracker: str | None = None,
     ) -> FirstRecord | None:
         self.writes += 1
         self.messages += len(messages)
         return None
+
+    def original(self, transaction_id: str) -> OriginalConversion | None:
+        return None  # nothing is kept: every reversal's original is unknown
 
 
 class PostbackQueueFake:

@@ -76,7 +76,7 @@ def post_conversions() -> Response[str]:
     request = parse_conversion_request(body)
     if not request.is_batch:
         logger.set_correlation_id(request.conversions[0].transaction_id)
-    report = ingest(app.context.get("service") or ingest_service(), request.conversions)
+    report = ingest(app.context.get("service") or ingest_service(), request.conversions, batch=request.is_batch)
     count(report)
     return conversions_answer(report, is_batch=request.is_batch)
 
@@ -84,8 +84,8 @@ def post_conversions() -> Response[str]:
 # Traced here rather than on the route: the route's refusals (401, 400) are not worth a
 # traceback in the logs, which the tracer writes for every exception it sees.
 @tracer.capture_method(capture_response=False)
-def ingest(service: IngestService, conversions: Sequence[Conversion]) -> IngestReport:
-    return service.ingest(conversions)
+def ingest(service: IngestService, conversions: Sequence[Conversion], *, batch: bool = False) -> IngestReport:
+    return service.ingest(conversions, batch=batch)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

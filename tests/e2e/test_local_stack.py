@@ -217,7 +217,7 @@ def test_the_api_refuses_bad_requests_and_takes_a_repeat_once(
         headers={"Content-Type": "application/json"},
         timeout=30,
     )
-    invalid = post_conversions(local_stack.api_url, {**sale, "transaction_id": "E2E-X4", "event": "refund"}, SECRET)
+    invalid = post_conversions(local_stack.api_url, {**sale, "transaction_id": "E2E-X4", "event": "upsell"}, SECRET)
 
     # THEN the repeat answers 200 with the first result and fires nothing new
     assert repeat.status_code == 200, repeat.text

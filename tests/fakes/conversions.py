@@ -8,8 +8,9 @@ from datetime import datetime
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
+from postback_relay.domain.events import ORIGINAL_EVENTS
 from postback_relay.domain.repeats import content_digests, differing_fields
-from postback_relay.ports import ConversionLog, FirstRecord
+from postback_relay.ports import ConversionLog, FirstRecord, OriginalConversion
 
 
 class FakeConversionLog(ConversionLog):
@@ -18,6 +19,8 @@ class FakeConversionLog(ConversionLog):
 
     def __init__(self, *, fail_after: int | None = None) -> None:
         self.records: dict[str, tuple[Conversion, ConversionResult]] = {}
+        self.trackers: dict[str, str | None] = {}  # the tracker kept with each record
+        self.reads: list[str] = []  # the transaction IDs `original` was asked for
         self.outbox: list[PostbackMessage] = []
         self.writes = 0
         self.fail_after = fail_after
@@ -29,6 +32,7 @@ class FakeConversionLog(ConversionLog):
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
+        tracker: str | None = None,
     ) -> FirstRecord | None:
         if self.fail_after is not None and self.writes >= self.fail_after:
             raise InfrastructureError("the conversion log is down")
@@ -37,5 +41,21 @@ class FakeConversionLog(ConversionLog):
         if first is not None:
             return FirstRecord(first[1], differing_fields(content_digests(first[0]), content_digests(conversion)))
         self.records[conversion.conversion_id] = (conversion, result)
+        self.trackers[conversion.conversion_id] = tracker
         self.outbox.extend(messages)
+        return None
+
+    def original(self, transaction_id: str) -> OriginalConversion | None:
+        self.reads.append(transaction_id)
+        for event in ORIGINAL_EVENTS:
+            conversion_id = f"{transaction_id}#{event.value}"
+            if conversion_id in self.records:
+                conversion, result = self.records[conversion_id]
+                return OriginalConversion(
+                    transaction_id=transaction_id,
+                    event=event,
+                    affiliate_id=result.affiliate_id,
+                    offer=conversion.offer,
+                    tracker=self.trackers.get(conversion_id),
+                )
         return None

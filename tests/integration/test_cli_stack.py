@@ -135,7 +135,7 @@ def test_put_dry_run_then_update(postback: Invoke, tmp_path: Path) -> None:
     ("change", "field", "reason"),
     [
         (("name: Acme Media\n", ""), "name", "required"),
-        (("events: [sale]", "events: [sale, chargeback]"), "postback 1, event 2", "`chargeback` is not one of"),
+        (("events: [sale]", "events: [sale, upsell]"), "postback 1, event 2", "`upsell` is not one of"),
         (("{amount}", "{commission}"), "postback 1, url", "unknown macro {commission}"),
         (("track.acme.example/postback", "192.168.1.20/postback"), "postback 1, url", "private"),
         (("https://track.acme.example/postback", "http://127.0.0.1:9000/postback"), "postback 1, url", "loopback"),

@@ -614,3 +614,79 @@ def test_body_with_a_lone_surrogate_is_a_400_not_a_crash(api: Api) -> None:
     # THEN the answer is a 400 on the body
     status, body, _ = api.invoke(event)
     assert (status, body["errors"][0]["field"]) == (400, "body")
+
+
+# --- reversals (contract section 2) -------------------------------------------------------
+
+
+def reversal_document(original: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "transaction_id": f"CB-{original}",
+        "event": "chargeback",
+        "original_transaction_id": original,
+        "amount": "25.00",
+        "payout": "7.50",
+        "currency": "EUR",
+        "occurred_at": "2026-12-02T09:30:00Z",
+        **changes,
+    }
+
+
+def test_a_chargeback_without_a_link_fires_from_the_sales_record_on_dynamodb(api: Api) -> None:
+    # GIVEN affiliate 1234567 subscribed to chargebacks, and a sale with a payout taken
+    config = ingest_config(
+        postbacks=[
+            {"events": ["sale"], "url": "https://track.acme.example/pb?cid={clickid}&p={payout}&st={status}"},
+            {
+                "events": ["chargeback"],
+                "url": "https://track.acme.example/pb?cid={clickid}&p={payout}&st={status}&o={original_transaction_id}",
+                "statuses": {"chargeback": "rejected"},
+            },
+        ]
+    )
+    api.affiliates.put(config, expected_version=1, updated_by="test")
+    sale = ingest_conversion_data(transaction_id="T-REV-1", payout="7.50")
+    assert api.post(sale)[0] == 202
+    # WHEN its chargeback arrives with none of link, tracker, affiliate or offer
+    status, body, _ = api.post(reversal_document("T-REV-1"))
+    # THEN it is accepted and its postback reaches the queue with the sale's click ID
+    assert (status, body["outcome"], body["affiliate_id"]) == (202, "queued", INGEST_AFFILIATE_ID)
+    urls = sorted(m.url for m in api.queued())
+    assert urls == [
+        "https://track.acme.example/pb?cid=c123&p=7.50&st=rejected&o=T-REV-1",
+        "https://track.acme.example/pb?cid=c123&p=7.50&st=sale",
+    ]
+    # AND the sale's record keeps its tracker and payout; the chargeback's its original and offer
+    records = api.records()
+    assert records["T-REV-1#sale"]["tracker"]["S"] == "trID_a1-T9-c123-x_trID"
+    assert records["T-REV-1#sale"]["payout_text"]["S"] == "7.50"
+    assert records["CB-T-REV-1#chargeback"]["original_transaction_id"]["S"] == "T-REV-1"
+    assert records["CB-T-REV-1#chargeback"]["offer_id"]["S"] == "89"
+
+
+def test_a_reversal_of_an_unknown_transaction_is_202_original_not_found(api: Api) -> None:
+    # WHEN a refund names a transaction the relay never took
+    status, body, _ = api.post(reversal_document("T-NEVER", event="refund"))
+    # THEN it is accepted, recorded with original_not_found, and nothing is queued
+    assert (status, body["outcome"]) == (202, "original_not_found")
+    assert "CB-T-NEVER#refund" in api.records()
+    assert api.queued() == []
+
+
+def test_a_reversal_of_a_reversal_is_a_400_naming_the_field_in_the_batch(api: Api) -> None:
+    # GIVEN a sale and its chargeback taken
+    api.post(ingest_conversion_data(transaction_id="T-REV-2"))
+    api.post(reversal_document("T-REV-2"))
+    before = set(api.records())
+    # WHEN a batch holds a new sale and a refund of the chargeback
+    batch = {
+        "conversions": [
+            ingest_conversion_data(transaction_id="T-REV-3"),
+            reversal_document("CB-T-REV-2", event="refund", transaction_id="RF-1"),
+        ]
+    }
+    status, body, _ = api.post(batch)
+    # THEN 400 names the refund's original_transaction_id, and nothing of the batch is recorded
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["conversions.1.original_transaction_id"]
+    assert set(api.records()) == before

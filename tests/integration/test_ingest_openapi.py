@@ -59,7 +59,7 @@ def test_documented_examples_match_the_request_schema() -> None:
 @pytest.mark.parametrize(
     "document",
     [
-        ingest_conversion_data(event="refund"),
+        ingest_conversion_data(event="upsell"),
         ingest_conversion_data(currency="eur"),
         ingest_conversion_data(amount="-1"),
         {"conversions": []},

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Protocol
 
 from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.conversion import Conversion, ConversionResult
+from postback_relay.domain.conversion import Conversion, ConversionResult, Offer
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
+from postback_relay.domain.events import Event
 from postback_relay.domain.notices import CircuitNotice
 from postback_relay.domain.records import DeliveryRecord as DeliveryRecord  # the records live in the domain
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
@@ -47,6 +48,19 @@ class FirstRecord:
     differing: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class OriginalConversion:
+    """What a conversion's record keeps for a later reversal of it: who it was for, its offer
+    (without its name) and its tracker (`trID_..._trID`); None where the record has none (its
+    link could not be read, or it was recorded before reversals)."""
+
+    transaction_id: str
+    event: Event
+    affiliate_id: str | None
+    offer: Offer | None
+    tracker: str | None
+
+
 class ConversionLog(Protocol):
     def record(
         self,
@@ -55,13 +69,21 @@ class ConversionLog(Protocol):
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
+        tracker: str | None = None,
     ) -> FirstRecord | None:
         """Record an accepted conversion with its result and its postbacks' messages (the
-        outbox, queued from the table's stream), if it is new.
+        outbox, queued from the table's stream), if it is new. `tracker` (the `trID_..._trID`
+        read from its link) is kept, so that a reversal can fire without a link.
 
         Returns None when recorded, or the first record when (transaction_id, event) was
         already recorded (nothing is written then, so nothing is queued): its result and the
         fields the repeat changes (domain.repeats). One conditional write."""
+        ...
+
+    def original(self, transaction_id: str) -> OriginalConversion | None:
+        """The record a reversal of `transaction_id` reverses: the first of this ID's records
+        in `domain.events.ORIGINAL_EVENTS` order (a conversion before a reversal), None when
+        none is kept (never recorded, or past the table's 400 days)."""
         ...
 
 

@@ -117,12 +117,13 @@ def test_a_refused_config_exits_2_naming_every_field_and_reason(
     postback: Callable[..., Result], backends: FakeBackends, tmp_path: Path
 ) -> None:
     # GIVEN a config with an unknown event and an unknown macro
-    text = ACME.replace("[sale, rebill]", "[sale, refund]").replace("{amount}", "{amount}&x={commission}")
+    text = ACME.replace("[sale, rebill]", "[sale, upsell]").replace("{amount}", "{amount}&x={commission}")
     # WHEN ops put it
     result = postback("affiliate", "put", str(write(tmp_path, text)))
     # THEN it exits 2, names each field with its reason, and writes nothing
     assert result.exit_code == 2
-    assert "postback 1, event 2: `refund` is not one of registration, trial, sale or rebill" in result.stderr
+    words = "`upsell` is not one of registration, trial, sale, rebill, chargeback or refund"
+    assert f"postback 1, event 2: {words}" in result.stderr
     assert backends.affiliates.writes == 0
     assert "Traceback" not in result.stderr
 

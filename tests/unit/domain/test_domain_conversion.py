@@ -172,6 +172,7 @@ def test_pps_tracker_without_affiliate_id_is_accepted() -> None:
     # WHEN validated
     conversion = Conversion.model_validate(data)
     # THEN it is accepted
+    assert conversion.offer is not None
     assert (conversion.offer.type, conversion.offer.id) == (OfferType.PPS, "66013")
 
 

@@ -35,12 +35,13 @@ class OverlappingLog(FakeConversionLog):
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
+        tracker: str | None = None,
     ) -> FirstRecord | None:
         self._barrier.wait()  # raises BrokenBarrierError if the puts do not overlap
         if conversion.transaction_id == self.refuse:
             raise InfrastructureError("the conversion log is down")
         with self._lock:
-            return super().record(conversion, result, messages, received_at=received_at)
+            return super().record(conversion, result, messages, received_at=received_at, tracker=tracker)
 
 
 def service(log: FakeConversionLog) -> IngestService:

@@ -72,7 +72,7 @@ def test_body_that_is_not_a_json_object(raw: bytes, fragment: str) -> None:
 
 def test_every_field_error_of_a_single_conversion() -> None:
     # GIVEN a conversion with a bad event, a negative amount and a lower-case currency
-    raw = body(ingest_conversion_data(event="refund", amount="-1", currency="eur"))
+    raw = body(ingest_conversion_data(event="upsell", amount="-1", currency="eur"))
 
     # THEN each is reported with its field
     fields = {field for field, _ in errors_of(raw)}

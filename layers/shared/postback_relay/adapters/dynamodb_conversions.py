@@ -14,8 +14,10 @@ event, offer, affiliate, and `created_at` = `received_at`): a GET postback costs
 delivery ID and its URL. A conversion that fires nothing carries no `postbacks`, and the
 stream filter leaves it out.
 
-Items stay under 1 KB (one write unit) for a conversion firing one postback: the link and the
-tracker are not kept, the reason sentence is cut, and the result JSON leaves out what the item
+Items stay under 1 KB (one write unit) for a conversion firing one postback: the link is not
+kept (only its `trID_..._trID` tracker, which a later chargeback or refund fires with: the
+`original` read; a tracker of a few hundred characters can take the item past 1 KB), nor the
+offer's name, the reason sentence is cut, and the result JSON leaves out what the item
 already holds. Each postback's message is at most 16 KB (services.ingest.MAX_MESSAGE_BYTES:
 ingest refuses a longer rendering), so even 20 postbacks stay far under DynamoDB's 400 KB item limit.
 
@@ -40,9 +42,10 @@ from postback_relay.adapters.dynamodb import (
     utc_now,
     utc_seconds,
 )
-from postback_relay.domain.conversion import Conversion, ConversionResult
+from postback_relay.domain.conversion import CONVERSION_RETENTION_DAYS, Conversion, ConversionResult, Offer
 from postback_relay.domain.delivery import DeliveryRef, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
+from postback_relay.domain.events import ORIGINAL_EVENTS, Event, OfferType
 from postback_relay.domain.repeats import (
     content_digests,
     differing_fields,
@@ -50,13 +53,13 @@ from postback_relay.domain.repeats import (
     digests_of_values,
     digests_text,
 )
-from postback_relay.ports import FirstRecord
+from postback_relay.ports import FirstRecord, OriginalConversion
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-TTL_DAYS = 400
+TTL_DAYS = CONVERSION_RETENTION_DAYS
 MAX_REASON_CHARS = 190  # the record of a conversion stays one write unit (1 KB)
 DELIVERY_IDS = "delivery_ids"
 CONTENT = "content"  # a digest per content field (domain.repeats), to tell a differing repeat
@@ -88,14 +91,14 @@ def conversion_item(
     *,
     received_at: datetime,
     messages: Sequence[PostbackMessage] = (),
+    tracker: str | None = None,
 ) -> dict[str, AttributeValueTypeDef]:
-    """The item recording an accepted conversion, its result and its postbacks' messages."""
+    """The item recording an accepted conversion, its result and its postbacks' messages, and
+    what a reversal of it needs (its offer and `tracker`)."""
     item: dict[str, AttributeValueTypeDef] = {
         "conversion_id": {"S": conversion.conversion_id},
         "transaction_id": {"S": conversion.transaction_id},
         "event": {"S": conversion.event.value},
-        "offer_id": {"S": conversion.offer.id},
-        "offer_type": {"S": conversion.offer.type.value},
         "occurred_at": {"S": utc_seconds(conversion.occurred_at)},
         # As the messages' `created_at` is written, so that the outbox keeps it once.
         "received_at": {"S": utc_exact(received_at)},
@@ -103,12 +106,7 @@ def conversion_item(
         CONTENT: {"S": digests_text(_digests_not_kept(conversion))},
         "expires_at": expiry(received_at, timedelta(days=TTL_DAYS)),
     }
-    if conversion.amount is not None:  # a registration or a trial may carry no money
-        item["amount_text"] = {"S": conversion.amount_text or str(conversion.amount)}
-    if conversion.payout is not None:
-        item["payout_text"] = {"S": conversion.payout_text or str(conversion.payout)}
-    if conversion.currency is not None:
-        item["currency"] = {"S": conversion.currency}
+    item.update(_optional_texts(conversion, tracker))
     if result.affiliate_id is not None:
         item["affiliate_id"] = {"S": result.affiliate_id}
     if messages:
@@ -119,6 +117,23 @@ def conversion_item(
     else:
         _with_delivery_ids(item, result.delivery_ids)
     return item
+
+
+def _optional_texts(conversion: Conversion, tracker: str | None) -> dict[str, AttributeValueTypeDef]:
+    """The item's attributes that a conversion may leave out: its offer (a reversal whose
+    original is not on record has none), tracker, original, money."""
+    offer = conversion.offer
+    texts = {
+        "offer_id": offer.id if offer is not None else None,
+        "offer_type": offer.type.value if offer is not None else None,
+        "tracker": tracker,
+        "original_transaction_id": conversion.original_transaction_id,
+        # a registration or a trial may carry no money
+        "amount_text": (conversion.amount_text or str(conversion.amount)) if conversion.amount is not None else None,
+        "payout_text": (conversion.payout_text or str(conversion.payout)) if conversion.payout is not None else None,
+        "currency": conversion.currency,
+    }
+    return {name: {"S": text} for name, text in texts.items() if text is not None}
 
 
 def _outbox_text(item: dict[str, AttributeValueTypeDef], messages: Sequence[PostbackMessage]) -> str:
@@ -209,6 +224,24 @@ def _first_record(item: dict[str, Any], conversion: Conversion) -> FirstRecord:
     return FirstRecord(_result_of(item), differing_fields(first, again, only=compared))
 
 
+def original_of(item: Mapping[str, Any]) -> OriginalConversion:
+    """What a reversal takes from a ConversionsTable item."""
+
+    def text(name: str) -> str | None:
+        value = item.get(name, {}).get("S")
+        return str(value) if value is not None else None
+
+    offer_id, offer_type = text("offer_id"), text("offer_type")
+    offer = Offer(id=offer_id, type=OfferType(offer_type)) if offer_id is not None and offer_type is not None else None
+    return OriginalConversion(
+        transaction_id=item["transaction_id"]["S"],
+        event=Event(item["event"]["S"]),
+        affiliate_id=text("affiliate_id"),
+        offer=offer,
+        tracker=text("tracker"),
+    )
+
+
 def _result_of(item: dict[str, Any]) -> ConversionResult:
     document = json.loads(item["result"]["S"])
     document["transaction_id"] = item["transaction_id"]["S"]
@@ -238,8 +271,11 @@ class DynamoConversionLog:
         messages: Sequence[PostbackMessage] = (),
         *,
         received_at: datetime | None = None,
+        tracker: str | None = None,
     ) -> FirstRecord | None:
-        item = conversion_item(conversion, result, received_at=received_at or self._clock(), messages=messages)
+        item = conversion_item(
+            conversion, result, received_at=received_at or self._clock(), messages=messages, tracker=tracker
+        )
         repeat = conditional_write(
             f"Recording conversion {conversion.conversion_id} failed",
             lambda: self._client.put_item(
@@ -256,6 +292,19 @@ class DynamoConversionLog:
             # Only when ALL_OLD was not honoured; one read then, rather than a wrong answer.
             first = self._read_item(conversion.conversion_id)
         return _first_record(first, conversion)
+
+    def original(self, transaction_id: str) -> OriginalConversion | None:
+        # One strongly consistent GetItem per event, in ORIGINAL_EVENTS order: a reversal of a
+        # sale (the common case) costs one read.
+        for event in ORIGINAL_EVENTS:
+            conversion_id = f"{transaction_id}#{event.value}"
+            with failures_as(f"Reading conversion {conversion_id} failed"):
+                answer = self._client.get_item(
+                    TableName=self._table, Key={"conversion_id": {"S": conversion_id}}, ConsistentRead=True
+                )
+            if "Item" in answer:
+                return original_of(answer["Item"])
+        return None
 
     def _read_item(self, conversion_id: str) -> dict[str, Any]:
         with failures_as(f"Reading conversion {conversion_id} failed"):

@@ -56,6 +56,9 @@ def amount_text(value: object, what: str = "amount") -> str:
     return text
 
 
+# How long a conversion's record is kept (ConversionsTable's TTL): a chargeback or a refund
+# arriving later finds no original (outcome original_not_found).
+CONVERSION_RETENTION_DAYS = 400
 MONEY_EVENTS = frozenset({Event.SALE, Event.REBILL})
 _SENT_NULL = object()  # an amount, payout or currency sent as JSON null
 _NULL_REFUSED = ("amount", "payout", "currency")
@@ -99,7 +102,9 @@ class Conversion(BaseModel):
 
     transaction_id: str = Field(min_length=1, max_length=128)
     event: Event
-    offer: Offer
+    # A reversal may leave out its offer (and link, tracker, affiliate): the relay takes them
+    # from the original conversion's record. Every other event carries its offer.
+    offer: Offer | None = Field(default=None, validate_default=True)
     # A free registration or a trial may carry no money: both absent (`{amount}` and
     # `{currency}` then render empty). A sale or a rebill always has both.
     amount: Decimal | None = Field(default=None, validate_default=True)
@@ -122,7 +127,19 @@ class Conversion(BaseModel):
 
     @property
     def offer_id(self) -> str:
-        return self.offer.id
+        return self.offer.id if self.offer is not None else ""
+
+    @property
+    def is_reversal(self) -> bool:
+        return self.event in REVERSALS
+
+    @field_validator("offer")
+    @classmethod
+    def _offer_unless_reversal(cls, value: Offer | None, info: ValidationInfo) -> Offer | None:
+        event = info.data.get("event")
+        if value is None and event not in REVERSALS and "event" in info.data:
+            raise ValueError('a conversion needs its offer, like {"id": "89", "type": "revshare"}')
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -223,7 +240,7 @@ class Conversion(BaseModel):
             _utf8(value, "tracker")
             if link is not None:
                 raise ValueError("send either link or tracker, not both")
-        elif link is None and "link" in info.data:
+        elif link is None and "link" in info.data and info.data.get("event") not in REVERSALS:
             raise ValueError("a conversion needs its network link, or its tracker (trID_..._trID)")
         return value
 
@@ -290,6 +307,9 @@ class ConversionOutcome(StrEnum):
     AFFILIATE_DISABLED = "affiliate_disabled"
     EVENT_NOT_SUBSCRIBED = "event_not_subscribed"  # no postback for this event and offer
     TRACKER_MISMATCH = "tracker_mismatch"
+    # A chargeback or a refund whose original is not on record (never sent, or older than the
+    # 400 days conversions are kept): recorded, fires nothing.
+    ORIGINAL_NOT_FOUND = "original_not_found"
 
 
 class ConversionResult(BaseModel):

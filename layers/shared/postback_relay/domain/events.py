@@ -10,6 +10,8 @@ class Event(StrEnum):
     TRIAL = "trial"  # 30 minutes of free testing of the member zone
     SALE = "sale"  # signup: the trial converted
     REBILL = "rebill"  # membership renewed
+    CHARGEBACK = "chargeback"  # the customer's bank took a payment back (reverses a conversion)
+    REFUND = "refund"  # the network paid a payment back (reverses a conversion)
 
 
 class OfferType(StrEnum):
@@ -20,4 +22,14 @@ class OfferType(StrEnum):
 
 
 # The events that reverse an earlier conversion: they carry `original_transaction_id`.
-REVERSALS: frozenset[Event] = frozenset()
+REVERSALS: frozenset[Event] = frozenset({Event.CHARGEBACK, Event.REFUND})
+# Where a reversal's original is looked for, in this order (its transaction ID with each
+# event): a conversion first; a reversal found instead is a reversal of a reversal.
+ORIGINAL_EVENTS: tuple[Event, ...] = (
+    Event.SALE,
+    Event.REBILL,
+    Event.TRIAL,
+    Event.REGISTRATION,
+    Event.CHARGEBACK,
+    Event.REFUND,
+)

@@ -46,9 +46,9 @@ MACROS: Mapping[str, MacroValue] = MappingProxyType(
         "amount": _amount,
         "payout": _payout,
         "currency": lambda conversion, _: conversion.currency or "",
-        "offer_id": lambda conversion, _: conversion.offer.id,
-        "offer_name": lambda conversion, _: conversion.offer.name or "",
-        "offer_type": lambda conversion, _: conversion.offer.type.value,
+        "offer_id": lambda conversion, _: conversion.offer_id,
+        "offer_name": lambda conversion, _: (conversion.offer.name if conversion.offer else None) or "",
+        "offer_type": lambda conversion, _: conversion.offer.type.value if conversion.offer else "",
         "affiliate_id": lambda _, affiliate_id: affiliate_id,
         # The conversion a chargeback or a refund reverses; empty for every other event.
         "original_transaction_id": lambda conversion, _: conversion.original_transaction_id or "",

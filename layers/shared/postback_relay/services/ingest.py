@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
 from pydantic import ValidationError
 
 from postback_relay.domain.config import AffiliateConfig, PostbackSpec
-from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
+from postback_relay.domain.conversion import (
+    CONVERSION_RETENTION_DAYS,
+    Conversion,
+    ConversionOutcome,
+    ConversionResult,
+)
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import (  # re-exported: tests import them from the service
     BODY_FIELD,
@@ -36,6 +41,7 @@ from postback_relay.domain.errors import (  # re-exported: tests import them fro
 from postback_relay.domain.errors import (
     MAX_FIELD_ERRORS as MAX_FIELD_ERRORS,
 )
+from postback_relay.domain.events import REVERSALS, OfferType
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.messages import validation_message
@@ -43,7 +49,7 @@ from postback_relay.domain.postbacks import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYT
 from postback_relay.domain.postbacks import postback_messages
 from postback_relay.domain.repeats import content_digests, differing_fields
 from postback_relay.domain.tracker import parse_tracker
-from postback_relay.ports import AffiliateStore, ConversionLog, FirstRecord
+from postback_relay.ports import AffiliateStore, ConversionLog, FirstRecord, OriginalConversion
 
 MAX_BATCH = 100
 # Conditional puts of a batch in flight at once: 100 puts take about 7 round trips, not 100.
@@ -196,6 +202,10 @@ class IngestReport:
 class _Resolved:
     result: ConversionResult
     messages: tuple[PostbackMessage, ...] = ()
+    # The tracker (`trID_..._trID`) read from the link, kept with the record for a reversal.
+    tracker: str | None = None
+    # A reversal completed from its original's record (offer, tracker, affiliate): what is recorded.
+    completed: Conversion | None = None
 
 
 def _nothing(
@@ -236,11 +246,13 @@ class IngestService:
         # pays for them.
         self._record_pool = ThreadPoolExecutor(max_workers=RECORD_WORKERS, thread_name_prefix="record")
 
-    def ingest(self, conversions: Sequence[Conversion]) -> IngestReport:
+    def ingest(self, conversions: Sequence[Conversion], *, batch: bool = False) -> IngestReport:
         """Record each new conversion with its result and its postbacks' messages.
 
         A repeat (already recorded, or twice in this request) answers its first result and
-        records nothing. Raises InfrastructureError when a write fails: the conversions
+        records nothing. A reversal of a reversal raises InvalidConversionRequest, its field
+        named as in the request (`batch`: `conversions.<n>.original_transaction_id`), before
+        anything is recorded. Raises InfrastructureError when a write fails: the conversions
         recorded before it stay recorded (their postbacks go out from the stream), and the
         platform's retry finds them as repeats and records the rest.
         """
@@ -249,7 +261,7 @@ class IngestService:
         for position, conversion in enumerate(conversions):
             first_of.setdefault(conversion.conversion_id, position)
         unique = [conversions[position] for position in first_of.values()]
-        resolved = {c.conversion_id: self.resolve(c, now=now) for c in unique}
+        resolved = self._resolve_all(unique, [first_of[c.conversion_id] for c in unique], batch=batch, now=now)
 
         firsts = self._record_all([(c, resolved[c.conversion_id]) for c in unique], now=now)
         answers_by_id: dict[str, Answer] = {}
@@ -283,7 +295,13 @@ class IngestService:
         every write has ended."""
 
         def record(conversion: Conversion, resolved: _Resolved) -> FirstRecord | None:
-            return self._conversions.record(conversion, resolved.result, resolved.messages, received_at=now)
+            return self._conversions.record(
+                resolved.completed or conversion,
+                resolved.result,
+                resolved.messages,
+                received_at=now,
+                tracker=resolved.tracker,
+            )
 
         if len(pairs) == 1:
             return [record(*pairs[0])]
@@ -298,14 +316,85 @@ class IngestService:
             raise failure
         return [future.result() for future in futures]
 
-    def resolve(self, conversion: Conversion, *, now: datetime) -> _Resolved:
+    def _resolve_all(
+        self, unique: Sequence[Conversion], positions: Sequence[int], *, batch: bool, now: datetime
+    ) -> dict[str, _Resolved]:
+        """Each conversion's result: the conversions first, then the reversals, which find an
+        original sent in the same request before the log is read."""
+        resolved: dict[str, _Resolved] = {}
+        errors: list[FieldError] = []
+        in_request: dict[str, OriginalConversion] = {}
+        for conversion in (c for c in unique if not c.is_reversal):
+            done = resolved[conversion.conversion_id] = self.resolve(conversion, now=now)
+            in_request.setdefault(conversion.transaction_id, _as_original(conversion, done))
+        for conversion, position in zip(unique, positions, strict=True):
+            if not conversion.is_reversal:
+                continue
+            try:
+                resolved[conversion.conversion_id] = self.resolve(conversion, now=now, in_request=in_request)
+            except InvalidConversionRequest as exc:
+                prefix = f"conversions.{position}" if batch else ""
+                errors.extend(FieldError(_dotted(prefix, [e.field]), e.message) for e in exc.errors)
+        if errors:
+            raise InvalidConversionRequest(errors)
+        return resolved
+
+    def resolve(
+        self, conversion: Conversion, *, now: datetime, in_request: Mapping[str, OriginalConversion] | None = None
+    ) -> _Resolved:
         """The result of one conversion and the postback messages it fires (pure but for the
-        affiliate lookup)."""
+        affiliate lookup, and a reversal's read of its original: from `in_request`, the
+        conversions of the same request, else from the log)."""
+        if not conversion.is_reversal:
+            return self._resolve_link(conversion, now=now)
+        original_id = conversion.original_transaction_id or ""
+        original = (in_request or {}).get(original_id) or self._conversions.original(original_id)
+        completed = self._with_original(conversion, original)
+        if isinstance(completed, _Resolved):
+            return completed
+        return replace(self._resolve_link(completed, now=now), completed=completed)
+
+    def _with_original(self, reversal: Conversion, original: OriginalConversion | None) -> Conversion | _Resolved:
+        """The reversal with its original's affiliate and tracker (and offer, when it sends none);
+        or its result when
+        the original is not on record. Raises InvalidConversionRequest for a reversal of a
+        reversal."""
+        original_id = reversal.original_transaction_id or ""
+        if original is not None and original.event in REVERSALS:
+            message = (
+                f"{original_id} is a {original.event.value}: a chargeback or a refund reverses a conversion, "
+                "never another reversal."
+            )
+            raise InvalidConversionRequest([FieldError("original_transaction_id", message)])
+        if original is None:
+            reason = (
+                f"No conversion {original_id} is on record (conversions are kept {CONVERSION_RETENTION_DAYS} days): "
+                f"this {reversal.event.value} reverses nothing and fires nothing."
+            )
+            return _nothing(reversal, reversal.affiliate_id, ConversionOutcome.ORIGINAL_NOT_FOUND, reason)
+        if original.tracker is None or original.offer is None:
+            reason = (
+                f"Conversion {original_id} is on record without its tracker (its link could not be read): "
+                f"this {reversal.event.value} has no values to fire with."
+            )
+            return _nothing(reversal, original.affiliate_id, ConversionOutcome.ORIGINAL_NOT_FOUND, reason)
+        # The offer the reversal sends, if any (with its name), else the original's.
+        return reversal.model_copy(
+            update={
+                "offer": reversal.offer or original.offer,
+                "link": None,
+                "tracker": original.tracker,
+                "affiliate_id": original.affiliate_id,
+            }
+        )
+
+    def _resolve_link(self, conversion: Conversion, *, now: datetime) -> _Resolved:
+        offer_type = conversion.offer.type if conversion.offer is not None else OfferType.REVSHARE
         try:
             if conversion.link is not None:
-                link = read_link(conversion.link, conversion.offer.type)
+                link = read_link(conversion.link, offer_type)
             else:
-                link = read_tracker(conversion.tracker or "", conversion.offer.type, conversion.affiliate_id)
+                link = read_tracker(conversion.tracker or "", offer_type, conversion.affiliate_id)
         except TrackerError as exc:
             return _nothing(
                 conversion, conversion.affiliate_id, ConversionOutcome.TRACKER_MISMATCH, exc.message, exc.reason
@@ -316,6 +405,9 @@ class IngestService:
                 conversion, conversion.affiliate_id, ConversionOutcome.UNKNOWN_AFFILIATE, exc.message, exc.kind
             )
 
+        return replace(self._resolve_affiliate(conversion, link, now=now), tracker=link.tracker)
+
+    def _resolve_affiliate(self, conversion: Conversion, link: LinkInfo, *, now: datetime) -> _Resolved:
         if conversion.affiliate_id is not None and conversion.affiliate_id != link.affiliate_id:
             reason = f"The conversion names affiliate {conversion.affiliate_id}, its link {link.affiliate_id}."
             return _nothing(
@@ -367,6 +459,17 @@ class IngestService:
         return _Resolved(result, tuple(messages))
 
 
+def _as_original(conversion: Conversion, resolved: _Resolved) -> OriginalConversion:
+    """What a reversal in the same request takes from a conversion, as its record will keep it."""
+    return OriginalConversion(
+        transaction_id=conversion.transaction_id,
+        event=conversion.event,
+        affiliate_id=resolved.result.affiliate_id,
+        offer=conversion.offer,
+        tracker=resolved.tracker,
+    )
+
+
 def _subscribed_postbacks(
     conversion: Conversion, affiliate_id: str, config: AffiliateConfig
 ) -> list[tuple[int, PostbackSpec]] | _Resolved:
@@ -379,11 +482,11 @@ def _subscribed_postbacks(
     if not config.enabled:
         reason = f"Affiliate {affiliate_id} is disabled."
         return _nothing(conversion, affiliate_id, ConversionOutcome.AFFILIATE_DISABLED, reason)
-    postbacks = config.postbacks_for(conversion.event, conversion.offer.id)
+    postbacks = config.postbacks_for(conversion.event, conversion.offer_id)
     if not postbacks:
         reason = (
             f"Affiliate {affiliate_id} has no postback for event {conversion.event.value} "
-            f"on offer {conversion.offer.id}."
+            f"on offer {conversion.offer_id}."
         )
         return _nothing(conversion, affiliate_id, ConversionOutcome.EVENT_NOT_SUBSCRIBED, reason)
     return postbacks

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from postback_ops.local.resources import REPO_ROOT
-from postback_relay.domain.events import Event, OfferType
+from postback_relay.domain.events import REVERSALS, Event, OfferType
 from postback_relay.domain.signing import sign_conversion_request
 
 EVENTS_DIR = REPO_ROOT / "events"
@@ -30,11 +30,12 @@ def sample_conversion(offer_type: OfferType, *, events_dir: Path = EVENTS_DIR) -
 
 
 def every_sample_conversion(prefix: str, *, events_dir: Path = EVENTS_DIR) -> list[dict[str, Any]]:
-    """One conversion per offer type and event, each with its own transaction ID."""
+    """One conversion per offer type and event (reversals aside: they name an original), each
+    with its own transaction ID."""
     conversions = []
     for offer_type in OfferType:
         sample = sample_conversion(offer_type, events_dir=events_dir)
-        for event in Event:
+        for event in (e for e in Event if e not in REVERSALS):
             conversions.append(
                 {
                     **sample,

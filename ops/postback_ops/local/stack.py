@@ -530,6 +530,8 @@ postbacks:
     url: "{receiver_url}/postback?cid={{clickid}}&payout={{amount}}&cur={{currency}}&ev={{event}}&offer={{offer_id}}"
   - events: [registration, trial]
     url: "{receiver_url}/lead?cid={{clickid}}&ev={{event}}&offer={{offer_id}}"
+  - events: [chargeback, refund]
+    url: "{receiver_url}/reversal?cid={{clickid}}&ev={{event}}&orig={{original_transaction_id}}&offer={{offer_id}}"
 test_link: "{receiver_url}/click?to=network"
 """
 

@@ -11,7 +11,7 @@ from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion
 from postback_relay.domain.errors import PostbackRefused
-from postback_relay.domain.events import Event, OfferType
+from postback_relay.domain.events import REVERSALS, Event, OfferType
 from postback_relay.domain.links import expect_affiliate, read_link, read_tracker
 from postback_relay.domain.postbacks import postback_messages
 from postback_relay.domain.tracker import parse_tracker
@@ -44,6 +44,13 @@ def preview(
     transaction_id: Annotated[str, typer.Option("--transaction-id", help="The network's conversion ID.")] = (
         "preview-transaction"
     ),
+    original_transaction_id: Annotated[
+        str | None,
+        typer.Option(
+            "--original-transaction-id",
+            help="A chargeback's or refund's original (default: preview-original); give the original's --link.",
+        ),
+    ] = None,
 ) -> None:
     """Render the postback URL(s) a conversion would produce, exactly as ingest would queue them.
 
@@ -66,7 +73,8 @@ def preview(
     if not offer:
         raise UsageProblem("The link names no offer: give --offer-id.")
     money = _money(amount, currency, payout, without_money=without_money)
-    conversion = _conversion(transaction_id, event, offer, offer_type, money, link, tracker, affiliate_id)
+    original = (original_transaction_id or "preview-original") if event in REVERSALS else original_transaction_id
+    conversion = _conversion(transaction_id, event, offer, offer_type, money, link, tracker, affiliate_id, original)
     postbacks, refused = _render(conversion, config, tracker_values, allow_loopback=ops.target.allow_loopback)
     data = {
         "affiliate_id": affiliate_id,
@@ -113,6 +121,7 @@ def _conversion(
     link: str | None,
     tracker: str | None,
     affiliate_id: str,
+    original_transaction_id: str | None,
 ) -> Conversion:
     # Built from the same JSON the platform posts, so the conversion's own validation applies.
     return Conversion.model_validate(
@@ -124,6 +133,7 @@ def _conversion(
             "link": link,
             "tracker": tracker,
             "affiliate_id": affiliate_id if tracker is not None else None,
+            "original_transaction_id": original_transaction_id,
             "occurred_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )

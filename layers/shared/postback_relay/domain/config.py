@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -30,10 +31,11 @@ from pydantic_core import ErrorDetails
 
 from postback_relay.domain.addresses import check_url
 from postback_relay.domain.errors import ConfigError, FieldProblems, UnsafeUrlError
-from postback_relay.domain.events import Event
+from postback_relay.domain.events import REVERSALS, Event
 from postback_relay.domain.jsontext import no_duplicate_keys, refuse_constant
 from postback_relay.domain.macros import BUILTIN_MACROS as BUILTIN_MACROS  # the names the configs may use
 from postback_relay.domain.messages import words
+from postback_relay.domain.presets import PRESETS, Preset, preset_query_text
 from postback_relay.domain.tracker import TrackerStructure
 
 MACRO = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -174,15 +176,48 @@ class PostbackSpec(BaseModel):
     body: str | None = Field(default=None, max_length=4096)  # POST body template, macros allowed
     content_type: str | None = None  # default for POST: application/x-www-form-urlencoded
     expect: ExpectedAnswer | None = None
-    # The events in the words of the affiliate's tracker, for `{status}` (default: the event's name).
+    # The events in the words of the affiliate's tracker, for `{status}` (default: the event's
+    # name, or its preset's word).
     statuses: dict[Event, str] | None = None
+    # A tracker preset (domain.presets): `url` is the tracker's endpoint and `click_id` the
+    # tracker field holding the tracker's click ID; the preset writes the query.
+    preset: str | None = None
+    click_id: str | None = None
 
     def matches(self, event: Event, offer_id: str) -> bool:
         return event in self.events and (self.offers is None or offer_id in self.offers)
 
     def status_of(self, event: str) -> str:
-        """`{status}` for this event: its word in `statuses`, else the event's own name."""
-        return (self.statuses or {}).get(Event(event), event) if event in _EVENT_NAMES else event
+        """`{status}` for this event: its word in `statuses`, else its preset's, else the
+        event's own name."""
+        if event not in _EVENT_NAMES:
+            return event
+        preset = PRESETS.get(self.preset or "")
+        default = preset.statuses.get(Event(event), event) if preset is not None else event
+        return (self.statuses or {}).get(Event(event), default)
+
+    def url_template_for(self, event: str | None) -> str:
+        """The URL template this postback renders for `event`: its `url`, or, with a preset,
+        the endpoint and the query the preset writes for that event (on the tracker's
+        reversal endpoint for a reversal, when it has one)."""
+        preset = PRESETS.get(self.preset or "")
+        if preset is None or self.click_id is None:
+            return self.url
+        kind = Event(event) if event in _EVENT_NAMES else Event.SALE
+        base = self.url
+        if kind in REVERSALS and preset.reversal_path is not None:
+            parts = urlsplit(base)
+            base = urlunsplit((parts.scheme, parts.netloc, preset.reversal_path, parts.query, ""))
+        query = preset_query_text(preset.query_for(kind), self.click_id)
+        return f"{base}{'&' if '?' in base else '?'}{query}"
+
+    @property
+    def expected_answer(self) -> ExpectedAnswer | None:
+        """What counts as delivered: `expect`, else what the preset's tracker answers on success."""
+        preset = PRESETS.get(self.preset or "")
+        if self.expect is None and preset is not None and preset.expect_body is not None:
+            return ExpectedAnswer(body_contains=preset.expect_body)
+        return self.expect
 
     @field_validator("statuses")
     @classmethod
@@ -234,6 +269,20 @@ class PostbackSpec(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
+    def _preset_fits(self) -> Self:
+        if self.preset is None:
+            if self.click_id is not None:
+                raise FieldProblems([("click_id", "click_id goes with a preset: name the preset, or leave it out")])
+            return self
+        preset = PRESETS.get(self.preset)
+        if preset is None:
+            raise FieldProblems([("preset", f"`{self.preset}` is not a preset: use one of {', '.join(PRESETS)}")])
+        problems = _preset_problems(self, preset)
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    @model_validator(mode="after")
     def _body_fits_method(self) -> Self:
         problems: list[tuple[str, str]] = []
         if self.method is HttpMethod.GET:
@@ -253,6 +302,40 @@ class PostbackSpec(BaseModel):
         if problems:
             raise FieldProblems(problems)
         return self
+
+
+def _preset_problems(spec: PostbackSpec, preset: Preset) -> list[tuple[str, str]]:
+    """What a preset postback gets wrong: each (field, reason)."""
+    problems: list[tuple[str, str]] = []
+    if spec.click_id is None:
+        problems.append(
+            ("click_id", f"a {preset.name} postback names the tracker field holding {preset.tracker}'s click ID")
+        )
+    if spec.method is not HttpMethod.GET or spec.body is not None or spec.content_type is not None:
+        problems.append(
+            (
+                "method",
+                f"a {preset.name} postback is a GET with {preset.tracker}'s query: "
+                "leave out method, body and content_type",
+            )
+        )
+    if MACRO.search(spec.url):
+        problems.append(
+            (
+                "url",
+                f"give {preset.tracker}'s endpoint without macros (like {preset.example_endpoint}): "
+                "the preset writes the query",
+            )
+        )
+    written = {name for name, _ in preset.query + (preset.reversal_query or ())}
+    clash = sorted(written & {piece.partition("=")[0] for piece in urlsplit(spec.url).query.split("&") if piece})
+    if clash:
+        problems.append(("url", f"the {preset.name} preset writes {clash} itself: leave them out of the url"))
+    for event in spec.events:
+        reason = preset.refusal(event)
+        if reason is not None:
+            problems.append(("events", f"the {preset.name} preset cannot take {event.value}: {reason}"))
+    return problems
 
 
 class AffiliateConfig(BaseModel):
@@ -330,7 +413,15 @@ class AffiliateConfig(BaseModel):
         if not isinstance(tracker, TrackerStructure):
             return postbacks  # the tracker's own error is reported; macros cannot be judged without it
         templates = [{"url": postback.url, "body": postback.body} for postback in postbacks]
-        problems = unknown_macro_problems(templates, tracker.fields)
+        problems = [
+            (
+                f"{index}.click_id",
+                f"`{postback.click_id}` is not a field of your tracker: use one of {list(tracker.fields)}",
+            )
+            for index, postback in enumerate(postbacks)
+            if postback.click_id is not None and postback.click_id not in tracker.fields
+        ]
+        problems += unknown_macro_problems(templates, tracker.fields)
         if problems:
             raise FieldProblems(problems)
         return postbacks

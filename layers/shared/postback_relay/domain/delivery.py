@@ -162,7 +162,7 @@ def postback_message(
         url=rendered.url,
         body=rendered.body,
         content_type=rendered.content_type,
-        expect=spec.expect,
+        expect=spec.expected_answer,
         signed=config.signing_secret is not None,
         test_run_id=test_run_id,
         created_at=created_at,

@@ -85,9 +85,10 @@ def render_postback(spec: PostbackSpec, values: Mapping[str, str]) -> RenderedPo
     `{status}` is the event in this postback's words (`PostbackSpec.status_of`). Raises
     ConfigError when the template names a macro that has no value.
     """
-    if "event" in values:
-        values = {**values, "status": spec.status_of(values["event"])}
-    url = render_url(spec.url, values)
+    event = values.get("event")
+    if event is not None:
+        values = {**values, "status": spec.status_of(event)}
+    url = render_url(spec.url_template_for(event), values)
     if spec.method is HttpMethod.GET:
         return RenderedPostback(method=spec.method, url=url, body=None, content_type=None)
     content_type = spec.content_type or FORM

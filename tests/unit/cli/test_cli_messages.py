@@ -58,7 +58,8 @@ def acme(postback: Callable[..., Result]) -> None:
 def _wording(message: str) -> str:
     """A usage error's words without what it names (the option, the argument, the value)."""
     without_hint = re.sub(r" \(Possible options:[^)]*\)", "", message)
-    return re.sub(r"'[^']*'|--[\w-]+|See `[^`]*`", "_", without_hint)
+    wording = re.sub(r"'[^']*'|--[\w-]+|See `[^`]*`", "_", without_hint)
+    return re.sub(r"_(, _)+", "_, _", wording)  # a list of choices reads the same, however long
 
 
 def _said(result: Result) -> str:

@@ -29,7 +29,13 @@ def timeout_of(function: str) -> float:
 
 
 def dispatch_workers() -> int:
-    return int(TEMPLATE["Resources"]["DispatchFunction"]["Properties"]["Environment"]["Variables"]["MAX_WORKERS"])
+    """The most workers a dispatcher can run: MAX_WORKERS, or, where it is a parameter
+    (DispatchBatchSize), the largest value that parameter allows."""
+    workers = TEMPLATE["Resources"]["DispatchFunction"]["Properties"]["Environment"]["Variables"]["MAX_WORKERS"]
+    if isinstance(workers, dict):
+        parameter = TEMPLATE["Parameters"][workers["Ref"]]
+        return max(int(value) for value in parameter.get("AllowedValues", [parameter.get("MaxValue")]))
+    return int(workers)
 
 
 def longest_call_s(config: Any) -> float:

@@ -20,6 +20,7 @@ from postback_relay.domain.errors import DeliveryTransportError, InfrastructureE
 from postback_relay.domain.events import Event, OfferType
 from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, RunVerdict
 from postback_relay.services.testlink import (
+    DeliveryCheck,
     follow_redirects,
     next_wait_s,
     offer_type_of,
@@ -217,18 +218,22 @@ def test_a_tracker_with_missing_fields_fails(world: World) -> None:
 VALUES = {"affid": "a1", "transid": "T9", "clickid": "c123", "whateverid": "x"}
 
 
-def fire(world: World, run_id: str, *, waits: list[int] = WAITS) -> list[str]:
-    check = world.service().fire_postbacks(
+def fire_step(world: World, run_id: str, *, waits: list[int] = WAITS, values: dict[str, str] = VALUES) -> DeliveryCheck:
+    return world.service().fire_postbacks(
         run_id,
         AFFILIATE_ID,
         network_link=NETWORK_LINK,
         offer_id="89",
         offer_type=OfferType.REVSHARE,
-        tracker_values=VALUES,
+        tracker_values=values,
         waits=waits,
         deadline_s=DEFAULT_DEADLINE_S,
         started_at=START,
     )
+
+
+def fire(world: World, run_id: str, *, waits: list[int] = WAITS) -> list[str]:
+    check = fire_step(world, run_id, waits=waits)
     assert check.verdict is RunVerdict.RUNNING
     assert check.next_wait_s == waits[0]
     return check.delivery_ids
@@ -443,17 +448,7 @@ def test_a_postback_ingest_would_refuse_fails_the_fire_step_with_ingests_reason(
     run_id = world.new_run()
     huge = {**VALUES, "clickid": "c" * 3000}
     # WHEN the postbacks are fired
-    check = world.service().fire_postbacks(
-        run_id,
-        AFFILIATE_ID,
-        network_link=NETWORK_LINK,
-        offer_id="89",
-        offer_type=OfferType.REVSHARE,
-        tracker_values=huge,
-        waits=WAITS,
-        deadline_s=DEFAULT_DEADLINE_S,
-        started_at=START,
-    )
+    check = fire_step(world, run_id, values=huge)
     # THEN nothing is queued and the run fails at this step, saying why as ingest would
     assert check.verdict is RunVerdict.FAILED
     assert world.queue.sent == []

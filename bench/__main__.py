@@ -412,6 +412,10 @@ def workloads(model: _Model) -> dict[str, cost.Workload]:
     return out
 
 
+def _front(overrides: Mapping[str, str]) -> str:
+    return "function_url" if overrides.get("IngestFront") == "FunctionUrl" else "http_api"
+
+
 def whole_bills(model: _Model) -> dict[str, Any]:
     """The whole bill per million conversions at the template's defaults (request path, logs,
     X-Ray as TracingMode sets it), one conversion per request, batches as each monthly volume
@@ -438,7 +442,9 @@ def whole_bills(model: _Model) -> dict[str, Any]:
     }
     choices = {
         name: {
-            volume: cost.cost_per_million(model.at_volume(conversions, overrides=overrides), region)["total"]
+            volume: cost.cost_per_million(
+                model.at_volume(conversions, overrides=overrides, front=_front(overrides)), region
+            )["total"]
             for volume, conversions in MONTHLY_VOLUMES.items()
         }
         for name, (overrides, _serial) in bill.CHOICES.items()
@@ -462,7 +468,7 @@ def whole_bills(model: _Model) -> dict[str, Any]:
         "lines": lines,
         "if_pollers_split_every_send_http_api": pessimistic,
         "with_tracing_active_http_api": traced,
-        "choices_http_api": choices,
+        "choices": choices,
         "fixed_monthly_usd": fixed,
         "fixed_per_million_usd": {
             volume: round(fixed["total"] / (conversions / 1e6), 4) for volume, conversions in MONTHLY_VOLUMES.items()
@@ -667,7 +673,7 @@ def _bill_rows(results: Mapping[str, Any], row: Callable[[str, object], None]) -
         " / ".join(f"${storage[v]['total']:.2f} ({storage[v]['gb']:.1f} GB)" for v in MONTHLY_VOLUMES),
     )
     choices = results.get("local_e2e_choices") or {}
-    for name, bill_figures in whole["choices_http_api"].items():
+    for name, bill_figures in whole["choices"].items():
         run = choices.get(name) or {}
         latency = run.get("latency_ms") or {}
         row(

@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[dict[str, str], bool]] = {
     ),
     "stream 0 s; dispatch 10, no window": ({"OutboxBatchingWindowSeconds": "0"}, True),
     "defaults, local DynamoDB serving tables concurrently": ({}, False),
+    "defaults, IngestFront=FunctionUrl": ({"IngestFront": "FunctionUrl"}, True),
 }
 DEFAULTS = next(iter(CHOICES))
 _METRIC_ROW = re.compile(r'\["PostbackRelay", "(\w+)"((?:, "[^"]+")*)')

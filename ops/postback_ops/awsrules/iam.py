@@ -29,9 +29,9 @@ from typing import Any
 
 from postback_ops.awsrules import unused_grants
 from postback_ops.awsrules.calls import Authorization
-from postback_ops.awsrules.translate import BUILD_DIR, translate
+from postback_ops.awsrules.translate import BUILD_DIR, VARIANTS, translate
 from postback_ops.awsrules.unused_grants import Grant
-from postback_ops.local.resources import REPO_ROOT, load_template
+from postback_ops.local.resources import REPO_ROOT, load_template, with_parameters
 from postback_ops.target import LOCAL_OUTPUTS_PARAMETER
 
 CALL_LOG = BUILD_DIR / "calls.jsonl"
@@ -722,6 +722,18 @@ def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
+def evaluate_every_variant(calls: list[dict[str, Any]], sam_template: dict[str, Any]) -> Report:
+    """`evaluate` on the template as deployed with each of VARIANTS (each front, IngestFront):
+    a call denied under any of them is denied."""
+    report = evaluate(calls, translate(sam_template), sam_template)
+    for values in VARIANTS[1:]:
+        variant = with_parameters(sam_template, values)
+        for denied in evaluate(calls, translate(variant), variant).denied:
+            if denied not in report.denied:
+                report.denied.append(denied)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0]) if args else CALL_LOG
@@ -729,8 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     if not calls:
         _say(f"iam: no recorded calls in {path} (run the integration, reliability and e2e suites first)")
         return 1
-    sam_template = load_template()
-    report = evaluate(calls, translate(sam_template), sam_template)
+    report = evaluate_every_variant(calls, load_template())
     principals = sorted({c["principal"] for c in calls})
     _say(
         f"iam: {report.checked} distinct (principal, action, resource) checked from {len(calls)} records;"

@@ -20,7 +20,8 @@ from typing import Any
 
 from cfnlint.api import ManualArgs, lint
 
-from postback_ops.awsrules.translate import translate, write
+from postback_ops.awsrules.translate import VARIANTS, translate, write
+from postback_ops.local.resources import load_template, with_parameters
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,26 @@ def _say(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args:
-        translated = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+        variants = [("the given template", json.loads(Path(args[0]).read_text(encoding="utf-8")))]
     else:
-        translated = translate()
-        write(translated)
-    failing, accepted = findings(translated)
-    for finding in accepted:
-        _say(f"accepted: {finding}")
-    for finding in failing:
-        _say(f"FAILED: {finding}")
-    _say(f"cfn-lint on the translated template: {len(failing)} failing, {len(accepted)} accepted")
-    return 1 if failing else 0
+        template = load_template()
+        variants = []
+        for values in VARIANTS:
+            translated = translate(with_parameters(template, values))
+            if not values:
+                write(translated)
+            label = " ".join(f"{k}={v}" for k, v in values.items()) or "the defaults"
+            variants.append((label, translated))
+    failed = False
+    for label, translated in variants:
+        failing, accepted = findings(translated)
+        for finding in accepted:
+            _say(f"accepted: {finding}")
+        for finding in failing:
+            _say(f"FAILED: {finding}")
+        _say(f"cfn-lint on the translated template ({label}): {len(failing)} failing, {len(accepted)} accepted")
+        failed = failed or bool(failing)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

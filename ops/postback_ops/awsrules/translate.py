@@ -57,6 +57,12 @@ def _s3_uri(local_path: str) -> str:
     return f"s3://{PACKAGE_BUCKET}/{key}"
 
 
+# Parameter values that change which resources the stack has (Conditions), each checked as its
+# own deployment by the lint and the IAM check: cfn-lint reads parameter defaults (Rules,
+# ranges) at the default only, and a role's grants may differ with them.
+VARIANTS: tuple[dict[str, str], ...] = ({}, {"IngestFront": "FunctionUrl"})
+
+
 def package(template: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the template with every local code location rewritten as `sam package` does."""
     packaged = copy.deepcopy(dict(template))

@@ -1,7 +1,9 @@
 """A local API Gateway HTTP API: each request becomes a payload format 2.0 event.
 
 The server matches the request against the routes the template declares (`HttpApi` events
-of the functions), builds the event API Gateway would build, invokes the function in-process
+of the functions; with IngestFront=FunctionUrl, the ingest function's URL: every method and
+path, route key `$default`, the same payload 2.0 event a Function URL sends), builds the
+event API Gateway would build, invokes the function in-process
 and writes its answer back, with API Gateway's own answers for what never reaches a
 function (404 for an unknown route, 413 over 10 MB, 500 for an event over Lambda's 6 MB
 invoke payload) and 500 when the function raises.
@@ -23,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from postback_ops.local.resources import condition_holds, resources_of_type
 from postback_ops.local.runtime import LocalFunction
 
 # API Gateway's HTTP API refuses larger payloads itself, before any function runs.
@@ -78,6 +81,32 @@ def routes_from_functions(functions: Sequence[LocalFunction]) -> list[Route]:
             routes.append(Route("ANY" if method in ("*", "ANY") else method, path, function))
     # API Gateway prefers exact routes over parameterised ones and $default last.
     return sorted(routes, key=lambda r: (r.path == "$default", "{" in r.path, -len(r.path)))
+
+
+def function_url_routes(template: Mapping[str, Any], functions: Mapping[str, LocalFunction]) -> list[Route]:
+    """A function URL the template creates (its Condition holding) as a `$default` route: every
+    method and path reach the function, with the payload 2.0 event a URL sends (routeKey
+    `$default`), which the HTTP API's is too."""
+    routes = []
+    for logical_id, resource in resources_of_type(template, "AWS::Lambda::Url").items():
+        condition = resource.get("Condition")
+        if condition and not condition_holds(template, condition):
+            continue
+        target = resource["Properties"]["TargetFunctionArn"]
+        name = str(target.get("Ref") or target.get("Fn::GetAtt", [""])[0]).split(".", 1)[0]
+        if name not in functions:
+            raise ValueError(f"{logical_id}: its target {name} is no function of the template")
+        routes.append(Route("ANY", "$default", functions[name]))
+    return routes
+
+
+def api_routes(template: Mapping[str, Any], functions: Mapping[str, LocalFunction]) -> list[Route]:
+    """What the stack's front serves: the HTTP API's routes, except that a function with a URL
+    (IngestFront=FunctionUrl) is reached through its URL alone, as the platform then calls it."""
+    urls = function_url_routes(template, functions)
+    behind_urls = {id(route.function) for route in urls}
+    routes = [r for r in routes_from_functions(list(functions.values())) if id(r.function) not in behind_urls]
+    return [*routes, *urls]
 
 
 @dataclass(frozen=True)

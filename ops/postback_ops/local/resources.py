@@ -108,6 +108,35 @@ def parse_parameter_overrides(text: str) -> dict[str, str]:
     return pairs
 
 
+def condition_holds(template: Mapping[str, Any], name: str) -> bool:
+    """A template condition at its parameters' defaults (Fn::Equals, Fn::Not, Fn::And, Fn::Or,
+    Condition and Ref, as the template writes them)."""
+    conditions = template.get("Conditions", {})
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return str(template_value(template, node))
+        if isinstance(node, dict) and set(node) == {"Condition"}:
+            return holds(conditions[node["Condition"]])
+        return node
+
+    def holds(node: Any) -> bool:
+        ((function, args),) = node.items()
+        if function == "Fn::Equals":
+            return bool(str(value(args[0])) == str(value(args[1])))
+        if function == "Fn::Not":
+            return not holds(args[0])
+        if function == "Fn::And":
+            return all(holds(a) if "Condition" not in a else value(a) for a in args)
+        if function == "Fn::Or":
+            return any(holds(a) if "Condition" not in a else value(a) for a in args)
+        if function == "Condition":
+            return holds(conditions[args])
+        raise ValueError(f"condition function {function} is not read locally")
+
+    return holds(conditions[name])
+
+
 def template_value(template: Mapping[str, Any], value: Any) -> Any:
     """A property as the template's parameter defaults make it: `!Ref Parameter` gives the
     parameter's default, a Number parameter's as an int or a float; anything else is returned."""

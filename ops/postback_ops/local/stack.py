@@ -30,7 +30,7 @@ from werkzeug.serving import make_server
 
 from postback_ops.local import lambda_router, resources, statemachine
 from postback_ops.local.alarms import AlarmLog
-from postback_ops.local.apigw import HttpRequest, HttpResponse, LocalHttpApi, Route, routes_from_functions
+from postback_ops.local.apigw import HttpRequest, HttpResponse, LocalHttpApi, Route, api_routes
 from postback_ops.local.dynamo_locks import TableLockedDynamoDB
 from postback_ops.local.moto_patches import patch_moto_sqs
 from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
@@ -206,7 +206,7 @@ class LocalRelay:
             self.outputs["TestLinkStateMachineArn"] = state_machine_arn
         if s.receiver_port is not None:
             self._start_receiver(s.receiver_port)
-        self._start_api()
+        self._start_api(template)
         self._start_event_sources(session, template, stack)
         if self.floors is not None:
             # The test link's deadline and the retry schedule's length as this stack runs them.
@@ -251,11 +251,11 @@ class LocalRelay:
                 self.receiver.url, self.settings.receiver_affiliate_path
             )
 
-    def _start_api(self) -> None:
+    def _start_api(self, template: Mapping[str, Any]) -> None:
         s = self.settings
         with _binding(s.api_port, "POSTBACK_LOCAL_API_PORT"):
             self._api = LocalHttpApi(
-                routes_from_functions(list(self.functions.values())),
+                api_routes(template, self.functions),
                 host=HOST,
                 port=s.api_port,
                 on_request=self._log_request,

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from postback_ops.local.apigw import HttpRequest, Route, build_event, build_response, routes_from_functions
+from postback_ops.local import resources
+from postback_ops.local.apigw import HttpRequest, Route, api_routes, build_event, build_response, routes_from_functions
 from postback_ops.local.runtime import FunctionSpec, LocalFunction
 
 
@@ -155,3 +156,33 @@ def test_a_greedy_parameter_takes_the_rest_of_the_path() -> None:
     # WHEN a deep path is matched
     # THEN the parameter holds every segment
     assert route.match("GET", "/api/a/b/c") == {"proxy": "a/b/c"}
+
+
+def _template_functions(template: dict[str, Any]) -> dict[str, LocalFunction]:
+    events = template["Resources"]["IngestFunction"]["Properties"]["Events"]
+    return {"IngestFunction": _function(events)}
+
+
+def test_the_http_api_front_serves_ingest_on_its_route_by_default() -> None:
+    # GIVEN the template at its defaults (IngestFront=HttpApi)
+    template = resources.load_template()
+    # WHEN the front's routes are built THEN ingest is on POST /conversions and has no URL
+    assert not resources.condition_holds(template, "IngestOnFunctionUrl")
+    assert [r.route_key for r in api_routes(template, _template_functions(template))] == ["POST /conversions"]
+
+
+def test_the_function_url_front_serves_ingest_on_every_path_with_a_url_s_event() -> None:
+    # GIVEN the template deployed with IngestFront=FunctionUrl
+    template = resources.with_parameters(resources.load_template(), {"IngestFront": "FunctionUrl"})
+    functions = _template_functions(template)
+    # WHEN the front's routes are built
+    assert resources.condition_holds(template, "IngestOnFunctionUrl")
+    (route,) = api_routes(template, functions)
+    # THEN ingest is reached through its URL alone: every method and path, route key $default
+    assert route.function is functions["IngestFunction"]
+    assert route.route_key == "$default"
+    assert route.match("POST", "/conversions") == {}
+    # AND the event is the payload 2.0 event a URL sends: the path as requested, $default
+    event = build_event(_request(), route, {}, host="abc.lambda-url.eu-west-1.on.aws")
+    assert (event["version"], event["routeKey"], event["rawPath"]) == ("2.0", "$default", "/conversions")
+    assert event["requestContext"]["http"]["method"] == "POST"

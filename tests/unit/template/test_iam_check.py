@@ -334,3 +334,16 @@ def test_every_allowed_unused_grant_carries_a_reason_and_is_granted() -> None:
         assert len(entry.reason) > 20 and "<why" not in entry.reason, entry
         for action in entry.actions:
             assert (entry.principal, entry.resource, action) in granted, entry
+
+
+def test_every_front_is_checked_and_a_denial_is_named_once() -> None:
+    # GIVEN the ingest function putting a conversion (allowed) and writing the delivery log (not)
+    calls = [
+        _call("IngestFunction", "dynamodb:PutItem", CONVERSIONS),
+        _call("IngestFunction", "dynamodb:PutItem", DELIVERIES),
+    ]
+    # WHEN the calls are checked against the template deployed with each IngestFront
+    report = iam.evaluate_every_variant(calls, copy.deepcopy(TEMPLATE))
+    # THEN the conversion put is allowed under both, and the other is denied, named once
+    (denied,) = report.denied
+    assert (denied.principal, denied.action, denied.resource) == ("IngestFunction", "dynamodb:PutItem", DELIVERIES)

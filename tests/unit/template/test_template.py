@@ -315,3 +315,33 @@ def test_the_outbox_parks_unreadable_records_on_a_kept_encrypted_queue_with_an_a
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     # AND the CLI finds it
     assert TEMPLATE["Outputs"]["OutboxParkedQueueUrl"]["Value"] == {"Ref": "OutboxParkedQueue"}
+
+
+def test_the_function_url_front_is_an_option_with_the_function_s_own_limit() -> None:
+    # GIVEN the IngestFront parameter and what its condition creates
+    front = TEMPLATE["Parameters"]["IngestFront"]
+    assert front["Default"] == "HttpApi"
+    assert front["AllowedValues"] == ["HttpApi", "FunctionUrl"]
+    assert TEMPLATE["Conditions"]["IngestOnFunctionUrl"] == {"Fn::Equals": [{"Ref": "IngestFront"}, "FunctionUrl"]}
+    url = RESOURCES["IngestFunctionUrl"]
+    # THEN the URL exists only with FunctionUrl, on the alias the API calls, open to the
+    # platform's unsigned-by-AWS requests (the function checks their HMAC signature)
+    assert url["Condition"] == "IngestOnFunctionUrl"
+    assert url["Properties"] == {"AuthType": "NONE", "TargetFunctionArn": {"Ref": "IngestFunction.Alias"}}
+    # AND both permissions a URL needs, InvokeFunction through the URL only
+    by_action = {
+        RESOURCES[name]["Properties"]["Action"]: RESOURCES[name]
+        for name in ("IngestFunctionUrlPermission", "IngestFunctionUrlInvokePermission")
+    }
+    assert by_action["lambda:InvokeFunctionUrl"]["Properties"]["FunctionUrlAuthType"] == "NONE"
+    assert by_action["lambda:InvokeFunction"]["Properties"]["InvokedViaFunctionUrl"] is True
+    for permission in by_action.values():
+        assert permission["Condition"] == "IngestOnFunctionUrl"
+        assert permission["Properties"]["FunctionName"] == {"Ref": "IngestFunction.Alias"}
+    # AND with no stage to throttle it, the function bounds itself (reserved concurrency)
+    ingest = FUNCTIONS["IngestFunction"]["Properties"]
+    assert ingest["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["IngestOnFunctionUrl", {"Ref": "IngestReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    # AND ApiUrl names the front in use
+    assert TEMPLATE["Outputs"]["ApiUrl"]["Value"]["Fn::If"][0] == "IngestOnFunctionUrl"

@@ -11,7 +11,7 @@ or a transaction over several, a listing, a table's creation) holds every table,
 request did before. SQS requests and long polls are never held up.
 
 `serial=True` serves one DynamoDB request at a time, and is what the local stack does: measured
-side by side (`make bench`, README), serving tables concurrently was slower on this machine, not
+side by side (`make bench`, docs/benchmarks.md), serving tables concurrently was slower on this machine, not
 faster. moto's handlers are Python under one interpreter lock, so concurrent requests add thread
 switching, not CPU; POSTBACK_LOCAL_DYNAMODB=tables turns the concurrent mode on.
 """

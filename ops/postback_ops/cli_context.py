@@ -1,7 +1,6 @@
 """What every command of the config script shares: the target, its adapters, output and exit codes."""
 
 import functools
-import itertools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from postback_relay.domain.errors import (
     TrackerError,
     UnsafeUrlError,
 )
+from postback_relay.domain.fields import human_field
 from postback_relay.domain.messages import sentence, validation_message
 from postback_relay.domain.testrun import TestRun
 from postback_relay.ports import AffiliateStore, DeliveryLog, PostbackQueue
@@ -255,25 +255,6 @@ def fail(code: ExitCode, message: str, *, error: str | None = None, **details: o
     else:
         typer.echo(message, err=True)
     return typer.Exit(int(code))
-
-
-# A list in the config, and what one of its items is called: `postbacks.0.url` is shown to
-# people as "postback 1, url", as the test verdict counts them ("postback 1").
-_ITEM_NAMES = {"postbacks": "postback", "events": "event", "fields": "field", "offers": "offer", "status": "status"}
-
-
-def human_field(path: str) -> str:
-    """A config field path as people count: list items from 1, named by what they are."""
-    segments: list[str] = []
-    for part in path.split("."):
-        if part.isdigit() and segments and segments[-1] in _ITEM_NAMES:
-            segments[-1] = f"{_ITEM_NAMES[segments[-1]]} {int(part) + 1}"
-        else:
-            segments.append(part)
-    shown = segments[0] if segments else path
-    for previous, segment in itertools.pairwise(segments):
-        shown += (", " if previous[-1:].isdigit() else ".") + segment
-    return shown
 
 
 def config_errors(exc: ConfigError) -> list[tuple[str, str]]:

@@ -25,13 +25,12 @@ from postback_relay.domain.health import (
     AffiliateHealth,
     HealthState,
     HourlyCount,
-    affiliate_health,
     circuit_view,
-    endpoint_of_url,
     parse_duration,
     worst_first,
 )
 from postback_relay.ports import StoredAffiliate
+from postback_relay.services.health import health_row
 
 READ_WORKERS = 8  # affiliates read at once (one Query + BatchGetItems each)
 BAR_COLUMNS = 24  # the hourly bar folds longer windows into this many columns
@@ -90,12 +89,7 @@ def health_rows(backends: Backends, *, affiliate: str | None, since: datetime, n
     circuits = {circuit.endpoint: circuit for circuit in backends.endpoints.list()}
 
     def row_of(stored: StoredAffiliate) -> AffiliateHealth:
-        config = stored.config
-        records = backends.deliveries.created_since(config.affiliate_id, since)
-        urls = [spec.url for spec in config.postbacks] + [record.message.url for record in records]
-        endpoints = {e for e in map(endpoint_of_url, urls) if e is not None}
-        views = [circuit_view(circuits.get(e), e, now=now) for e in endpoints]
-        return affiliate_health(config.affiliate_id, config.name, records, views, since=since, now=now)
+        return health_row(stored.config, backends.deliveries, circuits.get, since=since, now=now)
 
     with ThreadPoolExecutor(max_workers=max(1, min(READ_WORKERS, len(affiliates)))) as pool:
         rows = list(pool.map(row_of, affiliates))

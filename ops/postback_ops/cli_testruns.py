@@ -1,6 +1,5 @@
 """`postback test start|status`: test-link runs and their verdicts."""
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
@@ -10,7 +9,8 @@ from rich.console import Console
 
 from postback_ops.cli_affiliates import require_affiliate
 from postback_ops.cli_context import ExitCode, Ops, UsageProblem, WholeSummaries, handle_errors, ops_of, people_table
-from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S, TestRun
+from postback_relay import wiring
+from postback_relay.domain.testrun import TestRun
 
 test_app = typer.Typer(
     cls=WholeSummaries,
@@ -25,13 +25,8 @@ _WAIT_MARGIN_S = 120.0
 
 
 def scaled_schedule(delay_scale: float, deadline_s: int | None = None) -> tuple[list[int], int]:
-    """The run's waits times the stack's DelayScale (the local stack shrinks every delay), never
-    below a second each, and its deadline: the one the stack gives (the local stack computes it
-    from the retry schedule and its own floors, ops/postback_ops/local/timing.py), else scaled."""
-    if delay_scale == 1.0:
-        return list(DEFAULT_WAITS_S), deadline_s or DEFAULT_DEADLINE_S
-    waits = [max(1, math.ceil(wait * delay_scale)) for wait in DEFAULT_WAITS_S]
-    return waits, deadline_s or max(1, math.ceil(DEFAULT_DEADLINE_S * delay_scale))
+    """The run's waits and deadline on this stack (wiring.run_schedule: the portal's too)."""
+    return wiring.run_schedule(delay_scale, deadline_s)
 
 
 def verdict_of(run: TestRun) -> dict[str, Any]:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from postback_relay.domain.changes import ChangeState, ConfigChange, HistoryEntry
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult, Offer
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.events import Event
 from postback_relay.domain.notices import CircuitNotice
+from postback_relay.domain.portal import PortalPass
 from postback_relay.domain.records import DeliveryRecord as DeliveryRecord  # the records live in the domain
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 
@@ -243,3 +245,58 @@ class HopClient(Protocol):
     DeliveryTransportError (no answer). `SafeHttpClient` is one."""
 
     def request(self, method: str, url: str) -> HopAnswer: ...
+
+
+class TestRunLauncher(Protocol):
+    """Starts a test-link run (adapters/sfn_runner.py TestRunStarter); returns its run ID."""
+
+    def start(self, affiliate_id: str, started_by: str, waits: Sequence[int], deadline_s: int) -> str: ...
+
+
+# --- the affiliate's portal ------------------------------------------------------------------
+
+
+class PortalAccess(Protocol):
+    """Each affiliate's revocation epoch and the links already used (PortalTable)."""
+
+    def epoch(self, affiliate_id: str) -> int:
+        """The affiliate's current epoch (0 before any revocation)."""
+        ...
+
+    def revoke(self, affiliate_id: str) -> int:
+        """Raise the epoch by one: every link and session made before ends. Returns the new one."""
+        ...
+
+    def link_used(self, link: PortalPass) -> bool: ...
+
+    def use_link(self, link: PortalPass) -> bool:
+        """Mark the link used, once: False when it had been used already (one conditional write)."""
+        ...
+
+
+class ChangeLog(Protocol):
+    """Portal changes waiting for ops, and every change's history (PortalTable)."""
+
+    def submit(self, change: ConfigChange) -> None: ...
+
+    def get(self, change_id: str) -> ConfigChange | None: ...
+
+    def list(self, *, state: ChangeState | None = None) -> list[ConfigChange]:
+        """Every change (of this state), oldest first."""
+        ...
+
+    def latest(self, affiliate_id: str) -> ConfigChange | None:
+        """The affiliate's most recent change, whatever its state."""
+        ...
+
+    def decide(
+        self, change: ConfigChange, state: ChangeState, *, by: str, at: str, reason: str | None = None
+    ) -> ConfigChange:
+        """Approve or reject a pending change; ConflictError when it is no longer pending."""
+        ...
+
+    def record(self, entry: HistoryEntry) -> None: ...
+
+    def history(self, affiliate_id: str) -> list[HistoryEntry]:
+        """Newest first."""
+        ...

@@ -98,3 +98,22 @@ class OutboxSettings(BaseModel):
 
     postback_queue_url: str = Field(min_length=1)
     outbox_parked_queue_url: str = Field(min_length=1)  # where unreadable records are parked
+
+
+class PortalSettings(BaseModel):
+    """The portal function's environment (template.yaml), checked at cold start."""
+
+    model_config = _SETTINGS
+
+    affiliates_table: str = Field(min_length=1)
+    deliveries_table: str = Field(min_length=1)
+    test_runs_table: str = Field(min_length=1)
+    endpoints_table: str = Field(min_length=1)
+    portal_table: str = Field(min_length=1)
+    postback_queue_url: str = Field(min_length=1)
+    test_link_state_machine_arn: str = Field(min_length=1)
+    portal_secret_name: str = Field(min_length=1)  # signs links, sessions and CSRF tokens
+    allow_loopback: bool = False
+    delay_scale: float = Field(default=1.0, gt=0, le=1)
+    # The local stack's test-link deadline (its floors do not scale); a deployed stack: none, 35 minutes.
+    test_deadline_s: int | None = Field(default=None, ge=1)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
     from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
+    from postback_relay.adapters.dynamodb_portal import DynamoPortalStore
     from postback_relay.adapters.sfn_runner import TestRunStarter
     from postback_relay.ports import (
         AffiliateStore,
@@ -47,8 +48,15 @@ if TYPE_CHECKING:
     from postback_relay.services.dispatch import Dispatcher
     from postback_relay.services.ingest import IngestService
     from postback_relay.services.outbox import OutboxService
+    from postback_relay.services.portal import PortalService
     from postback_relay.services.testlink import TestLinkService
-    from postback_relay.settings import DispatchSettings, IngestSettings, OutboxSettings, TestLinkSettings
+    from postback_relay.settings import (
+        DispatchSettings,
+        IngestSettings,
+        OutboxSettings,
+        PortalSettings,
+        TestLinkSettings,
+    )
 
 
 class OnFirstUse[T]:
@@ -291,6 +299,58 @@ def outbox_service(
     )
 
 
+def portal_service(
+    settings: PortalSettings,
+    *,
+    secret: Callable[[], bytes],
+    dynamodb: DynamoDBClient | None = None,
+    sqs: SQSClient | None = None,
+    sfn: SFNClient | None = None,
+    clock: Callable[[], float] = time.time,
+) -> PortalService:
+    """The portal function's service; `secret` gives the portal secret (cached by the caller)."""
+    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+    from postback_relay.services.portal import PortalService
+
+    dynamodb = dynamodb or aws_client("dynamodb")
+    portal = portal_store(settings.portal_table, dynamodb=dynamodb)
+    runs = DynamoTestRunStore(settings.test_runs_table, client=dynamodb)
+    return PortalService(
+        affiliates=affiliate_store(
+            settings.affiliates_table, dynamodb=dynamodb, allow_loopback=settings.allow_loopback, consistent_read=True
+        ),
+        access=portal,
+        changes=portal,
+        deliveries=DynamoDeliveryLog(settings.deliveries_table, client=dynamodb),
+        queue=postback_queue(settings.postback_queue_url, sqs=sqs),
+        runs=runs,
+        launcher=run_starter(
+            settings.test_runs_table, settings.test_link_state_machine_arn, dynamodb=dynamodb, sfn=sfn
+        ),
+        endpoints=endpoint_directory(settings.endpoints_table, dynamodb=dynamodb),
+        secret=secret,
+        clock=_unix_clock_as_datetime(clock),
+        schedule=lambda: run_schedule(settings.delay_scale, settings.test_deadline_s),
+        allow_loopback=settings.allow_loopback,
+    )
+
+
+def run_schedule(delay_scale: float, deadline_s: int | None = None) -> tuple[list[int], int]:
+    """A test run's waits times the stack's delay scale (never below a second each), and its
+    deadline: the one given (the local stack's, from its floors), else 35 minutes scaled."""
+    import math
+
+    from postback_relay.domain.testrun import DEFAULT_DEADLINE_S, DEFAULT_WAITS_S
+
+    if delay_scale == 1.0:
+        return list(DEFAULT_WAITS_S), deadline_s or DEFAULT_DEADLINE_S
+    waits = [max(1, math.ceil(wait * delay_scale)) for wait in DEFAULT_WAITS_S]
+    return waits, deadline_s or max(1, math.ceil(DEFAULT_DEADLINE_S * delay_scale))
+
+
+
+
 # --- adapters over a stack's tables and queues (the config script, tests, the bench) -----------
 
 
@@ -351,3 +411,10 @@ def endpoint_directory(table: str, *, dynamodb: DynamoDBClient | None = None) ->
     from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
 
     return DynamoEndpointStore(table, client=dynamodb or aws_client("dynamodb"))
+
+
+def portal_store(table: str, *, dynamodb: DynamoDBClient | None = None) -> DynamoPortalStore:
+    """The portal's links and epochs, the changes waiting for ops and the change history."""
+    from postback_relay.adapters.dynamodb_portal import DynamoPortalStore
+
+    return DynamoPortalStore(table, client=dynamodb or aws_client("dynamodb"))

@@ -127,6 +127,14 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or FORM).split(";", 1)[0].strip().lower()
 
 
+class SelfService(StrEnum):
+    """What the affiliate's portal may do with its config (contract section 7)."""
+
+    APPROVE = "approve"  # a change waits for ops (`postback changes approve|reject`)
+    DIRECT = "direct"  # a change applies at once
+    OFF = "off"  # the portal is read-only
+
+
 class HttpMethod(StrEnum):
     GET = "GET"
     POST = "POST"
@@ -352,6 +360,12 @@ class AffiliateConfig(BaseModel):
     # Optional: sign postbacks with Standard Webhooks headers. Stored encrypted at rest in
     # DynamoDB; never logged, never shown by `affiliate get` (masked).
     signing_secret: str | None = Field(default=None, min_length=24, max_length=128)
+    # The portal's rights over this config; left out, `approve` (the default).
+    self_service: SelfService | None = None
+
+    @property
+    def portal_mode(self) -> SelfService:
+        return self.self_service or SelfService.APPROVE
 
     def postbacks_for(self, event: Event, offer_id: str) -> list[tuple[int, PostbackSpec]]:
         """The postbacks this conversion fires, with their index in the config."""

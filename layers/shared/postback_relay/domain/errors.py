@@ -178,3 +178,14 @@ class DurationError(ValueError):
 
 class SettingsError(RuntimeError):
     """The function's environment is incomplete or wrong: a deployment fault."""
+
+
+class PortalAccessError(DomainError):
+    """A portal link or session that cannot be used: `problem` says why (invalid, expired,
+    revoked, used); the portal answers with a page that says so and nothing else."""
+
+    kind = "portal_access"
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem

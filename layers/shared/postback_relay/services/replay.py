@@ -4,10 +4,11 @@ message is the stored one, `created_at` included, so it addresses the same deliv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 
 from postback_relay.domain.errors import ConflictError
-from postback_relay.ports import DeliveryLog, PostbackQueue
+from postback_relay.ports import DeliveryLog, DeliveryRecord, PostbackQueue
 
 
 def replay_failed(
@@ -24,7 +25,12 @@ def replay_failed(
     (the mark is conditional on `failed`).
     """
     failed = deliveries.failed(affiliate_id=affiliate_id, transaction_id=transaction_id)
-    messages = [record.message for record in failed]
+    return replay_records(deliveries, queue, failed)
+
+
+def replay_records(deliveries: DeliveryLog, queue: PostbackQueue, records: Sequence[DeliveryRecord]) -> list[str]:
+    """Queue these deliveries' stored messages again and mark them replayed; returns the IDs queued."""
+    messages = [record.message for record in records]
     refused = {message.delivery_id for message in queue.send(messages)}
     replayed: list[str] = []
     for message in messages:

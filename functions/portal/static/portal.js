@@ -1,0 +1,21 @@
+// The live preview: as the postbacks form changes, ask the portal for the URL a sample
+// conversion would produce (same origin, the form's own CSRF token) and show it.
+"use strict";
+document.addEventListener("DOMContentLoaded", function () {
+  var form = document.getElementById("postbacks-form");
+  if (!form) { return; }
+  var timer = null;
+  function refresh() {
+    fetch(form.dataset.preview, { method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin" })
+      .then(function (answer) { return answer.ok ? answer.json() : []; })
+      .then(function (lines) {
+        form.querySelectorAll("output").forEach(function (out) { out.textContent = ""; });
+        lines.forEach(function (line) {
+          var out = document.getElementById("pb-" + line.index + "-preview");
+          if (out) { out.textContent = line.url || line.problem || ""; }
+        });
+      });
+  }
+  form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refresh, 250); });
+  refresh();
+});

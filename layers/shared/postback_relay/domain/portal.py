@@ -1,0 +1,127 @@
+"""The affiliate's portal: signed links, sessions and CSRF tokens (contract section 7).
+
+A link and a session are the same kind of token: `<payload>.<mac>`, both base64url, the
+payload a small JSON object and the mac an HMAC-SHA256 of it with the stack's portal secret
+(each kind under its own label, so a link is never taken for a session). Both carry the
+affiliate, an ID, an expiry (unix seconds) and the affiliate's revocation epoch when made:
+`postback portal revoke` raises the epoch, which ends every earlier link and session.
+A CSRF token is an HMAC of the session's ID (or, on the link's page, of the link's ID).
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from postback_relay.domain.errors import DurationError, PortalAccessError
+from postback_relay.domain.health import parse_duration
+
+MAX_LINK_LIFETIME = timedelta(days=30)
+DEFAULT_LINK_LIFETIME = "7d"
+SESSION_LIFETIME_S = 8 * 3600  # a session never outlives its link either
+_TOKEN_CHARS = 2048
+
+
+class AccessProblem(StrEnum):
+    INVALID = "invalid"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    USED = "used"
+
+
+_MESSAGES = {
+    AccessProblem.INVALID: "This link is not valid. Ask your contact at the network for a new one.",
+    AccessProblem.EXPIRED: "This link has expired. Ask your contact at the network for a new one.",
+    AccessProblem.REVOKED: "This link has been revoked. Ask your contact at the network for a new one.",
+    AccessProblem.USED: (
+        "This link has already been used. Each link opens the portal once: ask your contact for a new one."
+    ),
+}
+_SESSION_MESSAGES = {
+    AccessProblem.INVALID: "Your session is not valid. Open the portal again from your link.",
+    AccessProblem.EXPIRED: "Your session has expired. Ask your contact at the network for a new link.",
+    AccessProblem.REVOKED: "Your session has been ended by the network. Ask your contact for a new link.",
+}
+
+
+def refused(problem: AccessProblem, *, session: bool = False) -> PortalAccessError:
+    messages = _SESSION_MESSAGES if session else _MESSAGES
+    return PortalAccessError(problem.value, messages.get(problem, _MESSAGES[problem]))
+
+
+@dataclass(frozen=True)
+class PortalPass:
+    """A link (`kind` "link") or a session (`kind` "session") of one affiliate."""
+
+    kind: str
+    affiliate_id: str
+    pass_id: str
+    expires_at: int
+    epoch: int
+
+
+def link_lifetime(text: str) -> timedelta:
+    """`--expires`: `90m`, `12h`, `7d`, at most 30 days; DurationError otherwise."""
+    lifetime = parse_duration(text)
+    if lifetime > MAX_LINK_LIFETIME:
+        raise DurationError(f"{text!r} is longer than a portal link may last (30d).")
+    return lifetime
+
+
+def new_pass_id() -> str:
+    return secrets.token_hex(16)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, kind: str, payload: str) -> str:
+    return _b64(hmac.new(secret, f"portal-{kind}|{payload}".encode(), hashlib.sha256).digest())
+
+
+def sign_pass(portal_pass: PortalPass, secret: bytes) -> str:
+    body = {
+        "a": portal_pass.affiliate_id,
+        "i": portal_pass.pass_id,
+        "e": portal_pass.expires_at,
+        "v": portal_pass.epoch,
+    }
+    payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(secret, portal_pass.kind, payload)}"
+
+
+def read_pass(token: str | None, kind: str, secret: bytes, *, now: float) -> PortalPass:
+    """The pass a token carries, if its mac is right and it has not expired (the epoch and
+    one-time use are the store's to check). PortalAccessError otherwise."""
+    session = kind == "session"
+    if not token or len(token) > _TOKEN_CHARS or token.count(".") != 1:
+        raise refused(AccessProblem.INVALID, session=session)
+    payload, mac = token.split(".")
+    if not hmac.compare_digest(mac, _mac(secret, kind, payload)):
+        raise refused(AccessProblem.INVALID, session=session)
+    try:
+        body = json.loads(_unb64(payload))
+        found = PortalPass(kind, str(body["a"]), str(body["i"]), int(body["e"]), int(body["v"]))
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise refused(AccessProblem.INVALID, session=session) from exc
+    if found.expires_at <= now:
+        raise refused(AccessProblem.EXPIRED, session=session)
+    return found
+
+
+def csrf_token(secret: bytes, pass_id: str) -> str:
+    return hmac.new(secret, f"portal-csrf|{pass_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def csrf_ok(secret: bytes, pass_id: str, token: str | None) -> bool:
+    return bool(token) and hmac.compare_digest(str(token), csrf_token(secret, pass_id))

@@ -1,0 +1,356 @@
+"""The affiliate's portal (contract section 7): what one affiliate may see and do, and nothing
+of any other affiliate's. Every method takes the session; the affiliate is the session's,
+whatever the request names.
+
+Links and sessions are signed tokens (domain.portal); the store keeps each affiliate's
+revocation epoch and the links already used. A change to the config is checked as
+`affiliate put` checks it, then applied, kept for ops' approval or refused, as the
+affiliate's `self_service` says.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from postback_relay.domain.changes import ChangeSource, ConfigChange
+from postback_relay.domain.config import AffiliateConfig, SelfService, dump_config, parse_config
+from postback_relay.domain.conversion import Conversion
+from postback_relay.domain.delivery import DeliveryRef, DeliveryState
+from postback_relay.domain.errors import ConfigError, NotFoundError
+from postback_relay.domain.events import Event
+from postback_relay.domain.fields import human_field
+from postback_relay.domain.health import AffiliateHealth
+from postback_relay.domain.portal import (
+    SESSION_LIFETIME_S,
+    AccessProblem,
+    PortalPass,
+    csrf_ok,
+    csrf_token,
+    new_pass_id,
+    read_pass,
+    refused,
+    sign_pass,
+)
+from postback_relay.domain.render import macro_values, render_postback
+from postback_relay.domain.testrun import TestRun
+from postback_relay.domain.times import parse_utc, utc_seconds
+from postback_relay.ports import (
+    AffiliateStore,
+    ChangeLog,
+    DeliveryLog,
+    DeliveryRecord,
+    EndpointStore,
+    PortalAccess,
+    PostbackQueue,
+    StoredAffiliate,
+    TestRunLauncher,
+    TestRunStore,
+)
+from postback_relay.services.changes import apply_change, diff_of, submit_change
+from postback_relay.services.health import health_row
+from postback_relay.services.replay import replay_records
+
+logger = logging.getLogger(__name__)
+
+HEALTH_WINDOW = timedelta(hours=24)
+DELIVERIES_SHOWN = 50
+SAMPLE_OFFER = "89"
+
+
+@dataclass(frozen=True)
+class PostbackEdit:
+    """One postback as the portal's form sends it (`index` counts the form's postbacks from 0;
+    the last one of the form is a blank one, for a new postback)."""
+
+    index: int
+    url: str
+    events: tuple[str, ...]
+    offers: str = ""
+    remove: bool = False
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    """What became of a change: `applied`, `pending`, `unchanged`, `refused` (with the field
+    problems, in the words of `affiliate put`) or `read_only`."""
+
+    state: str
+    problems: tuple[str, ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)  # form field -> its problem
+    change: ConfigChange | None = None
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    index: int
+    event: str | None
+    url: str | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Overview:
+    stored: StoredAffiliate
+    latest_change: ConfigChange | None
+    deliveries: list[DeliveryRecord]
+    health: AffiliateHealth
+
+    @property
+    def mode(self) -> SelfService:
+        return self.stored.config.portal_mode
+
+
+class PortalService:
+    def __init__(
+        self,
+        *,
+        affiliates: AffiliateStore,
+        access: PortalAccess,
+        changes: ChangeLog,
+        deliveries: DeliveryLog,
+        queue: PostbackQueue,
+        runs: TestRunStore,
+        launcher: TestRunLauncher,
+        endpoints: EndpointStore,
+        secret: Callable[[], bytes],
+        clock: Callable[[], datetime],
+        schedule: Callable[[], tuple[list[int], int]],
+        allow_loopback: bool = False,
+    ) -> None:
+        self._affiliates = affiliates
+        self._access = access
+        self._changes = changes
+        self._deliveries = deliveries
+        self._queue = queue
+        self._runs = runs
+        self._launcher = launcher
+        self._endpoints = endpoints
+        self._secret = secret
+        self._clock = clock
+        self._schedule = schedule
+        self._allow_loopback = allow_loopback
+
+    # --- links and sessions --------------------------------------------------------------------
+
+    def open_link(self, token: str | None) -> PortalPass:
+        """The link, if it can still be entered (the page with the Enter button); never uses it."""
+        link = self._valid(token, "link")
+        if self._access.link_used(link):
+            raise refused(AccessProblem.USED)
+        return link
+
+    def enter(self, token: str | None, csrf: str | None) -> str:
+        """Use the link (once) and return the session cookie's value."""
+        link = self._valid(token, "link")
+        if not csrf_ok(self._secret(), link.pass_id, csrf):
+            raise refused(AccessProblem.INVALID)
+        if not self._access.use_link(link):
+            raise refused(AccessProblem.USED)
+        now = int(self._clock().timestamp())
+        session = PortalPass(
+            "session", link.affiliate_id, new_pass_id(), min(link.expires_at, now + SESSION_LIFETIME_S), link.epoch
+        )
+        logger.info("portal entered", extra={"affiliate_id": link.affiliate_id})
+        return sign_pass(session, self._secret())
+
+    def session(self, cookie: str | None) -> PortalPass:
+        return self._valid(cookie, "session")
+
+    def csrf(self, portal_pass: PortalPass) -> str:
+        return csrf_token(self._secret(), portal_pass.pass_id)
+
+    def check_csrf(self, portal_pass: PortalPass, token: str | None) -> bool:
+        return csrf_ok(self._secret(), portal_pass.pass_id, token)
+
+    def _valid(self, token: str | None, kind: str) -> PortalPass:
+        found = read_pass(token, kind, self._secret(), now=self._clock().timestamp())
+        if found.epoch != self._access.epoch(found.affiliate_id):
+            raise refused(AccessProblem.REVOKED, session=kind == "session")
+        return found
+
+    # --- what the affiliate sees ---------------------------------------------------------------
+
+    def stored(self, session: PortalPass) -> StoredAffiliate:
+        stored = self._affiliates.get(session.affiliate_id)
+        if stored is None:
+            raise refused(AccessProblem.REVOKED, session=True)
+        return stored
+
+    def overview(self, session: PortalPass, *, state: str | None = None, event: str | None = None) -> Overview:
+        stored = self.stored(session)
+        now = self._clock()
+        return Overview(
+            stored=stored,
+            latest_change=self._changes.latest(session.affiliate_id),
+            deliveries=self.deliveries(session, state=state, event=event),
+            health=health_row(stored.config, self._deliveries, self._endpoints.get, since=now - HEALTH_WINDOW, now=now),
+        )
+
+    def deliveries(self, session: PortalPass, *, state: str | None, event: str | None) -> list[DeliveryRecord]:
+        """The affiliate's postbacks, newest first, of this state and event when given."""
+        records = self._deliveries.by_affiliate(session.affiliate_id, limit=200)
+        return [
+            r
+            for r in records
+            if (not state or r.state.value == state) and (not event or r.message.event.value == event)
+        ][:DELIVERIES_SHOWN]
+
+    # --- changes -------------------------------------------------------------------------------
+
+    def save_postbacks(self, session: PortalPass, edits: Sequence[PostbackEdit]) -> SaveOutcome:
+        stored = self.stored(session)
+        document, kept = _with_postbacks(dump_config(stored.config), stored.config, edits)
+        return self._save(session, stored, document, form_index=kept)
+
+    def save_test_link(self, session: PortalPass, test_link: str) -> SaveOutcome:
+        stored = self.stored(session)
+        document = dump_config(stored.config)
+        document.pop("test_link", None)
+        if test_link.strip():
+            document["test_link"] = test_link.strip()
+        return self._save(session, stored, document, form_index=[])
+
+    def _save(
+        self, session: PortalPass, stored: StoredAffiliate, document: dict[str, object], *, form_index: list[int]
+    ) -> SaveOutcome:
+        if stored.config.portal_mode is SelfService.OFF:
+            return SaveOutcome("read_only")
+        try:
+            config = parse_config(document, allow_loopback=self._allow_loopback)
+        except ConfigError as exc:
+            return _refusal(exc, form_index)
+        if not diff_of(stored.config, config):
+            return SaveOutcome("unchanged")
+        by = f"affiliate {session.affiliate_id} (portal)"
+        if stored.config.portal_mode is SelfService.DIRECT:
+            apply_change(
+                self._affiliates, self._changes, stored, config, by=by, source=ChangeSource.PORTAL, now=self._clock()
+            )
+            return SaveOutcome("applied")
+        change = submit_change(self._changes, stored, config, by=by, now=self._clock())
+        return SaveOutcome("pending", change=change)
+
+    def preview(self, session: PortalPass, edits: Sequence[PostbackEdit]) -> list[PreviewLine]:
+        """The URL a sample conversion would produce for each postback of the form, through the
+        render path ingest uses; a postback the config refuses shows its problem instead."""
+        stored = self.stored(session)
+        document, kept = _with_postbacks(dump_config(stored.config), stored.config, edits)
+        try:
+            config = parse_config(document, allow_loopback=self._allow_loopback)
+        except ConfigError as exc:
+            outcome = _refusal(exc, kept)
+            return [PreviewLine(kept[0] if kept else 0, None, None, "; ".join(outcome.problems))]
+        return [self._sample(config, kept[i], spec_index=i) for i in range(len(config.postbacks))]
+
+    def _sample(self, config: AffiliateConfig, form_index: int, *, spec_index: int) -> PreviewLine:
+        spec = config.postbacks[spec_index]
+        event = spec.events[0]
+        offer = spec.offers[0] if spec.offers else SAMPLE_OFFER
+        tracker_values = {name: f"{name}123" for name in config.tracker.fields}
+        conversion = Conversion.model_validate(
+            {
+                "transaction_id": "sample-0001",
+                "event": event.value,
+                "offer": {"id": offer, "type": "revshare", "name": "Sample offer"},
+                "amount": "25.00",
+                "currency": "EUR",
+                "tracker": "trID_sample_trID",
+                "affiliate_id": config.affiliate_id,
+                "occurred_at": utc_seconds(self._clock()),
+            }
+        )
+        try:
+            rendered = render_postback(spec, macro_values(conversion, config.affiliate_id, tracker_values))
+        except ConfigError as exc:
+            return PreviewLine(form_index, event.value, None, exc.message)
+        return PreviewLine(form_index, event.value, rendered.url)
+
+    # --- test link -----------------------------------------------------------------------------
+
+    def start_test(self, session: PortalPass) -> str:
+        stored = self.stored(session)
+        if not stored.config.test_link:
+            raise NotFoundError("Add a test link first, then start the test.")
+        waits, deadline_s = self._schedule()
+        return self._launcher.start(
+            session.affiliate_id, f"affiliate {session.affiliate_id} (portal)", waits, deadline_s
+        )
+
+    def test_run(self, session: PortalPass, run_id: str) -> TestRun:
+        run = self._runs.get(run_id) if run_id else None
+        if run is None or run.affiliate_id != session.affiliate_id:
+            raise NotFoundError("No such test run.")
+        return run
+
+    # --- replay --------------------------------------------------------------------------------
+
+    def replay(self, session: PortalPass, delivery_key: str) -> bool:
+        """Send one failed postback of the affiliate's again; False when there is none at that key."""
+        created, _, delivery_id = delivery_key.partition("#")
+        try:
+            ref = DeliveryRef(session.affiliate_id, parse_utc(created), delivery_id)
+        except ValueError:
+            return False
+        record = self._deliveries.get(ref) if delivery_id else None
+        if record is None or record.state is not DeliveryState.FAILED:
+            return False
+        return bool(replay_records(self._deliveries, self._queue, [record]))
+
+
+def _with_postbacks(
+    document: dict[str, object], config: AffiliateConfig, edits: Sequence[PostbackEdit]
+) -> tuple[dict[str, object], list[int]]:
+    """The config document with the form's postbacks, and the form index of each one kept."""
+    stored = [dump_config_postback(config, i) for i in range(len(config.postbacks))]
+    postbacks: list[dict[str, object]] = []
+    kept: list[int] = []
+    for edit in sorted(edits, key=lambda e: e.index):
+        is_new = edit.index >= len(stored)
+        if edit.remove or (is_new and not edit.url.strip()):
+            continue
+        postback = {} if is_new else dict(stored[edit.index])
+        postback["url"] = edit.url.strip()
+        postback["events"] = list(edit.events)
+        offers = [offer.strip() for offer in edit.offers.split(",") if offer.strip()]
+        if offers:
+            postback["offers"] = offers
+        else:
+            postback.pop("offers", None)
+        postbacks.append(postback)
+        kept.append(edit.index)
+    return {**document, "postbacks": postbacks}, kept
+
+
+def dump_config_postback(config: AffiliateConfig, index: int) -> dict[str, object]:
+    return config.postbacks[index].model_dump(mode="json", exclude_none=True)
+
+
+def _form_field(path: str, form_index: list[int]) -> tuple[str, str]:
+    """A config path (`postbacks.0.url`) as the form's field (`pb-2-url`) and as people read it,
+    counting the form's postbacks (a removed one does not shift the numbers)."""
+    parts = path.split(".")
+    if len(parts) >= 2 and parts[0] == "postbacks" and parts[1].isdigit() and int(parts[1]) < len(form_index):
+        index = form_index[int(parts[1])]
+        parts[1] = str(index)
+        leaf = parts[2] if len(parts) > 2 else "url"
+        return f"pb-{index}-{leaf}", human_field(".".join(parts))
+    if parts[0] == "test_link":
+        return "test_link", human_field(path)
+    return "", human_field(path)
+
+
+def _refusal(exc: ConfigError, form_index: list[int]) -> SaveOutcome:
+    problems: list[str] = []
+    fields: dict[str, str] = {}
+    for path, reason in getattr(exc, "errors", None) or [(exc.field, exc.reason)]:
+        form_field, shown = _form_field(path, form_index)
+        problems.append(f"{shown}: {reason}")
+        if form_field:
+            fields.setdefault(form_field, reason)
+    return SaveOutcome("refused", tuple(problems), fields)
+
+
+EVENTS = tuple(event.value for event in Event)

@@ -18,7 +18,6 @@ from portal_web import (
     Answer,
     FormTooLarge,
     PortalRequest,
-    Route,
     json_answer,
     logger,
     message_page,
@@ -172,7 +171,7 @@ def save_test_link(request: PortalRequest, service: PortalService) -> Answer:
 def preview(request: PortalRequest, service: PortalService) -> Answer:
     session = _checked_session(request, service)
     lines = service.preview(session, _edits(request))
-    return json_answer(200, [{"index": l.index, "event": l.event, "url": l.url, "problem": l.problem} for l in lines])
+    return json_answer(200, [{"index": p.index, "event": p.event, "url": p.url, "problem": p.problem} for p in lines])
 
 
 def start_test(request: PortalRequest, service: PortalService) -> Answer:
@@ -216,8 +215,6 @@ ROUTES: dict[tuple[str, str], Any] = {
 
 def answer(request: PortalRequest, service: PortalService) -> Answer:
     """The route's answer, or the page that says why there is none."""
-    from postback_relay.domain.errors import DomainError, NotFoundError, PortalAccessError
-
     if request.method == "GET" and request.path.startswith(f"{PREFIX}/static/"):
         found = static_answer(request.path.removeprefix(f"{PREFIX}/static/"))
         return found or message_page(404, "Not found", "There is no such page.")
@@ -226,17 +223,29 @@ def answer(request: PortalRequest, service: PortalService) -> Answer:
         return message_page(404, "Not found", "There is no such page.")
     try:
         return route(request, service)  # type: ignore[no-any-return]
-    except PortalAccessError as exc:
+    except Exception as exc:
+        refusal = refusal_page(exc)
+        if refusal is None:
+            raise
+        return refusal
+
+
+def refusal_page(exc: Exception) -> Answer | None:
+    """The page for an expected failure (None for any other: a fault, a 500 and its traceback)."""
+    from postback_relay.domain.errors import DomainError, NotFoundError, PortalAccessError
+
+    if isinstance(exc, PortalAccessError):
         return message_page(403, "No access", exc.message)
-    except CsrfRefused:
+    if isinstance(exc, CsrfRefused):
         return message_page(403, "Form refused", "This form has expired. Reload the page and try again.")
-    except FormTooLarge:
+    if isinstance(exc, FormTooLarge):
         return message_page(413, "Too large", "The form is too large.")
-    except NotFoundError as exc:
+    if isinstance(exc, NotFoundError):
         return message_page(404, "Not found", exc.message)
-    except DomainError as exc:
+    if isinstance(exc, DomainError):
         logger.warning("portal request failed", extra={"kind": exc.kind})
         return message_page(503, "Unavailable", "The portal cannot do this right now. Try again in a minute.")
+    return None
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -13,6 +13,7 @@ from postback_ops.cli_context import Ops, PostbackGroup
 from postback_ops.cli_deliveries import deliveries, endpoints, replay
 from postback_ops.cli_health import health
 from postback_ops.cli_outbox import outbox_app
+from postback_ops.cli_portal import changes_app, history, portal_app
 from postback_ops.cli_presets import presets
 from postback_ops.cli_preview import preview
 from postback_ops.cli_testruns import test_app
@@ -50,6 +51,9 @@ def root(
 app.add_typer(affiliate_app, name="affiliate")
 app.add_typer(test_app, name="test")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(portal_app, name="portal")
+app.add_typer(changes_app, name="changes")
+affiliate_app.command("history")(history)
 app.command("preview")(preview)
 app.command("presets")(presets)
 app.command("deliveries")(deliveries)

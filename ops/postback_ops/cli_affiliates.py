@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,9 +15,11 @@ from rich.console import Console
 
 from postback_ops.cli_context import ExitCode, Ops, WholeSummaries, fail, handle_errors, ops_of, people_table
 from postback_relay.domain import messages
+from postback_relay.domain.changes import ChangeSource
 from postback_relay.domain.config import AffiliateConfig, dump_config, load_config_text
 from postback_relay.domain.errors import ConflictError, NotFoundError
-from postback_relay.ports import StoredAffiliate
+from postback_relay.ports import ChangeLog, StoredAffiliate
+from postback_relay.services import changes as config_changes
 
 affiliate_app = typer.Typer(
     cls=WholeSummaries,
@@ -69,6 +72,13 @@ def stored_summary(stored: StoredAffiliate) -> dict[str, Any]:
         "updated_at": stored.updated_at,
         "updated_by": stored.updated_by,
     }
+
+
+def record_change(
+    changes: ChangeLog, before: AffiliateConfig | None, after: StoredAffiliate, *, by: str, source: ChangeSource
+) -> None:
+    """The affiliate's history entry for a change the config script just made."""
+    config_changes.record_change(changes, before, after, by=by, source=source, now=datetime.now(UTC))
 
 
 def require_affiliate(ops: Ops, affiliate_id: str) -> StoredAffiliate:
@@ -127,7 +137,9 @@ def put(
         return
     if stale:
         raise ConflictError(stale)
-    saved = store.put(config, expected_version=stored.version if stored else None, updated_by=ops.backends.caller())
+    by = ops.backends.caller()
+    saved = store.put(config, expected_version=stored.version if stored else None, updated_by=by)
+    record_change(ops.backends.changes, stored.config if stored else None, saved, by=by, source=ChangeSource.CLI)
     result["version"] = saved.version
     ops.emit(result, lambda console: _show_put(console, result))
 
@@ -243,7 +255,10 @@ def _set_enabled(ctx: typer.Context, affiliate_id: str, enabled: bool) -> None:
     stored = require_affiliate(ops, affiliate_id)
     word = "enabled" if enabled else "disabled"
     if stored.config.enabled != enabled:
-        stored = ops.backends.affiliates.set_enabled(affiliate_id, enabled, updated_by=ops.backends.caller())
+        by = ops.backends.caller()
+        before = stored.config
+        stored = ops.backends.affiliates.set_enabled(affiliate_id, enabled, updated_by=by)
+        record_change(ops.backends.changes, before, stored, by=by, source=ChangeSource.CLI)
     else:
         ops.note(f"Affiliate {affiliate_id} was already {word}.")
     ops.emit(

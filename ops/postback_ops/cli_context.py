@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,7 +19,7 @@ from typer._click.exceptions import ClickException, UsageError  # Typer's own co
 from typer.core import TyperGroup
 
 from postback_ops import target as target_module
-from postback_ops.target import Target, TargetUnavailable, unavailable_reason
+from postback_ops.target import Target, TargetUnavailable, translate_errors, unavailable_reason
 from postback_relay import wiring
 from postback_relay.domain.delivery import Circuit
 from postback_relay.domain.errors import (
@@ -35,7 +35,10 @@ from postback_relay.domain.errors import (
 from postback_relay.domain.fields import human_field
 from postback_relay.domain.messages import sentence, validation_message
 from postback_relay.domain.testrun import TestRun
-from postback_relay.ports import AffiliateStore, DeliveryLog, PostbackQueue
+
+if TYPE_CHECKING:
+    from postback_relay.adapters.dynamodb_portal import DynamoPortalStore
+from postback_relay.ports import AffiliateStore, ChangeLog, DeliveryLog, PortalAccess, PostbackQueue
 
 
 class ExitCode(IntEnum):
@@ -87,6 +90,14 @@ class Backends(Protocol):
     @property
     def endpoints(self) -> EndpointDirectory: ...
 
+    @property
+    def portal_access(self) -> PortalAccess: ...
+
+    @property
+    def changes(self) -> ChangeLog: ...
+
+    def portal_secret(self) -> bytes: ...
+
     def caller(self) -> str: ...
 
 
@@ -137,6 +148,26 @@ class StackBackends:
             self.target.output("EndpointsTableName"), dynamodb=self.target.client("dynamodb")
         )
         return directory
+
+    @cached_property
+    def _portal(self) -> "DynamoPortalStore":
+        return wiring.portal_store(self.target.output("PortalTableName"), dynamodb=self.target.client("dynamodb"))
+
+    @property
+    def portal_access(self) -> PortalAccess:
+        return self._portal
+
+    @property
+    def changes(self) -> ChangeLog:
+        return self._portal
+
+    def portal_secret(self) -> bytes:
+        """The stack's portal secret (Secrets Manager), which signs the links `portal link` prints."""
+        with translate_errors(self.target):
+            answer = self.target.client("secretsmanager").get_secret_value(
+                SecretId=self.target.output("PortalSecretArn")
+            )
+        return str(answer["SecretString"]).encode()
 
     def caller(self) -> str:
         caller: str = self.target.caller()

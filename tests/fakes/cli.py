@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from fakes.affiliates import FakeAffiliateStore
 from fakes.deliveries import FakeDeliveryLog, Tried, delivery_record, message
+from fakes.portal import FakePortalStore
 from fakes.queues import FakePostbackQueue
 from postback_ops.cli_context import Backends, EndpointDirectory, TestRunner
 from postback_relay.domain import messages
@@ -18,6 +19,7 @@ from postback_relay.ports import DeliveryRecord
 
 OPS_ARN = "arn:aws:iam::123456789012:user/ops"
 RUN_ID = "20261125T120000-abcd1234"
+PORTAL_SECRET = b"a-portal-secret-for-the-tests-only"
 
 
 class FakeTestRunner(TestRunner):
@@ -56,6 +58,18 @@ class FakeBackends:
     queue: FakePostbackQueue = field(default_factory=FakePostbackQueue)
     test_runs: FakeTestRunner = field(default_factory=FakeTestRunner)
     endpoints: FakeEndpoints = field(default_factory=FakeEndpoints)
+    portal: FakePortalStore = field(default_factory=FakePortalStore)
+
+    @property
+    def portal_access(self) -> FakePortalStore:
+        return self.portal
+
+    @property
+    def changes(self) -> FakePortalStore:
+        return self.portal
+
+    def portal_secret(self) -> bytes:
+        return PORTAL_SECRET
 
     def caller(self) -> str:
         return OPS_ARN

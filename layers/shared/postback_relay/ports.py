@@ -281,7 +281,7 @@ class ChangeLog(Protocol):
 
     def get(self, change_id: str) -> ConfigChange | None: ...
 
-    def list(self, *, state: ChangeState | None = None) -> list[ConfigChange]:
+    def listed(self, *, state: ChangeState | None = None) -> list[ConfigChange]:
         """Every change (of this state), oldest first."""
         ...
 

@@ -349,8 +349,6 @@ def run_schedule(delay_scale: float, deadline_s: int | None = None) -> tuple[lis
     return waits, deadline_s or max(1, math.ceil(DEFAULT_DEADLINE_S * delay_scale))
 
 
-
-
 # --- adapters over a stack's tables and queues (the config script, tests, the bench) -----------
 
 

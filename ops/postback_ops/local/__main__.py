@@ -21,7 +21,14 @@ from pathlib import Path
 from types import FrameType
 
 from postback_ops.local.runtime import MetricLinesFilter, json_logs_wanted
-from postback_ops.local.stack import OUTPUTS_PARAMETER, RECEIVER_AFFILIATE_ID, LocalRelay, LocalSettings, PortBusy
+from postback_ops.local.stack import (
+    OUTPUTS_PARAMETER,
+    RECEIVER_AFFILIATE_ID,
+    LocalRelay,
+    LocalSettings,
+    PortBusy,
+    portal_link,
+)
 
 READY_PREFIX = "local stack ready "
 
@@ -63,6 +70,10 @@ def banner(relay: LocalRelay) -> str:
         f"'{secret}' | sed 's/^.* //')",
         f'  curl -sS {relay.api_url}/conversions -H "X-Postback-Timestamp: $TS" '
         '-H "X-Postback-Signature: v1=$SIG" -H "Content-Type: application/json" -d "$BODY"',
+        "",
+        f"The affiliate portal of {RECEIVER_AFFILIATE_ID} (after the `affiliate put` above; opens once, 7 days):",
+        f"  {portal_link(relay)}",
+        f"  a new one: {endpoint_env}postback --local portal link {RECEIVER_AFFILIATE_ID}",
         "",
         "Circuit notices (the alarm topic) appear below as lines starting with `alarm`.",
         "Ctrl-C stops it.",

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 import boto3
@@ -20,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 LOCAL_REGION = "eu-west-1"
 LOCAL_ACCOUNT = "123456789012"
+SIGNING_SECRET_ID = "SigningSecret"  # noqa: S105 - the logical ID of the secret the platform signs with
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -174,7 +176,10 @@ def create_resources(
     secrets = session.client("secretsmanager")
     for logical_id in resources_of_type(template, "AWS::SecretsManager::Secret"):
         name = f"{stack_name}-{logical_id}"
-        stack.refs[logical_id] = secrets.create_secret(Name=name, SecretString=signing_secret)["ARN"]
+        # The signing secret is the documented local one; any other (the portal's) is generated,
+        # as Secrets Manager generates it on AWS.
+        value = signing_secret if logical_id == SIGNING_SECRET_ID else token_urlsafe(36)
+        stack.refs[logical_id] = secrets.create_secret(Name=name, SecretString=value)["ARN"]
     _resolve_outputs(template, stack, parameters)
     return stack
 

@@ -17,11 +17,13 @@ import math
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -213,6 +215,8 @@ class LocalRelay:
             self.outputs["TestLinkDeadlineSeconds"] = str(
                 local_testlink_deadline_s(scale=s.delay_scale, floors=self.floors)
             )
+            # The portal starts test runs too: its service, built on its first request, reads this.
+            os.environ["TEST_DEADLINE_S"] = self.outputs["TestLinkDeadlineSeconds"]
             self.outputs["RetryScheduleSeconds"] = str(
                 math.ceil(retry_schedule_s(scale=s.delay_scale, floors=self.floors))
             )
@@ -453,6 +457,11 @@ class LocalRelay:
 
     def _log_request(self, request: HttpRequest, route: Route | None, response: HttpResponse, elapsed_s: float) -> None:
         ms = int(elapsed_s * 1000)
+        path = urlsplit(request.target).path
+        if path == "/portal" or path.startswith("/portal/"):
+            # The path alone: a portal query carries a link, and its pages are no refusal to show.
+            self._say(f"portal    {request.method} {path} -> {response.status} ({ms} ms)")
+            return
         results = _conversion_results(response.body) if route and response.status < 300 else []
         if not results:
             detail = refusal_line(response.body)
@@ -623,3 +632,19 @@ def _attempt_words(item: Mapping[str, Any]) -> tuple[Any, str | None]:
         detail=item.get("last_error"),
     )
     return status, seen
+
+
+def portal_link(relay: LocalRelay, affiliate_id: str = RECEIVER_AFFILIATE_ID, *, lifetime_s: int = 7 * 86400) -> str:
+    """A link to the affiliate's portal on this stack, as `postback --local portal link` makes it."""
+    from datetime import timedelta
+
+    from postback_relay.domain.portal import link_url, new_link, sign_pass
+
+    session = relay._session
+    arn = relay.outputs.get("PortalSecretArn")
+    if session is None or not arn:
+        return ""
+    secret = session.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    epoch = 0  # a new stack: nothing revoked yet
+    link = new_link(affiliate_id, epoch=epoch, lifetime=timedelta(seconds=lifetime_s), now=time.time())
+    return link_url(relay.api_url, sign_pass(link, secret.encode()))

@@ -101,7 +101,7 @@ class DynamoPortalStore:
         found = [_change_of(item) for item in items_of(self._client.scan, request, failure="Finding a change failed")]
         return found[0] if found else None
 
-    def list(self, *, state: ChangeState | None = None) -> list[ConfigChange]:
+    def listed(self, *, state: ChangeState | None = None) -> list[ConfigChange]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "FilterExpression": "begins_with(sk, :change)",

@@ -119,6 +119,16 @@ def read_pass(token: str | None, kind: str, secret: bytes, *, now: float) -> Por
     return found
 
 
+def new_link(affiliate_id: str, *, epoch: int, lifetime: timedelta, now: float) -> PortalPass:
+    return PortalPass("link", affiliate_id, new_pass_id(), int(now + lifetime.total_seconds()), epoch)
+
+
+def link_url(api_url: str, token: str) -> str:
+    """Where a link opens: the portal's link page, the token in the query (API Gateway's access
+    log writes the path only, and the portal never logs a query)."""
+    return f"{api_url.rstrip('/')}/portal/link?t={token}"
+
+
 def csrf_token(secret: bytes, pass_id: str) -> str:
     return hmac.new(secret, f"portal-csrf|{pass_id}".encode(), hashlib.sha256).hexdigest()[:40]
 

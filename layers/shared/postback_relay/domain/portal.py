@@ -13,18 +13,20 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
 from postback_relay.domain.errors import DurationError, PortalAccessError
-from postback_relay.domain.health import parse_duration
 
 MAX_LINK_LIFETIME = timedelta(days=30)
 DEFAULT_LINK_LIFETIME = "7d"
 SESSION_LIFETIME_S = 8 * 3600  # a session never outlives its link either
 _TOKEN_CHARS = 2048
+_LIFETIME = re.compile(r"(?P<amount>\d{1,6})(?P<unit>[mhd])")
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
 
 
 class AccessProblem(StrEnum):
@@ -67,7 +69,10 @@ class PortalPass:
 
 def link_lifetime(text: str) -> timedelta:
     """`--expires`: `90m`, `12h`, `7d`, at most 30 days; DurationError otherwise."""
-    lifetime = parse_duration(text)
+    match = _LIFETIME.fullmatch(text.strip())
+    if match is None or int(match["amount"]) == 0:
+        raise DurationError(f"{text!r} is not a duration: write minutes, hours or days, like 90m, 12h or 7d.")
+    lifetime = timedelta(minutes=int(match["amount"]) * _UNIT_MINUTES[match["unit"]])
     if lifetime > MAX_LINK_LIFETIME:
         raise DurationError(f"{text!r} is longer than a portal link may last (30d).")
     return lifetime
@@ -107,7 +112,7 @@ def read_pass(token: str | None, kind: str, secret: bytes, *, now: float) -> Por
     if not token or len(token) > _TOKEN_CHARS or token.count(".") != 1:
         raise refused(AccessProblem.INVALID, session=session)
     payload, mac = token.split(".")
-    if not hmac.compare_digest(mac, _mac(secret, kind, payload)):
+    if not hmac.compare_digest(mac.encode(), _mac(secret, kind, payload).encode()):
         raise refused(AccessProblem.INVALID, session=session)
     try:
         body = json.loads(_unb64(payload))
@@ -134,4 +139,5 @@ def csrf_token(secret: bytes, pass_id: str) -> str:
 
 
 def csrf_ok(secret: bytes, pass_id: str, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(str(token), csrf_token(secret, pass_id))
+    # Bytes: compare_digest refuses str with characters beyond ASCII, which a form may carry.
+    return bool(token) and hmac.compare_digest(str(token).encode(), csrf_token(secret, pass_id).encode())

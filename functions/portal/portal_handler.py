@@ -243,7 +243,7 @@ def refusal_page(exc: Exception) -> Answer | None:
     if isinstance(exc, NotFoundError):
         return message_page(404, "Not found", exc.message)
     if isinstance(exc, DomainError):
-        logger.warning("portal request failed", extra={"kind": exc.kind})
+        logger.warning("portal request failed", extra={"kind": exc.kind, "reason": exc.message})
         return message_page(503, "Unavailable", "The portal cannot do this right now. Try again in a minute.")
     return None
 

@@ -206,6 +206,9 @@ class LocalRelay:
         state_machine_arn = self._create_state_machine(template, stack)
         if state_machine_arn:
             self.outputs["TestLinkStateMachineArn"] = state_machine_arn
+            # The portal starts test runs: its service, built on its first request, reads this
+            # (the template's !Ref is known only once the state machine exists).
+            os.environ["TEST_LINK_STATE_MACHINE_ARN"] = state_machine_arn
         if s.receiver_port is not None:
             self._start_receiver(s.receiver_port)
         self._start_api(template)

@@ -24,7 +24,7 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> FakeBackends:
 @pytest.fixture
 def deployed() -> Iterator[Target]:
     """GIVEN the script pointed at a deployed stack (no loopback postbacks, real delays)."""
-    with pinned(Target.from_outputs({}, name="relay-prod")) as target:
+    with pinned(Target.from_outputs({"ApiUrl": "https://api.example"}, name="relay-prod")) as target:
         yield target
 
 

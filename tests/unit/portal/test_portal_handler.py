@@ -6,19 +6,26 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import portal_handler
-from conftest import A, B, Portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from portal_support import A, B, Portal
 
+import portal_handler
 from postback_ops.local.lambda_router import LocalLambdaContext
 from postback_relay.domain.testrun import TestRun
 
 PAGES_WITHOUT_SESSION = ["/portal", "/portal/link", "/portal/home", "/portal/test", "/portal/nowhere"]
 
 
-def event(method: str, path: str, *, query: dict[str, str] | None = None, form: Any = None,
-          cookie: str | None = None, https: bool = False) -> dict[str, Any]:  # fmt: skip
+def event(
+    method: str,
+    path: str,
+    *,
+    query: dict[str, str] | None = None,
+    form: Any = None,
+    cookie: str | None = None,
+    https: bool = False,
+) -> dict[str, Any]:
     headers = {"host": "portal.example", "x-forwarded-proto": "https" if https else "http"}
     built: dict[str, Any] = {
         "version": "2.0",
@@ -70,8 +77,9 @@ def test_the_link_page_shows_enter_and_entering_sets_a_strict_cookie(portal: Por
     assert page["statusCode"] == 200 and ">Enter</button>" in page["body"]
     for https in (False, True):
         link, token = portal.link()
-        answer = call(portal, event("POST", "/portal/enter", form={"t": token, "csrf": portal.service.csrf(link)},
-                                    https=https))  # fmt: skip
+        answer = call(
+            portal, event("POST", "/portal/enter", form={"t": token, "csrf": portal.service.csrf(link)}, https=https)
+        )
         assert answer["statusCode"] == 303 and answer["headers"]["Location"] == "/portal/home"
         (cookie,) = answer["cookies"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/portal" in cookie
@@ -97,8 +105,9 @@ def test_a_state_change_without_the_csrf_token_is_refused_and_changes_nothing(po
     cookie = entered(portal)
     form = {"count": "1", "pb-0-url": "https://evil.example/x", "pb-0-events": "sale"}
     for path in ("/portal/postbacks", "/portal/test-link", "/portal/tests", "/portal/replay"):
-        answer = call(portal, event("POST", path, form={**form, "key": "x", "test_link": "https://x.example"},
-                                    cookie=cookie))  # fmt: skip
+        answer = call(
+            portal, event("POST", path, form={**form, "key": "x", "test_link": "https://x.example"}, cookie=cookie)
+        )
         assert answer["statusCode"] == 403, path
     assert portal.store.listed() == [] and portal.launcher.started == [] and portal.queue.sent == []
 
@@ -113,8 +122,9 @@ def test_a_session_of_a_gets_nothing_of_b_by_any_parameter(portal: Portal) -> No
     answers = [
         call(portal, event("GET", "/portal/home", query={"affiliate_id": B, "affiliate": B, "id": B}, cookie=cookie)),
         call(portal, event("GET", "/portal/test", query={"run": "b-run"}, cookie=cookie)),
-        call(portal, event("POST", "/portal/replay", form={"csrf": csrf, "key": b_key, "affiliate_id": B},
-                           cookie=cookie)),  # fmt: skip
+        call(
+            portal, event("POST", "/portal/replay", form={"csrf": csrf, "key": b_key, "affiliate_id": B}, cookie=cookie)
+        ),
     ]
     # THEN nothing of B's shows, and B's postback is not replayed
     for answer in answers:
@@ -125,11 +135,35 @@ def test_a_session_of_a_gets_nothing_of_b_by_any_parameter(portal: Portal) -> No
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    path=st.sampled_from(["/portal/enter", "/portal/postbacks", "/portal/preview", "/portal/test-link",
-                          "/portal/tests", "/portal/replay", "/portal/leave"]),  # fmt: skip
+    path=st.sampled_from(
+        [
+            "/portal/enter",
+            "/portal/postbacks",
+            "/portal/preview",
+            "/portal/test-link",
+            "/portal/tests",
+            "/portal/replay",
+            "/portal/leave",
+        ]
+    ),
     fields=st.dictionaries(
-        st.sampled_from(["t", "csrf", "count", "key", "test_link", "pb-0-url", "pb-0-events", "pb-0-offers",
-                         "pb-0-remove", "pb-1-url", "state", "event"]) | st.text(max_size=20),  # fmt: skip
+        st.sampled_from(
+            [
+                "t",
+                "csrf",
+                "count",
+                "key",
+                "test_link",
+                "pb-0-url",
+                "pb-0-events",
+                "pb-0-offers",
+                "pb-0-remove",
+                "pb-1-url",
+                "state",
+                "event",
+            ]
+        )
+        | st.text(max_size=20),
         st.text(max_size=200) | st.sampled_from(["999", "1", "sale", "https://x.example/{clickid}", "#", "%"]),
         max_size=8,
     ),

@@ -30,7 +30,7 @@ TEST_WORKERS ?= 0
 # suite into its own data file here (suites run side by side), and prints it at the end.
 COVERAGE_DIR := $(CURDIR)/build/coverage
 
-.PHONY: help venv run demo test lint complex types template aws-rules cfn-lint checkov calls-reset iam iam-static build-size check coverage coverage-reset unit integration reliability e2e build deploy bench lock clean
+.PHONY: help venv run demo test lint complex types template aws-rules cfn-lint checkov calls-reset iam iam-static build-size check coverage coverage-reset unit integration reliability e2e chromium browser build deploy bench lock clean
 
 help:
 	@echo "make run     start the whole system locally (no AWS account needed)"
@@ -70,7 +70,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@$(MAKE) --no-print-directory calls-reset coverage-reset
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target \
-		reliability e2e integration unit checkov build-size cfn-lint template iam-static types lint \
+		reliability e2e browser integration unit checkov build-size cfn-lint template iam-static types lint \
 		COV="--cov --cov-report=" WORKERS=$(TEST_WORKERS)
 	@$(MAKE) --no-print-directory iam coverage
 
@@ -150,6 +150,19 @@ coverage-reset:
 coverage: $(STAMP)
 	@$(VENV)/bin/coverage combine --quiet $(COVERAGE_DIR)
 	$(VENV)/bin/coverage report
+
+# The portal's browser tests drive Debian's Chromium (Playwright cannot download browsers here):
+# installed with apt-get where it is missing, and said so. CHROMIUM moves it.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "$(CHROMIUM) is missing: installing Debian's chromium with apt-get (the portal's browser tests need it)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+browser: $(STAMP) chromium
+	POSTBACK_AWS_CALL_LOG=$(CALL_LOG) POSTBACK_CHROMIUM=$(CHROMIUM) COVERAGE_FILE=$(COVERAGE_DIR)/.coverage.browser \
+		$(VENV)/bin/pytest -q $(COV) -m browser tests/browser
 
 build: $(STAMP)
 	$(VENV)/bin/sam build

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import Cli, enter, expired_url, onboard, portal_url, revshare_link, rows
+from browser.browser_support import Cli, enter, expired_url, onboard, portal_url, revshare_link, rows
 from e2e.e2e_support import LocalStackProcess, eventually
 from playwright.sync_api import Page, Response, expect
 
@@ -168,4 +168,8 @@ def test_screenshot_of_the_portal(page: Page, postback: Cli, tmp_path: Path, own
     width = page.evaluate("document.documentElement.scrollWidth")
     page.screenshot(path=str(out / "portal-home-phone.png"), full_page=False)
     # Responsive: at a phone's width nothing but the deliveries table scrolls sideways.
-    assert width <= 390, width
+    wider = page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => !e.closest('.table-wrap')"
+        " && e.getBoundingClientRect().right > 391).map(e => e.tagName + '.' + e.className + '#' + e.id)"
+    )
+    assert width <= 390 and not wider, (width, wider)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from portal_support import Portal, build_portal
+from unit.portal.portal_support import Portal, build_portal
 
 
 @pytest.fixture

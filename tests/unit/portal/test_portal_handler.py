@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portal_support import A, B, Portal
+from unit.portal.portal_support import A, B, Portal
 
 import portal_handler
 from postback_ops.local.lambda_router import LocalLambdaContext

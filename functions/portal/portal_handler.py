@@ -45,15 +45,18 @@ def load_settings(environ: Mapping[str, str]) -> PortalSettings:
 
 settings = load_settings(os.environ)
 clock = time.time
-# Built on the first request; the environment is read again then, so that the local stack's
-# test-link deadline (known once its pollers run) reaches the service.
-portal_service = wiring.OnFirstUse(
-    lambda: wiring.portal_service(
-        load_settings(os.environ),
-        secret=lambda: portal_secret(settings.portal_secret_name),
-        clock=lambda: clock(),
+
+
+def _portal_service() -> PortalService:
+    # Built on the first request, from the environment read again then: the local stack learns
+    # its state machine's ARN and its test-link deadline after its functions are imported.
+    settings = load_settings(os.environ)
+    return wiring.portal_service(
+        settings, secret=lambda: portal_secret(settings.portal_secret_name), clock=lambda: clock()
     )
-)
+
+
+portal_service = wiring.OnFirstUse(_portal_service)
 
 
 # --- the link and the session --------------------------------------------------------------------

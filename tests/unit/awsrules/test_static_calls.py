@@ -38,7 +38,13 @@ def test_every_call_site_of_every_function_is_allowed_by_its_role() -> None:
     # WHEN the pass reads the template's functions' code
     report = _report()
     # THEN it found call sites in each, and its role allows every one
-    assert set(report.sites) == {"IngestFunction", "OutboxFunction", "DispatchFunction", "TestLinkFunction"}
+    assert set(report.sites) == {
+        "IngestFunction",
+        "OutboxFunction",
+        "DispatchFunction",
+        "TestLinkFunction",
+        "PortalFunction",
+    }
     assert all(count > 0 for count in report.sites.values()), report.sites
     assert [str(d) for d in report.denied] == [] and report.unresolved == []
     # AND it follows wiring to the resource each adapter is given: ingest's repeat reads the

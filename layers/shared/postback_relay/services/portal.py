@@ -19,7 +19,7 @@ from postback_relay.domain.changes import ChangeSource, ConfigChange
 from postback_relay.domain.config import AffiliateConfig, SelfService, dump_config, parse_config
 from postback_relay.domain.conversion import Conversion
 from postback_relay.domain.delivery import DeliveryRef, DeliveryState
-from postback_relay.domain.errors import ConfigError, NotFoundError
+from postback_relay.domain.errors import ConfigError, NotFoundError, PostbackRefused
 from postback_relay.domain.events import Event
 from postback_relay.domain.fields import human_field
 from postback_relay.domain.health import AffiliateHealth
@@ -34,7 +34,7 @@ from postback_relay.domain.portal import (
     refused,
     sign_pass,
 )
-from postback_relay.domain.render import macro_values, render_postback
+from postback_relay.domain.postbacks import postback_messages
 from postback_relay.domain.testrun import TestRun
 from postback_relay.domain.times import parse_utc, utc_seconds
 from postback_relay.ports import (
@@ -235,7 +235,8 @@ class PortalService:
 
     def preview(self, session: PortalPass, edits: Sequence[PostbackEdit]) -> list[PreviewLine]:
         """The URL a sample conversion would produce for each postback of the form, through the
-        render path ingest uses; a postback the config refuses shows its problem instead."""
+        one render path (domain.postbacks, what ingest queues); a postback the config refuses, or
+        that would not be sent, shows its problem instead."""
         stored = self.stored(session)
         document, kept = _with_postbacks(dump_config(stored.config), stored.config, edits)
         try:
@@ -263,10 +264,17 @@ class PortalService:
             }
         )
         try:
-            rendered = render_postback(spec, macro_values(conversion, config.affiliate_id, tracker_values))
-        except ConfigError as exc:
+            (message,) = postback_messages(
+                conversion,
+                config,
+                tracker_values,
+                created_at=self._clock(),
+                allow_loopback=self._allow_loopback,
+                postbacks=[(spec_index, spec)],
+            )
+        except PostbackRefused as exc:
             return PreviewLine(form_index, event.value, None, exc.message)
-        return PreviewLine(form_index, event.value, rendered.url)
+        return PreviewLine(form_index, event.value, message.url)
 
     # --- test link -----------------------------------------------------------------------------
 

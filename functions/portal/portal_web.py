@@ -191,15 +191,18 @@ def message_page(status: int, title: str, message: str) -> Answer:
     return page(status, "message.html", title=title, message=message)
 
 
-def portal_secret(name: str) -> bytes:
-    """The stack's portal secret, cached for SECRET_MAX_AGE_S."""
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+_providers: list[Any] = []
 
-    if "secrets" not in DEFAULT_PROVIDERS:
-        DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+
+def portal_secret(name: str) -> bytes:
+    """The stack's portal secret, cached for SECRET_MAX_AGE_S. The function's own provider, not
+    Powertools' shared default: in one process (the local stack) ingest keeps its own."""
+    from aws_lambda_powertools.utilities import parameters
+
+    if not _providers:
+        _providers.append(parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager")))
     try:
-        secret = parameters.get_secret(name, max_age=SECRET_MAX_AGE_S)
+        secret = _providers[0].get(name, max_age=SECRET_MAX_AGE_S)
     except parameters.exceptions.GetParameterError as exc:
         raise InfrastructureError("The portal secret cannot be read.") from exc
     value = secret if isinstance(secret, bytes) else str(secret or "").encode()

@@ -1,7 +1,23 @@
 // The live preview: as the postbacks form changes, ask the portal for the URL a sample
 // conversion would produce (same origin, the form's own CSRF token) and show it.
 "use strict";
+// A running test: fetch the page again every 2 s and put its run (steps, verdict) in place.
+function followRun() {
+  var running = document.getElementById("running");
+  if (!running) { return; }
+  setTimeout(function () {
+    fetch(location.href, { credentials: "same-origin" })
+      .then(function (answer) { return answer.text(); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("run");
+        if (fresh) { document.getElementById("run").replaceWith(fresh); }
+        followRun();
+      });
+  }, Number(running.dataset.follow));
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  followRun();
   var form = document.getElementById("postbacks-form");
   if (!form) { return; }
   var timer = null;

@@ -11,19 +11,13 @@ from typing import Any
 
 import boto3
 from e2e.e2e_support import CliResult, LocalStackProcess
+from e2e.test_local_stack import revshare_link
 from playwright.sync_api import Page
 
 from postback_ops.local.receiver import Answer, Receiver
 from postback_relay.domain.portal import link_url, new_link, sign_pass
 
 Cli = Callable[..., CliResult]
-
-
-def revshare_link(affiliate_id: str, values: str) -> str:
-    return (
-        "http://www.espace-plus.net/redir/rotation_redir.php?id_rotation=89&e=0&w=0"
-        f"&id={affiliate_id}&e=1&w=0&tracker=trID_{values}_trID"
-    )
 
 
 def onboard(

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from e2e.conftest import local_stack, postback, postback_script, state_dir  # noqa: F401 - the e2e fixtures
 from e2e.e2e_support import CliResult
+from e2e.test_health_e2e import own_receivers  # noqa: F401 - the e2e fixture: receivers stopped after the test
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
-
-from postback_ops.local.receiver import Receiver
 
 CHROMIUM = os.environ.get("POSTBACK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -56,13 +55,3 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 @pytest.fixture
 def page(context: BrowserContext) -> Page:
     return context.new_page()
-
-
-@pytest.fixture
-def own_receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    try:
-        yield started
-    finally:
-        for receiver in started:
-            receiver.stop()

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from browser.browser_support import Cli, enter, expired_url, onboard, portal_url, revshare_link, rows
+from browser.browser_support import Cli, enter, expired_url, onboard, portal_url, rows
 from e2e.e2e_support import LocalStackProcess, eventually
+from e2e.test_local_stack import revshare_link
 from playwright.sync_api import Page, Response, expect
 
 from postback_ops.local.conversions import post_conversions

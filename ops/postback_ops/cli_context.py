@@ -1,6 +1,7 @@
 """What every command of the config script shares: the target, its adapters, output and exit codes."""
 
 import functools
+import itertools
 import json
 import sys
 from collections.abc import Callable, Sequence

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -36,9 +36,6 @@ from postback_relay.domain.errors import (
 from postback_relay.domain.fields import human_field
 from postback_relay.domain.messages import sentence, validation_message
 from postback_relay.domain.testrun import TestRun
-
-if TYPE_CHECKING:
-    from postback_relay.adapters.dynamodb_portal import DynamoPortalStore
 from postback_relay.ports import AffiliateStore, ChangeLog, DeliveryLog, PortalAccess, PostbackQueue
 
 
@@ -151,16 +148,17 @@ class StackBackends:
         return directory
 
     @cached_property
-    def _portal(self) -> "DynamoPortalStore":
-        return wiring.portal_store(self.target.output("PortalTableName"), dynamodb=self.target.client("dynamodb"))
+    def _portal(self) -> tuple[PortalAccess, ChangeLog]:
+        store = wiring.portal_store(self.target.output("PortalTableName"), dynamodb=self.target.client("dynamodb"))
+        return store, store  # one table serves both
 
     @property
     def portal_access(self) -> PortalAccess:
-        return self._portal
+        return self._portal[0]
 
     @property
     def changes(self) -> ChangeLog:
-        return self._portal
+        return self._portal[1]
 
     def portal_secret(self) -> bytes:
         """The stack's portal secret (Secrets Manager), which signs the links `portal link` prints."""

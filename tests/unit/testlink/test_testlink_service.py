@@ -456,3 +456,26 @@ def test_a_postback_ingest_would_refuse_fails_the_fire_step_with_ingests_reason(
     assert run.step == "fire_postbacks"
     assert "Postback 1 renders to a URL that may not be called" in (run.reason or "")
     assert "longer than 2048 characters" in (run.reason or "")
+
+
+def test_a_reversal_postback_is_fired_with_a_test_original(world: World) -> None:
+    # GIVEN a postback that takes only chargebacks and sends the original's ID
+    world.affiliates.put(
+        make_config(
+            postbacks=[
+                {
+                    "events": ["chargeback"],
+                    "url": "https://track.acme.example/pb?cid={clickid}&st={status}&orig={original_transaction_id}",
+                }
+            ]
+        ),
+        expected_version=1,
+        updated_by="ops",
+    )
+    # WHEN the postbacks are fired
+    run_id = world.new_run()
+    check = fire_step(world, run_id)
+    # THEN the step completes and the postback names a made-up original of the test's own
+    assert check.verdict is not RunVerdict.FAILED, world.run(run_id).reason
+    [sent] = world.queue.sent
+    assert sent.url == f"https://track.acme.example/pb?cid=c123&st=chargeback&orig=test-{run_id}-1-original"

@@ -12,7 +12,7 @@ from typing import Any
 from postback_relay.domain.config import AffiliateConfig, PostbackSpec
 from postback_relay.domain.conversion import Conversion, Offer
 from postback_relay.domain.delivery import PostbackMessage, key_time
-from postback_relay.domain.events import OfferType
+from postback_relay.domain.events import REVERSALS, OfferType
 from postback_relay.domain.postbacks import postback_messages
 
 TEST_AMOUNT = Decimal(0)
@@ -62,9 +62,14 @@ def _test_conversion(click: TestClick, spec: PostbackSpec, index: int, now: date
     # A postback limited to other offers would never fire for this link's offer: test it with
     # its first offer, so that every postback is checked.
     offer = link_offer if spec.offers is None or link_offer in spec.offers else spec.offers[0]
+    transaction_id = f"test-{click.run_id}-{index + 1}"
+    event = spec.events[0]
     return Conversion(
-        transaction_id=f"test-{click.run_id}-{index + 1}",
-        event=spec.events[0],
+        transaction_id=transaction_id,
+        event=event,
+        # A postback whose first event is a chargeback or refund reverses a conversion: the test
+        # names a made-up original, so that `{original_transaction_id}` renders as it will.
+        original_transaction_id=f"{transaction_id}-original" if event in REVERSALS else None,
         offer=Offer(id=offer, type=click.offer_type, name="test link"),
         amount=TEST_AMOUNT,
         amount_text="0",

@@ -26,6 +26,8 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 WORKERS ?= 0
 JOBS ?= 2
 TEST_WORKERS ?= 0
+# Each suite alone covers less than the ratchet (e2e alone: 42.5%), so pytest-cov is told not to
+# judge a suite (--cov-fail-under=0); `make coverage` judges the combined figure once.
 # `make test` measures branch coverage over layers/, functions/ and ops/ in every suite, each
 # suite into its own data file here (suites run side by side), and prints it at the end.
 COVERAGE_DIR := $(CURDIR)/build/coverage
@@ -71,7 +73,7 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory calls-reset coverage-reset
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target \
 		reliability e2e browser integration unit checkov build-size cfn-lint template iam-static types lint \
-		COV="--cov --cov-report=" WORKERS=$(TEST_WORKERS)
+		COV="--cov --cov-report= --cov-fail-under=0" WORKERS=$(TEST_WORKERS)
 	@$(MAKE) --no-print-directory iam coverage
 
 # The inner loop: lint, types and the unit suite.

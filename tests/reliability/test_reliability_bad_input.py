@@ -115,7 +115,10 @@ def run_schemathesis(probe: Probe, mode: GenerationMode, examples: int, check: C
         # THEN never a 5xx; a 4xx writes nothing; what is accepted fits the schema
         assert status < 500, (status, answer, case.body)
         if status >= 400:
-            assert not writes, (status, writes, case.body)
+            # A 409's one PutItem is the conditional write the table refused: it changes nothing
+            # (tests/integration/test_ingest_handler.py checks the record stays as it was).
+            allowed = {"PutItem"} if status == 409 else set()
+            assert not set(writes) - allowed, (status, writes, case.body)
         check(case.body, status, answer)
 
     generated()

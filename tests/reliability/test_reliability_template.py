@@ -51,7 +51,10 @@ def test_no_function_gets_a_secret_value_in_its_environment() -> None:
             # THEN the signing secret travels by name only, read at run time from Secrets Manager
             assert "resolve:secretsmanager" not in json.dumps(value), f"{name}: {variable}"
             if "SECRET" in variable:
-                assert variable.endswith("_NAME") and value == {"Ref": "SigningSecret"}, f"{name}: {variable}"
+                # (the signing secret for ingest, the portal's link secret for the portal)
+                assert variable.endswith("_NAME") and isinstance(value, dict), f"{name}: {variable}"
+                secret = TEMPLATE["Resources"].get(value.get("Ref", ""), {})
+                assert secret.get("Type") == "AWS::SecretsManager::Secret", f"{name}: {variable}"
     # AND the event logging of Powertools (which would log bodies and signatures) is off
     for node in walk(TEMPLATE):
         if isinstance(node, dict) and "POWERTOOLS_LOGGER_LOG_EVENT" in node:

@@ -134,7 +134,9 @@ def test_requests_generated_from_the_openapi_document_never_get_a_5xx_and_nothin
             assert REQUEST_SCHEMA.is_valid(body), f"accepted a request the schema refuses: {json.dumps(body)[:500]}"
 
     def documented(body: Any, status: int, answer: Any) -> None:
-        assert status in (200, 202, 400), (status, answer)
+        # 409: a valid conversion whose (transaction_id, event) was taken with other content
+        # (the generator repeats IDs like "0"): contract section 2, nothing changed.
+        assert status in (200, 202, 400, 409), (status, answer)
 
     # WHEN they are posted to the ingest handler
     run_schemathesis(probe, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, refused_unless_valid)

@@ -28,7 +28,7 @@ from ingest_http import (
     signing_secret,
 )
 from postback_relay import wiring
-from postback_relay.coldstart import after_restore, prime, refresh_after_restore
+from postback_relay.coldstart import after_restore, prime
 from postback_relay.http_api import Response
 from postback_relay.observability import LazyTracer
 from postback_relay.settings import IngestSettings, settings_from_environ
@@ -104,4 +104,4 @@ def lambda_handler(
 # clients and the hot path's models are built at init, into the snapshot; on demand, on first use.
 prime(ingest_service, build_hot_path_models)
 
-after_restore(refresh_after_restore)  # the secret is read again, the clients built again if need be
+after_restore(wiring.refresh_after_restore)  # the secret is read again, the clients built again if need be

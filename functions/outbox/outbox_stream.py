@@ -10,13 +10,13 @@ image: OutboxRecordsParked counts them, and the parked queue's alarm tells ops.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from postback_relay import wiring
 from postback_relay.batch import BatchProcessor, DynamoDBRecord, EventType
 from postback_relay.domain.errors import PostbacksNotQueued
 from postback_relay.observability import handler_logger
@@ -25,7 +25,6 @@ from postback_relay.ports import OutboxRecord
 if TYPE_CHECKING:
     from postback_relay.services.outbox import OutboxReport
 
-MAX_REASON_CHARS = 300
 # The metrics this function emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`);
 # the dashboard in template.yaml shows them (tests/unit/template/test_dashboard.py checks both ways).
 METRIC_QUEUED = "OutboxPostbacksQueued"
@@ -41,21 +40,9 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire
 
 def outbox_record(record: Mapping[str, Any]) -> OutboxRecord:
     """A stream record as the outbox reads it: its sequence number and its item's messages
-    (or why they cannot be read, with the raw image to park)."""
-    from pydantic import ValidationError
-
-    from postback_relay.adapters.dynamodb_conversions import messages_of_item
-
-    change = record.get("dynamodb") or {}
-    image = change.get("NewImage") or {}
-    conversion_id = str(image.get("conversion_id", {}).get("S", "?"))
-    sequence_number = str(change.get("SequenceNumber", ""))
-    try:
-        messages = tuple(messages_of_item(image))
-    except (ValueError, ValidationError, TypeError, AttributeError) as exc:
-        raw = json.dumps(image, default=str)
-        return OutboxRecord(sequence_number, conversion_id, unreadable=str(exc)[:MAX_REASON_CHARS], image=raw)
-    return OutboxRecord(sequence_number, conversion_id, messages)
+    (or why they cannot be read, with the raw image to park); the ConversionsTable adapter's
+    translation, handed over by the wiring (loaded on the first batch, not at import)."""
+    return wiring.outbox_record_reader()(record)
 
 
 def checker(report: OutboxReport) -> Callable[[DynamoDBRecord], None]:

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import boto3
-
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.observability import handler_logger
 
@@ -199,8 +197,10 @@ def portal_secret(name: str) -> bytes:
     Powertools' shared default: in one process (the local stack) ingest keeps its own."""
     from aws_lambda_powertools.utilities import parameters
 
+    from postback_relay import wiring
+
     if not _providers:
-        _providers.append(parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager")))
+        _providers.append(parameters.SecretsProvider(boto3_client=wiring.aws_client("secretsmanager")))
     try:
         secret = _providers[0].get(name, max_age=SECRET_MAX_AGE_S)
     except parameters.exceptions.GetParameterError as exc:

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from postback_ops.cli_context import ExitCode, WholeSummaries, handle_errors, ops_of, people_table
 from postback_ops.outbox_recovery import MAX_PAGES, OutboxRecovery, ParkedRecord, ParkedRecovery, RecoveredBatch
-from postback_relay.adapters.sqs_parked import SqsParkedRecords
+from postback_relay import wiring
 
 outbox_app = typer.Typer(
     cls=WholeSummaries, help="The outbox: new conversions' postbacks on their way to the queue.", no_args_is_help=True
@@ -41,7 +41,7 @@ def recover(
         failure_queue_url=target.output("OutboxFailureQueueUrl"),
         queue=ops.backends.queue,
         max_pages=max_pages,
-        parking=SqsParkedRecords(target.output("OutboxParkedQueueUrl"), client=target.client("sqs")),
+        parking=wiring.parked_records(target.output("OutboxParkedQueueUrl"), sqs=target.client("sqs")),
     )
     batches = recovery.recover(dry_run=dry_run)
     rows = [asdict(batch) for batch in batches]

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from fakes import ingest_conversion
 
+from postback_relay import wiring
 from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog, key_of
 from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore, EndpointStore
@@ -95,7 +96,7 @@ def record_conversion(aws: dict[str, str], *postbacks: PostbackMessage) -> None:
         delivery_ids=tuple(p.delivery_id for p in postbacks),
     )
     conversion = ingest_conversion(transaction_id=first.transaction_id, event=first.event.value)
-    log = DynamoConversionLog(aws["ConversionsTableName"])
+    log = DynamoConversionLog(aws["ConversionsTableName"], client=boto3.client("dynamodb"))
     assert log.record(conversion, result, postbacks, received_at=first.created_at) is None
 
 
@@ -202,7 +203,7 @@ def test_a_test_link_postback_is_found_through_its_test_run(aws: dict[str, str],
         {"n": n, "transaction_id": m.transaction_id, "delivery_id": m.delivery_id, "created_at": key_time(m.created_at)}
         for n, m in enumerate((first, second), start=1)
     ]
-    DynamoTestRunStore(aws["TestRunsTableName"]).create(
+    DynamoTestRunStore(aws["TestRunsTableName"], client=boto3.client("dynamodb")).create(
         TestRun(
             run_id=run_id,
             affiliate_id="1234567",
@@ -264,9 +265,9 @@ def test_a_deferral_keeps_the_delivery_pending_without_an_attempt(log: DynamoDel
 
 
 def test_the_log_also_takes_a_boto3_table(aws: dict[str, str]) -> None:
-    # GIVEN the log built from a Table resource (as the config script does)
-    table = boto3.resource("dynamodb").Table(aws["DeliveriesTableName"])
-    log = DynamoDeliveryLog(table)
+    # GIVEN the log built from a Table resource (wiring makes its low-level client)
+    name, client = wiring.table_name_and_client(boto3.resource("dynamodb").Table(aws["DeliveriesTableName"]))
+    log = DynamoDeliveryLog(name, client=client)
     # WHEN an attempt is logged and read, THEN it round-trips
     log.record_attempt(message(8), attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
     assert log.get(message(8).ref) is not None
@@ -284,7 +285,8 @@ def test_circuits_are_saved_listed_and_the_trial_taken_once(aws: dict[str, str])
     second = store.save(Circuit(opened.endpoint, CircuitStatus.HALF_OPEN, 5, 1.0, 60, 2.0), expected_opened_until=1.0)
     # THEN only the first gets it, and ops see the state (also through the config script's name)
     assert (first, second) == (True, False)
-    assert EndpointStore(boto3.resource("dynamodb").Table(aws["EndpointsTableName"])).list() == [trial]
+    name, client = wiring.table_name_and_client(boto3.resource("dynamodb").Table(aws["EndpointsTableName"]))
+    assert EndpointStore(name, client=client).list() == [trial]
 
 
 def test_retry_control_queues_a_delayed_copy_that_is_not_in_flight(aws: dict[str, str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import boto3
 import pytest
 
-from postback_relay.adapters.dynamodb import conditional_write, failures_as, items_of, table_and_client
+from postback_relay.adapters.dynamodb import conditional_write, failures_as, items_of
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.domain.errors import ConflictError, InfrastructureError
 from postback_relay.domain.testrun import RunVerdict
@@ -28,7 +28,7 @@ def run_item(run_id: str, *, started_at: str, verdict: str) -> dict[str, Any]:
 
 def test_a_conditional_write_hands_back_the_refusal_with_the_first_item(aws: dict[str, str]) -> None:
     # GIVEN an endpoint item written once under "only if new"
-    _, client = table_and_client(aws["EndpointsTableName"], None)
+    client = boto3.client("dynamodb")
 
     def put(state: str) -> object:
         return client.put_item(
@@ -64,7 +64,7 @@ def test_a_failure_becomes_an_infrastructure_error_naming_what_failed(aws: dict[
 
 def test_a_false_condition_raises_what_the_adapter_makes_of_it(aws: dict[str, str]) -> None:
     # GIVEN a test run recorded once
-    store = DynamoTestRunStore(aws["TestRunsTableName"])
+    store = DynamoTestRunStore(aws["TestRunsTableName"], client=boto3.client("dynamodb"))
     client = boto3.client("dynamodb")
     item = run_item("r1", started_at="2026-11-25T12:00:00.000Z", verdict="running")
     client.put_item(TableName=aws["TestRunsTableName"], Item=item)
@@ -118,7 +118,7 @@ def test_a_test_run_written_at_whole_seconds_still_reads(aws: dict[str, str]) ->
         },
     )
     # WHEN it is read
-    run = DynamoTestRunStore(aws["TestRunsTableName"]).get("old")
+    run = DynamoTestRunStore(aws["TestRunsTableName"], client=boto3.client("dynamodb")).get("old")
     # THEN its times are those instants, aware
     assert run is not None
     assert run.verdict is RunVerdict.PASSED

@@ -60,7 +60,9 @@ def message(n: int) -> PostbackMessage:
 
 @pytest.fixture
 def affiliates(aws: dict[str, str]) -> DynamoAffiliateStore:
-    return DynamoAffiliateStore(aws["AffiliatesTableName"], allow_loopback=True, clock=lambda: NOW)
+    return DynamoAffiliateStore(
+        aws["AffiliatesTableName"], client=boto3.client("dynamodb"), allow_loopback=True, clock=lambda: NOW
+    )
 
 
 def test_affiliate_put_then_get_round_trips_the_config(affiliates: DynamoAffiliateStore) -> None:
@@ -123,7 +125,7 @@ def test_affiliate_store_errors_are_infrastructure_errors() -> None:
 
 @pytest.fixture
 def conversions(aws: dict[str, str]) -> DynamoConversionLog:
-    return DynamoConversionLog(aws["ConversionsTableName"], clock=lambda: NOW)
+    return DynamoConversionLog(aws["ConversionsTableName"], client=boto3.client("dynamodb"), clock=lambda: NOW)
 
 
 def test_record_once_then_repeats_answer_the_first_result(conversions: DynamoConversionLog) -> None:

@@ -86,7 +86,9 @@ class Api:
         self.service = wiring.ingest_service(
             ingest_handler.settings, dynamodb=self.service_dynamodb, clock=lambda: self.now
         )
-        self.affiliates = DynamoAffiliateStore(outputs["AffiliatesTableName"], allow_loopback=True)
+        self.affiliates = DynamoAffiliateStore(
+            outputs["AffiliatesTableName"], client=boto3.client("dynamodb"), allow_loopback=True
+        )
         self.sqs = boto3.client("sqs")
         self.dynamodb = boto3.client("dynamodb")
         self.outbox = outbox_poller(outputs)

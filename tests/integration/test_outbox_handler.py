@@ -48,7 +48,7 @@ def message(transaction_id: str, index: int = 0) -> PostbackMessage:
 class Outbox:
     def __init__(self, outputs: dict[str, str]) -> None:
         self.outputs = outputs
-        self.log = DynamoConversionLog(outputs["ConversionsTableName"])
+        self.log = DynamoConversionLog(outputs["ConversionsTableName"], client=boto3.client("dynamodb"))
         self.sqs = boto3.client("sqs")
 
     def convert(self, transaction_id: str, postbacks: int = 1) -> list[PostbackMessage]:
@@ -272,7 +272,7 @@ def recovery(outputs: dict[str, str], streams: Any = None) -> OutboxRecovery:
         sqs=boto3.client("sqs"),
         conversions_table=outputs["ConversionsTableName"],
         failure_queue_url=outputs["OutboxFailureQueueUrl"],
-        queue=SqsPostbackQueue(outputs["PostbackQueueUrl"]),
+        queue=SqsPostbackQueue(outputs["PostbackQueueUrl"], client=boto3.client("sqs")),
     )
 
 

@@ -166,9 +166,9 @@ class Workflow:
             },
             allow_loopback=True,
         )
-        DynamoAffiliateStore(self.outputs["AffiliatesTableName"], allow_loopback=True).put(
-            config, expected_version=None, updated_by="test"
-        )
+        DynamoAffiliateStore(
+            self.outputs["AffiliatesTableName"], client=boto3.client("dynamodb"), allow_loopback=True
+        ).put(config, expected_version=None, updated_by="test")
 
     def run(self, *, waits: list[int] | None = None, deadline_s: int = 20) -> TestRun:
         """Start a run and wait for the execution to end; returns the run's record."""
@@ -202,7 +202,7 @@ def workflow(
     sfn = boto3.client("stepfunctions")
     arn = create_test_link_state_machine(sfn)
     outputs = {**aws, "TestLinkStateMachineArn": arn}
-    runs = DynamoTestRunStore(outputs["TestRunsTableName"])
+    runs = DynamoTestRunStore(outputs["TestRunsTableName"], client=boto3.client("dynamodb"))
     with route_lambda_tasks({TEST_LINK_FUNCTION_NAME: testlink_handler.lambda_handler}):
         yield Workflow(outputs, TestRunStarter(sfn, arn, runs), affiliate_server)
     wiring.reset()

@@ -550,7 +550,9 @@ class Relay:
         self.now = float(EVENT_TIME)
         self.sqs = boto3.client("sqs")
         self.dynamodb = boto3.client("dynamodb")
-        self.affiliates = DynamoAffiliateStore(outputs["AffiliatesTableName"], allow_loopback=True)
+        self.affiliates = DynamoAffiliateStore(
+            outputs["AffiliatesTableName"], client=self.dynamodb, allow_loopback=True
+        )
         self.deliveries = DynamoDeliveryLog(outputs["DeliveriesTableName"], client=self.dynamodb)
         self.ingest_tally = IngestTally()
         self.batches: list[BatchOutcome] = []

@@ -10,7 +10,9 @@ After a restore (hooks of `snapshot_restore_py`, which the Python managed runtim
 absent elsewhere, where the hooks are never needed), state that must not be shared between
 restored environments or that may be stale is refreshed: the `random` module's seed, and
 whatever the handler registers (its secret cache, its clients when their credentials are
-not refreshable).
+not refreshable: `postback_relay.wiring.refresh_after_restore`, beside the clients it rebuilds).
+
+This module knows nothing of the composition root (wiring): observability imports it.
 """
 
 from __future__ import annotations
@@ -78,20 +80,3 @@ def credentials_refresh_themselves(session: Any) -> bool:
         return False
     credentials = session.get_credentials()
     return credentials is not None and hasattr(credentials, "refresh_needed")
-
-
-def refresh_after_restore() -> None:
-    """What every function refreshes after a SnapStart restore (register it with `after_restore`):
-    the `random` seed, Powertools' cached parameters and secrets (they may have rotated since
-    the snapshot), and, unless their credentials renew themselves, the boto3 session and every
-    service built on its clients (postback_relay.wiring builds them again on the next call)."""
-    import boto3
-    from aws_lambda_powertools.utilities import parameters
-
-    from postback_relay import wiring
-
-    reseed_random()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
-    if not credentials_refresh_themselves(boto3.DEFAULT_SESSION):
-        boto3.setup_default_session()
-        wiring.reset()

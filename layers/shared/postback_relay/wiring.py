@@ -18,7 +18,7 @@ life of the environment (a handler also takes a service as an argument: tests pa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from postback_relay.settings import MAX_WORKERS_LIMIT
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         DispatchDeliveryLog,
         EndpointStore,
         Notifier,
+        OutboxRecord,
         ParkedRecords,
         PostbackQueue,
         PostbackSender,
@@ -90,6 +92,23 @@ def reset() -> None:
         held.reset()
 
 
+def refresh_after_restore() -> None:
+    """What every function refreshes after a SnapStart restore (register it with
+    `coldstart.after_restore`): the `random` seed, Powertools' cached parameters and secrets
+    (they may have rotated since the snapshot), and, unless their credentials renew themselves,
+    the boto3 session and every service built on its clients (built again on the next call)."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+
+    from postback_relay.coldstart import credentials_refresh_themselves, reseed_random
+
+    reseed_random()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    if not credentials_refresh_themselves(boto3.DEFAULT_SESSION):
+        boto3.setup_default_session()
+        reset()
+
+
 # --- the budget of every AWS call the functions make ----------------------------------------
 # One botocore Config for every client built here (botocore's defaults are 60 s timeouts,
 # legacy retries and 10 pooled connections). DynamoDB, SQS, SNS, Step Functions and Secrets
@@ -135,6 +154,18 @@ def aws_client(service: str, *, attempts: int = AWS_ATTEMPTS) -> Any:
     import boto3
 
     return boto3.client(service, config=aws_config(attempts=attempts))  # type: ignore[call-overload]
+
+
+def table_name_and_client(table: Table) -> tuple[str, DynamoDBClient]:
+    """A boto3 Table resource as the DynamoDB adapters take it: its name, and a low-level
+    client for the same region and endpoint. The resource's own client cannot serve: the
+    resource makes it (de)serialise plain Python values, and the adapters speak DynamoDB's
+    attribute values."""
+    import boto3
+
+    meta = table.meta.client.meta
+    client = boto3.client("dynamodb", region_name=meta.region_name, endpoint_url=meta.endpoint_url, config=aws_config())
+    return table.name, client
 
 
 def _unix_clock_as_datetime(clock: Callable[[], float]) -> Callable[[], datetime]:
@@ -289,14 +320,21 @@ def outbox_service(
 ) -> OutboxService:
     """The outbox function's service: the postback queue, and the queue unreadable records are
     parked on (one SQS client for both)."""
-    from postback_relay.adapters.sqs_parked import SqsParkedRecords
     from postback_relay.services.outbox import OutboxService
 
     client = _client_once(sqs, "sqs")
     return OutboxService(
         _given_or(queue, lambda: postback_queue(settings.postback_queue_url, sqs=client())),
-        _given_or(parking, lambda: SqsParkedRecords(settings.outbox_parked_queue_url, client=client())),
+        _given_or(parking, lambda: parked_records(settings.outbox_parked_queue_url, sqs=client())),
     )
+
+
+def outbox_record_reader() -> Callable[[Mapping[str, Any]], OutboxRecord]:
+    """How the outbox function reads a record of ConversionsTable's stream (the adapter's
+    translation of its new image into an OutboxRecord)."""
+    from postback_relay.adapters.dynamodb_conversions import outbox_record_of
+
+    return outbox_record_of
 
 
 def portal_service(
@@ -356,6 +394,13 @@ def postback_queue(queue_url: str, *, sqs: SQSClient | None = None) -> PostbackQ
     from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 
     return SqsPostbackQueue(queue_url, client=sqs or aws_client("sqs"))
+
+
+def parked_records(queue_url: str, *, sqs: SQSClient | None = None) -> ParkedRecords:
+    """The queue the outbox parks the records it cannot read on (the outbox, `postback outbox`)."""
+    from postback_relay.adapters.sqs_parked import SqsParkedRecords
+
+    return SqsParkedRecords(queue_url, client=sqs or aws_client("sqs"))
 
 
 def affiliate_store(

@@ -83,7 +83,6 @@ OPS = REPO / "ops" / "postback_ops"
 OPS_OWN = sorted(p for p in OPS.glob("*.py"))
 OPS_FORBIDDEN = ("postback_relay.adapters", "aws_lambda_powertools")
 OPS_ADAPTER_IMPORTS_KNOWN = {
-    "cli_outbox.py": ["postback_relay.adapters.sqs_parked"],
     "outbox_recovery.py": ["postback_relay.adapters.dynamodb", "postback_relay.adapters.dynamodb_conversions"],
 }
 
@@ -96,7 +95,7 @@ def test_the_domain_imports_no_port_service_adapter_nor_wiring(path: Path) -> No
     assert violations(path, DOMAIN_FORBIDDEN) == []
 
 
-def test_the_cli_imports_no_adapter_but_the_known_two() -> None:
+def test_the_cli_imports_no_adapter_but_the_known_one() -> None:
     # GIVEN every module of ops/postback_ops (its local stack and awsrules, which play AWS and
     # read the template, aside)
     assert OPS_OWN
@@ -104,8 +103,61 @@ def test_the_cli_imports_no_adapter_but_the_known_two() -> None:
     found = {
         path.name: sorted({".".join(m.split(".")[:3]) for m in violations(path, OPS_FORBIDDEN)}) for path in OPS_OWN
     }
-    # THEN only the two known modules import an adapter, and only those
+    # THEN only the known module imports an adapter, and only those
     assert {name: wrong for name, wrong in found.items() if wrong} == OPS_ADAPTER_IMPORTS_KNOWN
+
+
+# wiring is the one builder: no other module of the shipped code (the shared layer, the
+# functions) imports boto3, so none can make a client or a session off the call budget
+# (wiring.aws_config). ops/: the CLI's clients are the target's (target.py: its profile, region
+# and budget); its local stack and awsrules play and read AWS and are not held to this.
+FUNCTIONS = REPO / "functions"
+SHIPPED = sorted([*PACKAGE.rglob("*.py"), *FUNCTIONS.rglob("*.py")])
+WIRING = PACKAGE / "wiring.py"
+BOTO3_ALLOWED = {WIRING}
+OPS_BOTO3_ALLOWED = {OPS / "target.py"}
+# The handlers' shared helpers sit below the composition root: the plumbing imports them, and
+# wiring may use them, never the other way (observability -> coldstart -> wiring was a cycle).
+BELOW_WIRING = [PACKAGE / "observability.py", PACKAGE / "coldstart.py"]
+
+
+def boto3_importers(paths: list[Path]) -> set[Path]:
+    return {path for path in paths if violations(path, ("boto3",))}
+
+
+def test_only_wiring_imports_boto3_in_the_shipped_code() -> None:
+    # GIVEN every module of the shared layer and of the functions (wiring among them)
+    assert WIRING in SHIPPED
+    # WHEN the ones importing boto3 (anywhere in them) are listed
+    # THEN wiring alone builds clients
+    assert boto3_importers(SHIPPED) == BOTO3_ALLOWED
+
+
+def test_the_cli_builds_its_clients_through_its_target_alone() -> None:
+    # GIVEN every module of ops/postback_ops (its local stack and awsrules aside)
+    # WHEN the ones importing boto3 are listed
+    # THEN only the target (the CLI's session per stack) does
+    assert boto3_importers(OPS_OWN) == OPS_BOTO3_ALLOWED
+
+
+def test_the_functions_reach_adapters_only_through_wiring() -> None:
+    # GIVEN every module of functions/ (handlers and their plumbing)
+    found = {
+        str(path.relative_to(FUNCTIONS)): violations(path, ("postback_relay.adapters",))
+        for path in sorted(FUNCTIONS.rglob("*.py"))
+    }
+    # WHEN their imports are read
+    # THEN none imports an adapter
+    assert found
+    assert {name: wrong for name, wrong in found.items() if wrong} == {}
+
+
+@pytest.mark.parametrize("path", BELOW_WIRING, ids=lambda p: p.name)
+def test_observability_and_coldstart_do_not_reach_the_composition_root(path: Path) -> None:
+    # GIVEN a helper the handlers' plumbing imports
+    # WHEN its imports are read
+    # THEN it knows neither wiring nor what wiring builds (services, adapters)
+    assert violations(path, ("postback_relay.wiring", "postback_relay.services", "postback_relay.adapters")) == []
 
 
 def test_ports_import_only_the_domain_of_this_package() -> None:

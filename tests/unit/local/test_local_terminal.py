@@ -85,7 +85,7 @@ def test_library_warnings_are_one_short_line_and_moto_s_failed_executions_are_si
 
 def test_each_test_step_is_one_line_of_what_it_saw(aws: dict[str, str]) -> None:
     # GIVEN a test run whose delivery check saw a refused connection, in the stack's table
-    store = DynamoTestRunStore(aws["TestRunsTableName"])
+    store = DynamoTestRunStore(aws["TestRunsTableName"], client=boto3.client("dynamodb"))
     at = datetime(2026, 11, 25, 12, tzinfo=UTC)
     store.create(TestRun(run_id="R-1", affiliate_id="1234567", started_by="ops", started_at=at))
     seen = "postback 1: attempt 3 of 8: connection refused"

@@ -24,7 +24,7 @@ ROLE = "arn:aws:iam::123456789012:role/testlink"
 
 @pytest.fixture
 def store(aws: dict[str, str]) -> DynamoTestRunStore:
-    return DynamoTestRunStore(aws["TestRunsTableName"])
+    return DynamoTestRunStore(aws["TestRunsTableName"], client=boto3.client("dynamodb"))
 
 
 def new_run(run_id: str = "run-1") -> TestRun:

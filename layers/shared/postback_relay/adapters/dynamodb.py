@@ -1,4 +1,4 @@
-"""What every DynamoDB adapter shares: the client, the error translation, paging, attribute
+"""What every DynamoDB adapter shares: the error translation, paging, attribute
 values and the times the tables keep.
 
 The adapters speak DynamoDB's low-level attribute values (`{"S": ...}`, `{"N": ...}`) through a
@@ -23,15 +23,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.times import parse_utc, utc_exact, utc_millis, utc_now, utc_seconds
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 __all__ = [
@@ -42,7 +39,6 @@ __all__ = [
     "failures_as",
     "items_of",
     "parse_utc",
-    "table_and_client",
     "text_of",
     "utc_exact",
     "utc_millis",
@@ -51,20 +47,6 @@ __all__ = [
 ]
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
-
-
-def table_and_client(table: str | Table, client: DynamoDBClient | None) -> tuple[str, DynamoDBClient]:
-    """The table's name and a low-level client (the one given, or a default one).
-
-    A Table resource's own client cannot serve: the resource makes it (de)serialise plain
-    Python values, and these adapters speak DynamoDB's attribute values; so a plain client is
-    made for the same region and endpoint."""
-    if isinstance(table, str):
-        return table, client or boto3.client("dynamodb")
-    if client is None:
-        meta = table.meta.client.meta
-        client = boto3.client("dynamodb", region_name=meta.region_name, endpoint_url=meta.endpoint_url)
-    return table.name, client
 
 
 def condition_failed(exc: ClientError) -> bool:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from postback_relay.adapters.dynamodb import (
     failures_as,
     items_of,
-    table_and_client,
     utc_now,
     utc_seconds,
 )
@@ -41,12 +40,13 @@ class DynamoAffiliateStore:
         self,
         table_name: str,
         *,
-        client: DynamoDBClient | None = None,
+        client: DynamoDBClient,
         allow_loopback: bool = False,
         consistent_read: bool = False,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._table, self._client = table_and_client(table_name, client)
+        self._table = table_name
+        self._client = client
         # Configs were checked when saved; reading them back checks them again with the same
         # rule, so that a local stack's loopback receiver stays readable.
         self._allow_loopback = allow_loopback

@@ -37,7 +37,6 @@ from postback_relay.adapters.dynamodb import (
     conditional_write,
     expiry,
     failures_as,
-    table_and_client,
     utc_exact,
     utc_now,
     utc_seconds,
@@ -53,7 +52,7 @@ from postback_relay.domain.repeats import (
     digests_of_values,
     digests_text,
 )
-from postback_relay.ports import FirstRecord, OriginalConversion
+from postback_relay.ports import FirstRecord, OriginalConversion, OutboxRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -63,6 +62,7 @@ TTL_DAYS = CONVERSION_RETENTION_DAYS
 MAX_REASON_CHARS = 190  # the record of a conversion stays one write unit (1 KB)
 DELIVERY_IDS = "delivery_ids"
 CONTENT = "content"  # a digest per content field (domain.repeats), to tell a differing repeat
+UNREADABLE_REASON_CHARS = 300  # why a stream record's postbacks cannot be read, as the outbox parks it
 POSTBACKS = "postbacks"  # the outbox: the postback messages the stream hands to the outbox function
 # Message fields the item carries in its own attributes: left out of each kept message.
 _SHARED_FIELDS = {
@@ -164,6 +164,24 @@ def messages_of_item(item: Mapping[str, Any]) -> list[PostbackMessage]:
     return [PostbackMessage.model_validate({**shared, **document}) for document in documents]
 
 
+def outbox_record_of(record: Mapping[str, Any]) -> OutboxRecord:
+    """A record of the table's stream as the outbox reads it: its sequence number and its new
+    image's messages, or why they cannot be read (cut to UNREADABLE_REASON_CHARS) with the raw image
+    as JSON text, to park."""
+    from pydantic import ValidationError
+
+    change = record.get("dynamodb") or {}
+    image = change.get("NewImage") or {}
+    conversion_id = str(image.get("conversion_id", {}).get("S", "?"))
+    sequence_number = str(change.get("SequenceNumber", ""))
+    try:
+        messages = tuple(messages_of_item(image))
+    except (ValueError, ValidationError, TypeError, AttributeError) as exc:
+        raw = json.dumps(image, default=str)
+        return OutboxRecord(sequence_number, conversion_id, unreadable=str(exc)[:UNREADABLE_REASON_CHARS], image=raw)
+    return OutboxRecord(sequence_number, conversion_id, messages)
+
+
 def delivery_refs_of(item: Mapping[str, Any]) -> list[DeliveryRef]:
     """Where the deliveries of a ConversionsTable item are logged (affiliate, creation time,
     ID): its kept messages' own keys. Empty for a record that keeps no messages (no postback,
@@ -258,10 +276,11 @@ class DynamoConversionLog:
         self,
         table_name: str,
         *,
-        client: DynamoDBClient | None = None,
+        client: DynamoDBClient,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._table, self._client = table_and_client(table_name, client)
+        self._table = table_name
+        self._client = client
         self._clock = clock
 
     def record(

@@ -41,7 +41,6 @@ from postback_relay.adapters.dynamodb import (
     failures_as,
     items_of,
     parse_utc,
-    table_and_client,
     text_of,
     utc_millis,
     utc_now,
@@ -60,7 +59,6 @@ from postback_relay.ports import DeliveryRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 DELIVERY_TTL_DAYS = 30
@@ -195,9 +193,9 @@ class DynamoDeliveryLog:
 
     def __init__(
         self,
-        table: str | Table,
+        table: str,
         *,
-        client: DynamoDBClient | None = None,
+        client: DynamoDBClient,
         conversions_table: str | None = None,
         test_runs_table: str | None = None,
         ttl_days: int = DELIVERY_TTL_DAYS,
@@ -207,7 +205,8 @@ class DynamoDeliveryLog:
 
         `conversions_table` and `test_runs_table` are needed only to list a transaction's
         postbacks (`by_transaction`, `failed(transaction_id=...)`); the dispatcher does without."""
-        self._table, self._client = table_and_client(table, client)
+        self._table = table
+        self._client = client
         self._conversions_table = conversions_table
         self._test_runs_table = test_runs_table
         self._ttl = timedelta(days=ttl_days)

@@ -13,12 +13,11 @@ from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from postback_relay.adapters.dynamodb import conditional_write, failures_as, items_of, table_and_client
+from postback_relay.adapters.dynamodb import conditional_write, failures_as, items_of
 from postback_relay.domain.delivery import Circuit, CircuitStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 ENDPOINT_TTL_S = 24 * 3600
@@ -49,13 +48,13 @@ def circuit_of(item: Any) -> Circuit:
 class DynamoEndpointStore:
     def __init__(
         self,
-        table: str | Table,
+        table: str,
         *,
-        client: DynamoDBClient | None = None,
+        client: DynamoDBClient,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`table`: the table's name (with `client`, or a default client), or a boto3 Table resource."""
-        self._table, self._client = table_and_client(table, client)
+        self._table = table
+        self._client = client
         self._clock = clock
 
     def get(self, endpoint: str) -> Circuit | None:

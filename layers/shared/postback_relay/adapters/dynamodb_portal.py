@@ -18,7 +18,7 @@ import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from postback_relay.adapters.dynamodb import conditional_write, failures_as, items_of, table_and_client, text_of
+from postback_relay.adapters.dynamodb import conditional_write, failures_as, items_of, text_of
 from postback_relay.domain.changes import ChangeSource, ChangeState, ConfigChange, HistoryEntry
 from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.portal import PortalPass
@@ -39,8 +39,9 @@ def _pk(affiliate_id: str) -> AttributeValueTypeDef:
 class DynamoPortalStore:
     """The portal's state in DynamoDB (both ports on one table)."""
 
-    def __init__(self, table_name: str, *, client: DynamoDBClient | None = None) -> None:
-        self._table, self._client = table_and_client(table_name, client)
+    def __init__(self, table_name: str, *, client: DynamoDBClient) -> None:
+        self._table = table_name
+        self._client = client
 
     # --- PortalAccess --------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from postback_relay.adapters.dynamodb import (
     expiry,
     failures_as,
     parse_utc,
-    table_and_client,
     text_of,
     utc_millis,
 )
@@ -54,8 +53,9 @@ def _step_of(value: Any) -> TestStep:
 class DynamoTestRunStore:
     """The TestRunStore port over a DynamoDB table."""
 
-    def __init__(self, table_name: str, *, client: DynamoDBClient | None = None, ttl_days: int = RUN_TTL_DAYS) -> None:
-        self._table, self._client = table_and_client(table_name, client)
+    def __init__(self, table_name: str, *, client: DynamoDBClient, ttl_days: int = RUN_TTL_DAYS) -> None:
+        self._table = table_name
+        self._client = client
         self._ttl = timedelta(days=ttl_days)
 
     def create(self, run: TestRun) -> None:

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.delivery import PostbackMessage
@@ -28,9 +27,9 @@ class SqsPostbackQueue:
     refused is returned to the caller.
     """
 
-    def __init__(self, queue_url: str, *, client: SQSClient | None = None) -> None:
+    def __init__(self, queue_url: str, *, client: SQSClient) -> None:
         self._queue_url = queue_url
-        self._client: SQSClient = client or boto3.client("sqs")
+        self._client: SQSClient = client
 
     def send(self, messages: Sequence[PostbackMessage]) -> list[PostbackMessage]:
         refused: list[PostbackMessage] = []

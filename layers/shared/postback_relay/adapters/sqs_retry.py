@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.domain.errors import InfrastructureError
@@ -21,10 +20,10 @@ MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds limit (15 minutes)
 
 
 class SqsRetryControl:
-    def __init__(self, queue_url: str, dead_letter_queue_url: str, *, client: SQSClient | None = None) -> None:
+    def __init__(self, queue_url: str, dead_letter_queue_url: str, *, client: SQSClient) -> None:
         self._queue_url = queue_url
         self._dead_letter_queue_url = dead_letter_queue_url
-        self._client: SQSClient = client or boto3.client("sqs")
+        self._client: SQSClient = client
 
     def requeue(self, body: str, *, delay_s: int) -> None:
         try:

@@ -1,4 +1,5 @@
 """`make bench` (`python -m bench`): the benchmark suite, a table, and bench/results.json.
+`python -m bench cold` and `python -m bench portal` run parts alone (see their --help).
 
 Environment: BENCH_E2E_SECONDS (60) shortens the load on the local stack, BENCH_E2E_RATE (20)
 sets its target conversions per second, BENCH_REPEATS (3) the runs per warm figure,
@@ -548,16 +549,19 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def cold_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "target": f"cold import {name} <= {COLD_IMPORT_MAX_RATIO}x import boto3",
+            "value": f"{ratio}x",
+            "pass": ratio <= COLD_IMPORT_MAX_RATIO,
+        }
+        for name, ratio in results["cold_import_ratio"].items()
+    ]
+
+
 def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for name, ratio in results["cold_import_ratio"].items():
-        rows.append(
-            {
-                "target": f"cold import {name} <= {COLD_IMPORT_MAX_RATIO}x import boto3",
-                "value": f"{ratio}x",
-                "pass": ratio <= COLD_IMPORT_MAX_RATIO,
-            }
-        )
+    rows = cold_targets(results)
     ingest = results["aws_calls_per_conversion"]["ingest"]
     batch = results["aws_calls_per_conversion"]["ingest_batch_of_100"]  # per conversion
     rows.append(
@@ -742,6 +746,8 @@ def table(results: Mapping[str, Any]) -> str:
         f"{top['wcu_per_attempt_largest_item']}; {top['max_postbacks_per_s_one_affiliate_unsharded']} / "
         f"{results['max_postbacks_per_s_one_affiliate']}",
     )
+    if "portal" in results:
+        lines.extend(portal_rows(results["portal"]))
     gb_s = results["dispatch_gb_s_per_postback"]
     row(
         "dispatch GB-s per postback (batch size: GB-s)",
@@ -792,6 +798,38 @@ def table(results: Mapping[str, Any]) -> str:
     for target in results["targets"]:
         lines.append(f"  {_verdict(target['pass'])}  {target['target']:<75} {target['value']}")
     return "\n".join(lines)
+
+
+def portal_rows(portal: Mapping[str, Any]) -> list[str]:
+    """The portal's warm pages (bench.portal_page): on fakes (its own cost) and on moto."""
+    lines: list[str] = []
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"  {label:<52} {value}")
+
+    def spread(figure: Mapping[str, Any]) -> str:
+        return f"{figure['median']} / {figure['p95']}"
+
+    fakes = portal.get("fakes", {}).get("pages", {})
+    for kind in portal_page.KINDS:
+        if kind in fakes:
+            row(f"portal {kind}, fakes (ms median / p95)", spread(fakes[kind]["wall"]))
+    if "home" in fakes:
+        row("  of which the Jinja2 render (home)", spread(fakes["home"]["render"]))
+    moto = portal.get("moto", {})
+    if "home" in moto.get("pages", {}):
+        home = moto["pages"]["home"]
+        calls = ", ".join(f"{n} {name}" for name, n in sorted(moto["aws_calls_per_page"]["home"].items()))
+        row(
+            "portal home on moto: wall / moto's share / rest",
+            f"{home['wall']['median']} / {home['moto']['median']} / {home['wall_without_moto']['median']} ms",
+        )
+        row("  AWS calls per home page", calls)
+        row(
+            "  home on Lambda, estimate (rest + 5 ms a DynamoDB call)",
+            f"{portal['warm_page']['home_estimate_on_lambda_ms']} ms",
+        )
+    return lines
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -976,8 +1014,8 @@ def main() -> int:
     results["retries"] = {"cost": waits.retry_costs(), "in_flight": waiting}
     results["max_postbacks_per_s_one_affiliate"] = top["max_postbacks_per_s_one_affiliate"]
     results["one_affiliate_ceiling"] = top
-    # The portal (issue 26): its cold import is a row of cold_import's; its warm page here.
-    results["portal"] = _timed_part("portal: warm page", _quiet(portal_page.measure))
+    # The portal (issue 26): its cold import is a row of cold_import's; its warm pages here.
+    results["portal"] = _timed_part("portal: warm pages", lambda: portal_page.measure(repeats=repeats))
     results["targets"] = targets(results)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     RESULTS_PATH.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
@@ -1073,7 +1111,85 @@ def cold_table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --- `python -m bench portal`: the portal's figures alone, with same-run comparisons -------------
+
+PORTAL_RESULTS_PATH = Path(__file__).resolve().parent / "portal_results.json"
+
+
+def portal_main(argv: list[str], *, out: Path = PORTAL_RESULTS_PATH) -> int:
+    """The portal's cold import (with ingest's, against `import boto3`, in the same rounds) and
+    its warm pages (with ingest's warm call, in the same rounds), as `make bench` measures them.
+    Written to bench/portal_results.json under the keys bench/results.json uses."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench portal", description=portal_main.__doc__)
+    parser.add_argument("--cold-repeats", type=int, default=7, help="interleaved rounds of cold imports (7; 0: none)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of warm figures, fresh processes each (3)")
+    parser.add_argument("--pages", type=int, default=30, help="warm requests of each page per process on fakes (30)")
+    parser.add_argument("--moto-pages", type=int, default=10, help="the same on moto (10; 0: no moto run)")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    results: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench portal " + " ".join(argv),
+    }
+    if args.cold_repeats > 0:
+        results.update(
+            _timed_part(
+                "cold import: boto3, ingest, portal",
+                lambda: cold_import.measure(repeats=args.cold_repeats, functions=("ingest", "portal")),
+            )
+        )
+    env = portal_page.worker_env()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    ingest: list[dict[str, Any]] = []
+    loads = [os.getloadavg()]
+    for n in range(args.rounds):  # interleaved: a noisy minute hurts both alike
+        _say(f"bench: warm round {n + 1}/{args.rounds}: ingest, portal on fakes, portal on moto ...")
+        ingest.append(warm_figures(1, only=("ingest_single_fakes",))["figures"]["ingest_single_fakes"])
+        portal_page.one_round(runs, env, pages=args.pages, moto_pages=args.moto_pages)
+        loads.append(os.getloadavg())
+    end = os.getloadavg()
+    results["machine"] = {
+        "summary": f"{platform.machine()}, {os.cpu_count()} CPUs, load {load[0]:.1f} to {end[0]:.1f}, Python "
+        f"{platform.python_version()}",
+        "load_average": {"start": load, "end": end},
+    }
+    results["ingest_us_per_conversion"] = {"single": _median([r["wall_us"] for r in ingest])}
+    results["warm_figures"] = {"ingest_single_fakes_rounds": ingest}
+    results["portal"] = portal_page.summarise(runs, load=loads)
+    if "cold_import_ratio" in results:
+        results["targets"] = cold_targets(results)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    _say("")
+    _say(portal_table(results))
+    _say(f"figures in {out}")
+    return 0
+
+
+def portal_table(results: Mapping[str, Any]) -> str:
+    lines = [f"portal benchmark  ({results['machine']['summary']})", ""]
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"  {label:<52} {value}")
+
+    if "cold_import_ms" in results:
+        row("import boto3 (ms, median; CPU ms)", f"{results['boto3_import_ms']}; {results['cpu_boto3_import_ms']}")
+        for name, ms in results["cold_import_ms"].items():
+            row(
+                f"cold import {name} (ms, ratio to boto3; on CPU)",
+                f"{ms}  ({results['cold_import_ratio'][name]}x; {results['cpu_cold_import_ratio'][name]}x)",
+            )
+    row("ingest warm, 1 conversion/request (us, same rounds)", results["ingest_us_per_conversion"]["single"])
+    lines.extend(portal_rows(results["portal"]))
+    for target in results.get("targets", []):
+        lines.append(f"  {_verdict(target['pass'])}  {target['target']:<75} {target['value']}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["cold"]:
         sys.exit(cold_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["portal"]:
+        sys.exit(portal_main(sys.argv[2:]))
     sys.exit(main())

@@ -198,12 +198,16 @@ def _code_dir(logical_id: str, tree: Path) -> Path:
     return tree / code_dir.relative_to(REPO_ROOT)
 
 
-def measure(repeats: int = 7, *, baseline: Path | None = None) -> dict[str, object]:
+def measure(
+    repeats: int = 7, *, baseline: Path | None = None, functions: tuple[str, ...] | None = None
+) -> dict[str, object]:
     """Cold imports as Lambda runs them: the function's folder, the layer and the runtime's
     boto3 only (no site-packages), byte-compiled; `import boto3` on the same path for scale.
 
     With `baseline` (a checkout, see `checkout`), that tree's handlers are imported in the same
-    rounds, interleaved with this tree's, and reported under `baseline_*`."""
+    rounds, interleaved with this tree's, and reported under `baseline_*`. `functions`: only
+    these (short names of FUNCTIONS; every one by default)."""
+    measured = {name: FUNCTIONS[name] for name in (functions or tuple(FUNCTIONS))}
     trees = {"current": REPO_ROOT, **({"baseline": baseline} if baseline is not None else {})}
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {tree: {} for tree in trees}
     boto3_samples: list[tuple[float, float]] = []
@@ -211,12 +215,13 @@ def measure(repeats: int = 7, *, baseline: Path | None = None) -> dict[str, obje
         layers, runtime = _build_lambda_layout(Path(tmp), trees)
         envs = {
             (tree_name, name): _tree_environment(logical_id, tree)
-            for name, logical_id in FUNCTIONS.items()
+            for name, logical_id in measured.items()
             for tree_name, tree in trees.items()
         }
+        boto3_env = _tree_environment("IngestFunction", REPO_ROOT)
         for _ in range(repeats):
-            boto3_samples.append(_time_import_isolated("boto3", envs[("current", "ingest")], [runtime]))
-            for name, logical_id in FUNCTIONS.items():
+            boto3_samples.append(_time_import_isolated("boto3", boto3_env, [runtime]))
+            for name, logical_id in measured.items():
                 _, module, _ = function_code(logical_id)
                 for tree_name, tree in trees.items():
                     code_dir = _code_dir(logical_id, tree)

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+from postback_relay.domain.changes import ChangeState, ConfigChange, HistoryEntry
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
+from postback_relay.domain.portal import PortalPass
+from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
 from postback_relay.ports import DeliveryRecord, FirstRecord, OriginalConversion, StoredAffiliate
 
 
@@ -142,3 +145,85 @@ class EndpointStoreFake:
 
     def list(self) -> list[Circuit]:
         return []
+
+
+# --- the portal's reads (bench.portal_page): given records, nothing written -------------------
+
+
+class PortalDeliveriesFake(DeliveryLogFake):
+    """The given records (newest first), read as the DynamoDB log reads them."""
+
+    def __init__(self, records: Sequence[DeliveryRecord]) -> None:
+        super().__init__()
+        self._records = list(records)
+
+    def get(self, ref: DeliveryRef) -> DeliveryRecord | None:
+        return next((r for r in self._records if r.ref == ref), None)
+
+    def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
+        return [r for r in self._records if r.message.affiliate_id == affiliate_id][:limit]
+
+    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+        return [r for r in self.by_affiliate(affiliate_id, limit=10**6) if r.message.created_at >= since]
+
+
+class PortalStoreFake:
+    """No link used, no revocation, no change on record; writes refused (the pages only read)."""
+
+    def epoch(self, affiliate_id: str) -> int:
+        return 0
+
+    def revoke(self, affiliate_id: str) -> int:
+        raise NotImplementedError("the benchmark never revokes")
+
+    def link_used(self, link: PortalPass) -> bool:
+        return False
+
+    def use_link(self, link: PortalPass) -> bool:
+        return True
+
+    def submit(self, change: ConfigChange) -> None:
+        raise NotImplementedError("the benchmark never saves a change")
+
+    def get(self, change_id: str) -> ConfigChange | None:
+        return None
+
+    def listed(self, *, state: ChangeState | None = None) -> list[ConfigChange]:
+        return []
+
+    def latest(self, affiliate_id: str) -> ConfigChange | None:
+        return None
+
+    def decide(
+        self, change: ConfigChange, state: ChangeState, *, by: str, at: str, reason: str | None = None
+    ) -> ConfigChange:
+        raise NotImplementedError("the benchmark never decides a change")
+
+    def record(self, entry: HistoryEntry) -> None:
+        raise NotImplementedError("the benchmark never saves a change")
+
+    def history(self, affiliate_id: str) -> list[HistoryEntry]:
+        return []
+
+
+class TestRunStoreFake:
+    __test__ = False  # not a test class
+
+    def create(self, run: TestRun) -> None:
+        raise NotImplementedError("the benchmark never starts a test")
+
+    def get(self, run_id: str) -> TestRun | None:
+        return None
+
+    def append_step(self, run_id: str, step: TestStep) -> None:
+        raise NotImplementedError("the benchmark never starts a test")
+
+    def finish(self, run_id: str, verdict: RunVerdict, *, step: str | None, reason: str | None, at: datetime) -> bool:
+        raise NotImplementedError("the benchmark never starts a test")
+
+
+class TestRunLauncherFake:
+    __test__ = False  # not a test class
+
+    def start(self, affiliate_id: str, started_by: str, waits: Sequence[int], deadline_s: int) -> str:
+        raise NotImplementedError("the benchmark never starts a test")

@@ -10,6 +10,8 @@
   the postbacks going to the affiliate server at URL (run by the parent process).
 - dispatch-concurrency: 10 postbacks to 10 servers that answer after 200 ms; 9 fast servers
   and one that never answers.
+- portal-warm N MODE: N warm requests of each of the portal's pages (bench/portal_page.py),
+  MODE `fakes` or `moto`.
 - aws-calls: one conversion through ingest then dispatch on moto, with a warm cache, every
   AWS call counted through botocore's `before-call` event; the items' sizes as DynamoDB
   counts them.
@@ -672,6 +674,10 @@ def main(argv: list[str]) -> int:
         result = dispatch_batch_sizes([int(a) for a in args[1:]], int(args[0]))
     elif task == "aws-calls":
         result = aws_calls(args[0])
+    elif task == "portal-warm":
+        from bench import portal_page
+
+        result = portal_page.warm(int(args[0]), args[1])
     else:
         raise SystemExit(f"unknown task {task}")
     with open(out, "w", encoding="utf-8") as f:

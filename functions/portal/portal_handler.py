@@ -107,7 +107,8 @@ def _checked_session(request: PortalRequest, service: PortalService) -> PortalPa
 def home(request: PortalRequest, service: PortalService, *, outcome: SaveOutcome | None = None,
          status: int = 200, section: str = "", form: list[PostbackEdit] | None = None,
          test_link: str | None = None) -> Answer:  # fmt: skip
-    from postback_relay.services.portal import EVENTS
+    from postback_relay.domain.presets import PRESETS
+    from postback_relay.services.portal import EVENTS, preset_hint, stored_rows
 
     session = _session(request, service)
     state = request.query.get("state", "")
@@ -127,7 +128,10 @@ def home(request: PortalRequest, service: PortalService, *, outcome: SaveOutcome
         event=event,
         outcome=outcome,
         section=section,
-        form=form,
+        rows=form or stored_rows(overview.stored.config),
+        stored_count=len(overview.stored.config.postbacks),
+        presets=list(PRESETS.values()),
+        hints={name: preset_hint(name) for name in ["", *PRESETS]},
         test_link=overview.stored.config.test_link if test_link is None else test_link,
         notice=request.query.get("notice", ""),
     )
@@ -144,9 +148,22 @@ def _edits(request: PortalRequest) -> list[PostbackEdit]:
             events=tuple(request.fields(f"pb-{i}-events")),
             offers=request.field(f"pb-{i}-offers"),
             remove=bool(request.field(f"pb-{i}-remove")),
+            preset=request.optional(f"pb-{i}-preset"),
+            click_id=request.optional(f"pb-{i}-click_id"),
+            statuses=_statuses(request, i),
         )
         for i in range(count)
     ]
+
+
+def _statuses(request: PortalRequest, index: int) -> dict[str, str] | None:
+    """Postback `index`'s status words as the form sent them (None: the form has none)."""
+    from postback_relay.services.portal import EVENTS
+
+    sent = {event: request.optional(f"pb-{index}-status-{event}") for event in EVENTS}
+    if all(word is None for word in sent.values()):
+        return None
+    return {event: word or "" for event, word in sent.items()}
 
 
 def _int(text: str) -> int:

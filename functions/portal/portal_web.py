@@ -101,6 +101,10 @@ class PortalRequest:
     def fields(self, name: str) -> list[str]:
         return self.form.get(name) or []
 
+    def optional(self, name: str) -> str | None:
+        """The field's value, or None when the form did not send it."""
+        return self.field(name) if name in self.form else None
+
 
 def _cookies(listed: list[Any], header: str) -> dict[str, str]:
     found: dict[str, str] = {}

@@ -49,7 +49,8 @@ def test_no_page_has_a_serious_or_critical_violation(
     tmp_path: Path,
     own_receivers: list[Receiver],
 ) -> None:
-    # GIVEN an affiliate with a refused change shown, a test run, and each kind of page
+    # GIVEN an affiliate with a refused change shown, a preset picked (previewed, then refused),
+    # a test run, and each kind of page
     affiliate = "3000201"
     onboard(postback, tmp_path, own_receivers, affiliate)
     page = axe_context.new_page()
@@ -63,7 +64,18 @@ def test_no_page_has_a_serious_or_critical_violation(
     page.get_by_role("button", name="Save").first.click()
     expect(page.get_by_role("alert")).to_contain_text("postback 1, url")
     found["home with a refused change"] = serious_violations(page)
-    page.goto(page.url.split("/portal/", 1)[0] + "/portal/home")
+    home = page.url.split("/portal/", 1)[0] + "/portal/home"
+    page.goto(home)
+    first = page.get_by_role("group", name="Postback 1")
+    first.get_by_label("Tracker preset").select_option(label="Voluum")
+    first.get_by_role("checkbox", name="chargeback").check()
+    first.get_by_text("Status words (optional)").click()
+    expect(first.locator("output")).to_contain_text("the voluum preset cannot take chargeback")
+    found["home, a preset picked and its refusal previewed"] = serious_violations(page)
+    page.get_by_role("button", name="Save").first.click()
+    expect(page.get_by_role("alert")).to_contain_text("the voluum preset cannot take chargeback")
+    found["home with a refused preset"] = serious_violations(page)
+    page.goto(home)
     page.get_by_role("button", name="Start test").click()
     expect(page.get_by_role("heading", name="Test link")).to_be_visible()
     found["test run, running"] = serious_violations(page)

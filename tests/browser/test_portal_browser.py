@@ -50,8 +50,11 @@ def test_edit_preview_save_pending_approve_then_a_conversion_fires_the_new_url(
     new_url = f"{receiver.url}/new/pb?click={{clickid}}&tx={{transaction_id}}"
     first.get_by_label("Postback URL").fill(new_url)
 
-    # THEN the live preview shows the URL a sample conversion would produce
-    expect(first.locator("output")).to_have_text(f"{receiver.url}/new/pb?click=clickid123&tx=sample-0001")
+    # THEN the live preview shows the URL a sample conversion of each of its events would produce
+    sample = f"{receiver.url}/new/pb?click=clickid123&tx=sample-0001"
+    preview = first.locator("output")
+    expect(preview).to_contain_text(f"rebill: {sample}")
+    assert preview.text_content() == f"sale: {sample}\nrebill: {sample}"
 
     # WHEN it saves
     page.get_by_role("button", name="Save").first.click()
@@ -81,6 +84,55 @@ def test_edit_preview_save_pending_approve_then_a_conversion_fires_the_new_url(
     cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "portal_session")
     log = "\n".join(local_stack.lines)
     assert url.split("t=", 1)[1] not in log and cookie not in log
+
+
+def test_pick_a_preset_see_its_preview_save_approve_then_a_conversion_fires_the_presets_url(
+    page: Page, postback: Cli, local_stack: LocalStackProcess, tmp_path: Path, own_receivers: list[Receiver]
+) -> None:
+    # GIVEN an affiliate (self_service: approve) whose postback 1 is a URL template, entered by its link
+    affiliate = "3000106"
+    receiver = onboard(postback, tmp_path, own_receivers, affiliate)
+    enter(page, portal_url(postback, affiliate))
+    first = page.get_by_role("group", name="Postback 1")
+
+    # WHEN it picks Keitaro, gives Keitaro's endpoint and its click ID field, and adds refund
+    first.get_by_label("Tracker preset").select_option(label="Keitaro")
+    expect(first.locator(".hint")).to_contain_text("Keitaro: give its endpoint as the Postback URL")
+    endpoint = f"{receiver.url}/keitaro/postback"
+    first.get_by_label("Postback URL").fill(endpoint)
+    first.get_by_label("Click ID field").select_option("clickid")
+    first.get_by_role("checkbox", name="refund").check()
+
+    # THEN the live preview shows, per event, the URL Keitaro's preset writes for a sample
+    # conversion (a refund reverses the sample sale: Keitaro's `rejected`, by the original's tid)
+    query = "subid=clickid123&status={}&payout=7.50&currency=EUR&tid=sample-0001"
+    preview = first.locator("output")
+    expect(preview).to_contain_text("refund: ")
+    assert preview.text_content() == "\n".join(
+        f"{event}: {endpoint}?{query.format(word)}"
+        for event, word in (("sale", "sale"), ("rebill", "rebill"), ("refund", "rejected"))
+    )
+
+    # WHEN it saves
+    page.get_by_role("button", name="Save").first.click()
+    # THEN the change is pending; ops approve it with the config script
+    expect(page.locator("p.notice")).to_contain_text("pending")
+    (change,) = [c for c in rows(postback, "changes", "list") if c["affiliate_id"] == affiliate]
+    assert "+ postback 1, preset: keitaro" in change["diff"]
+    approved = postback("changes", "approve", change["change_id"])
+    assert approved.exit_code == 0, approved.stderr
+    page.reload()
+    expect(first.get_by_label("Tracker preset")).to_have_value("keitaro")
+
+    # AND a conversion fires the preset's URL at the affiliate's server
+    assert post_conversions(local_stack.api_url, sale("BR6", affiliate), SECRET).status_code == 202
+    (hit,) = receiver.wait_for(1, path="/keitaro/postback", timeout_s=30)
+    assert (hit.param("subid"), hit.param("status"), hit.param("tid"), hit.param("currency")) == (
+        "cBR6",
+        "sale",
+        "BR6",
+        "EUR",
+    )
 
 
 def test_start_test_shows_each_step_then_passed(

@@ -1,5 +1,6 @@
 // The live preview: as the postbacks form changes, ask the portal for the URL a sample
-// conversion would produce (same origin, the form's own CSRF token) and show it.
+// conversion of each subscribed event would produce (same origin, the form's own CSRF token)
+// and show them, one line per event.
 "use strict";
 // A running test: fetch the page again every 2 s and put its run (steps, verdict) in place.
 function followRun() {
@@ -28,10 +29,17 @@ document.addEventListener("DOMContentLoaded", function () {
         form.querySelectorAll("output").forEach(function (out) { out.textContent = ""; });
         lines.forEach(function (line) {
           var out = document.getElementById("pb-" + line.index + "-preview");
-          if (out) { out.textContent = line.url || line.problem || ""; }
+          var text = (line.event ? line.event + ": " : "") + (line.url || line.problem || "");
+          if (out) { out.textContent += (out.textContent ? "\n" : "") + text; }
         });
       });
   }
-  form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refresh, 250); });
+  form.addEventListener("input", function (event) {
+    // A preset picked: say what it needs (the option's own hint, written by the page).
+    if (event.target.classList.contains("preset")) {
+      document.getElementById(event.target.id.replace(/preset$/, "hint")).textContent = event.target.selectedOptions[0].dataset.hint;
+    }
+    clearTimeout(timer); timer = setTimeout(refresh, 250);
+  });
   refresh();
 });

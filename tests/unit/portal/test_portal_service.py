@@ -134,11 +134,13 @@ def test_a_refused_change_names_the_form_fields_in_the_words_of_affiliate_put(po
     assert portal.store.listed() == []
 
 
-def test_the_preview_renders_a_sample_conversion_for_each_postback(portal: Portal) -> None:
+def test_the_preview_renders_a_sample_conversion_of_each_event_of_each_postback(portal: Portal) -> None:
     lines = portal.service.preview(portal.session(), edits())
-    assert [line.index for line in lines] == [0, 1]
-    assert lines[0].url == "https://track.acme.example/postback?cid=clickid123&ev=sale&sum=25.00"
-    assert lines[1].url == "https://track.acme.example/lead?cid=clickid123"
+    assert [(line.index, line.event, line.url) for line in lines] == [
+        (0, "sale", "https://track.acme.example/postback?cid=clickid123&ev=sale&sum=25.00"),
+        (0, "rebill", "https://track.acme.example/postback?cid=clickid123&ev=rebill&sum=25.00"),
+        (1, "registration", "https://track.acme.example/lead?cid=clickid123"),
+    ]
 
 
 def test_a_session_of_a_sees_only_as_deliveries_and_cannot_replay_bs(portal: Portal) -> None:

@@ -340,9 +340,9 @@ def _preset_problems(spec: PostbackSpec, preset: Preset) -> list[tuple[str, str]
     if clash:
         problems.append(("url", f"the {preset.name} preset writes {clash} itself: leave them out of the url"))
     for event in spec.events:
-        reason = preset.refusal(event)
-        if reason is not None:
-            problems.append(("events", f"the {preset.name} preset cannot take {event.value}: {reason}"))
+        message = preset.refusal_message(event)
+        if message is not None:
+            problems.append(("events", message))
     return problems
 
 

@@ -56,6 +56,12 @@ class Preset:
             return f"{self.tracker}'s {NO_REVERSAL}"
         return None
 
+    def refusal_message(self, event: Event) -> str | None:
+        """Why a postback of this preset subscribed to `event` is refused, as `affiliate put`
+        (and the portal) say it; None when the preset takes the event."""
+        reason = self.refusal(event)
+        return None if reason is None else f"the {self.name} preset cannot take {event.value}: {reason}"
+
     @property
     def refused_events(self) -> list[Event]:
         return [event for event in Event if self.refusal(event) is not None]

@@ -11,16 +11,16 @@ affiliate's `self_service` says.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from postback_relay.domain.changes import ChangeSource, ConfigChange
-from postback_relay.domain.config import AffiliateConfig, SelfService, dump_config, parse_config
+from postback_relay.domain.config import AffiliateConfig, PostbackSpec, SelfService, dump_config, parse_config
 from postback_relay.domain.conversion import Conversion
 from postback_relay.domain.delivery import DeliveryRef, DeliveryState
 from postback_relay.domain.errors import ConfigError, NotFoundError, PostbackRefused
-from postback_relay.domain.events import Event
+from postback_relay.domain.events import REVERSALS, Event
 from postback_relay.domain.fields import human_field
 from postback_relay.domain.health import AffiliateHealth
 from postback_relay.domain.portal import (
@@ -35,6 +35,7 @@ from postback_relay.domain.portal import (
     sign_pass,
 )
 from postback_relay.domain.postbacks import postback_messages
+from postback_relay.domain.presets import PRESETS
 from postback_relay.domain.testrun import TestRun
 from postback_relay.domain.times import parse_utc, utc_seconds
 from postback_relay.ports import (
@@ -63,13 +64,18 @@ SAMPLE_OFFER = "89"
 @dataclass(frozen=True)
 class PostbackEdit:
     """One postback as the portal's form sends it (`index` counts the form's postbacks from 0;
-    the last one of the form is a blank one, for a new postback)."""
+    the last one of the form is a blank one, for a new postback). `preset` ("" for a URL
+    template of one's own), `click_id` and `statuses` (event -> the tracker's word, "" for the
+    default) are None when the form did not send them: then they stay as stored."""
 
     index: int
     url: str
     events: tuple[str, ...]
     offers: str = ""
     remove: bool = False
+    preset: str | None = None
+    click_id: str | None = None
+    statuses: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class SaveOutcome:
 
 @dataclass(frozen=True)
 class PreviewLine:
+    """What a sample conversion of `event` makes postback `index` (of the form) send: its URL,
+    or why it would send nothing (`event` None: the config itself is refused)."""
+
     index: int
     event: str | None
     url: str | None
@@ -242,32 +251,21 @@ class PortalService:
         try:
             config = parse_config(document, allow_loopback=self._allow_loopback)
         except ConfigError as exc:
-            outcome = _refusal(exc, kept)
-            return [PreviewLine(kept[0] if kept else 0, None, None, "; ".join(outcome.problems))]
-        return [self._sample(config, kept[i], spec_index=i) for i in range(len(config.postbacks))]
+            return _refused_lines(exc, kept)
+        return [
+            self._sample(config, kept[i], spec_index=i, event=event)
+            for i, spec in enumerate(config.postbacks)
+            for event in spec.events
+        ]
 
-    def _sample(self, config: AffiliateConfig, form_index: int, *, spec_index: int) -> PreviewLine:
+    def _sample(self, config: AffiliateConfig, form_index: int, *, spec_index: int, event: Event) -> PreviewLine:
         spec = config.postbacks[spec_index]
-        event = spec.events[0]
-        offer = spec.offers[0] if spec.offers else SAMPLE_OFFER
-        tracker_values = {name: f"{name}123" for name in config.tracker.fields}
-        conversion = Conversion.model_validate(
-            {
-                "transaction_id": "sample-0001",
-                "event": event.value,
-                "offer": {"id": offer, "type": "revshare", "name": "Sample offer"},
-                "amount": "25.00",
-                "currency": "EUR",
-                "tracker": "trID_sample_trID",
-                "affiliate_id": config.affiliate_id,
-                "occurred_at": utc_seconds(self._clock()),
-            }
-        )
+        conversion = sample_conversion(config, spec, event, self._clock())
         try:
             (message,) = postback_messages(
                 conversion,
                 config,
-                tracker_values,
+                sample_tracker_values(config),
                 created_at=self._clock(),
                 allow_loopback=self._allow_loopback,
                 postbacks=[(spec_index, spec)],
@@ -323,13 +321,89 @@ def _with_postbacks(
         postback["url"] = edit.url.strip()
         postback["events"] = list(edit.events)
         offers = [offer.strip() for offer in edit.offers.split(",") if offer.strip()]
-        if offers:
-            postback["offers"] = offers
-        else:
-            postback.pop("offers", None)
+        _put(postback, "offers", offers or None)
+        if edit.preset is not None:
+            # No preset: the URL is a template of one's own, and a click ID field means nothing.
+            preset = edit.preset.strip() or None
+            _put(postback, "preset", preset)
+            _put(postback, "click_id", (edit.click_id or "").strip() or None if preset else None)
+        elif edit.click_id is not None:
+            _put(postback, "click_id", edit.click_id.strip() or None)
+        if edit.statuses is not None:
+            words = {event: word.strip() for event, word in edit.statuses.items() if word.strip()}
+            _put(postback, "statuses", words or None)
         postbacks.append(postback)
         kept.append(edit.index)
     return {**document, "postbacks": postbacks}, kept
+
+
+def _put(postback: dict[str, object], key: str, value: object) -> None:
+    """Set `key`, or leave it out when `value` is None (the config's default)."""
+    if value is None:
+        postback.pop(key, None)
+    else:
+        postback[key] = value
+
+
+def stored_rows(config: AffiliateConfig) -> list[PostbackEdit]:
+    """The form's postbacks as stored, then the blank one for a new postback."""
+    rows = [
+        PostbackEdit(
+            index=i,
+            url=spec.url,
+            events=tuple(event.value for event in spec.events),
+            offers=", ".join(spec.offers or ()),
+            preset=spec.preset or "",
+            click_id=spec.click_id or "",
+            statuses={event.value: word for event, word in (spec.statuses or {}).items()},
+        )
+        for i, spec in enumerate(config.postbacks)
+    ]
+    return [*rows, PostbackEdit(index=len(rows), url="", events=(), preset="", click_id="", statuses={})]
+
+
+def sample_tracker_values(config: AffiliateConfig) -> dict[str, str]:
+    """The sample conversion's tracker: each field's name followed by 123 (`clickid123`)."""
+    return {name: f"{name}123" for name in config.tracker.fields}
+
+
+def sample_conversion(config: AffiliateConfig, spec: PostbackSpec, event: Event, now: datetime) -> Conversion:
+    """The sample conversion the preview renders: a reversal reverses the sample conversion."""
+    reversal = event in REVERSALS
+    offer = spec.offers[0] if spec.offers else SAMPLE_OFFER
+    return Conversion.model_validate(
+        {
+            "transaction_id": "sample-0002" if reversal else "sample-0001",
+            "event": event.value,
+            "offer": {"id": offer, "type": "revshare", "name": "Sample offer"},
+            "amount": "25.00",
+            "payout": "7.50",
+            "currency": "EUR",
+            "tracker": "trID_sample_trID",
+            "affiliate_id": config.affiliate_id,
+            "occurred_at": utc_seconds(now),
+            **({"original_transaction_id": "sample-0001"} if reversal else {}),
+        }
+    )
+
+
+def preset_hint(name: str) -> str:
+    """What a person picking this preset must know (the refusals in `affiliate put`'s words)."""
+    preset = PRESETS.get(name)
+    if preset is None:
+        return (
+            "Your own URL template: write the whole URL, with macros such as {transaction_id}, {amount} "
+            "or a field of your tracker in braces."
+        )
+    refusals = [message for event in Event if (message := preset.refusal_message(event)) is not None]
+    return " ".join(
+        [
+            f"{preset.tracker}: give its endpoint as the Postback URL, like {preset.example_endpoint}, and the field "
+            f"of your tracker that holds {preset.tracker}'s click ID; the preset writes the query.",
+            preset.note,
+            *(f"Refused: {message}." for message in refusals),
+        ]
+    )
 
 
 def dump_config_postback(config: AffiliateConfig, index: int) -> dict[str, object]:
@@ -350,10 +424,21 @@ def _form_field(path: str, form_index: list[int]) -> tuple[str, str]:
     return "", human_field(path)
 
 
+def _refused_lines(exc: ConfigError, form_index: list[int]) -> list[PreviewLine]:
+    """A refused config's problems, each under the form's postback it names (the first one's
+    when it names none)."""
+    by_index: dict[int, list[str]] = {}
+    for path, reason in exc.errors:
+        form_field, shown = _form_field(path, form_index)
+        index = int(form_field.split("-")[1]) if form_field.startswith("pb-") else (form_index or [0])[0]
+        by_index.setdefault(index, []).append(f"{shown}: {reason}")
+    return [PreviewLine(index, None, None, "; ".join(problems)) for index, problems in sorted(by_index.items())]
+
+
 def _refusal(exc: ConfigError, form_index: list[int]) -> SaveOutcome:
     problems: list[str] = []
     fields: dict[str, str] = {}
-    for path, reason in getattr(exc, "errors", None) or [(exc.field, exc.reason)]:
+    for path, reason in exc.errors:
         form_field, shown = _form_field(path, form_index)
         problems.append(f"{shown}: {reason}")
         if form_field:

@@ -37,6 +37,18 @@ def keitaro(events: tuple[str, ...] = ("sale", "chargeback"), **changes: Any) ->
     ]
 
 
+def keitaro_postback(*events: str) -> dict[str, object]:
+    """Postback 1 on Keitaro as the submitted config holds it (status word for sale: deposit)."""
+    return {
+        "events": list(events),
+        "url": KEITARO,
+        "preset": "keitaro",
+        "click_id": "clickid",
+        "statuses": {"sale": "deposit"},
+        "method": "GET",
+    }
+
+
 def test_picking_a_preset_saves_it_pending_under_approve(portal: Portal) -> None:
     # GIVEN affiliate A (self_service left out: approve), whose postback 1 is a URL template
     session = portal.session()
@@ -44,15 +56,7 @@ def test_picking_a_preset_saves_it_pending_under_approve(portal: Portal) -> None
     outcome = portal.service.save_postbacks(session, keitaro(statuses={"sale": "deposit", "rebill": " "}))
     # THEN the change is pending: it holds the preset postback, the stored config is unchanged
     assert outcome.state == "pending" and outcome.change is not None
-    submitted = outcome.change.config["postbacks"][0]
-    assert submitted == {
-        "events": ["sale", "chargeback"],
-        "url": KEITARO,
-        "preset": "keitaro",
-        "click_id": "clickid",
-        "statuses": {"sale": "deposit"},
-        "method": "GET",
-    }
+    assert outcome.change.config["postbacks"][0] == keitaro_postback("sale", "chargeback")
     assert "+ postback 1, preset: keitaro" in outcome.change.diff
     stored = portal.affiliates.get(A)
     assert stored is not None and stored.config.postbacks[0].preset is None
@@ -173,11 +177,4 @@ def test_the_page_offers_every_preset_and_the_form_saves_one(portal: Portal) -> 
     # THEN it is pending, with the preset postback as sent
     assert answer["statusCode"] == 303 and "notice=pending" in answer["headers"]["Location"]
     (change,) = portal.store.listed()
-    assert change.config["postbacks"][0] == {
-        "events": ["sale", "refund"],
-        "url": KEITARO,
-        "preset": "keitaro",
-        "click_id": "clickid",
-        "statuses": {"sale": "deposit"},
-        "method": "GET",
-    }
+    assert change.config["postbacks"][0] == keitaro_postback("sale", "refund")

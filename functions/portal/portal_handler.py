@@ -203,7 +203,7 @@ def start_test(request: PortalRequest, service: PortalService) -> Answer:
 def test_page(request: PortalRequest, service: PortalService) -> Answer:
     session = _session(request, service)
     run = service.test_run(session, request.query.get("run", ""))
-    return page(200, "test.html", run=run, csrf=service.csrf(session))
+    return page(200, "test.html", run=run, stopped=service.run_stopped(run), csrf=service.csrf(session))
 
 
 def replay(request: PortalRequest, service: PortalService) -> Answer:

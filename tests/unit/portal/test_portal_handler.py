@@ -179,3 +179,19 @@ def test_fuzzed_forms_never_get_a_5xx(
     for body in (urlencode(fields), raw):
         answer = call(portal, event("POST", path, form=body, cookie=cookie))
         assert answer["statusCode"] < 500, (path, body, answer["body"][:300])
+
+
+def test_a_run_without_a_verdict_long_past_its_deadline_says_the_test_stopped(portal: Portal) -> None:
+    # GIVEN a run of A's that is still `running` (schedule: deadline 30 s), on the test page
+    cookie = entered(portal)
+    portal.runs.create(TestRun(run_id="a-run", affiliate_id=A, started_by="portal", started_at=portal.clock.at()))
+    shown = event("GET", "/portal/test", query={"run": "a-run"}, cookie=cookie)
+    before = call(portal, shown)["body"]
+    # WHEN its deadline and the 30 minutes after it pass without a verdict (its workflow died)
+    portal.clock.now += 30 + 30 * 60 + 1
+    after = call(portal, shown)["body"]
+    # THEN the page stops saying `running`, says the test stopped, and offers to start it again
+    assert "<strong>running</strong>" in before and 'id="running"' in before and "no verdict" not in before
+    assert "<strong>no verdict</strong>: the test stopped; start it again or contact us." in after
+    assert "<strong>running</strong>" not in after and 'id="running"' not in after
+    assert 'action="/portal/tests"' in after

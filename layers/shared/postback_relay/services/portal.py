@@ -36,7 +36,7 @@ from postback_relay.domain.portal import (
 )
 from postback_relay.domain.postbacks import postback_messages
 from postback_relay.domain.presets import PRESETS
-from postback_relay.domain.testrun import TestRun
+from postback_relay.domain.testrun import RunVerdict, TestRun
 from postback_relay.domain.times import parse_utc, utc_seconds
 from postback_relay.ports import (
     AffiliateStore,
@@ -57,6 +57,10 @@ from postback_relay.services.replay import replay_records
 logger = logging.getLogger(__name__)
 
 HEALTH_WINDOW = timedelta(hours=24)
+# A run still `running` this long after its deadline has stopped without a verdict (its
+# workflow died): the deadline counts from the fire step, and each step before it and the last
+# check may take up to 3 minutes a try, 4 tries (statemachine/testlink.asl.json).
+STOPPED_AFTER_DEADLINE = timedelta(minutes=30)
 DELIVERIES_SHOWN = 50
 SAMPLE_OFFER = "89"
 
@@ -290,6 +294,12 @@ class PortalService:
         if run is None or run.affiliate_id != session.affiliate_id:
             raise NotFoundError("No such test run.")
         return run
+
+    def run_stopped(self, run: TestRun) -> bool:
+        """True when the run has no verdict long after its deadline: its workflow stopped."""
+        _, deadline_s = self._schedule()
+        deadline = run.started_at + timedelta(seconds=deadline_s)
+        return run.verdict is RunVerdict.RUNNING and self._clock() > deadline + STOPPED_AFTER_DEADLINE
 
     # --- replay --------------------------------------------------------------------------------
 

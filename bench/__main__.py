@@ -26,7 +26,7 @@ from typing import Any
 from bench import bill, ceiling, cold_import, cost, e2e_load, portal_page, waits
 from bench.events import TRACE_HEADER, AffiliateServer
 from bench.support import MOTO_STACK_NAME, moto_stack, run_worker, worker_environment
-from postback_ops.local.resources import load_template
+from postback_ops.template import load_template
 from postback_relay.adapters.dynamodb_conversions import TTL_DAYS as CONVERSION_TTL_DAYS
 from postback_relay.adapters.dynamodb_deliveries import DELIVERY_TTL_DAYS
 from postback_relay.services.ingest import RECORD_WORKERS

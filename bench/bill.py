@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from postback_ops.local.resources import resources_of_type, template_value
+from postback_ops.template import resources_of_type, template_value
 
 # name -> (template parameter overrides, the local DynamoDB served one request at a time)
 CHOICES: dict[str, tuple[dict[str, str], bool]] = {

@@ -23,14 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from postback_ops.local.resources import (
-    REPO_ROOT,
-    LocalStack,
-    function_code,
-    function_environment,
-    load_template,
-    resources_of_type,
-)
+from postback_ops.local.resources import LocalStack, function_environment
+from postback_ops.template import REPO_ROOT, function_code, load_template, resources_of_type
 
 # Every function of the template, by a short name: IngestFunction -> ingest (a function added
 # later is measured without a change here).

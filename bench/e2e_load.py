@@ -28,7 +28,8 @@ import requests
 from bench.events import AFFILIATE_ID, affiliate_config_data, conversion
 from postback_ops.local.conversions import signed_headers
 from postback_ops.local.receiver import Hit, Receiver
-from postback_ops.local.resources import LOCAL_REGION, REPO_ROOT
+from postback_ops.local.resources import LOCAL_REGION
+from postback_ops.template import REPO_ROOT
 from postback_relay import wiring
 from postback_relay.domain.config import parse_config
 

@@ -15,8 +15,8 @@ from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.portal import PortalPass
+from postback_relay.domain.records import DeliveryRecord, FirstRecord, OriginalConversion, StoredAffiliate
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
-from postback_relay.ports import DeliveryRecord, FirstRecord, OriginalConversion, StoredAffiliate
 
 
 class AffiliateStoreFake:

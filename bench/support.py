@@ -18,15 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.cold_import import FUNCTIONS, lambda_like_environment
-from postback_ops.local.resources import (
-    LOCAL_ACCOUNT,
-    LOCAL_REGION,
-    REPO_ROOT,
-    LocalStack,
-    function_code,
-    load_template,
-    resources_of_type,
-)
+from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalStack
+from postback_ops.template import REPO_ROOT, function_code, load_template, resources_of_type
 
 MOTO_STACK_NAME = "bench"
 

@@ -516,7 +516,8 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
 
     from bench import cost
     from bench import events as support
-    from postback_ops.local.resources import create_resources, function_environment, load_template
+    from postback_ops.local.resources import create_resources, function_environment
+    from postback_ops.template import load_template
     from postback_relay import wiring
     from postback_relay.adapters.dynamodb_deliveries import key_of
     from postback_relay.domain.config import parse_config
@@ -539,8 +540,8 @@ def aws_calls(stack_name: str) -> dict[str, Any]:
         import dispatch_handler
         import ingest_handler
         import outbox_handler
-        from postback_ops.local.resources import parameter_defaults
         from postback_ops.local.stream import StreamMapping, StreamPoller, stream_mapping
+        from postback_ops.template import parameter_defaults
 
         sqs = boto3.client("sqs")
         dynamodb = boto3.client("dynamodb")

@@ -18,15 +18,8 @@ import pytest
 from moto import mock_aws
 
 from postback_ops.awsrules import recorder
-from postback_ops.local.resources import (
-    LOCAL_ACCOUNT,
-    LOCAL_REGION,
-    LocalStack,
-    create_resources,
-    function_environment,
-    load_template,
-    resources_of_type,
-)
+from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalStack, create_resources, function_environment
+from postback_ops.template import load_template, resources_of_type
 
 STACK_NAME = "postback-relay-test"
 SIGNING_SECRET = "local-dev-secret"

@@ -11,8 +11,9 @@ import boto3
 from template_support import TEMPLATE
 
 import outbox_handler
-from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, template_value
+from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION
 from postback_ops.local.stream import StreamMapping, StreamPoller, stream_mapping
+from postback_ops.template import template_value
 
 OUTBOX_FUNCTION_ARN = f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:outbox"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from postback_ops.local.resources import load_template
+from postback_ops.template import load_template
 
 TEMPLATE = load_template()
 

@@ -19,8 +19,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from postback_relay import wiring
 from postback_relay.batch import BatchProcessor, DynamoDBRecord, EventType
 from postback_relay.domain.errors import PostbacksNotQueued
+from postback_relay.domain.records import OutboxRecord
 from postback_relay.observability import handler_logger
-from postback_relay.ports import OutboxRecord
 
 if TYPE_CHECKING:
     from postback_relay.services.outbox import OutboxReport

@@ -18,7 +18,8 @@ from postback_relay.domain import messages
 from postback_relay.domain.changes import ChangeSource
 from postback_relay.domain.config import AffiliateConfig, dump_config, load_config_text
 from postback_relay.domain.errors import ConflictError, NotFoundError
-from postback_relay.ports import ChangeLog, StoredAffiliate
+from postback_relay.domain.records import StoredAffiliate
+from postback_relay.ports import ChangeLog
 from postback_relay.services import changes as config_changes
 
 affiliate_app = typer.Typer(

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,9 +20,9 @@ from typer._click.exceptions import ClickException, UsageError  # Typer's own co
 from typer.core import TyperGroup
 
 from postback_ops import target as target_module
+from postback_ops.ports import Backends, EndpointDirectory, TestRunner
 from postback_ops.target import Target, TargetUnavailable, translate_errors, unavailable_reason
 from postback_relay import wiring
-from postback_relay.domain.delivery import Circuit
 from postback_relay.domain.errors import (
     ConfigError,
     ConflictError,
@@ -35,7 +35,6 @@ from postback_relay.domain.errors import (
 )
 from postback_relay.domain.fields import human_field
 from postback_relay.domain.messages import sentence, validation_message
-from postback_relay.domain.testrun import TestRun
 from postback_relay.ports import AffiliateStore, ChangeLog, DeliveryLog, PortalAccess, PostbackQueue
 
 
@@ -52,51 +51,6 @@ class ExitCode(IntEnum):
 
 class UsageProblem(Exception):
     """Options that do not make sense together; exits 2 with the message."""
-
-
-class TestRunner(Protocol):
-    """The test-link runs (adapters/sfn_runner.py TestRunStarter)."""
-
-    def start(self, affiliate_id: str, started_by: str, waits: Sequence[int], deadline_s: int) -> str: ...
-
-    def status(self, run_id: str) -> TestRun:
-        """Raises NotFoundError for an unknown run."""
-        ...
-
-
-class EndpointDirectory(Protocol):
-    """The circuit breaker state per affiliate endpoint (adapters/dynamodb_endpoints.py)."""
-
-    def list(self) -> Sequence[Circuit]: ...
-
-
-class Backends(Protocol):
-    """The adapters the commands use; tests pass in-memory fakes with the same attributes."""
-
-    @property
-    def affiliates(self) -> AffiliateStore: ...
-
-    @property
-    def deliveries(self) -> DeliveryLog: ...
-
-    @property
-    def queue(self) -> PostbackQueue: ...
-
-    @property
-    def test_runs(self) -> TestRunner: ...
-
-    @property
-    def endpoints(self) -> EndpointDirectory: ...
-
-    @property
-    def portal_access(self) -> PortalAccess: ...
-
-    @property
-    def changes(self) -> ChangeLog: ...
-
-    def portal_secret(self) -> bytes: ...
-
-    def caller(self) -> str: ...
 
 
 class StackBackends:

@@ -12,7 +12,7 @@ from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import MAX_ATTEMPTS, Circuit, CircuitStatus, DeliveryState, circuit_wait
 from postback_relay.domain.health import circuit_view
-from postback_relay.ports import DeliveryRecord
+from postback_relay.domain.records import DeliveryRecord
 from postback_relay.services.replay import replay_failed
 
 # With a state filter the log is read wider than --limit, since the filter applies after the read.

@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from postback_ops.cli_context import Backends, UsageProblem, handle_errors, ops_of, people_table
+from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people_table
+from postback_ops.ports import Backends
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import Circuit, CircuitStatus
 from postback_relay.domain.errors import DurationError, NotFoundError
@@ -29,7 +30,7 @@ from postback_relay.domain.health import (
     parse_duration,
     worst_first,
 )
-from postback_relay.ports import StoredAffiliate
+from postback_relay.domain.records import StoredAffiliate
 from postback_relay.services.health import health_row
 
 READ_WORKERS = 8  # affiliates read at once (one Query + BatchGetItems each)

@@ -44,7 +44,8 @@ from postback_relay.adapters.dynamodb import parse_utc, utc_exact
 from postback_relay.adapters.dynamodb_conversions import POSTBACKS, messages_of_item
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import DomainError
-from postback_relay.ports import OutboxRecord, ParkedRecords, PostbackQueue
+from postback_relay.domain.records import OutboxRecord
+from postback_relay.ports import ParkedRecords, PostbackQueue
 
 WINDOW_MARGIN = timedelta(minutes=1)
 MAX_PAGES = 1000  # GetRecords calls per range before the range is reported unfinished

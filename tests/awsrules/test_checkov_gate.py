@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from postback_ops.local.resources import REPO_ROOT, TEMPLATE_PATH
+from postback_ops.template import REPO_ROOT, TEMPLATE_PATH
 
 CHECKOV = REPO_ROOT / ".venv-tools" / "checkov" / "bin" / "checkov"
 

@@ -14,7 +14,7 @@ are properties), so that mypy sees a fake drift from its port.
                  RecordingNotifier       Notifier
     testruns     FakeTestRunStore        TestRunStore
     hops         ScriptedHttp, Answer    HopClient, HopAnswer
-    cli          FakeBackends & co.      postback_ops.cli_context's Backends, TestRunner, EndpointDirectory
+    cli          FakeBackends & co.      postback_ops.ports' Backends, TestRunner, EndpointDirectory
     clocks       Clock                   the dispatcher's settable clock
     samples      the guide's affiliate config and conversion
 """

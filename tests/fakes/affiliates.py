@@ -6,7 +6,8 @@ from dataclasses import replace
 
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.errors import ConflictError, NotFoundError
-from postback_relay.ports import AffiliateStore, StoredAffiliate
+from postback_relay.domain.records import StoredAffiliate
+from postback_relay.ports import AffiliateStore
 
 SAVED_AT = "2026-11-25T12:00:00Z"
 TOGGLED_AT = "2026-11-25T12:30:00Z"

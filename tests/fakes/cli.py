@@ -10,12 +10,12 @@ from fakes.affiliates import FakeAffiliateStore
 from fakes.deliveries import FakeDeliveryLog, Tried, delivery_record, message
 from fakes.portal import FakePortalStore
 from fakes.queues import FakePostbackQueue
-from postback_ops.cli_context import Backends, EndpointDirectory, TestRunner
+from postback_ops.ports import Backends, EndpointDirectory, TestRunner
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import Circuit, DeliveryState
 from postback_relay.domain.errors import NotFoundError
+from postback_relay.domain.records import DeliveryRecord
 from postback_relay.domain.testrun import TestRun
-from postback_relay.ports import DeliveryRecord
 
 OPS_ARN = "arn:aws:iam::123456789012:user/ops"
 RUN_ID = "20261125T120000-abcd1234"

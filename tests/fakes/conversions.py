@@ -9,8 +9,9 @@ from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import ORIGINAL_EVENTS
+from postback_relay.domain.records import FirstRecord, OriginalConversion
 from postback_relay.domain.repeats import content_digests, differing_fields
-from postback_relay.ports import ConversionLog, FirstRecord, OriginalConversion
+from postback_relay.ports import ConversionLog
 
 
 class FakeConversionLog(ConversionLog):

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from postback_relay.domain.delivery import Attempt, DeliveryRef, DeliveryState, PostbackMessage
 from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.events import Event
+from postback_relay.domain.records import DeliveryRecord
 from postback_relay.domain.times import utc_exact
-from postback_relay.ports import DeliveryRecord, DispatchDeliveryLog
+from postback_relay.ports import DispatchDeliveryLog
 
 
 @dataclass(frozen=True)

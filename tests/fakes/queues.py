@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
-from postback_relay.ports import OutboxRecord, ParkedRecords, PostbackQueue, RetryControl
+from postback_relay.domain.records import OutboxRecord
+from postback_relay.ports import ParkedRecords, PostbackQueue, RetryControl
 
 
 class FakePostbackQueue(PostbackQueue):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from postback_relay.domain.delivery import PostbackMessage
-from postback_relay.ports import PostbackSender, SendResult
+from postback_relay.domain.records import SendResult
+from postback_relay.ports import PostbackSender
 
 
 class ScriptedSender(PostbackSender):

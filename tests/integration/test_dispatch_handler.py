@@ -23,7 +23,7 @@ from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
 from postback_relay.domain.delivery import DeliveryState, PostbackMessage, delivery_id_for
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import Event
-from postback_relay.ports import SendResult
+from postback_relay.domain.records import SendResult
 from postback_relay.services.dispatch import Dispatcher
 from postback_relay.settings import DispatchSettings
 

@@ -24,7 +24,7 @@ from postback_relay.domain.conversion import ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError
 from postback_relay.domain.events import Event
-from postback_relay.ports import FirstRecord
+from postback_relay.domain.records import FirstRecord
 from postback_relay.services.ingest import MAX_MESSAGE_BYTES, IngestService
 
 NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)

@@ -50,8 +50,8 @@ from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog, recor
 from postback_relay.adapters.sqs_queue import SqsPostbackQueue
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import DeliveryState
+from postback_relay.domain.records import DeliveryRecord
 from postback_relay.domain.signing import sign_conversion_request
-from postback_relay.ports import DeliveryRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType

@@ -33,8 +33,8 @@ from reliability.relay_harness import (
 )
 from template_support import TEMPLATE
 
-from postback_ops.local.resources import resources_of_type
 from postback_ops.local.stream import RECORD_AGE_EXCEEDED
+from postback_ops.template import resources_of_type
 from postback_relay.domain.delivery import DeliveryState, delivery_id_for
 from postback_relay.domain.events import Event
 

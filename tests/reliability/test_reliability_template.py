@@ -9,7 +9,7 @@ from typing import Any
 
 from template_support import TEMPLATE, walk
 
-from postback_ops.local.resources import resources_of_type, template_value
+from postback_ops.template import resources_of_type, template_value
 
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")

@@ -2,30 +2,28 @@
 
 Every port of the system lives here, and nowhere else: adapters (boto3, requests) implement
 them in `postback_relay.adapters`; tests of the services use in-memory fakes (tests/fakes).
+Only Protocols are declared here: the records they carry are the domain's (domain/records.py).
 """
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from postback_relay.domain.changes import ChangeState, ConfigChange, HistoryEntry
 from postback_relay.domain.config import AffiliateConfig
-from postback_relay.domain.conversion import Conversion, ConversionResult, Offer
+from postback_relay.domain.conversion import Conversion, ConversionResult
 from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, DeliveryRef, DeliveryState, PostbackMessage
-from postback_relay.domain.events import Event
 from postback_relay.domain.notices import CircuitNotice
 from postback_relay.domain.portal import PortalPass
-from postback_relay.domain.records import DeliveryRecord as DeliveryRecord  # the records live in the domain
+from postback_relay.domain.records import (
+    DeliveryRecord,
+    FirstRecord,
+    OriginalConversion,
+    OutboxRecord,
+    SendResult,
+    StoredAffiliate,
+)
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
-
-
-@dataclass(frozen=True)
-class StoredAffiliate:
-    config: AffiliateConfig
-    version: int
-    updated_at: str
-    updated_by: str | None = None
 
 
 class AffiliateStore(Protocol):
@@ -39,28 +37,6 @@ class AffiliateStore(Protocol):
     def list(self) -> list[StoredAffiliate]: ...
 
     def set_enabled(self, affiliate_id: str, enabled: bool, *, updated_by: str) -> StoredAffiliate: ...
-
-
-@dataclass(frozen=True)
-class FirstRecord:
-    """What a repeat finds: the first result, and the content fields in which the repeat
-    differs from the conversion first recorded (empty: the same content)."""
-
-    result: ConversionResult
-    differing: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class OriginalConversion:
-    """What a conversion's record keeps for a later reversal of it: who it was for, its offer
-    (without its name) and its tracker (`trID_..._trID`); None where the record has none (its
-    link could not be read, or it was recorded before reversals)."""
-
-    transaction_id: str
-    event: Event
-    affiliate_id: str | None
-    offer: Offer | None
-    tracker: str | None
 
 
 class ConversionLog(Protocol):
@@ -93,19 +69,6 @@ class PostbackQueue(Protocol):
     def send(self, messages: Sequence[PostbackMessage]) -> list[PostbackMessage]:
         """Queue the messages; returns those the queue refused (empty on success)."""
         ...
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    """One new conversion from the conversions table's stream, with the messages it holds;
-    `unreadable` says why its messages could not be read (a record to park), `image` is then
-    the record's raw new image (JSON text), kept with it."""
-
-    sequence_number: str
-    conversion_id: str
-    messages: tuple[PostbackMessage, ...] = ()
-    unreadable: str | None = None
-    image: str = ""
 
 
 class ParkedRecords(Protocol):
@@ -146,17 +109,7 @@ class DeliveryLog(Protocol):
 
 
 class PostbackSender(Protocol):
-    def send(self, message: PostbackMessage, *, headers: dict[str, str] | None = None) -> "SendResult": ...
-
-
-@dataclass(frozen=True)
-class SendResult:
-    status: int | None
-    latency_ms: int
-    excerpt: str | None
-    retry_after_s: float | None = None
-    error_kind: str | None = None  # timeout, connection_error, unsafe_url
-    error: str | None = None
+    def send(self, message: PostbackMessage, *, headers: dict[str, str] | None = None) -> SendResult: ...
 
 
 class EndpointStore(Protocol):

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
     from postback_relay.adapters.dynamodb_portal import DynamoPortalStore
     from postback_relay.adapters.sfn_runner import TestRunStarter
+    from postback_relay.domain.records import OutboxRecord
     from postback_relay.ports import (
         AffiliateStore,
         ConversionLog,
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
         DispatchDeliveryLog,
         EndpointStore,
         Notifier,
-        OutboxRecord,
         ParkedRecords,
         PostbackQueue,
         PostbackSender,

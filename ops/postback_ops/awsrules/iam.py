@@ -31,8 +31,8 @@ from postback_ops.awsrules import unused_grants
 from postback_ops.awsrules.calls import Authorization
 from postback_ops.awsrules.translate import BUILD_DIR, VARIANTS, translate
 from postback_ops.awsrules.unused_grants import Grant
-from postback_ops.local.resources import REPO_ROOT, load_template, with_parameters
 from postback_ops.target import LOCAL_OUTPUTS_PARAMETER
+from postback_ops.template import REPO_ROOT, load_template, with_parameters
 
 CALL_LOG = BUILD_DIR / "calls.jsonl"
 README = REPO_ROOT / "docs" / "operations.md"  # holds the operator policy block (it left README.md)

@@ -21,7 +21,7 @@ from typing import Any
 from cfnlint.api import ManualArgs, lint
 
 from postback_ops.awsrules.translate import VARIANTS, translate, write
-from postback_ops.local.resources import load_template, with_parameters
+from postback_ops.template import load_template, with_parameters
 
 
 @dataclass(frozen=True)

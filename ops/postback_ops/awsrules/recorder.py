@@ -46,7 +46,7 @@ _seen: set[tuple[str, str, str]] = set()
 
 def _function_dirs() -> dict[str, str]:
     """Each function's code folder (resolved) -> its logical ID, from template.yaml."""
-    from postback_ops.local.resources import function_code, load_template, resources_of_type
+    from postback_ops.template import function_code, load_template, resources_of_type
 
     template = load_template()
     return {

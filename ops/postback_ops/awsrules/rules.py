@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from postback_ops.local.resources import REPO_ROOT, resources_of_type
+from postback_ops.template import REPO_ROOT, resources_of_type
 
 __all__ = ["RULES", "problems", "resources_of_type"]
 

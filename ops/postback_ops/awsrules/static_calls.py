@@ -47,7 +47,7 @@ import botocore.session
 from postback_ops.awsrules.calls import Authorization, authorizations
 from postback_ops.awsrules.iam import ACCOUNT, REGION, Resolver, Role, UnresolvedError, roles
 from postback_ops.awsrules.translate import translate
-from postback_ops.local.resources import REPO_ROOT, function_code, load_template, resources_of_type
+from postback_ops.template import REPO_ROOT, function_code, load_template, resources_of_type
 
 SHARED = REPO_ROOT / "layers" / "shared" / "postback_relay"
 ADAPTERS = SHARED / "adapters"

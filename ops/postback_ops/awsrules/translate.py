@@ -23,7 +23,7 @@ from typing import Any
 
 from samtranslator.translator.transform import transform
 
-from postback_ops.local.resources import REPO_ROOT, load_template
+from postback_ops.template import REPO_ROOT, load_template
 
 BUILD_DIR = REPO_ROOT / "build" / "awsrules"
 TRANSLATED_PATH = BUILD_DIR / "template.json"

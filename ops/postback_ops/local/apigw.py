@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from postback_ops.local.resources import condition_holds, resources_of_type
 from postback_ops.local.runtime import LocalFunction
+from postback_ops.template import condition_holds, resources_of_type
 
 # API Gateway's HTTP API refuses larger payloads itself, before any function runs.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from postback_ops.local.resources import REPO_ROOT
+from postback_ops.template import REPO_ROOT
 from postback_relay.domain.events import REVERSALS, Event, OfferType
 from postback_relay.domain.signing import sign_conversion_request
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from postback_ops.local import resources
+from postback_ops.template import function_code, resources_of_type
 
 LambdaHandler = Callable[[Any, Any], Any]
 
@@ -98,9 +99,9 @@ def function_specs(template: Mapping[str, Any], stack: resources.LocalStack) -> 
     """Every function of the template with its code folder, handler and environment."""
     globals_fn: Mapping[str, Any] = template.get("Globals", {}).get("Function", {})
     specs: dict[str, FunctionSpec] = {}
-    for logical_id, resource in resources.resources_of_type(template, "AWS::Serverless::Function").items():
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
         props: Mapping[str, Any] = resource["Properties"]
-        code_dir, module, attribute = resources.function_code(logical_id, template=template)
+        code_dir, module, attribute = function_code(logical_id, template=template)
         specs[logical_id] = FunctionSpec(
             logical_id=logical_id,
             code_dir=code_dir,

@@ -41,6 +41,14 @@ from postback_ops.local.runtime import LocalFunction, function_specs, json_logs_
 from postback_ops.local.stream import StreamBatchOutcome, StreamPoller, stream_mappings_for
 from postback_ops.local.timing import LocalFloors, local_testlink_deadline_s, retry_schedule_s
 from postback_ops.target import local_stack_file, local_state_dir
+from postback_ops.template import (
+    REPO_ROOT,
+    TEMPLATE_PATH,
+    load_template,
+    parameter_defaults,
+    parse_parameter_overrides,
+    with_parameters,
+)
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import MAX_ATTEMPTS, PostbackMessage
@@ -51,7 +59,7 @@ STACK_NAME = "postback-relay-local"
 HOST = "127.0.0.1"
 # Files the local stack writes for its user (gitignored): the stack record `postback --local`
 # reads (stack.json) and the receiver's affiliate config. POSTBACK_LOCAL_STATE_DIR moves them.
-STATE_DIR = resources.REPO_ROOT / ".local-stack"
+STATE_DIR = REPO_ROOT / ".local-stack"
 RECEIVER_AFFILIATE_ID = "1234567"
 # Where the receiver's test link redirects: a network link carrying the receiver affiliate's
 # tracker, so that `postback --local test start 1234567` passes out of the box.
@@ -118,7 +126,7 @@ class LocalSettings:
     delay_scale: float = 0.00025
     dispatch_concurrency: int = 2
     log_level: str = "WARNING"  # the handlers' Powertools logs; the stack's own lines always show
-    template_path: Path = resources.TEMPLATE_PATH
+    template_path: Path = TEMPLATE_PATH
     # Where to write an affiliate config for the receiver (None: nowhere; the demo writes its own).
     receiver_affiliate_path: Path | None = STATE_DIR / "receiver-affiliate.yaml"
     # Where to record the running stack for `postback --local` (None: nowhere).
@@ -141,9 +149,7 @@ class LocalSettings:
             or ("INFO" if json_logs_wanted(os.environ) else "WARNING"),
             receiver_affiliate_path=local_state_dir() / "receiver-affiliate.yaml",
             stack_file=local_stack_file(),
-            parameter_overrides=resources.parse_parameter_overrides(
-                os.environ.get("POSTBACK_LOCAL_PARAMETER_OVERRIDES", "")
-            ),
+            parameter_overrides=parse_parameter_overrides(os.environ.get("POSTBACK_LOCAL_PARAMETER_OVERRIDES", "")),
         )
 
 
@@ -193,7 +199,7 @@ class LocalRelay:
     def _start(self) -> None:
         s = self.settings
         session = self._start_moto()
-        template = resources.with_parameters(resources.load_template(s.template_path), s.parameter_overrides)
+        template = with_parameters(load_template(s.template_path), s.parameter_overrides)
         stack = resources.create_resources(
             session, stack_name=STACK_NAME, signing_secret=s.signing_secret, template=template
         )
@@ -287,7 +293,7 @@ class LocalRelay:
         for function in self.functions.values():
             for stream_mapping in stream_mappings_for(
                 function,
-                resolve=lambda value: stack.resolve(value, resources.parameter_defaults(template)),
+                resolve=lambda value: stack.resolve(value, parameter_defaults(template)),
                 queue_url_for_arn=_queue_urls(stack),
             ):
                 stream_poller = StreamPoller(
@@ -302,7 +308,7 @@ class LocalRelay:
                 self._stream_pollers.append(stream_poller)
             for mapping in mapping_for(
                 function,
-                resolve=lambda value: stack.resolve(value, resources.parameter_defaults(template)),
+                resolve=lambda value: stack.resolve(value, parameter_defaults(template)),
                 queue_url_for_arn=_queue_urls(stack),
                 concurrency=self.settings.dispatch_concurrency,
             ):

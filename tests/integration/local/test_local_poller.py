@@ -15,6 +15,7 @@ from moto import mock_aws
 from postback_ops.local import resources
 from postback_ops.local.poller import EventSourceMapping, SqsPoller, failed_ids_from, mapping_for
 from postback_ops.local.runtime import FunctionSpec, LocalFunction
+from postback_ops.template import load_template, parameter_defaults, template_value
 
 REGION = "eu-west-1"
 
@@ -227,7 +228,7 @@ def test_the_poller_threads_drain_the_queue_until_stopped(sqs: Any) -> None:
 
 def test_the_mapping_comes_from_the_template() -> None:
     # GIVEN the dispatcher as the template declares it
-    template = resources.load_template()
+    template = load_template()
     props = template["Resources"]["DispatchFunction"]["Properties"]
     spec = FunctionSpec("DispatchFunction", Path("."), "m", "h", {}, 30, 256, props["Events"])
     function = LocalFunction(spec, lambda e, c: None, region=REGION, account="123456789012")
@@ -238,7 +239,7 @@ def test_the_mapping_comes_from_the_template() -> None:
     # WHEN its event source mappings are read
     (mapping,) = mapping_for(
         function,
-        resolve=lambda v: stack.resolve(v, resources.parameter_defaults(template)),
+        resolve=lambda v: stack.resolve(v, parameter_defaults(template)),
         queue_url_for_arn={"arn:q": "url://q"}.__getitem__,
         concurrency=3,
     )
@@ -246,8 +247,8 @@ def test_the_mapping_comes_from_the_template() -> None:
     # THEN batch size, window and partial failures are the template's
     sqs_event = next(e for e in props["Events"].values() if e["Type"] == "SQS")["Properties"]
     assert mapping.queue_url == "url://q"
-    assert mapping.batch_size == resources.template_value(template, sqs_event["BatchSize"])
-    assert mapping.batching_window_s == resources.template_value(template, sqs_event["MaximumBatchingWindowInSeconds"])
+    assert mapping.batch_size == template_value(template, sqs_event["BatchSize"])
+    assert mapping.batching_window_s == template_value(template, sqs_event["MaximumBatchingWindowInSeconds"])
     assert mapping.report_batch_item_failures is True
     assert mapping.concurrency == 3
 

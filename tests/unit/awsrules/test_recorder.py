@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from postback_ops.awsrules import recorder
-from postback_ops.local.resources import REPO_ROOT
+from postback_ops.template import REPO_ROOT
 
 REGION = "eu-west-1"
 

@@ -16,7 +16,7 @@ from postback_ops.cli_health import hourly_bar
 from postback_relay.domain.config import AffiliateConfig
 from postback_relay.domain.delivery import Circuit, CircuitStatus, DeliveryState
 from postback_relay.domain.health import HourlyCount
-from postback_relay.ports import DeliveryRecord, StoredAffiliate
+from postback_relay.domain.records import DeliveryRecord, StoredAffiliate
 
 
 def onboard(backends: FakeBackends, affiliate_id: str, name: str, host: str) -> None:

@@ -12,7 +12,7 @@ from fakes.clocks import Clock
 from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.notices import CircuitChange
-from postback_relay.ports import SendResult
+from postback_relay.domain.records import SendResult
 from postback_relay.services.circuit import CircuitBreakers
 from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
 
@@ -156,7 +156,7 @@ def test_a_hanging_alarm_topic_cannot_hold_a_batch_past_the_lambda_timeout() -> 
     # GIVEN the dispatcher's timeouts, its Lambda timeout and the notices' own budget
     from template_support import TEMPLATE
 
-    from postback_ops.local.resources import template_value
+    from postback_ops.template import template_value
     from postback_relay import wiring
     from postback_relay.adapters.sns_notifier import NOTICE_ATTEMPTS, NOTICE_BUDGET_S
 

@@ -10,8 +10,8 @@ from integration.test_dispatch_handler import FakeLambdaContext
 from template_support import TEMPLATE
 
 import dispatch_handler
-from postback_ops.local.resources import template_value
-from postback_relay.ports import SendResult
+from postback_ops.template import template_value
+from postback_relay.domain.records import SendResult
 from postback_relay.services.dispatch import Dispatcher
 
 HOUR = 3600

@@ -9,7 +9,7 @@ from fakes import FakeAffiliateStore, FakePostbackQueue, ingest_config_data
 
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, DeliveryState
-from postback_relay.ports import SendResult
+from postback_relay.domain.records import SendResult
 from postback_relay.services.circuit import CircuitBreakers
 from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
 from postback_relay.services.replay import replay_failed

@@ -14,7 +14,7 @@ from mypy_boto3_sqs import SQSClient
 from postback_relay.adapters.sqs_parked import SqsParkedRecords
 from postback_relay.adapters.sqs_retry import SqsRetryControl
 from postback_relay.domain.errors import InfrastructureError
-from postback_relay.ports import OutboxRecord
+from postback_relay.domain.records import OutboxRecord
 
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/postback-relay-test-PostbackQueue"
 DLQ_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/postback-relay-test-DeadLetterQueue"

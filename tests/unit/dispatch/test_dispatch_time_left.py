@@ -8,7 +8,7 @@ from typing import Any
 from fakes import FakeDeliveryLog, FakeEndpointStore, FakeRetryControl, ScriptedSender
 from fakes.clocks import Clock
 
-from postback_relay.ports import SendResult
+from postback_relay.domain.records import SendResult
 from postback_relay.services.circuit import CircuitBreakers
 from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
 

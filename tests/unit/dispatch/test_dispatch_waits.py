@@ -18,7 +18,7 @@ from postback_relay.domain.delivery import (
     hop_delay,
     visibility_within_receipt,
 )
-from postback_relay.ports import SendResult
+from postback_relay.domain.records import SendResult
 from postback_relay.services.dispatch import (
     MAX_DEFERRED_RECEIVES,
     Dispatcher,

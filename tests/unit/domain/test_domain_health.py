@@ -22,7 +22,7 @@ from postback_relay.domain.health import (
     percentile,
     worst_first,
 )
-from postback_relay.ports import DeliveryRecord
+from postback_relay.domain.records import DeliveryRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(hours=24)

@@ -12,7 +12,7 @@ from fakes import FakeAffiliateStore, FakeConversionLog, ingest_config, ingest_c
 from postback_relay.domain.conversion import Conversion, ConversionOutcome, ConversionResult
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
-from postback_relay.ports import FirstRecord
+from postback_relay.domain.records import FirstRecord
 from postback_relay.services.ingest import RECORD_WORKERS, IngestService
 
 NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from postback_ops.local import resources
 from postback_ops.local.apigw import HttpRequest, Route, api_routes, build_event, build_response, routes_from_functions
 from postback_ops.local.runtime import FunctionSpec, LocalFunction
+from postback_ops.template import condition_holds, load_template, with_parameters
 
 
 def _function(events: dict[str, Any] | None = None) -> LocalFunction:
@@ -165,18 +165,18 @@ def _template_functions(template: dict[str, Any]) -> dict[str, LocalFunction]:
 
 def test_the_http_api_front_serves_ingest_on_its_route_by_default() -> None:
     # GIVEN the template at its defaults (IngestFront=HttpApi)
-    template = resources.load_template()
+    template = load_template()
     # WHEN the front's routes are built THEN ingest is on POST /conversions and has no URL
-    assert not resources.condition_holds(template, "IngestOnFunctionUrl")
+    assert not condition_holds(template, "IngestOnFunctionUrl")
     assert [r.route_key for r in api_routes(template, _template_functions(template))] == ["POST /conversions"]
 
 
 def test_the_function_url_front_serves_ingest_on_every_path_with_a_url_s_event() -> None:
     # GIVEN the template deployed with IngestFront=FunctionUrl
-    template = resources.with_parameters(resources.load_template(), {"IngestFront": "FunctionUrl"})
+    template = with_parameters(load_template(), {"IngestFront": "FunctionUrl"})
     functions = _template_functions(template)
     # WHEN the front's routes are built
-    assert resources.condition_holds(template, "IngestOnFunctionUrl")
+    assert condition_holds(template, "IngestOnFunctionUrl")
     (route,) = api_routes(template, functions)
     # THEN ingest is reached through its URL alone: every method and path, route key $default
     assert route.function is functions["IngestFunction"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from postback_ops.local import resources
 from postback_ops.local.__main__ import banner
 from postback_ops.local.receiver import Receiver
 from postback_ops.local.stack import (
@@ -18,6 +17,7 @@ from postback_ops.local.stack import (
     _binding,
     receiver_affiliate_config,
 )
+from postback_ops.template import load_template, parse_parameter_overrides, template_value, with_parameters
 from postback_relay.domain.config import load_config_text
 from postback_relay.domain.events import Event
 
@@ -111,15 +111,15 @@ def test_template_parameters_can_be_overridden_as_sam_deploy_takes_them(monkeypa
     monkeypatch.setenv("POSTBACK_LOCAL_PARAMETER_OVERRIDES", "DispatchBatchSize=50 DispatchBatchingWindowSeconds=1")
     # WHEN the settings are read and the template takes them
     settings = LocalSettings.from_env()
-    template = resources.with_parameters(resources.load_template(), settings.parameter_overrides)
+    template = with_parameters(load_template(), settings.parameter_overrides)
     # THEN the dispatcher's batch and window are the overrides wherever the template refers to them
     dispatch = template["Resources"]["DispatchFunction"]["Properties"]
     event = dispatch["Events"]["Postbacks"]["Properties"]
-    assert resources.template_value(template, event["BatchSize"]) == 50
-    assert resources.template_value(template, dispatch["Environment"]["Variables"]["MAX_WORKERS"]) == 50
-    assert resources.template_value(template, event["MaximumBatchingWindowInSeconds"]) == 1
+    assert template_value(template, event["BatchSize"]) == 50
+    assert template_value(template, dispatch["Environment"]["Variables"]["MAX_WORKERS"]) == 50
+    assert template_value(template, event["MaximumBatchingWindowInSeconds"]) == 1
     # AND the template read afresh keeps its defaults
-    assert resources.template_value(resources.load_template(), event["BatchSize"]) == 10
+    assert template_value(load_template(), event["BatchSize"]) == 10
 
 
 @pytest.mark.parametrize(
@@ -129,4 +129,4 @@ def test_template_parameters_can_be_overridden_as_sam_deploy_takes_them(monkeypa
 def test_a_malformed_or_unknown_override_is_refused_with_the_reason(text: str, refused: str) -> None:
     # WHEN an override is malformed or names no parameter THEN it is refused, saying which
     with pytest.raises(ValueError, match=refused):
-        resources.with_parameters(resources.load_template(), resources.parse_parameter_overrides(text))
+        with_parameters(load_template(), parse_parameter_overrides(text))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 
-from postback_ops.local import resources
 from postback_ops.local.stack import LocalSettings
 from postback_ops.local.timing import LocalFloors, attempts_within, local_testlink_deadline_s, retry_schedule_s
+from postback_ops.template import load_template, template_value
 from postback_relay.domain.testrun import DEFAULT_DEADLINE_S
 
 # The schedule as README and docs/architecture.md (Retry) state it, written out here so that
@@ -37,10 +37,10 @@ def documented_local_starts(scale: float, floors: LocalFloors) -> list[float]:
 def template_floors() -> LocalFloors:
     """The floors the local stack runs with: the poller's 1 s receive wait, the dispatcher's
     batching window and timeouts, as template.yaml gives them."""
-    template = resources.load_template()
+    template = load_template()
     dispatch = template["Resources"]["DispatchFunction"]["Properties"]
     (sqs_event,) = [e for e in dispatch["Events"].values() if e["Type"] == "SQS"]
-    window = float(resources.template_value(template, sqs_event["Properties"].get("MaximumBatchingWindowInSeconds", 0)))
+    window = float(template_value(template, sqs_event["Properties"].get("MaximumBatchingWindowInSeconds", 0)))
     env = dispatch["Environment"]["Variables"]
     return LocalFloors(pickup_s=1 + window, attempt_s=float(env["CONNECT_TIMEOUT_S"]) + float(env["READ_TIMEOUT_S"]))
 

@@ -9,7 +9,7 @@ from fakes import FakeParkedRecords, FakePostbackQueue
 
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.events import Event
-from postback_relay.ports import OutboxRecord
+from postback_relay.domain.records import OutboxRecord
 from postback_relay.services.outbox import GROUP, OutboxService
 
 NOW = datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)

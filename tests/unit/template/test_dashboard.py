@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from template_support import TEMPLATE
 
-from postback_ops.local.resources import REPO_ROOT, resources_of_type
+from postback_ops.template import REPO_ROOT, resources_of_type
 
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
 NAMESPACE = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]

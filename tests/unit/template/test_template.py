@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from template_support import TEMPLATE, walk
 
-from postback_ops.local.resources import REPO_ROOT, resources_of_type, template_value
+from postback_ops.template import REPO_ROOT, resources_of_type, template_value
 
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")

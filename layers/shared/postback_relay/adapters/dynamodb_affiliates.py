@@ -26,7 +26,8 @@ from postback_relay.domain.errors import (
     NotFoundError,
     UnreadableConfigError,
 )
-from postback_relay.ports import AffiliateStore, StoredAffiliate
+from postback_relay.domain.records import StoredAffiliate
+from postback_relay.ports import AffiliateStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

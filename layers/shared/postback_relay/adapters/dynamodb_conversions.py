@@ -45,6 +45,7 @@ from postback_relay.domain.conversion import CONVERSION_RETENTION_DAYS, Conversi
 from postback_relay.domain.delivery import DeliveryRef, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import ORIGINAL_EVENTS, Event, OfferType
+from postback_relay.domain.records import FirstRecord, OriginalConversion, OutboxRecord
 from postback_relay.domain.repeats import (
     content_digests,
     differing_fields,
@@ -52,7 +53,6 @@ from postback_relay.domain.repeats import (
     digests_of_values,
     digests_text,
 )
-from postback_relay.ports import FirstRecord, OriginalConversion, OutboxRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -55,7 +55,7 @@ from postback_relay.domain.delivery import (
 )
 from postback_relay.domain.errors import ConflictError, InfrastructureError
 from postback_relay.domain.events import Event
-from postback_relay.ports import DeliveryRecord
+from postback_relay.domain.records import DeliveryRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -37,8 +37,8 @@ from postback_relay.domain import messages
 from postback_relay.domain.addresses import DEFAULT_PORTS, check_url, forbidden_reason
 from postback_relay.domain.delivery import PostbackMessage, parse_retry_after
 from postback_relay.domain.errors import DeliveryTransportError, UnsafeUrlError
+from postback_relay.domain.records import SendResult
 from postback_relay.domain.times import utc_now
-from postback_relay.ports import SendResult
 
 if TYPE_CHECKING:  # the stubs' names for what the adapter hands to urllib3
     from requests.adapters import _HostParams, _PoolKwargs

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from postback_relay.ports import OutboxRecord
+from postback_relay.domain.records import OutboxRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -15,8 +15,9 @@ from postback_relay.domain.changes import (
 )
 from postback_relay.domain.config import AffiliateConfig, dump_config, parse_config
 from postback_relay.domain.errors import ConflictError, NotFoundError
+from postback_relay.domain.records import StoredAffiliate
 from postback_relay.domain.times import utc_seconds
-from postback_relay.ports import AffiliateStore, ChangeLog, StoredAffiliate
+from postback_relay.ports import AffiliateStore, ChangeLog
 
 
 def diff_of(before: AffiliateConfig | None, after: AffiliateConfig) -> str:

@@ -41,15 +41,9 @@ from postback_relay.domain.delivery import (
     visibility_within_receipt,
 )
 from postback_relay.domain.errors import ConflictError, DomainError
+from postback_relay.domain.records import DeliveryRecord, SendResult
 from postback_relay.domain.signing import webhook_headers
-from postback_relay.ports import (
-    AffiliateStore,
-    DeliveryRecord,
-    DispatchDeliveryLog,
-    PostbackSender,
-    RetryControl,
-    SendResult,
-)
+from postback_relay.ports import AffiliateStore, DispatchDeliveryLog, PostbackSender, RetryControl
 from postback_relay.services.circuit import CircuitBreakers
 
 logger = logging.getLogger(__name__)

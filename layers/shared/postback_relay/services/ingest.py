@@ -47,9 +47,10 @@ from postback_relay.domain.links import LinkInfo, read_link, read_tracker
 from postback_relay.domain.messages import validation_message
 from postback_relay.domain.postbacks import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from postback_relay.domain.postbacks import postback_messages
+from postback_relay.domain.records import FirstRecord, OriginalConversion
 from postback_relay.domain.repeats import content_digests, differing_fields
 from postback_relay.domain.tracker import parse_tracker
-from postback_relay.ports import AffiliateStore, ConversionLog, FirstRecord, OriginalConversion
+from postback_relay.ports import AffiliateStore, ConversionLog
 
 MAX_BATCH = 100
 # Conditional puts of a batch in flight at once: 100 puts take about 7 round trips, not 100.

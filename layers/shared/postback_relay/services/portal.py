@@ -36,17 +36,16 @@ from postback_relay.domain.portal import (
 )
 from postback_relay.domain.postbacks import postback_messages
 from postback_relay.domain.presets import PRESETS
+from postback_relay.domain.records import DeliveryRecord, StoredAffiliate
 from postback_relay.domain.testrun import RunVerdict, TestRun
 from postback_relay.domain.times import parse_utc, utc_seconds
 from postback_relay.ports import (
     AffiliateStore,
     ChangeLog,
     DeliveryLog,
-    DeliveryRecord,
     EndpointStore,
     PortalAccess,
     PostbackQueue,
-    StoredAffiliate,
     TestRunLauncher,
     TestRunStore,
 )

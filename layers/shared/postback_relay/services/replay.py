@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from postback_relay.domain.errors import ConflictError
-from postback_relay.ports import DeliveryLog, DeliveryRecord, PostbackQueue
+from postback_relay.domain.records import DeliveryRecord
+from postback_relay.ports import DeliveryLog, PostbackQueue
 
 
 def replay_failed(

@@ -10,8 +10,9 @@ from typing import Any
 
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import MAX_ATTEMPTS, Attempt, DeliveryRef, DeliveryState
+from postback_relay.domain.records import DeliveryRecord
 from postback_relay.domain.testrun import RunVerdict
-from postback_relay.ports import DeliveryLog, DeliveryRecord
+from postback_relay.ports import DeliveryLog
 
 
 @dataclass(frozen=True)

@@ -169,23 +169,83 @@ def test_ports_import_only_the_domain_of_this_package() -> None:
     assert {m for m in own if not reaches(m, PORTS_ALLOWED_OWN)} == set()
 
 
-def test_no_protocol_is_declared_outside_ports() -> None:
-    # GIVEN every module of the package but ports.py
-    declared: list[str] = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if path == PORTS:
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        # WHEN its classes' bases are read
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and any(
-                (isinstance(b, ast.Name) and b.id == "Protocol")
-                or (isinstance(b, ast.Attribute) and b.attr == "Protocol")
-                for b in node.bases
-            ):
-                declared.append(f"{path.relative_to(PACKAGE)}:{node.name}")
+# awsrules checks AWS's rules on the template and the local stack plays AWS from it: both read it
+# through postback_ops.template, and neither leans on the other.
+AWSRULES = sorted((OPS / "awsrules").rglob("*.py"))
+TEMPLATE_READERS = OPS / "template.py"
+
+
+@pytest.mark.parametrize("path", AWSRULES, ids=lambda p: str(p.relative_to(OPS)))
+def test_awsrules_imports_nothing_of_the_local_stack(path: Path) -> None:
+    # GIVEN a module of awsrules
+    # WHEN its imports are read
+    # THEN none reaches postback_ops.local (the template readers are postback_ops.template)
+    assert violations(path, ("postback_ops.local",)) == []
+
+
+def test_the_template_readers_know_neither_the_local_stack_nor_awsrules() -> None:
+    # GIVEN the module both read template.yaml with
+    assert {"iam.py", "rules.py", "static_calls.py"} <= {p.name for p in AWSRULES}
+    # WHEN its imports are read
+    # THEN it imports neither of its two readers (nor anything of this repository)
+    assert {m for m in imported_modules(TEMPLATE_READERS) if m.startswith(("postback_ops", "postback_relay"))} == set()
+
+
+# The ports modules: the layer's, and the config script's own (its Backends over the layer's ports).
+OPS_PORTS = OPS / "ports.py"
+PORTS_MODULES = (PORTS, OPS_PORTS)
+SHIPPED = [
+    path
+    for root in ("layers", "functions", "ops")
+    for path in sorted((REPO / root).rglob("*.py"))
+    if ".aws-sam" not in path.parts
+]
+
+
+def is_protocol(node: ast.ClassDef) -> bool:
+    return any(
+        (isinstance(b, ast.Name) and b.id == "Protocol") or (isinstance(b, ast.Attribute) and b.attr == "Protocol")
+        for b in node.bases
+    )
+
+
+def classes_of(path: Path) -> list[ast.ClassDef]:
+    return [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.ClassDef)]
+
+
+def test_no_protocol_is_declared_outside_the_ports_modules() -> None:
+    # GIVEN every module of layers/, functions/ and ops/ but the two ports modules
+    assert PACKAGE / "services" / "dispatch.py" in SHIPPED
+    assert OPS / "cli_context.py" in SHIPPED
+    # WHEN its classes' bases are read
+    declared = [
+        f"{path.relative_to(REPO)}:{node.name}"
+        for path in SHIPPED
+        if path not in PORTS_MODULES
+        for node in classes_of(path)
+        if is_protocol(node)
+    ]
     # THEN no port is declared anywhere else
     assert declared == []
+
+
+@pytest.mark.parametrize("path", PORTS_MODULES, ids=lambda p: str(p.relative_to(REPO)))
+def test_a_ports_module_declares_protocols_only(path: Path) -> None:
+    # GIVEN a ports module
+    classes = classes_of(path)
+    assert classes
+    # WHEN its classes are read
+    # THEN each is a Protocol: the records the ports carry are the domain's (domain/records.py)
+    assert [node.name for node in classes if not is_protocol(node)] == []
+
+
+def test_the_clis_ports_know_only_the_domain_and_the_layers_ports() -> None:
+    # GIVEN the config script's ports module
+    own = {m for m in imported_modules(OPS_PORTS) if m.startswith(("postback_relay", "postback_ops"))}
+    # WHEN its own imports are read
+    # THEN each is the domain or the layer's ports
+    assert own
+    assert {m for m in own if not reaches(m, ("postback_relay.domain", "postback_relay.ports"))} == set()
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,7 @@ def test_the_template_readers_know_neither_the_local_stack_nor_awsrules() -> Non
 # The ports modules: the layer's, and the config script's own (its Backends over the layer's ports).
 OPS_PORTS = OPS / "ports.py"
 PORTS_MODULES = (PORTS, OPS_PORTS)
-SHIPPED = [
+EVERY_MODULE = [
     path
     for root in ("layers", "functions", "ops")
     for path in sorted((REPO / root).rglob("*.py"))
@@ -215,12 +215,12 @@ def classes_of(path: Path) -> list[ast.ClassDef]:
 
 def test_no_protocol_is_declared_outside_the_ports_modules() -> None:
     # GIVEN every module of layers/, functions/ and ops/ but the two ports modules
-    assert PACKAGE / "services" / "dispatch.py" in SHIPPED
-    assert OPS / "cli_context.py" in SHIPPED
+    assert PACKAGE / "services" / "dispatch.py" in EVERY_MODULE
+    assert OPS / "cli_context.py" in EVERY_MODULE
     # WHEN its classes' bases are read
     declared = [
         f"{path.relative_to(REPO)}:{node.name}"
-        for path in SHIPPED
+        for path in EVERY_MODULE
         if path not in PORTS_MODULES
         for node in classes_of(path)
         if is_protocol(node)

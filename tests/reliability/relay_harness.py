@@ -489,14 +489,23 @@ class FaultyAffiliate:
         with self._lock:
             return sum(1 for a in self.answers if a.key == key and a.taken and not a.heard(self.read_timeout_s))
 
+    def unheard_then_taken_again(self, key: str) -> int:
+        """The takings of the postback the relay could not hear that another taking followed
+        (by when the requests were read): only those can explain a resend. An unheard answer
+        to the last send explains nothing: nothing came after it (on a loaded machine the
+        answer to a resend that should not have happened may itself go out late)."""
+        with self._lock:
+            takings = sorted((a for a in self.answers if a.key == key and a.taken), key=lambda a: a.received_at)
+        return sum(1 for a in takings[:-1] if not a.heard(self.read_timeout_s))
+
     def resends_unexplained(self, explained: Mapping[str, int] | None = None) -> dict[str, tuple[int, int, int]]:
-        """The postbacks taken more often than at-least-once allows: once, plus once per answer
-        the relay could not hear (this endpoint's own record), plus `explained[key]` (a fault
-        the harness injected after a send). key -> (taken, unheard, explained); empty when
-        every resend is accounted for."""
+        """The postbacks taken more often than at-least-once allows: once, plus once per taking
+        the relay could not hear and that another taking followed (this endpoint's own record),
+        plus `explained[key]` (a fault the harness injected after a send). key -> (taken,
+        unheard and taken again, explained); empty when every resend is accounted for."""
         found: dict[str, tuple[int, int, int]] = {}
         for key, count in list(self.received.items()):
-            unheard, excused = self.unheard(key), (explained or {}).get(key, 0)
+            unheard, excused = self.unheard_then_taken_again(key), (explained or {}).get(key, 0)
             if count - 1 > unheard + excused:
                 found[key] = (count, unheard, excused)
         return found
@@ -679,6 +688,17 @@ class Relay:
             self.crashes += 1
             raise RuntimeError("the dispatch invocation died before answering")
         return answer
+
+    def handovers(self) -> Counter[str]:
+        """How often the dispatcher's event source mapping handed each delivery over (a message
+        received again, or another message of the same postback): the harness's own count, so
+        that a test knows a delivered postback did come back."""
+        found: Counter[str] = Counter()
+        for batch in self.batches:
+            for record in batch.records:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    found[json.loads(record["body"])["delivery_id"]] += 1
+        return found
 
     def queue_depth(self) -> tuple[int, int]:
         """(visible, in flight); a delayed copy (a waiting postback) counts as visible here."""

@@ -7,6 +7,7 @@ key) or failed with its reason in the delivery log and on the DLQ."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -255,7 +256,7 @@ def test_sqs_refusing_one_of_a_conversions_two_postbacks_sends_neither_twice(
 # --- the outbox function dies, or gives up -----------------------------------------------------
 
 
-def test_an_outbox_invocation_dying_after_its_sends_loses_nothing_and_sends_nothing_twice(
+def test_an_outbox_invocation_dying_after_its_sends_loses_nothing_and_resends_only_unheard_postbacks(
     relay: Relay, affiliate: FaultyAffiliate
 ) -> None:
     # GIVEN ten conversions, and an outbox invocation that dies after sending, before answering
@@ -266,12 +267,44 @@ def test_an_outbox_invocation_dying_after_its_sends_loses_nothing_and_sends_noth
     # WHEN the relay runs until the queue is empty
     relay.drain()
 
-    # THEN the stream batch was retried (split in two); the messages it had sent were queued
-    # twice, and the dispatcher sent each postback once
+    # THEN the stream batch was retried (split in two): the messages it had sent were queued
+    # twice, and the dispatcher was handed each postback twice (the harness's count)
     assert relay.outbox_crashes == 1
     assert [len(o.records) for o in relay.outbox_batches] == [10, 5, 5]
-    assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(10)}
+    handovers = relay.handovers()
+    assert set(handovers) == {delivery_id(f"T-{n}") for n in range(10)} and min(handovers.values()) >= 2
+    # AND each postback reached the affiliate; a second receipt only where the affiliate's own
+    # record shows the relay could not hear its answer (at-least-once), never because a copy
+    # of a postback it took was sent again
+    assert set(affiliate.received) == {f"/pb0?c{n}" for n in range(10)}
+    resent = affiliate.resends_unexplained()
+    assert resent == {}, f"(taken, unheard, explained) per postback taken more than once unexplained: {resent}"
     assert set(relay.delivery_states().values()) == {DeliveryState.DELIVERED}
+
+
+def test_a_postback_queued_twice_and_received_in_one_batch_is_sent_once(relay: Relay) -> None:
+    # GIVEN a conversion whose outbox invocation dies after its send, so that its postback is
+    # queued twice, and an endpoint slow to answer (both copies are read pending before either
+    # send is logged)
+    with FaultyAffiliate(SLOW_BODY) as server:
+        relay.add_affiliate(affiliate_config(AFFILIATE, server.url))
+        relay.post_until_taken(conversion("T-1", AFFILIATE, "c1"))
+        deaths = iter([True])
+        relay.outbox_crash = lambda: next(deaths, False)
+
+        # WHEN the relay runs until the queue is empty
+        relay.drain()
+
+    # THEN the dispatcher was handed both copies in one batch (the harness's count)
+    assert relay.outbox_crashes == 1
+    assert [len(batch.records) for batch in relay.batches] == [2]
+    assert relay.handovers() == {delivery_id("T-1"): 2}
+    # AND the affiliate took the postback once, by its own record: a second receipt only after
+    # an answer the relay could not hear (at-least-once)
+    assert set(server.received) == {"/pb0?c1"}
+    resent = server.resends_unexplained()
+    assert resent == {}, f"(taken, unheard, explained) per postback taken more than once unexplained: {resent}"
+    assert relay.delivery_states() == {delivery_id("T-1"): DeliveryState.DELIVERED}
 
 
 def test_a_stream_record_past_its_maximum_age_lands_on_the_on_failure_queue_and_ops_recover_it(
@@ -421,7 +454,7 @@ def test_a_throttled_read_on_redelivery_leaves_the_message_to_come_back(
 # --- the dispatcher dies mid-batch ------------------------------------------------------------
 
 
-def test_an_invocation_dying_mid_batch_sends_nothing_twice_and_loses_nothing(
+def test_an_invocation_dying_mid_batch_loses_nothing_and_resends_only_unheard_postbacks(
     relay: Relay, affiliate: FaultyAffiliate
 ) -> None:
     # GIVEN ten postbacks, and a dispatch invocation that dies after its work, before answering
@@ -433,10 +466,18 @@ def test_an_invocation_dying_mid_batch_sends_nothing_twice_and_loses_nothing(
     # WHEN the event source mapping runs until the queue is empty
     relay.drain()
 
-    # THEN the batch came back whole; the redelivered postbacks were found delivered, not resent
+    # THEN the batch came back whole: the postbacks of the dead invocation, which their
+    # affiliate had taken, were handed to the dispatcher again (the harness's count)
     assert relay.crashes == 1
     assert relay.invocations >= 2
-    assert affiliate.received == {f"/pb0?c{n}": 1 for n in range(10)}
+    crashed = {json.loads(record["body"])["delivery_id"] for record in relay.batches[0].records}
+    assert crashed and all(relay.handovers()[d] >= 2 for d in crashed)
+    # AND each postback reached the affiliate; a redelivered one was found delivered, not sent
+    # again: a second receipt only where the affiliate's own record shows the relay could not
+    # hear its first answer (at-least-once)
+    assert set(affiliate.received) == {f"/pb0?c{n}" for n in range(10)}
+    resent = affiliate.resends_unexplained()
+    assert resent == {}, f"(taken, unheard, explained) per postback taken more than once unexplained: {resent}"
     assert set(relay.delivery_states().values()) == {DeliveryState.DELIVERED}
 
 

@@ -182,6 +182,12 @@ class PortalStoreFake:
     def use_link(self, link: PortalPass) -> bool:
         return True
 
+    def end_session(self, session: PortalPass) -> None:
+        raise NotImplementedError("the benchmark never signs out")
+
+    def session_ended(self, session: PortalPass) -> bool:
+        return False
+
     def submit(self, change: ConfigChange) -> None:
         raise NotImplementedError("the benchmark never saves a change")
 

@@ -76,6 +76,8 @@ def enter(request: PortalRequest, service: PortalService) -> Answer:
 
 
 def leave(request: PortalRequest, service: PortalService) -> Answer:
+    """Sign out: the session ends on the server (a copied cookie is refused too), the cookie is cleared."""
+    service.leave(_checked_session(request, service))
     cookie = session_cookie("", max_age_s=0, https=request.https)
     return Answer(200, page(200, "message.html", title="Signed out", message="You have left the portal.").body,
                   cookies=[cookie])  # fmt: skip

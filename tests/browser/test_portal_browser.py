@@ -13,7 +13,7 @@ import pytest
 from browser.browser_support import Cli, enter, expired_url, onboard, portal_url, rows
 from e2e.e2e_support import LocalStackProcess, eventually
 from e2e.test_local_stack import revshare_link
-from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import Browser, Page, Response, expect
 
 from postback_ops.local.conversions import post_conversions
 from postback_ops.local.receiver import Receiver
@@ -226,3 +226,28 @@ def test_screenshot_of_the_portal(page: Page, postback: Cli, tmp_path: Path, own
         " && e.getBoundingClientRect().right > 391).map(e => e.tagName + '.' + e.className + '#' + e.id)"
     )
     assert width <= 390 and not wider, (width, wider)
+
+
+def test_sign_out_ends_the_session_on_the_server_so_a_copied_cookie_is_refused(
+    page: Page, browser: Browser, postback: Cli, tmp_path: Path, own_receivers: list[Receiver]
+) -> None:
+    # GIVEN an affiliate inside the portal, its session cookie copied to another browser
+    affiliate = "3000107"
+    onboard(postback, tmp_path, own_receivers, affiliate)
+    enter(page, portal_url(postback, affiliate))
+    home = page.url
+    copied = [c for c in page.context.cookies() if c["name"] == "portal_session"]
+    assert copied
+    # WHEN the affiliate signs out
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You have left the portal")).to_be_visible()
+    # THEN the copy opens nothing: the page says the session was signed out
+    other = browser.new_context()
+    try:
+        other.add_cookies(copied)  # type: ignore[arg-type]
+        stolen = other.new_page()
+        stolen.goto(home)
+        expect(stolen.get_by_text("You have signed out")).to_be_visible()
+        expect(stolen.get_by_role("heading", name="Postbacks")).to_have_count(0)
+    finally:
+        other.close()

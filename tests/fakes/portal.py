@@ -14,6 +14,7 @@ class FakePortalStore(PortalAccess, ChangeLog):
     def __init__(self) -> None:
         self.epochs: dict[str, int] = {}
         self.used: set[tuple[str, str]] = set()
+        self.ended: set[tuple[str, str]] = set()
         self.changes: dict[str, ConfigChange] = {}
         self.entries: list[HistoryEntry] = []
 
@@ -32,6 +33,12 @@ class FakePortalStore(PortalAccess, ChangeLog):
             return False
         self.used.add((link.affiliate_id, link.pass_id))
         return True
+
+    def end_session(self, session: PortalPass) -> None:
+        self.ended.add((session.affiliate_id, session.pass_id))
+
+    def session_ended(self, session: PortalPass) -> bool:
+        return (session.affiliate_id, session.pass_id) in self.ended
 
     def submit(self, change: ConfigChange) -> None:
         self.changes[change.change_id] = change

@@ -210,7 +210,8 @@ class TestRunLauncher(Protocol):
 
 
 class PortalAccess(Protocol):
-    """Each affiliate's revocation epoch and the links already used (PortalTable)."""
+    """Each affiliate's revocation epoch, the links already used and the sessions signed out
+    (PortalTable)."""
 
     def epoch(self, affiliate_id: str) -> int:
         """The affiliate's current epoch (0 before any revocation)."""
@@ -225,6 +226,12 @@ class PortalAccess(Protocol):
     def use_link(self, link: PortalPass) -> bool:
         """Mark the link used, once: False when it had been used already (one conditional write)."""
         ...
+
+    def end_session(self, session: PortalPass) -> None:
+        """Sign the session out: its cookie is refused from now on, even copied (kept until it expires)."""
+        ...
+
+    def session_ended(self, session: PortalPass) -> bool: ...
 
 
 class ChangeLog(Protocol):

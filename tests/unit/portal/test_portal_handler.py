@@ -195,3 +195,21 @@ def test_a_run_without_a_verdict_long_past_its_deadline_says_the_test_stopped(po
     assert "<strong>no verdict</strong>: the test stopped; start it again or contact us." in after
     assert "<strong>running</strong>" not in after and 'id="running"' not in after
     assert 'action="/portal/tests"' in after
+
+
+def test_after_sign_out_a_copied_session_cookie_is_refused(portal: Portal) -> None:
+    # GIVEN A's session, its cookie copied elsewhere
+    cookie = entered(portal)
+    copied = event("GET", "/portal/home", cookie=cookie)
+    assert call(portal, copied)["statusCode"] == 200
+    # WHEN the affiliate signs out
+    csrf = portal.service.csrf(portal.service.session(cookie))
+    left = call(portal, event("POST", "/portal/leave", form={"csrf": csrf}, cookie=cookie))
+    # THEN the browser's cookie is cleared, and the copy is refused on every page, saying so
+    assert left["statusCode"] == 200 and any("Max-Age=0" in c for c in left["cookies"])
+    for path in ("/portal/home", "/portal/test"):
+        refused = call(portal, event("GET", path, query={"run": "x"}, cookie=cookie))
+        assert refused["statusCode"] == 403 and "You have signed out" in refused["body"], path
+    assert call(portal, event("POST", "/portal/postbacks", form={"csrf": csrf}, cookie=cookie))["statusCode"] == 403
+    # AND another session of the same affiliate is not ended by it
+    assert call(portal, event("GET", "/portal/home", cookie=entered(portal)))["statusCode"] == 200

@@ -5,6 +5,7 @@
 | --- | --- | --- |
 | `AFF#<id>` | `ACCESS` | `epoch` (N): raised by `portal revoke` |
 | `AFF#<id>` | `LINK#<link_id>` | a link used once (`expires_at`: TTL, the link's own expiry) |
+| `AFF#<id>` | `ENDED#<session_id>` | a session signed out (`expires_at`: TTL, the session's own expiry) |
 | `AFF#<id>` | `CHANGE#<change_id>` | a portal change: state, submitted config, diff, decision |
 | `AFF#<id>` | `HIST#<at>#<n>` | a change applied: at, by, source, diff, version |
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 _CHANGE = "CHANGE#"
 _HISTORY = "HIST#"
 _ACCESS = "ACCESS"
+_USED = "LINK#"
+_ENDED = "ENDED#"
 
 
 def _pk(affiliate_id: str) -> AttributeValueTypeDef:
@@ -64,23 +67,36 @@ class DynamoPortalStore:
         return int(answer["Attributes"]["epoch"]["N"])
 
     def link_used(self, link: PortalPass) -> bool:
-        with failures_as(f"Reading a portal link of affiliate {link.affiliate_id} failed"):
+        return self._marked(link, _USED)
+
+    def use_link(self, link: PortalPass) -> bool:
+        return self._mark(link, _USED)
+
+    def end_session(self, session: PortalPass) -> None:
+        self._mark(session, _ENDED)
+
+    def session_ended(self, session: PortalPass) -> bool:
+        return self._marked(session, _ENDED)
+
+    def _marked(self, portal_pass: PortalPass, prefix: str) -> bool:
+        with failures_as(f"Reading a portal {portal_pass.kind} of affiliate {portal_pass.affiliate_id} failed"):
             item = self._client.get_item(
                 TableName=self._table,
-                Key={"pk": _pk(link.affiliate_id), "sk": {"S": f"LINK#{link.pass_id}"}},
+                Key={"pk": _pk(portal_pass.affiliate_id), "sk": {"S": f"{prefix}{portal_pass.pass_id}"}},
                 ConsistentRead=True,
             ).get("Item")
         return item is not None
 
-    def use_link(self, link: PortalPass) -> bool:
+    def _mark(self, portal_pass: PortalPass, prefix: str) -> bool:
+        """Write the pass's mark once, kept until the pass expires: False when it was there already."""
         refused = conditional_write(
-            f"Using a portal link of affiliate {link.affiliate_id} failed",
+            f"Marking a portal {portal_pass.kind} of affiliate {portal_pass.affiliate_id} failed",
             lambda: self._client.put_item(
                 TableName=self._table,
                 Item={
-                    "pk": _pk(link.affiliate_id),
-                    "sk": {"S": f"LINK#{link.pass_id}"},
-                    "expires_at": {"N": str(link.expires_at)},
+                    "pk": _pk(portal_pass.affiliate_id),
+                    "sk": {"S": f"{prefix}{portal_pass.pass_id}"},
+                    "expires_at": {"N": str(portal_pass.expires_at)},
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             ),

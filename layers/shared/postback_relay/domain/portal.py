@@ -34,6 +34,7 @@ class AccessProblem(StrEnum):
     EXPIRED = "expired"
     REVOKED = "revoked"
     USED = "used"
+    SIGNED_OUT = "signed_out"
 
 
 _MESSAGES = {
@@ -43,11 +44,13 @@ _MESSAGES = {
     AccessProblem.USED: (
         "This link has already been used. Each link opens the portal once: ask your contact for a new one."
     ),
+    AccessProblem.SIGNED_OUT: "This session has ended. Ask your contact at the network for a new link.",
 }
 _SESSION_MESSAGES = {
     AccessProblem.INVALID: "Your session is not valid. Open the portal again from your link.",
     AccessProblem.EXPIRED: "Your session has expired. Ask your contact at the network for a new link.",
     AccessProblem.REVOKED: "Your session has been ended by the network. Ask your contact for a new link.",
+    AccessProblem.SIGNED_OUT: "You have signed out. To come back, ask your contact at the network for a new link.",
 }
 
 

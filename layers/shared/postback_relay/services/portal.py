@@ -169,7 +169,15 @@ class PortalService:
         return sign_pass(session, self._secret())
 
     def session(self, cookie: str | None) -> PortalPass:
-        return self._valid(cookie, "session")
+        session = self._valid(cookie, "session")
+        if self._access.session_ended(session):
+            raise refused(AccessProblem.SIGNED_OUT, session=True)
+        return session
+
+    def leave(self, session: PortalPass) -> None:
+        """Sign out: the session's cookie is refused from now on, wherever it was copied."""
+        self._access.end_session(session)
+        logger.info("portal left", extra={"affiliate_id": session.affiliate_id})
 
     def csrf(self, portal_pass: PortalPass) -> str:
         return csrf_token(self._secret(), portal_pass.pass_id)

@@ -34,9 +34,7 @@ from postback_relay.services.ingest import RECORD_WORKERS
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
 
 # --- what this machine's figures are scaled by (every one of them an assumption) ----------------
-# Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB. A Graviton2
-# vCPU is taken to be worth one core of the machine the benchmark runs on.
-LAMBDA_MB_PER_VCPU = 1769
+LAMBDA_MB_PER_VCPU = cost.LAMBDA_MB_PER_VCPU  # one vCPU at 1,769 MB (see bench.cost)
 # Round trips the in-memory AWS leaves out (in-region, p50, warm connections).
 DYNAMODB_WRITE_MS = 5.0
 SQS_SEND_MS = 10.0
@@ -813,7 +811,10 @@ def portal_rows(portal: Mapping[str, Any]) -> list[str]:
     fakes = portal.get("fakes", {}).get("pages", {})
     for kind in portal_page.KINDS:
         if kind in fakes:
-            row(f"portal {kind}, fakes (ms median / p95)", spread(fakes[kind]["wall"]))
+            row(
+                f"portal {kind}, fakes (ms median / p95; CPU)",
+                f"{spread(fakes[kind]['wall'])}; {fakes[kind]['cpu']['median']}",
+            )
     if "home" in fakes:
         row("  of which the Jinja2 render (home)", spread(fakes["home"]["render"]))
     moto = portal.get("moto", {})
@@ -821,13 +822,16 @@ def portal_rows(portal: Mapping[str, Any]) -> list[str]:
         home = moto["pages"]["home"]
         calls = ", ".join(f"{n} {name}" for name, n in sorted(moto["aws_calls_per_page"]["home"].items()))
         row(
-            "portal home on moto: wall / moto's share / rest",
-            f"{home['wall']['median']} / {home['moto']['median']} / {home['wall_without_moto']['median']} ms",
+            "portal home on moto: wall / moto's share / rest (CPU)",
+            f"{home['wall']['median']} / {home['moto']['median']} / {home['wall_without_moto']['median']} ms "
+            f"({home['cpu_without_moto']['median']})",
         )
         row("  AWS calls per home page", calls)
+        estimate = portal["warm_page"]["home_estimate_on_lambda"]
         row(
-            "  home on Lambda, estimate (rest + 5 ms a DynamoDB call)",
-            f"{portal['warm_page']['home_estimate_on_lambda_ms']} ms",
+            f"  home on Lambda at {estimate['memory_mb']} MB, estimate (ms)",
+            f"{estimate['ms']} (CPU {estimate['cpu_ms_scaled']} + {estimate['dynamodb_calls']} DynamoDB calls "
+            f"{estimate['dynamodb_ms']:g})",
         )
     return lines
 

@@ -44,6 +44,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+# Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB. A Graviton2
+# vCPU is taken to be worth one core of the machine the benchmark runs on.
+LAMBDA_MB_PER_VCPU = 1769
 PRICES_AS_OF = "2026-11-26"
 REGION = "eu-west-1"
 PRICE_PAGES = {

@@ -38,9 +38,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from bench import cost
+
 AFFILIATE_ID = "1234567"
 DELIVERIES = 50
 DYNAMODB_READ_MS = 5.0  # an in-region DynamoDB round trip, p50 (as bench.__main__ assumes)
+LAMBDA_MB_PER_VCPU = cost.LAMBDA_MB_PER_VCPU
 KINDS = ("home", "preview", "edit_with_preview", "refused_save")
 CONFIG = {
     "affiliate_id": AFFILIATE_ID,
@@ -111,8 +114,12 @@ def summarise(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, load: Sequence
             "requests_per_kind_per_round": len(results[0]["samples_ms"]["home"]["wall"]),
         }
     fakes = out.get("fakes", {}).get("pages", {})
-    headline = {
-        f"{kind}_ms": {"median": fakes[kind]["wall"]["median"], "p95": fakes[kind]["wall"]["p95"]}
+    headline: dict[str, Any] = {
+        f"{kind}_ms": {
+            "median": fakes[kind]["wall"]["median"],
+            "p95": fakes[kind]["wall"]["p95"],
+            "cpu_median": fakes[kind]["cpu"]["median"],
+        }
         for kind in KINDS
         if kind in fakes
     }
@@ -126,11 +133,21 @@ def summarise(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, load: Sequence
         calls = out["moto"]["aws_calls_per_page"]
         headline["home_on_moto_ms"] = moto["home"]["wall"]["median"]
         headline["home_on_moto_without_moto_ms"] = moto["home"]["wall_without_moto"]["median"]
+        headline["home_on_moto_without_moto_cpu_ms"] = moto["home"]["cpu_without_moto"]["median"]
         headline["edit_with_preview_on_moto_without_moto_ms"] = moto["edit_with_preview"]["wall_without_moto"]["median"]
         reads = sum(n for name, n in calls["home"].items() if name.startswith("dynamodb."))
-        headline["home_estimate_on_lambda_ms"] = round(
-            moto["home"]["wall_without_moto"]["median"] + reads * DYNAMODB_READ_MS, 1
-        )
+        memory = memory_mb()
+        cpu = moto["home"]["cpu_without_moto"]["median"]
+        headline["home_estimate_on_lambda"] = {
+            "ms": round(cpu * LAMBDA_MB_PER_VCPU / memory + reads * DYNAMODB_READ_MS, 1),
+            "cpu_ms_scaled": round(cpu * LAMBDA_MB_PER_VCPU / memory, 1),
+            "dynamodb_calls": reads,
+            "dynamodb_ms": reads * DYNAMODB_READ_MS,
+            "memory_mb": memory,
+            "method": "the real clients' CPU without moto's (cpu_without_moto) scaled to the memory's share of a "
+            f"vCPU ({LAMBDA_MB_PER_VCPU} MB a vCPU), plus {DYNAMODB_READ_MS:g} ms for each DynamoDB call, one "
+            "after the other as the page makes them",
+        }
     return {
         "warm_page": headline,
         **out,
@@ -139,10 +156,20 @@ def summarise(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, load: Sequence
         "apart), HTTP API events of an affiliate with 2 postbacks and 50 deliveries; fakes: PortalService over "
         "in-memory fakes through the handler's seam (the portal's own cost, as ingest's warm figures); moto: "
         "the function's own service, adapters and boto3 clients on moto in-process, the time inside moto's "
-        "before-send answer timed per call and subtracted (wall_without_moto); render: portal_web.page (Jinja2) "
-        "inside the same requests; median and p95 over every warm request of every round; DynamoDB round trips "
-        f"not included (estimate on Lambda: without-moto + {DYNAMODB_READ_MS:g} ms per DynamoDB call)",
+        "before-send answer timed per call (wall and CPU) and subtracted (wall_without_moto, cpu_without_moto); "
+        "cpu: the request's process time; render: portal_web.page (Jinja2) inside the same requests; "
+        "median and p95 over every warm request of every round; DynamoDB round trips "
+        "not included (home_estimate_on_lambda adds them)",
     }
+
+
+def memory_mb() -> int:
+    """The PortalFunction's MemorySize in template.yaml (the Globals' when it has none)."""
+    from postback_ops.local.resources import load_template
+
+    template = load_template()
+    props = template["Resources"]["PortalFunction"]["Properties"]
+    return int(props.get("MemorySize", template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)))
 
 
 def _spread(values: Sequence[float]) -> dict[str, float]:
@@ -157,27 +184,30 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
 
 
 class _Clock:
-    """Milliseconds spent inside a wrapped callable since the last `take`; calls counted by name."""
+    """Wall and CPU milliseconds spent inside a wrapped callable since the last `take`; calls
+    counted by name."""
 
     def __init__(self) -> None:
         self.ms = 0.0
+        self.cpu_ms = 0.0
         self.calls: dict[str, int] = {}
 
     def wrap[**P, R](self, function: Callable[P, R], name: Callable[..., str] | None = None) -> Callable[P, R]:
         def timed(*args: P.args, **kwargs: P.kwargs) -> R:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return function(*args, **kwargs)
             finally:
                 self.ms += (time.perf_counter() - started) * 1000
+                self.cpu_ms += (time.process_time() - cpu) * 1000
                 key = name(*args, **kwargs) if name is not None else "calls"
                 self.calls[key] = self.calls.get(key, 0) + 1
 
         return timed
 
-    def take(self) -> tuple[float, dict[str, int]]:
-        taken = (self.ms, self.calls)
-        self.ms, self.calls = 0.0, {}
+    def take(self) -> tuple[float, float, dict[str, int]]:
+        taken = (self.ms, self.cpu_ms, self.calls)
+        self.ms, self.cpu_ms, self.calls = 0.0, 0.0, {}
         return taken
 
 
@@ -369,47 +399,44 @@ def _run(pages: int, setup: _Setup) -> dict[str, Any]:
         ),
     }
 
-    def call(kind: str) -> tuple[float, float, float, dict[str, int]]:
+    def call(kind: str) -> tuple[dict[str, float], dict[str, int]]:
         event, status, expected = requests[kind]
         render.take()
-        moto_ms = setup.moto.take()[0] if setup.moto else 0.0
-        started = time.perf_counter()
+        if setup.moto:
+            setup.moto.take()
+        started, cpu = time.perf_counter(), time.process_time()
         answer = portal_handler.lambda_handler(event, context)  # type: ignore[arg-type]
-        wall = (time.perf_counter() - started) * 1000
+        wall, cpu = (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
         if answer["statusCode"] != status or expected not in answer["body"]:
             raise RuntimeError(f"portal {kind} answered {answer['statusCode']}: {answer['body'][:500]}")
-        moto_ms, calls = setup.moto.take() if setup.moto else (0.0, {})
-        return wall, render.take()[0], moto_ms, calls
+        moto_ms, moto_cpu_ms, calls = setup.moto.take() if setup.moto else (0.0, 0.0, {})
+        parts = {"wall": wall, "cpu": cpu, "render": render.take()[0]}
+        if setup.moto:
+            parts |= {"moto": moto_ms, "wall_without_moto": wall - moto_ms, "cpu_without_moto": cpu - moto_cpu_ms}
+        return parts, calls
 
-    first = call("home")[0]
+    first = call("home")[0]["wall"]
     for _ in range(3):  # warm: templates compiled, caches filled
         for kind in requests:
             call(kind)
-    samples: dict[str, dict[str, list[float]]] = {k: {"wall": [], "render": [], "moto": [], "wall_without_moto": []}
-                                                  for k in KINDS}  # fmt: skip
+    samples: dict[str, dict[str, list[float]]] = {kind: {} for kind in KINDS}
     calls_per_page: dict[str, dict[str, int]] = {}
     sink = sys.stdout
     logged = getattr(sink, "bytes", 0)
     for _ in range(pages):
-        pair = [0.0, 0.0, 0.0]
+        pair: dict[str, float] = {}
         for kind in requests:
-            wall, rendered, moto_ms, calls = call(kind)
-            calls_per_page[kind] = calls
-            for part, value in (("wall", wall), ("render", rendered), ("moto", moto_ms)):
-                samples[kind][part].append(round(value, 3))
-            samples[kind]["wall_without_moto"].append(round(wall - moto_ms, 3))
-            if kind in ("home", "preview"):
-                pair = [pair[0] + wall, pair[1] + rendered, pair[2] + moto_ms]
-        for part, value in (("wall", pair[0]), ("render", pair[1]), ("moto", pair[2])):
-            samples["edit_with_preview"][part].append(round(value, 3))
-        samples["edit_with_preview"]["wall_without_moto"].append(round(pair[0] - pair[2], 3))
+            parts, calls_per_page[kind] = call(kind)
+            for part, value in parts.items():
+                samples[kind].setdefault(part, []).append(round(value, 3))
+                if kind in ("home", "preview"):
+                    pair[part] = pair.get(part, 0.0) + value
+        for part, value in pair.items():
+            samples["edit_with_preview"].setdefault(part, []).append(round(value, 3))
     calls_per_page["edit_with_preview"] = {
         name: calls_per_page["home"].get(name, 0) + calls_per_page["preview"].get(name, 0)
         for name in {*calls_per_page["home"], *calls_per_page["preview"]}
     }
-    if setup.moto is None:
-        for kind in KINDS:
-            del samples[kind]["moto"], samples[kind]["wall_without_moto"]
     return {
         "mode": "moto" if setup.moto else "fakes",
         "first_request_ms": round(first, 2),

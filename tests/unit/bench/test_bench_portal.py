@@ -28,17 +28,17 @@ def test_the_portal_section_reports_every_page_on_fakes_and_on_moto(portal_run: 
     # THEN the headline has the median and p95 of each page, the render apart, the moto figures
     headline = portal["warm_page"]
     for kind in portal_page.KINDS:
-        assert set(headline[f"{kind}_ms"]) == {"median", "p95"}
+        assert set(headline[f"{kind}_ms"]) == {"median", "p95", "cpu_median"}
     assert set(headline["home_render_ms"]) == {"median", "p95"}
-    for key in ("home_on_moto_ms", "home_on_moto_without_moto_ms", "home_estimate_on_lambda_ms"):
+    for key in ("home_on_moto_ms", "home_on_moto_without_moto_ms", "home_estimate_on_lambda"):
         assert key in headline
     # AND every page's samples on fakes are the 2 asked for, with the Jinja2 render timed apart
     for kind in portal_page.KINDS:
         assert portal["fakes"]["pages"][kind]["wall"]["n"] == 2
-        assert set(portal["fakes"]["pages"][kind]) == {"wall", "render", "round_medians_ms"}
+        assert set(portal["fakes"]["pages"][kind]) == {"wall", "cpu", "render", "round_medians_ms"}
     # AND on moto moto's own share is taken out, and the page's DynamoDB calls are counted
     home = portal["moto"]["pages"]["home"]
-    assert set(home) == {"wall", "render", "moto", "wall_without_moto", "round_medians_ms"}
+    assert set(home) == {"wall", "cpu", "render", "moto", "wall_without_moto", "cpu_without_moto", "round_medians_ms"}
     assert any(name.startswith("dynamodb.") for name in portal["moto"]["aws_calls_per_page"]["home"])
     assert portal["fakes"]["aws_calls_per_page"]["home"] == {}  # the fakes reach no AWS
 

@@ -1135,7 +1135,7 @@ def portal_main(argv: list[str], *, out: Path = PORTAL_RESULTS_PATH) -> int:
     load = os.getloadavg()
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench portal " + " ".join(argv),
+        "command": " ".join(["python -m bench portal", *argv]),
     }
     if args.cold_repeats > 0:
         results.update(

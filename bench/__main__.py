@@ -1085,11 +1085,15 @@ def cold_main(argv: list[str]) -> int:
                     results[f"{prefix}warm"] = {key: _median([r[key] for r in rounds[tree]]) for key in rounds[tree][0]}
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     results["load_average"] = load
-    COLD_RESULTS_PATH.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-    _say("")
-    _say(cold_table(results))
-    _say(f"figures in {COLD_RESULTS_PATH}")
+    _write_and_show(COLD_RESULTS_PATH, results, cold_table(results))
     return 0
+
+
+def _write_and_show(path: Path, results: Mapping[str, Any], table: str) -> None:
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    _say("")
+    _say(table)
+    _say(f"figures in {path}")
 
 
 def cold_table(results: Mapping[str, Any]) -> str:
@@ -1164,10 +1168,7 @@ def portal_main(argv: list[str], *, out: Path = PORTAL_RESULTS_PATH) -> int:
     results["portal"] = portal_page.summarise(runs, load=loads)
     if "cold_import_ratio" in results:
         results["targets"] = cold_targets(results)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-    _say("")
-    _say(portal_table(results))
-    _say(f"figures in {out}")
+    _write_and_show(out, results, portal_table(results))
     return 0
 
 

@@ -165,7 +165,7 @@ def summarise(runs: Mapping[str, Sequence[Mapping[str, Any]]], *, load: Sequence
 
 def memory_mb() -> int:
     """The PortalFunction's MemorySize in template.yaml (the Globals' when it has none)."""
-    from postback_ops.local.resources import load_template
+    from postback_ops.template import load_template
 
     template = load_template()
     props = template["Resources"]["PortalFunction"]["Properties"]

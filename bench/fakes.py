@@ -102,10 +102,10 @@ class DeliveryLogFake:
     def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
         return []
 
-    def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
+    def at(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
         return []
 
-    def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]:
+    def failed(self, *, affiliate_id: str | None = None) -> list[DeliveryRecord]:
         return []
 
     def mark_replayed(self, ref: DeliveryRef) -> None:

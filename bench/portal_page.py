@@ -325,12 +325,7 @@ def _on_moto() -> _Setup:
     wiring.affiliate_store(settings.affiliates_table, dynamodb=dynamodb).put(
         parse_config(CONFIG), expected_version=None, updated_by="bench"
     )
-    log = wiring.delivery_search(
-        settings.deliveries_table,
-        conversions_table=settings.deliveries_table,
-        test_runs_table=settings.test_runs_table,
-        dynamodb=dynamodb,
-    )
+    log = wiring.delivery_log(settings.deliveries_table, dynamodb=dynamodb)
     for message, attempts, state in _deliveries(datetime.now(UTC)):
         for i, attempt in enumerate(attempts):
             log.record_attempt(message, attempt, state if i == len(attempts) - 1 else type(state).RETRYING)

@@ -36,6 +36,7 @@ from postback_relay.domain.errors import (
 from postback_relay.domain.fields import human_field
 from postback_relay.domain.messages import sentence, validation_message
 from postback_relay.ports import AffiliateStore, ChangeLog, DeliveryLog, PortalAccess, PostbackQueue
+from postback_relay.services.lookup import DeliveryLookup
 
 
 class ExitCode(IntEnum):
@@ -72,8 +73,12 @@ class StackBackends:
 
     @cached_property
     def deliveries(self) -> DeliveryLog:
+        return self.lookup.deliveries
+
+    @cached_property
+    def lookup(self) -> DeliveryLookup:
         # A transaction's postbacks are found through its conversion records or its test run.
-        return wiring.delivery_search(
+        return wiring.delivery_lookup(
             self.target.output("DeliveriesTableName"),
             conversions_table=self.target.output("ConversionsTableName"),
             test_runs_table=self.target.output("TestRunsTableName"),

@@ -13,7 +13,7 @@ from postback_relay.domain import messages
 from postback_relay.domain.delivery import MAX_ATTEMPTS, Circuit, CircuitStatus, DeliveryState, circuit_wait
 from postback_relay.domain.health import circuit_view
 from postback_relay.domain.records import DeliveryRecord
-from postback_relay.services.replay import replay_failed
+from postback_relay.services.lookup import replay_failed
 
 # With a state filter the log is read wider than --limit, since the filter applies after the read.
 _FILTER_READ_LIMIT = 1000
@@ -78,16 +78,16 @@ def deliveries(
     ops = ops_of(ctx)
     if affiliate is not None:
         require_affiliate(ops, affiliate)  # an unknown ID exits 4, as `affiliate get` does
-    log = ops.backends.deliveries
+    backends = ops.backends
     read_limit = _FILTER_READ_LIMIT if state is not None else limit
     if affiliate is None and transaction is None and state in (None, DeliveryState.FAILED):
         state = DeliveryState.FAILED
     if state is DeliveryState.FAILED:
-        records = log.failed(affiliate_id=affiliate, transaction_id=transaction)
+        records = backends.lookup.failed(affiliate_id=affiliate, transaction_id=transaction)
     elif transaction is not None:
-        records = log.by_transaction(transaction, limit=read_limit)
+        records = backends.lookup.by_transaction(transaction, limit=read_limit)
     elif affiliate is not None:
-        records = log.by_affiliate(affiliate, limit=read_limit)
+        records = backends.deliveries.by_affiliate(affiliate, limit=read_limit)
     else:
         raise UsageProblem(f"Postbacks {state.value if state else ''} are listed per --affiliate or --transaction.")
     selected = [
@@ -142,7 +142,7 @@ def replay(
     if affiliate is not None:
         require_affiliate(ops, affiliate)
     backends = ops.backends
-    replayed = replay_failed(backends.deliveries, backends.queue, affiliate_id=affiliate, transaction_id=transaction)
+    replayed = replay_failed(backends.lookup, backends.queue, affiliate_id=affiliate, transaction_id=transaction)
     data = {"replayed": len(replayed), "delivery_ids": list(replayed)}
     ops.emit(
         data,

@@ -2,8 +2,8 @@
 shared layer's ports, and two more). `cli_context.StackBackends` implements `Backends` over a
 target's clients through postback_relay.wiring; tests pass in-memory fakes (tests/fakes/cli.py).
 
-Like the layer's ports.py, this module declares Protocols only, over the domain's models and
-the layer's ports.
+Like the layer's ports.py, this module declares Protocols only, over the domain's models,
+the layer's ports and one use case wiring builds over them (services.lookup's DeliveryLookup).
 """
 
 from collections.abc import Sequence
@@ -12,10 +12,11 @@ from typing import Protocol
 from postback_relay.domain.delivery import Circuit
 from postback_relay.domain.testrun import TestRun
 from postback_relay.ports import AffiliateStore, ChangeLog, DeliveryLog, PortalAccess, PostbackQueue
+from postback_relay.services.lookup import DeliveryLookup
 
 
 class TestRunner(Protocol):
-    """The test-link runs (adapters/sfn_runner.py TestRunStarter)."""
+    """The test-link runs (services/testlink/tracker.py TestRunTracker)."""
 
     def start(self, affiliate_id: str, started_by: str, waits: Sequence[int], deadline_s: int) -> str: ...
 
@@ -38,6 +39,9 @@ class Backends(Protocol):
 
     @property
     def deliveries(self) -> DeliveryLog: ...
+
+    @property
+    def lookup(self) -> DeliveryLookup: ...
 
     @property
     def queue(self) -> PostbackQueue: ...

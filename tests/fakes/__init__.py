@@ -3,7 +3,7 @@ Protocol (a subclass, or a module-level assignment mypy checks where the Protoco
 are properties), so that mypy sees a fake drift from its port.
 
     affiliates   FakeAffiliateStore      AffiliateStore
-    conversions  FakeConversionLog       ConversionLog
+    conversions  FakeConversionLog       ConversionLog, KeptPostbacks
     queues       FakePostbackQueue       PostbackQueue
                  FakeRetryControl        RetryControl
                  FakeParkedRecords       ParkedRecords
@@ -13,6 +13,7 @@ are properties), so that mypy sees a fake drift from its port.
     endpoints    FakeEndpointStore       EndpointStore
                  RecordingNotifier       Notifier
     testruns     FakeTestRunStore        TestRunStore
+                 FakeTestWorkflow        TestWorkflow
     hops         ScriptedHttp, Answer    HopClient, HopAnswer
     cli          FakeBackends & co.      postback_ops.ports' Backends, TestRunner, EndpointDirectory
     clocks       Clock                   the dispatcher's settable clock
@@ -35,7 +36,7 @@ from fakes.samples import (
     ingest_conversion_data,
 )
 from fakes.senders import ScriptedSender
-from fakes.testruns import FakeTestRunStore
+from fakes.testruns import FakeTestRunStore, FakeTestWorkflow
 
 __all__ = [
     "INGEST_AFFILIATE_ID",
@@ -50,6 +51,7 @@ __all__ = [
     "FakePostbackQueue",
     "FakeRetryControl",
     "FakeTestRunStore",
+    "FakeTestWorkflow",
     "RecordingNotifier",
     "ScriptedHttp",
     "ScriptedSender",

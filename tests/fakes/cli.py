@@ -7,15 +7,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fakes.affiliates import FakeAffiliateStore
+from fakes.conversions import FakeConversionLog
 from fakes.deliveries import FakeDeliveryLog, Tried, delivery_record, message
 from fakes.portal import FakePortalStore
 from fakes.queues import FakePostbackQueue
+from fakes.testruns import FakeTestRunStore
 from postback_ops.ports import Backends, EndpointDirectory, TestRunner
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import Circuit, DeliveryState
 from postback_relay.domain.errors import NotFoundError
 from postback_relay.domain.records import DeliveryRecord
 from postback_relay.domain.testrun import TestRun
+from postback_relay.services.lookup import DeliveryLookup
 
 OPS_ARN = "arn:aws:iam::123456789012:user/ops"
 RUN_ID = "20261125T120000-abcd1234"
@@ -59,6 +62,12 @@ class FakeBackends:
     test_runs: FakeTestRunner = field(default_factory=FakeTestRunner)
     endpoints: FakeEndpoints = field(default_factory=FakeEndpoints)
     portal: FakePortalStore = field(default_factory=FakePortalStore)
+    conversions: FakeConversionLog = field(default_factory=FakeConversionLog)
+    runs: FakeTestRunStore = field(default_factory=FakeTestRunStore)
+
+    @property
+    def lookup(self) -> DeliveryLookup:
+        return DeliveryLookup(self.deliveries, self.conversions, self.runs)
 
     @property
     def portal_access(self) -> FakePortalStore:

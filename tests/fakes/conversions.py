@@ -6,17 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from postback_relay.domain.conversion import Conversion, ConversionResult
-from postback_relay.domain.delivery import PostbackMessage
+from postback_relay.domain.delivery import DeliveryRef, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.events import ORIGINAL_EVENTS
 from postback_relay.domain.records import FirstRecord, OriginalConversion
 from postback_relay.domain.repeats import content_digests, differing_fields
-from postback_relay.ports import ConversionLog
+from postback_relay.ports import ConversionLog, KeptPostbacks
 
 
-class FakeConversionLog(ConversionLog):
+class FakeConversionLog(ConversionLog, KeptPostbacks):
     """`fail_after` makes the n+1-th record raise InfrastructureError. `outbox` lists the
-    messages of every record written, in order: what the stream would queue."""
+    messages of every record written, in order: what the stream would queue, and what
+    `delivery_refs` finds a transaction's deliveries by."""
 
     def __init__(self, *, fail_after: int | None = None) -> None:
         self.records: dict[str, tuple[Conversion, ConversionResult]] = {}
@@ -60,3 +61,6 @@ class FakeConversionLog(ConversionLog):
                     tracker=self.trackers.get(conversion_id),
                 )
         return None
+
+    def delivery_refs(self, transaction_id: str) -> list[DeliveryRef]:
+        return [m.ref for m in self.outbox if m.transaction_id == transaction_id]

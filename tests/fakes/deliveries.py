@@ -123,14 +123,18 @@ class FakeDeliveryLog(DispatchDeliveryLog):
                 current, state=DeliveryState.PENDING, replays=current.replays + 1, last_error=None
             )
 
-    def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]:
+    def failed(self, *, affiliate_id: str | None = None) -> list[DeliveryRecord]:
         return [
             r
             for r in self.records.values()
-            if r.state is DeliveryState.FAILED
-            and affiliate_id in (None, r.message.affiliate_id)
-            and transaction_id in (None, r.message.transaction_id)
+            if r.state is DeliveryState.FAILED and affiliate_id in (None, r.message.affiliate_id)
         ]
+
+    def at(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
+        # A key is the affiliate and `<created_at>#<delivery_id>` (milliseconds), as the table's.
+        by_key = {(r.ref.affiliate_id, r.ref.sort_key): r for r in self.records.values()}
+        found = (by_key.get((ref.affiliate_id, ref.sort_key)) for ref in dict.fromkeys(refs))
+        return [r for r in found if r is not None]
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return [r for r in self._newest_first() if r.message.affiliate_id == affiliate_id][:limit]
@@ -142,9 +146,6 @@ class FakeDeliveryLog(DispatchDeliveryLog):
             for r in self._newest_first()
             if r.message.affiliate_id == affiliate_id and datetime.fromisoformat(r.created_at) >= since
         ]
-
-    def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
-        return [r for r in self._newest_first() if r.message.transaction_id == transaction_id][:limit]
 
     def _newest_first(self) -> list[DeliveryRecord]:
         return sorted(self.records.values(), key=lambda r: datetime.fromisoformat(r.created_at), reverse=True)

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from fakes import FakePostbackQueue
 
+from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
 from postback_relay.adapters.dynamodb_deliveries import (
     DELIVERY_SHARDS,
     PARTITION_KEY,
@@ -20,9 +21,10 @@ from postback_relay.adapters.dynamodb_deliveries import (
     shard_of,
     unsharded_key_of,
 )
+from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
 from postback_relay.domain.delivery import Attempt, DeliveryState, PostbackMessage
 from postback_relay.domain.events import Event
-from postback_relay.services.replay import replay_failed
+from postback_relay.services.lookup import DeliveryLookup, replay_failed
 
 AFFILIATE = "5550001"
 AT = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -60,12 +62,14 @@ def client(aws: dict[str, str]) -> Any:
 
 @pytest.fixture
 def log(aws: dict[str, str], client: Any) -> DynamoDeliveryLog:
-    return DynamoDeliveryLog(
-        aws["DeliveriesTableName"],
-        client=client,
-        conversions_table=aws["ConversionsTableName"],
-        test_runs_table=aws["TestRunsTableName"],
-    )
+    return DynamoDeliveryLog(aws["DeliveriesTableName"], client=client)
+
+
+@pytest.fixture
+def lookup(aws: dict[str, str], client: Any, log: DynamoDeliveryLog) -> DeliveryLookup:
+    """A transaction's postbacks, through its conversion records or its test run, in `log`."""
+    conversions = DynamoConversionLog(aws["ConversionsTableName"], client=client)
+    return DeliveryLookup(log, conversions, DynamoTestRunStore(aws["TestRunsTableName"], client=client))
 
 
 def partitions_written(client: Any, table: str) -> set[str]:
@@ -105,7 +109,7 @@ def test_an_affiliates_postbacks_spread_over_the_shards_and_are_listed_newest_fi
 
 
 def test_failed_postbacks_of_every_shard_are_listed_and_replayed(
-    aws: dict[str, str], client: Any, log: DynamoDeliveryLog
+    aws: dict[str, str], client: Any, log: DynamoDeliveryLog, lookup: DeliveryLookup
 ) -> None:
     # GIVEN 12 postbacks of one affiliate, every third failed for good, in several shards
     postbacks = [message(100 + n, minutes=n) for n in range(12)]
@@ -116,7 +120,7 @@ def test_failed_postbacks_of_every_shard_are_listed_and_replayed(
     # WHEN the affiliate's failed postbacks are listed and replayed
     listed = [r.delivery_id for r in log.failed(affiliate_id=AFFILIATE)]
     queue = FakePostbackQueue()
-    replayed = replay_failed(log, queue, affiliate_id=AFFILIATE)
+    replayed = replay_failed(lookup, queue, affiliate_id=AFFILIATE)
     # THEN every failed one is found, newest first, queued again and marked pending
     assert listed == [p.delivery_id for p in reversed(failed)]
     assert sorted(m.delivery_id for m in queue.sent) == sorted(p.delivery_id for p in failed)
@@ -157,10 +161,9 @@ def test_items_written_before_the_shards_are_still_read(
 
 
 def test_a_transactions_postbacks_are_found_in_their_shard_or_before_the_shards(
-    aws: dict[str, str], client: Any, log: DynamoDeliveryLog
+    aws: dict[str, str], client: Any, log: DynamoDeliveryLog, lookup: DeliveryLookup
 ) -> None:
     # GIVEN a test-link run's two postbacks: one logged in its shard, one before the shards
-    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
     from postback_relay.domain.testrun import TestRun, TestStep
 
     run_id = "20261206T120000-abcdef12"
@@ -177,6 +180,6 @@ def test_a_transactions_postbacks_are_found_in_their_shard_or_before_the_shards(
     write_unsharded(client, aws["DeliveriesTableName"], log, second, "delivered")
     # WHEN each transaction's postbacks are listed
     # THEN each is found where it was written
-    assert [r.delivery_id for r in log.by_transaction(first.transaction_id)] == [first.delivery_id]
-    assert [r.delivery_id for r in log.by_transaction(second.transaction_id)] == [second.delivery_id]
-    assert json.loads(json.dumps(log.by_transaction(second.transaction_id)[0].message.model_dump(mode="json")))
+    assert [r.delivery_id for r in lookup.by_transaction(first.transaction_id)] == [first.delivery_id]
+    assert [r.delivery_id for r in lookup.by_transaction(second.transaction_id)] == [second.delivery_id]
+    assert json.loads(json.dumps(lookup.by_transaction(second.transaction_id)[0].message.model_dump(mode="json")))

@@ -22,6 +22,7 @@ from postback_relay.domain.delivery import Attempt, Circuit, CircuitStatus, Deli
 from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.events import Event
 from postback_relay.domain.testrun import TestRun, TestStep
+from postback_relay.services.lookup import DeliveryLookup
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType
@@ -76,11 +77,17 @@ def billed_size(value: Any) -> int:
 
 @pytest.fixture
 def log(aws: dict[str, str]) -> DynamoDeliveryLog:
-    return DynamoDeliveryLog(
+    return DynamoDeliveryLog(aws["DeliveriesTableName"], client=boto3.client("dynamodb"))
+
+
+@pytest.fixture
+def lookup(aws: dict[str, str]) -> DeliveryLookup:
+    """A transaction's postbacks, through its conversion records or its test run (services.lookup)."""
+    return wiring.delivery_lookup(
         aws["DeliveriesTableName"],
-        client=boto3.client("dynamodb"),
         conversions_table=aws["ConversionsTableName"],
         test_runs_table=aws["TestRunsTableName"],
+        dynamodb=boto3.client("dynamodb"),
     )
 
 
@@ -146,7 +153,9 @@ def test_the_happy_path_item_stays_under_one_kilobyte(aws: dict[str, str], log: 
     assert sum(len(name.encode()) + billed_size(value) for name, value in item.items()) < 1024
 
 
-def test_failed_deliveries_are_found_and_replay_marks_them_pending(aws: dict[str, str], log: DynamoDeliveryLog) -> None:
+def test_failed_deliveries_are_found_and_replay_marks_them_pending(
+    aws: dict[str, str], log: DynamoDeliveryLog, lookup: DeliveryLookup
+) -> None:
     # GIVEN failed postbacks of two affiliates and a delivered one, each of a recorded conversion
     failed_a, failed_b, delivered = message(4), message(5, affiliate_id="7654321"), message(6)
     for postback in (failed_a, failed_b, delivered):
@@ -156,7 +165,7 @@ def test_failed_deliveries_are_found_and_replay_marks_them_pending(aws: dict[str
     log.record_attempt(delivered, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
     # WHEN failed ones are listed, THEN by affiliate, by transaction and overall they are found
     assert [r.delivery_id for r in log.failed(affiliate_id="1234567")] == [failed_a.delivery_id]
-    assert [r.delivery_id for r in log.failed(transaction_id=failed_b.transaction_id)] == [failed_b.delivery_id]
+    assert [r.delivery_id for r in lookup.failed(transaction_id=failed_b.transaction_id)] == [failed_b.delivery_id]
     assert {r.delivery_id for r in log.failed()} == {failed_a.delivery_id, failed_b.delivery_id}
     assert {r.delivery_id for r in log.by_affiliate("1234567")} == {failed_a.delivery_id, delivered.delivery_id}
     # WHEN one is marked replayed, THEN it is pending with one replay; a second mark is refused
@@ -169,7 +178,7 @@ def test_failed_deliveries_are_found_and_replay_marks_them_pending(aws: dict[str
 
 
 def test_a_transactions_postbacks_are_found_through_its_conversion_records(
-    aws: dict[str, str], log: DynamoDeliveryLog
+    aws: dict[str, str], log: DynamoDeliveryLog, lookup: DeliveryLookup
 ) -> None:
     # GIVEN a transaction whose sale fired two postbacks and whose rebill, accepted a minute
     # later, fired one, and another transaction's postback
@@ -185,16 +194,18 @@ def test_a_transactions_postbacks_are_found_through_its_conversion_records(
     log.record_attempt(other, attempt(1, 404, "failed"), DeliveryState.FAILED, reason="answered HTTP 404")
 
     # WHEN its postbacks are listed, THEN all three come back, the newest first, none of the other
-    found = log.by_transaction("T-X")
+    found = lookup.by_transaction("T-X")
     assert {r.delivery_id for r in found} == {sale_1.delivery_id, sale_2.delivery_id, rebill.delivery_id}
     assert found[0].message.event is Event.REBILL
-    assert len(log.by_transaction("T-X", limit=1)) == 1
+    assert len(lookup.by_transaction("T-X", limit=1)) == 1
     # AND its failed ones are only its own; an unknown transaction has none
-    assert [r.delivery_id for r in log.failed(transaction_id="T-X")] == [sale_2.delivery_id]
-    assert log.by_transaction("T-never") == []
+    assert [r.delivery_id for r in lookup.failed(transaction_id="T-X")] == [sale_2.delivery_id]
+    assert lookup.by_transaction("T-never") == []
 
 
-def test_a_test_link_postback_is_found_through_its_test_run(aws: dict[str, str], log: DynamoDeliveryLog) -> None:
+def test_a_test_link_postback_is_found_through_its_test_run(
+    aws: dict[str, str], log: DynamoDeliveryLog, lookup: DeliveryLookup
+) -> None:
     # GIVEN a test run whose fire_postbacks step queued two postbacks, one of them logged
     run_id = "20261125T120000-0a1b2c3d"
     first = message(21, transaction_id=f"test-{run_id}-1", test_run_id=run_id)
@@ -215,9 +226,9 @@ def test_a_test_link_postback_is_found_through_its_test_run(aws: dict[str, str],
     log.record_attempt(first, attempt(1, 200, "delivered"), DeliveryState.DELIVERED)
 
     # WHEN its transaction's postbacks are listed, THEN the logged one is found; an unknown run has none
-    assert [r.delivery_id for r in log.by_transaction(first.transaction_id)] == [first.delivery_id]
-    assert log.by_transaction(second.transaction_id) == []
-    assert log.by_transaction("test-19990101T000000-00000000-1") == []
+    assert [r.delivery_id for r in lookup.by_transaction(first.transaction_id)] == [first.delivery_id]
+    assert lookup.by_transaction(second.transaction_id) == []
+    assert lookup.by_transaction("test-19990101T000000-00000000-1") == []
 
 
 def test_an_affiliates_postbacks_are_read_newest_first_from_its_partition(log: DynamoDeliveryLog) -> None:

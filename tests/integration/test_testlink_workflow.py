@@ -23,11 +23,12 @@ from postback_ops.local.statemachine import TEST_LINK_FUNCTION_NAME, create_test
 from postback_relay import wiring
 from postback_relay.adapters.dynamodb_affiliates import DynamoAffiliateStore
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-from postback_relay.adapters.sfn_runner import TestRunStarter
+from postback_relay.adapters.sfn_runner import SfnTestWorkflow
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.testrun import RunVerdict, TestRun
 from postback_relay.services.testlink import FollowResult, TestLinkService
+from postback_relay.services.testlink.tracker import TestRunTracker
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +153,7 @@ class DispatchDriver:
 @dataclass
 class Workflow:
     outputs: dict[str, str]
-    starter: TestRunStarter
+    starter: TestRunTracker
     server: AffiliateServer
 
     def put_affiliate(self, *, postbacks: list[str] | None = None, test_link: str | None = None) -> None:
@@ -204,7 +205,7 @@ def workflow(
     outputs = {**aws, "TestLinkStateMachineArn": arn}
     runs = DynamoTestRunStore(outputs["TestRunsTableName"], client=boto3.client("dynamodb"))
     with route_lambda_tasks({TEST_LINK_FUNCTION_NAME: testlink_handler.lambda_handler}):
-        yield Workflow(outputs, TestRunStarter(sfn, arn, runs), affiliate_server)
+        yield Workflow(outputs, TestRunTracker(SfnTestWorkflow(arn, client=sfn), runs), affiliate_server)
     wiring.reset()
 
 

@@ -23,7 +23,7 @@ from postback_relay.domain.records import (
     SendResult,
     StoredAffiliate,
 )
-from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
+from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep, WorkflowExecution
 
 
 class AffiliateStore(Protocol):
@@ -99,9 +99,14 @@ class DeliveryLog(Protocol):
         `postback health`: the per-affiliate access path, read in one place)."""
         ...
 
-    def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]: ...
+    def at(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
+        """The deliveries at these keys, in this order; those gone (TTL) are left out
+        (services.lookup finds a transaction's keys)."""
+        ...
 
-    def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]: ...
+    def failed(self, *, affiliate_id: str | None = None) -> list[DeliveryRecord]:
+        """The failed deliveries: the affiliate's, newest first, or every one in the log."""
+        ...
 
     def mark_replayed(self, ref: DeliveryRef) -> None:
         """Set a failed delivery back to pending, attempts kept, replay count + 1."""
@@ -201,7 +206,7 @@ class HopClient(Protocol):
 
 
 class TestRunLauncher(Protocol):
-    """Starts a test-link run (adapters/sfn_runner.py TestRunStarter); returns its run ID."""
+    """Starts a test-link run (services/testlink/runs.py TestRunStarter); returns its run ID."""
 
     def start(self, affiliate_id: str, started_by: str, waits: Sequence[int], deadline_s: int) -> str: ...
 
@@ -259,4 +264,29 @@ class ChangeLog(Protocol):
 
     def history(self, affiliate_id: str) -> list[HistoryEntry]:
         """Newest first."""
+        ...
+
+
+# --- the use cases of services.lookup and services.testlink.runs --------------------------
+
+
+class KeptPostbacks(Protocol):
+    """Where a conversion's postbacks are logged, as its records keep them (ConversionsTable:
+    each record keeps the messages it queued, the outbox)."""
+
+    def delivery_refs(self, transaction_id: str) -> list[DeliveryRef]:
+        """The keys of the postbacks the transaction's records (every event) keep; empty when
+        none is kept."""
+        ...
+
+
+class TestWorkflow(Protocol):
+    """The test-link workflow (Step Functions): one execution per run, named after it."""
+
+    def start(self, run_id: str, execution_input: Mapping[str, object]) -> None:
+        """Start the run's execution; InfrastructureError, with the reason, when it cannot."""
+        ...
+
+    def execution(self, run_id: str) -> WorkflowExecution | None:
+        """The run's execution as the workflow knows it; None when there is none."""
         ...

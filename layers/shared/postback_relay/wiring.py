@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
     from postback_relay.adapters.dynamodb_endpoints import DynamoEndpointStore
     from postback_relay.adapters.dynamodb_portal import DynamoPortalStore
-    from postback_relay.adapters.sfn_runner import TestRunStarter
     from postback_relay.domain.records import OutboxRecord
     from postback_relay.ports import (
         AffiliateStore,
@@ -49,9 +48,12 @@ if TYPE_CHECKING:
     )
     from postback_relay.services.dispatch import Dispatcher
     from postback_relay.services.ingest import IngestService
+    from postback_relay.services.lookup import DeliveryLookup
     from postback_relay.services.outbox import OutboxService
     from postback_relay.services.portal import PortalService
     from postback_relay.services.testlink import TestLinkService
+    from postback_relay.services.testlink.runs import TestRunStarter
+    from postback_relay.services.testlink.tracker import TestRunTracker
     from postback_relay.settings import (
         DispatchSettings,
         IngestSettings,
@@ -363,7 +365,7 @@ def portal_service(
         deliveries=DynamoDeliveryLog(settings.deliveries_table, client=dynamodb),
         queue=postback_queue(settings.postback_queue_url, sqs=sqs),
         runs=runs,
-        launcher=run_starter(
+        launcher=run_launcher(
             settings.test_runs_table, settings.test_link_state_machine_arn, dynamodb=dynamodb, sfn=sfn
         ),
         endpoints=endpoint_directory(settings.endpoints_table, dynamodb=dynamodb),
@@ -415,23 +417,48 @@ def affiliate_store(
     )
 
 
-def delivery_search(
+def delivery_log(table: str, *, dynamodb: DynamoDBClient | None = None) -> DeliveryLog:
+    """The delivery log (DeliveriesTable)."""
+    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+
+    return DynamoDeliveryLog(table, client=dynamodb or aws_client("dynamodb"))
+
+
+def delivery_lookup(
     deliveries_table: str,
     *,
     conversions_table: str,
     test_runs_table: str,
     dynamodb: DynamoDBClient | None = None,
-) -> DeliveryLog:
-    """The delivery log that also finds a transaction's postbacks (through its conversion
-    records or its test run)."""
-    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
+) -> DeliveryLookup:
+    """Finds a transaction's postbacks: through its conversion records (ConversionsTable) or its
+    test run (TestRunsTable), in the delivery log."""
+    from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+    from postback_relay.services.lookup import DeliveryLookup
 
-    return DynamoDeliveryLog(
-        deliveries_table,
-        client=dynamodb or aws_client("dynamodb"),
-        conversions_table=conversions_table,
-        test_runs_table=test_runs_table,
+    client = dynamodb or aws_client("dynamodb")
+    return DeliveryLookup(
+        delivery_log(deliveries_table, dynamodb=client),
+        DynamoConversionLog(conversions_table, client=client),
+        DynamoTestRunStore(test_runs_table, client=client),
     )
+
+
+def run_launcher(
+    test_runs_table: str,
+    state_machine_arn: str,
+    *,
+    dynamodb: DynamoDBClient | None = None,
+    sfn: SFNClient | None = None,
+) -> TestRunStarter:
+    """Starts test-link runs on the state machine, each recorded in its table first (the portal)."""
+    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+    from postback_relay.adapters.sfn_runner import SfnTestWorkflow
+    from postback_relay.services.testlink.runs import TestRunStarter
+
+    runs = DynamoTestRunStore(test_runs_table, client=dynamodb or aws_client("dynamodb"))
+    return TestRunStarter(SfnTestWorkflow(state_machine_arn, client=sfn or aws_client("stepfunctions")), runs)
 
 
 def run_starter(
@@ -440,13 +467,14 @@ def run_starter(
     *,
     dynamodb: DynamoDBClient | None = None,
     sfn: SFNClient | None = None,
-) -> TestRunStarter:
-    """Starts test-link runs on the state machine and reads them back from their table."""
+) -> TestRunTracker:
+    """Starts test-link runs and reads them back, reconciled with their executions (the CLI)."""
     from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-    from postback_relay.adapters.sfn_runner import TestRunStarter
+    from postback_relay.adapters.sfn_runner import SfnTestWorkflow
+    from postback_relay.services.testlink.tracker import TestRunTracker
 
     runs = DynamoTestRunStore(test_runs_table, client=dynamodb or aws_client("dynamodb"))
-    return TestRunStarter(sfn or aws_client("stepfunctions"), state_machine_arn, runs)
+    return TestRunTracker(SfnTestWorkflow(state_machine_arn, client=sfn or aws_client("stepfunctions")), runs)
 
 
 def endpoint_directory(table: str, *, dynamodb: DynamoDBClient | None = None) -> DynamoEndpointStore:

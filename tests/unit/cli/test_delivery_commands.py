@@ -36,6 +36,8 @@ def log(backends: FakeBackends) -> FakeBackends:
             delivery(5, state=DeliveryState.PENDING, statuses=()),
         )
     }
+    # Each conversion record keeps its postbacks' messages (the outbox): how --transaction finds them.
+    backends.conversions.outbox.extend(r.message for r in backends.deliveries.records.values())
     return backends
 
 

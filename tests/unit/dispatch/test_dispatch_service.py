@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import FakeAffiliateStore, FakePostbackQueue, ingest_config_data
+from fakes import FakeAffiliateStore, FakeConversionLog, FakePostbackQueue, FakeTestRunStore, ingest_config_data
 
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, DeliveryState
 from postback_relay.domain.records import SendResult
 from postback_relay.services.circuit import CircuitBreakers
 from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
-from postback_relay.services.replay import replay_failed
+from postback_relay.services.lookup import DeliveryLookup, replay_failed
 
 
 def received(message: Any, *, count: int = 1, handle: str | None = None) -> ReceivedPostback:
@@ -398,7 +398,7 @@ def test_replay_requeues_failed_deliveries_and_marks_them_pending(
     dispatcher.dispatch(received(delivered))
     queue = FakePostbackQueue()
     # WHEN failed ones are replayed
-    replayed = replay_failed(deliveries, queue)
+    replayed = replay_failed(DeliveryLookup(deliveries, FakeConversionLog(), FakeTestRunStore()), queue)
     # THEN only the failed one is queued again and pending, its replay counted
     assert replayed == [failed.delivery_id]
     assert [m.delivery_id for m in queue.sent] == [failed.delivery_id]
@@ -420,7 +420,7 @@ def test_replay_leaves_refused_messages_failed(
     queue = FakePostbackQueue()
     queue.refuse = lambda m: True
     # WHEN it is replayed, THEN nothing is reported replayed and it stays failed
-    assert replay_failed(deliveries, queue) == []
+    assert replay_failed(DeliveryLookup(deliveries, FakeConversionLog(), FakeTestRunStore()), queue) == []
     assert deliveries.records[message.delivery_id].state is DeliveryState.FAILED
 
 

@@ -14,9 +14,10 @@ from unit.testlink.testlink_fakes import AFFILIATE_ID, START
 import testlink_handler
 import testlink_tasks
 from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-from postback_relay.adapters.sfn_runner import TestRunStarter, execution_arn
+from postback_relay.adapters.sfn_runner import SfnTestWorkflow, execution_arn
 from postback_relay.domain.errors import ConflictError, InfrastructureError, NotFoundError, SettingsError
 from postback_relay.domain.testrun import RunVerdict, TestRun, TestStep
+from postback_relay.services.testlink.tracker import TestRunTracker
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 ROLE = "arn:aws:iam::123456789012:role/testlink"
@@ -70,6 +71,11 @@ def test_steps_of_an_unknown_run_are_refused(store: DynamoTestRunStore) -> None:
     assert store.get("nope") is None
 
 
+def starter_on(state_machine_arn: str, store: DynamoTestRunStore) -> TestRunTracker:
+    """The run starter over the Step Functions workflow (moto) and the run store."""
+    return TestRunTracker(SfnTestWorkflow(state_machine_arn, client=boto3.client("stepfunctions")), store)
+
+
 def create_machine(definition: dict[str, object]) -> str:
     sfn = boto3.client("stepfunctions")
     return sfn.create_state_machine(name="testlink", definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
@@ -78,7 +84,7 @@ def create_machine(definition: dict[str, object]) -> str:
 def test_start_records_the_run_and_starts_its_execution(store: DynamoTestRunStore) -> None:
     # GIVEN a state machine without Lambda tasks (only the start is under test)
     arn = create_machine({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
-    starter = TestRunStarter(boto3.client("stepfunctions"), arn, store)
+    starter = starter_on(arn, store)
     # WHEN a run starts
     run_id = starter.start(AFFILIATE_ID, "ops@example", [1, 2], 30)
     # THEN it is running, its execution named after it with the schedule as input
@@ -94,7 +100,7 @@ def test_start_records_the_run_and_starts_its_execution(store: DynamoTestRunStor
 def test_an_execution_ending_without_a_verdict_is_a_failed_run(store: DynamoTestRunStore) -> None:
     # GIVEN an execution that fails before any step recorded a verdict
     arn = create_machine({"StartAt": "Boom", "States": {"Boom": {"Type": "Fail", "Error": "Oops", "Cause": "broken"}}})
-    starter = TestRunStarter(boto3.client("stepfunctions"), arn, store)
+    starter = starter_on(arn, store)
     run_id = starter.start(AFFILIATE_ID, "ops@example", [1], 30)
     sfn = boto3.client("stepfunctions")
     give_up = time.monotonic() + 30
@@ -109,9 +115,7 @@ def test_an_execution_ending_without_a_verdict_is_a_failed_run(store: DynamoTest
 
 
 def test_a_run_that_cannot_start_is_failed_and_reported(store: DynamoTestRunStore, aws: dict[str, str]) -> None:
-    starter = TestRunStarter(
-        boto3.client("stepfunctions"), "arn:aws:states:eu-west-1:123456789012:stateMachine:missing", store
-    )
+    starter = starter_on("arn:aws:states:eu-west-1:123456789012:stateMachine:missing", store)
     with pytest.raises(InfrastructureError):
         starter.start(AFFILIATE_ID, "ops@example", [1], 30)
     runs = boto3.client("dynamodb").scan(TableName=aws["TestRunsTableName"])["Items"]
@@ -119,9 +123,7 @@ def test_a_run_that_cannot_start_is_failed_and_reported(store: DynamoTestRunStor
 
 
 def test_an_unknown_run_is_not_found(store: DynamoTestRunStore) -> None:
-    starter = TestRunStarter(
-        boto3.client("stepfunctions"), "arn:aws:states:eu-west-1:123456789012:stateMachine:x", store
-    )
+    starter = starter_on("arn:aws:states:eu-west-1:123456789012:stateMachine:x", store)
     with pytest.raises(NotFoundError):
         starter.status("nope")
 

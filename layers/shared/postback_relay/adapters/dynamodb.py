@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 __all__ = [
+    "BATCH_GET_LIMIT",
     "CONDITION_FAILED",
+    "batch_get",
     "condition_failed",
     "conditional_write",
     "expiry",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 
 
 def condition_failed(exc: ClientError) -> bool:
@@ -106,3 +109,25 @@ def text_of(item: Mapping[str, Any], name: str) -> str | None:
 def expiry(moment: datetime, ttl: timedelta) -> AttributeValueTypeDef:
     """The TTL attribute of an item that expires `ttl` after `moment` (unix seconds)."""
     return {"N": str(int((moment + ttl).timestamp()))}
+
+
+def batch_get(call: Callable[..., Any], table: str, keys: list[dict[str, Any]], *, failure: str) -> list[Any]:
+    """The items at these keys of `table` (in no particular order; those missing left out), by
+    BatchGetItem (`call`: the client's bound `batch_get_item`), BATCH_GET_LIMIT keys a call;
+    a failure as InfrastructureError(`<failure>: ...`). DynamoDB may leave keys unprocessed
+    under throttling: those are asked for again, a few times."""
+    items: list[Any] = []
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_LIMIT]}
+        for _ in range(5):
+            request_items: dict[str, Any] = {table: request}
+            with failures_as(failure):
+                answer = call(RequestItems=request_items)
+            items.extend(answer.get("Responses", {}).get(table, []))
+            unprocessed = answer.get("UnprocessedKeys", {}).get(table)
+            if not unprocessed or not unprocessed.get("Keys"):
+                break
+            request = dict(unprocessed)
+        else:
+            raise InfrastructureError(f"{failure}: keys left unprocessed.")
+    return items

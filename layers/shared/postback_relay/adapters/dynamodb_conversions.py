@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from postback_relay.adapters.dynamodb import (
+    batch_get,
     conditional_write,
     expiry,
     failures_as,
@@ -324,6 +325,13 @@ class DynamoConversionLog:
             if "Item" in answer:
                 return original_of(answer["Item"])
         return None
+
+    def delivery_refs(self, transaction_id: str) -> list[DeliveryRef]:
+        """ports.KeptPostbacks: the transaction's records, one BatchGetItem for every event,
+        whole (a record's kept messages carry each delivery's key: affiliate, created_at)."""
+        keys = [{"conversion_id": {"S": f"{transaction_id}#{event.value}"}} for event in Event]
+        items = batch_get(self._client.batch_get_item, self._table, keys, failure="Reading the delivery log failed")
+        return [ref for item in items for ref in delivery_refs_of(item)]
 
     def _read_item(self, conversion_id: str) -> dict[str, Any]:
         with failures_as(f"Reading conversion {conversion_id} failed"):

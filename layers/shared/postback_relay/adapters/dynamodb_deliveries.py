@@ -17,11 +17,8 @@ outcome, and url/method only when they differ from the item's), `http_status`,
 `last_error`, `message` (the rest of the postback message as JSON, for replay), `updated_at`,
 `replays`, `test_run_id`, `expires_at` (TTL).
 
-A transaction's postbacks are found without an index: its ConversionsTable records
-(`<transaction_id>#<event>`, one BatchGetItem for the four events) keep their postbacks'
-messages (the outbox), and each message carries its key. A test-link postback (`test-<run_id>-<n>`)
-has no conversion record: its test run's `fire_postbacks` step names its delivery ID and
-creation time.
+A transaction's postbacks are found without an index (services.lookup finds their keys, `at`
+reads them in one BatchGetItem).
 
 Nothing is stored twice, so that the happy path's item stays under 1 KB (one write unit).
 """
@@ -37,6 +34,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from postback_relay.adapters.dynamodb import (
+    BATCH_GET_LIMIT,
+    batch_get,
     expiry,
     failures_as,
     items_of,
@@ -53,8 +52,7 @@ from postback_relay.domain.delivery import (
     DeliveryState,
     PostbackMessage,
 )
-from postback_relay.domain.errors import ConflictError, InfrastructureError
-from postback_relay.domain.events import Event
+from postback_relay.domain.errors import ConflictError
 from postback_relay.domain.records import DeliveryRecord
 
 if TYPE_CHECKING:
@@ -78,9 +76,6 @@ _ATTRIBUTES = (
     *("updated_at", "replays", "expires_at", "attempts", "http_status", "last_error", "test_run_id"),
 )
 _NOT_DELIVERED = "attribute_not_exists(#state) OR #state <> :delivered"
-BATCH_GET_LIMIT = 100  # keys per BatchGetItem
-TEST_TRANSACTION_PREFIX = "test-"  # test-link postbacks: `test-<run_id>-<n>`
-FIRE_POSTBACKS_STEP = "fire_postbacks"
 
 
 def shard_of(delivery_id: str) -> int:
@@ -196,19 +191,11 @@ class DynamoDeliveryLog:
         table: str,
         *,
         client: DynamoDBClient,
-        conversions_table: str | None = None,
-        test_runs_table: str | None = None,
         ttl_days: int = DELIVERY_TTL_DAYS,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        """`table`: the table's name (with `client`, or a default client), or a boto3 Table resource.
-
-        `conversions_table` and `test_runs_table` are needed only to list a transaction's
-        postbacks (`by_transaction`, `failed(transaction_id=...)`); the dispatcher does without."""
         self._table = table
         self._client = client
-        self._conversions_table = conversions_table
-        self._test_runs_table = test_runs_table
         self._ttl = timedelta(days=ttl_days)
         self._clock = clock
 
@@ -352,40 +339,40 @@ class DynamoDeliveryLog:
         items = self._affiliate_items(affiliate_id, page_size=BATCH_GET_LIMIT * 10, since=since)
         return [record_of(item) for item in items]
 
-    def by_transaction(self, transaction_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
-        records = self._records(self._transaction_refs(transaction_id))
-        records.sort(key=lambda r: r.created_at, reverse=True)
-        return records[:limit]
+    def at(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
+        """The deliveries at these keys, in this order; those gone (TTL) are left out. Each is
+        looked for in its shard and where it was written before the shards (the shard's first)."""
+        unique = list(dict.fromkeys(refs))
+        places = [(key_of(ref), unsharded_key_of(ref)) for ref in unique]
+        keys = [key for pair in places for key in pair]
+        items = batch_get(self._client.batch_get_item, self._table, keys, failure="Reading the delivery log failed")
+        by_key = {(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"]): item for item in items}
 
-    def failed(self, *, affiliate_id: str | None = None, transaction_id: str | None = None) -> list[DeliveryRecord]:
-        if transaction_id is not None:
-            records = self._records(self._transaction_refs(transaction_id))
-            records.sort(key=lambda r: r.created_at, reverse=True)
-        elif affiliate_id is not None:
+        def found(key: dict[str, AttributeValueTypeDef]) -> Any:
+            return by_key.get((key[PARTITION_KEY]["S"], key[SORT_KEY]["S"]))
+
+        kept = [found(sharded) or found(unsharded) for sharded, unsharded in places]
+        return [record_of(item) for item in kept if item is not None]
+
+    def failed(self, *, affiliate_id: str | None = None) -> list[DeliveryRecord]:
+        if affiliate_id is not None:
             # The state is no key: the affiliate's partition is read, newest first, and filtered.
-            records = [
-                record_of(item)
-                for item in self._affiliate_items(affiliate_id, page_size=BATCH_GET_LIMIT * 10, only_failed=True)
-            ]
-        else:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "FilterExpression": "#state = :failed",
-                "ExpressionAttributeNames": {"#state": "state"},
-                "ExpressionAttributeValues": {":failed": {"S": DeliveryState.FAILED.value}},
-            }
-            # A delivery in its shard and where it was written before the shards: the shard's.
-            by_key: dict[str, Any] = {}
-            for item in self._pages("scan", request):
-                kept = by_key.get(item[SORT_KEY]["S"])
-                if kept is None or SHARD_SEPARATOR not in kept[PARTITION_KEY]["S"]:
-                    by_key[item[SORT_KEY]["S"]] = item
-            return [record_of(item) for item in by_key.values()]
-        return [
-            r
-            for r in records
-            if r.state is DeliveryState.FAILED and (affiliate_id is None or r.message.affiliate_id == affiliate_id)
-        ]
+            items = self._affiliate_items(affiliate_id, page_size=BATCH_GET_LIMIT * 10, only_failed=True)
+            records = map(record_of, items)
+            return [r for r in records if r.state is DeliveryState.FAILED and r.message.affiliate_id == affiliate_id]
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "#state = :failed",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":failed": {"S": DeliveryState.FAILED.value}},
+        }
+        # A delivery in its shard and where it was written before the shards: the shard's.
+        by_key: dict[str, Any] = {}
+        for item in self._pages("scan", request):
+            kept = by_key.get(item[SORT_KEY]["S"])
+            if kept is None or SHARD_SEPARATOR not in kept[PARTITION_KEY]["S"]:
+                by_key[item[SORT_KEY]["S"]] = item
+        return [record_of(item) for item in by_key.values()]
 
     def _affiliate_items(
         self, affiliate_id: str, *, page_size: int, only_failed: bool = False, since: datetime | None = None
@@ -422,75 +409,6 @@ class DynamoDeliveryLog:
             request["ExpressionAttributeNames"]["#state"] = "state"
             request["ExpressionAttributeValues"][":failed"] = {"S": DeliveryState.FAILED.value}
         yield from self._pages("query", request)
-
-    def _transaction_refs(self, transaction_id: str) -> list[DeliveryRef]:
-        if transaction_id.startswith(TEST_TRANSACTION_PREFIX):
-            return self._test_refs(transaction_id)
-        if self._conversions_table is None:
-            raise InfrastructureError("Listing a transaction's postbacks needs the ConversionsTable's name.")
-        # Imported here: the dispatcher imports this module and never lists by transaction.
-        from postback_relay.adapters.dynamodb_conversions import delivery_refs_of
-
-        keys = [{"conversion_id": {"S": f"{transaction_id}#{event.value}"}} for event in Event]
-        # Whole items: a record's kept messages carry each delivery's key (affiliate, created_at).
-        items = self._batch_get(self._conversions_table, keys)
-        return [ref for item in items for ref in delivery_refs_of(item)]
-
-    def _test_refs(self, transaction_id: str) -> list[DeliveryRef]:
-        """A test postback's key, as its run's `fire_postbacks` step recorded it."""
-        if self._test_runs_table is None:
-            raise InfrastructureError("Listing a test-link postback needs the TestRunsTable's name.")
-        from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-
-        run_id = transaction_id.removeprefix(TEST_TRANSACTION_PREFIX).rpartition("-")[0]
-        run = DynamoTestRunStore(self._test_runs_table, client=self._client).get(run_id) if run_id else None
-        if run is None:
-            return []
-        return [
-            DeliveryRef(
-                run.affiliate_id,
-                parse_utc(str(postback.get("created_at") or run.started_at.isoformat())),
-                str(postback["delivery_id"]),
-            )
-            for step in run.steps
-            if step.name == FIRE_POSTBACKS_STEP
-            for postback in step.details.get("postbacks", [])
-            if postback.get("transaction_id") == transaction_id
-        ]
-
-    def _records(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
-        """The deliveries at these keys, in this order; those gone (TTL) are left out. Each is
-        looked for in its shard and where it was written before the shards (the shard's first)."""
-        unique = list(dict.fromkeys(refs))
-        places = [(key_of(ref), unsharded_key_of(ref)) for ref in unique]
-        keys = [key for pair in places for key in pair]
-        by_key = {(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"]): item for item in self._batch_get(self._table, keys)}
-
-        def found(key: dict[str, AttributeValueTypeDef]) -> Any:
-            return by_key.get((key[PARTITION_KEY]["S"], key[SORT_KEY]["S"]))
-
-        items = [found(sharded) or found(unsharded) for sharded, unsharded in places]
-        return [record_of(item) for item in items if item is not None]
-
-    def _batch_get(self, table: str, keys: list[dict[str, Any]], *, projection: str | None = None) -> list[Any]:
-        items: list[Any] = []
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_LIMIT]}
-            if projection is not None:
-                request["ProjectionExpression"] = projection
-            # DynamoDB may leave keys unprocessed under throttling: ask for those again, a few times.
-            for _ in range(5):
-                request_items: dict[str, Any] = {table: request}
-                with failures_as("Reading the delivery log failed"):
-                    answer = self._client.batch_get_item(RequestItems=request_items)
-                items.extend(answer.get("Responses", {}).get(table, []))
-                unprocessed = answer.get("UnprocessedKeys", {}).get(table)
-                if not unprocessed or not unprocessed.get("Keys"):
-                    break
-                request = dict(unprocessed)
-            else:
-                raise InfrastructureError("Reading the delivery log failed: keys left unprocessed.")
-        return items
 
     def _pages(self, operation: str, request: dict[str, Any]) -> Iterator[Any]:
         call = self._client.query if operation == "query" else self._client.scan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -73,3 +74,28 @@ class TestRun(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+# How an execution ends when no step recorded the verdict: it failed past every Catch, timed out
+# (the state machine's TimeoutSeconds) or was stopped.
+ENDED_WITHOUT_VERDICT = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+
+
+@dataclass(frozen=True)
+class WorkflowExecution:
+    """What the workflow says of a run's execution: its status (Step Functions' RUNNING,
+    SUCCEEDED, FAILED, TIMED_OUT, ABORTED) and, when it failed, its error and cause."""
+
+    status: str
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def ended_without_verdict(self) -> bool:
+        return self.status in ENDED_WITHOUT_VERDICT
+
+    def reason(self) -> str:
+        """Why the run failed, for `test status`: how the execution ended, and its error."""
+        detail = ": ".join(part for part in (self.error, self.cause) if part)
+        ended = f"the test-link workflow ended {self.status.lower()} without a verdict"
+        return ended + (f" ({detail})" if detail else "")

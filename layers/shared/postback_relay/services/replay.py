@@ -12,25 +12,12 @@ from postback_relay.domain.records import DeliveryRecord
 from postback_relay.ports import DeliveryLog, PostbackQueue
 
 
-def replay_failed(
-    deliveries: DeliveryLog,
-    queue: PostbackQueue,
-    *,
-    affiliate_id: str | None = None,
-    transaction_id: str | None = None,
-) -> list[str]:
-    """Queue the failed deliveries again; returns the IDs of those queued.
+def replay_records(deliveries: DeliveryLog, queue: PostbackQueue, records: Sequence[DeliveryRecord]) -> list[str]:
+    """Queue these deliveries' stored messages again and mark them replayed; returns the IDs queued.
 
     Queued first, marked second: a delivery the queue refused stays `failed` (replayable
     again), and one delivered by its replayed message before the mark stays `delivered`
-    (the mark is conditional on `failed`).
-    """
-    failed = deliveries.failed(affiliate_id=affiliate_id, transaction_id=transaction_id)
-    return replay_records(deliveries, queue, failed)
-
-
-def replay_records(deliveries: DeliveryLog, queue: PostbackQueue, records: Sequence[DeliveryRecord]) -> list[str]:
-    """Queue these deliveries' stored messages again and mark them replayed; returns the IDs queued."""
+    (the mark is conditional on `failed`)."""
     messages = [record.message for record in records]
     refused = {message.delivery_id for message in queue.send(messages)}
     replayed: list[str] = []

@@ -11,10 +11,13 @@ from typing import Any
 
 from postback_relay.domain.config import AffiliateConfig, PostbackSpec
 from postback_relay.domain.conversion import Conversion, Offer
-from postback_relay.domain.delivery import PostbackMessage, key_time
+from postback_relay.domain.delivery import DeliveryRef, PostbackMessage, key_time
 from postback_relay.domain.events import REVERSALS, OfferType
 from postback_relay.domain.postbacks import postback_messages
+from postback_relay.domain.testrun import StepName, TestRun
+from postback_relay.domain.times import parse_utc
 
+TEST_TRANSACTION_PREFIX = "test-"  # a test postback's transaction: `test-<run_id>-<n>`
 TEST_AMOUNT = Decimal(0)
 TEST_PAYOUT = Decimal(0)
 TEST_CURRENCY = "EUR"
@@ -62,7 +65,7 @@ def _test_conversion(click: TestClick, spec: PostbackSpec, index: int, now: date
     # A postback limited to other offers would never fire for this link's offer: test it with
     # its first offer, so that every postback is checked.
     offer = link_offer if spec.offers is None or link_offer in spec.offers else spec.offers[0]
-    transaction_id = f"test-{click.run_id}-{index + 1}"
+    transaction_id = f"{TEST_TRANSACTION_PREFIX}{click.run_id}-{index + 1}"
     event = spec.events[0]
     return Conversion(
         transaction_id=transaction_id,
@@ -98,3 +101,19 @@ def fired_details(messages: list[PostbackMessage]) -> dict[str, Any]:
             for n, m in enumerate(messages, start=1)
         ]
     }
+
+
+def fired_refs(run: TestRun, transaction_id: str) -> list[DeliveryRef]:
+    """Where a test postback is logged, as its run's fire step recorded it (`fired_details`):
+    its delivery ID and creation time (the run's start for an entry that has none)."""
+    return [
+        DeliveryRef(
+            run.affiliate_id,
+            parse_utc(str(postback.get("created_at") or run.started_at.isoformat())),
+            str(postback["delivery_id"]),
+        )
+        for step in run.steps
+        if step.name == StepName.FIRE_POSTBACKS
+        for postback in step.details.get("postbacks", [])
+        if postback.get("transaction_id") == transaction_id
+    ]

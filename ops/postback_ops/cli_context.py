@@ -35,8 +35,15 @@ from postback_relay.domain.errors import (
 )
 from postback_relay.domain.fields import human_field
 from postback_relay.domain.messages import sentence, validation_message
-from postback_relay.ports import AffiliateStore, ChangeLog, DeliveryLog, PortalAccess, PostbackQueue
-from postback_relay.services.lookup import DeliveryLookup
+from postback_relay.ports import (
+    AffiliateStore,
+    ChangeLog,
+    DeliveryLog,
+    KeptPostbacks,
+    PortalAccess,
+    PostbackQueue,
+    TestRunStore,
+)
 
 
 class ExitCode(IntEnum):
@@ -73,17 +80,17 @@ class StackBackends:
 
     @cached_property
     def deliveries(self) -> DeliveryLog:
-        return self.lookup.deliveries
+        return wiring.delivery_log(self.target.output("DeliveriesTableName"), dynamodb=self.target.client("dynamodb"))
 
     @cached_property
-    def lookup(self) -> DeliveryLookup:
-        # A transaction's postbacks are found through its conversion records or its test run.
-        return wiring.delivery_lookup(
-            self.target.output("DeliveriesTableName"),
-            conversions_table=self.target.output("ConversionsTableName"),
-            test_runs_table=self.target.output("TestRunsTableName"),
-            dynamodb=self.target.client("dynamodb"),
+    def kept_postbacks(self) -> KeptPostbacks:
+        return wiring.kept_postbacks(
+            self.target.output("ConversionsTableName"), dynamodb=self.target.client("dynamodb")
         )
+
+    @cached_property
+    def run_records(self) -> TestRunStore:
+        return wiring.run_records(self.target.output("TestRunsTableName"), dynamodb=self.target.client("dynamodb"))
 
     @cached_property
     def queue(self) -> PostbackQueue:

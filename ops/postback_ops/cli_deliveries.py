@@ -9,11 +9,12 @@ from rich.console import Console
 
 from postback_ops.cli_affiliates import require_affiliate
 from postback_ops.cli_context import UsageProblem, handle_errors, ops_of, people_table
+from postback_ops.ports import Backends
 from postback_relay.domain import messages
 from postback_relay.domain.delivery import MAX_ATTEMPTS, Circuit, CircuitStatus, DeliveryState, circuit_wait
 from postback_relay.domain.health import circuit_view
 from postback_relay.domain.records import DeliveryRecord
-from postback_relay.services.lookup import replay_failed
+from postback_relay.services.lookup import DeliveryLookup, replay_failed
 
 # With a state filter the log is read wider than --limit, since the filter applies after the read.
 _FILTER_READ_LIMIT = 1000
@@ -62,6 +63,11 @@ def delivery_reason(record: DeliveryRecord) -> str | None:
     return seen
 
 
+def lookup_of(backends: Backends) -> DeliveryLookup:
+    """A transaction's postbacks: through its conversion records, or its test run's."""
+    return DeliveryLookup(backends.deliveries, backends.kept_postbacks, backends.run_records)
+
+
 @handle_errors
 def deliveries(
     ctx: typer.Context,
@@ -83,9 +89,9 @@ def deliveries(
     if affiliate is None and transaction is None and state in (None, DeliveryState.FAILED):
         state = DeliveryState.FAILED
     if state is DeliveryState.FAILED:
-        records = backends.lookup.failed(affiliate_id=affiliate, transaction_id=transaction)
+        records = lookup_of(backends).failed(affiliate_id=affiliate, transaction_id=transaction)
     elif transaction is not None:
-        records = backends.lookup.by_transaction(transaction, limit=read_limit)
+        records = lookup_of(backends).by_transaction(transaction, limit=read_limit)
     elif affiliate is not None:
         records = backends.deliveries.by_affiliate(affiliate, limit=read_limit)
     else:
@@ -142,7 +148,7 @@ def replay(
     if affiliate is not None:
         require_affiliate(ops, affiliate)
     backends = ops.backends
-    replayed = replay_failed(backends.lookup, backends.queue, affiliate_id=affiliate, transaction_id=transaction)
+    replayed = replay_failed(lookup_of(backends), backends.queue, affiliate_id=affiliate, transaction_id=transaction)
     data = {"replayed": len(replayed), "delivery_ids": list(replayed)}
     ops.emit(
         data,

@@ -2,8 +2,8 @@
 shared layer's ports, and two more). `cli_context.StackBackends` implements `Backends` over a
 target's clients through postback_relay.wiring; tests pass in-memory fakes (tests/fakes/cli.py).
 
-Like the layer's ports.py, this module declares Protocols only, over the domain's models,
-the layer's ports and one use case wiring builds over them (services.lookup's DeliveryLookup).
+Like the layer's ports.py, this module declares Protocols only, over the domain's models and
+the layer's ports.
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,15 @@ from typing import Protocol
 
 from postback_relay.domain.delivery import Circuit
 from postback_relay.domain.testrun import TestRun
-from postback_relay.ports import AffiliateStore, ChangeLog, DeliveryLog, PortalAccess, PostbackQueue
-from postback_relay.services.lookup import DeliveryLookup
+from postback_relay.ports import (
+    AffiliateStore,
+    ChangeLog,
+    DeliveryLog,
+    KeptPostbacks,
+    PortalAccess,
+    PostbackQueue,
+    TestRunStore,
+)
 
 
 class TestRunner(Protocol):
@@ -41,7 +48,14 @@ class Backends(Protocol):
     def deliveries(self) -> DeliveryLog: ...
 
     @property
-    def lookup(self) -> DeliveryLookup: ...
+    def kept_postbacks(self) -> KeptPostbacks:
+        """Where a transaction's postbacks are logged, as its conversion records keep them."""
+        ...
+
+    @property
+    def run_records(self) -> TestRunStore:
+        """The test runs' records (a test-link postback is found through its run's)."""
+        ...
 
     @property
     def queue(self) -> PostbackQueue: ...

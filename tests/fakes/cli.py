@@ -18,7 +18,6 @@ from postback_relay.domain.delivery import Circuit, DeliveryState
 from postback_relay.domain.errors import NotFoundError
 from postback_relay.domain.records import DeliveryRecord
 from postback_relay.domain.testrun import TestRun
-from postback_relay.services.lookup import DeliveryLookup
 
 OPS_ARN = "arn:aws:iam::123456789012:user/ops"
 RUN_ID = "20261125T120000-abcd1234"
@@ -62,12 +61,8 @@ class FakeBackends:
     test_runs: FakeTestRunner = field(default_factory=FakeTestRunner)
     endpoints: FakeEndpoints = field(default_factory=FakeEndpoints)
     portal: FakePortalStore = field(default_factory=FakePortalStore)
-    conversions: FakeConversionLog = field(default_factory=FakeConversionLog)
-    runs: FakeTestRunStore = field(default_factory=FakeTestRunStore)
-
-    @property
-    def lookup(self) -> DeliveryLookup:
-        return DeliveryLookup(self.deliveries, self.conversions, self.runs)
+    kept_postbacks: FakeConversionLog = field(default_factory=FakeConversionLog)
+    run_records: FakeTestRunStore = field(default_factory=FakeTestRunStore)
 
     @property
     def portal_access(self) -> FakePortalStore:

@@ -40,11 +40,13 @@ if TYPE_CHECKING:
         DeliveryLog,
         DispatchDeliveryLog,
         EndpointStore,
+        KeptPostbacks,
         Notifier,
         ParkedRecords,
         PostbackQueue,
         PostbackSender,
         RetryControl,
+        TestRunStore,
     )
     from postback_relay.services.dispatch import Dispatcher
     from postback_relay.services.ingest import IngestService
@@ -424,6 +426,20 @@ def delivery_log(table: str, *, dynamodb: DynamoDBClient | None = None) -> Deliv
     return DynamoDeliveryLog(table, client=dynamodb or aws_client("dynamodb"))
 
 
+def kept_postbacks(conversions_table: str, *, dynamodb: DynamoDBClient | None = None) -> KeptPostbacks:
+    """Where a transaction's postbacks are logged, as its conversion records keep them."""
+    from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
+
+    return DynamoConversionLog(conversions_table, client=dynamodb or aws_client("dynamodb"))
+
+
+def run_records(test_runs_table: str, *, dynamodb: DynamoDBClient | None = None) -> TestRunStore:
+    """The test runs' records (TestRunsTable)."""
+    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
+
+    return DynamoTestRunStore(test_runs_table, client=dynamodb or aws_client("dynamodb"))
+
+
 def delivery_lookup(
     deliveries_table: str,
     *,
@@ -433,15 +449,13 @@ def delivery_lookup(
 ) -> DeliveryLookup:
     """Finds a transaction's postbacks: through its conversion records (ConversionsTable) or its
     test run (TestRunsTable), in the delivery log."""
-    from postback_relay.adapters.dynamodb_conversions import DynamoConversionLog
-    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
     from postback_relay.services.lookup import DeliveryLookup
 
     client = dynamodb or aws_client("dynamodb")
     return DeliveryLookup(
         delivery_log(deliveries_table, dynamodb=client),
-        DynamoConversionLog(conversions_table, client=client),
-        DynamoTestRunStore(test_runs_table, client=client),
+        kept_postbacks(conversions_table, dynamodb=client),
+        run_records(test_runs_table, dynamodb=client),
     )
 
 

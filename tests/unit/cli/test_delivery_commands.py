@@ -37,7 +37,7 @@ def log(backends: FakeBackends) -> FakeBackends:
         )
     }
     # Each conversion record keeps its postbacks' messages (the outbox): how --transaction finds them.
-    backends.conversions.outbox.extend(r.message for r in backends.deliveries.records.values())
+    backends.kept_postbacks.outbox.extend(r.message for r in backends.deliveries.records.values())
     return backends
 
 

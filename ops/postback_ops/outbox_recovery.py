@@ -40,11 +40,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from postback_relay.adapters.dynamodb import parse_utc, utc_exact
 from postback_relay.adapters.dynamodb_conversions import POSTBACKS, messages_of_item
 from postback_relay.domain.delivery import PostbackMessage
 from postback_relay.domain.errors import DomainError
 from postback_relay.domain.records import OutboxRecord
+from postback_relay.domain.times import parse_utc, utc_exact
 from postback_relay.ports import ParkedRecords, PostbackQueue
 
 WINDOW_MARGIN = timedelta(minutes=1)

@@ -83,7 +83,7 @@ OPS = REPO / "ops" / "postback_ops"
 OPS_OWN = sorted(p for p in OPS.glob("*.py"))
 OPS_FORBIDDEN = ("postback_relay.adapters", "aws_lambda_powertools")
 OPS_ADAPTER_IMPORTS_KNOWN = {
-    "outbox_recovery.py": ["postback_relay.adapters.dynamodb", "postback_relay.adapters.dynamodb_conversions"],
+    "outbox_recovery.py": ["postback_relay.adapters.dynamodb_conversions"],
 }
 
 

@@ -118,9 +118,9 @@ def in_flight_peak(postbacks: int = 500, *, batch: int = BATCH, concurrency: int
     from postback_relay.domain.delivery import PostbackMessage, delivery_id_for
     from postback_relay.domain.errors import InfrastructureError
     from postback_relay.domain.events import Event
-    from postback_relay.domain.records import SendResult
+    from postback_relay.domain.records import ReceivedPostback, SendResult
     from postback_relay.services.circuit import CircuitBreakers
-    from postback_relay.services.dispatch import Dispatcher, ReceivedPostback
+    from postback_relay.services.dispatch import Dispatcher
 
     class Dead:
         def send(self, message: Any, *, headers: Any = None) -> SendResult:

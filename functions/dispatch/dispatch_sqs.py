@@ -25,7 +25,8 @@ from postback_relay.observability import handler_logger
 # The dispatcher, its domain, requests and the adapters load on the first batch, not at
 # import (docs/benchmarks.md).
 if TYPE_CHECKING:
-    from postback_relay.services.dispatch import DispatchResult, ReceivedPostback
+    from postback_relay.domain.records import ReceivedPostback
+    from postback_relay.services.dispatch import DispatchResult
 
 logger = handler_logger()
 metrics = Metrics()
@@ -51,7 +52,7 @@ CIRCUIT_METRICS = {CircuitChange.OPENED: "CircuitsOpened", CircuitChange.CLOSED:
 def received(record: Mapping[str, Any], *, received_by: float | None = None) -> ReceivedPostback:
     """The record as the dispatcher reads it. `received_by` (epoch seconds) bounds this receipt
     from below: the invocation's start less the batching window (the handler's)."""
-    from postback_relay.services.dispatch import ReceivedPostback
+    from postback_relay.domain.records import ReceivedPostback
 
     attributes = record.get("attributes") or {}
     return ReceivedPostback(

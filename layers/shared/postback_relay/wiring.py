@@ -249,23 +249,25 @@ def dispatcher(
     from postback_relay.adapters.sqs_retry import SqsRetryControl
     from postback_relay.services.circuit import CircuitBreakers
     from postback_relay.services.dispatch import Dispatcher
+    from postback_relay.services.waits import Waits
 
     client = _client_once(dynamodb, "dynamodb")
     if notifier is None and notices:
         notifier = SnsNotifier(settings.alarm_topic_arn, client=sns or aws_client("sns", attempts=NOTICE_ATTEMPTS))
     store = _given_or(endpoints, lambda: endpoint_directory(settings.endpoints_table, dynamodb=client()))
+    queue = _given_or(
+        retries,
+        lambda: SqsRetryControl(
+            settings.postback_queue_url, settings.dead_letter_queue_url, client=sqs or aws_client("sqs")
+        ),
+    )
     return Dispatcher(
         deliveries=_given_or(
             deliveries,
             lambda: DynamoDeliveryLog(settings.deliveries_table, client=client(), ttl_days=settings.delivery_ttl_days),
         ),
         sender=_given_or(sender, lambda: postback_sender(settings, pool_size=settings.max_workers)),
-        retries=_given_or(
-            retries,
-            lambda: SqsRetryControl(
-                settings.postback_queue_url, settings.dead_letter_queue_url, client=sqs or aws_client("sqs")
-            ),
-        ),
+        retries=queue,
         breakers=CircuitBreakers(store, notifier=notifier, scale=settings.delay_scale),
         affiliates=_given_or(
             affiliates,
@@ -278,6 +280,7 @@ def dispatcher(
         delay_scale=settings.delay_scale,
         send_budget_s=settings.connect_timeout_s + settings.read_timeout_s,
         record_budget_s=record_budget_s,
+        waits=Waits(retries=queue, delay_scale=settings.delay_scale),
     )
 
 

@@ -76,7 +76,7 @@ def test_a_service_a_test_builds_through_wiring_records_for_the_function_that_bu
     # through the dispatch function's handler
     import dispatch_handler
     from postback_relay import wiring
-    from postback_relay.services.dispatch import ReceivedPostback
+    from postback_relay.domain.records import ReceivedPostback
 
     built = wiring.dispatcher(dispatch_handler.settings)
     # WHEN it dead letters a message it cannot read (one SendMessage to the DLQ)

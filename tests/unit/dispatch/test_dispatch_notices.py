@@ -12,9 +12,9 @@ from fakes.clocks import Clock
 from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, PostbackMessage
 from postback_relay.domain.errors import InfrastructureError
 from postback_relay.domain.notices import CircuitChange
-from postback_relay.domain.records import SendResult
+from postback_relay.domain.records import ReceivedPostback, SendResult
 from postback_relay.services.circuit import CircuitBreakers
-from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
+from postback_relay.services.dispatch import Dispatcher, DispatchOutcome
 
 URL = "https://flaky.example:8443/pb?cid=secret-click"
 ENDPOINT = "https://flaky.example:8443"

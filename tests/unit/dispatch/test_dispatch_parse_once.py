@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from postback_relay.domain.delivery import PostbackMessage
-from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
+from postback_relay.domain.records import ReceivedPostback
+from postback_relay.services.dispatch import Dispatcher, DispatchOutcome
 
 
 @pytest.fixture

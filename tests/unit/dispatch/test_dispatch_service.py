@@ -9,9 +9,9 @@ from fakes import FakeAffiliateStore, FakeConversionLog, FakePostbackQueue, Fake
 
 from postback_relay.domain.config import parse_config
 from postback_relay.domain.delivery import FAILURE_THRESHOLD, CircuitStatus, DeliveryState
-from postback_relay.domain.records import SendResult
+from postback_relay.domain.records import ReceivedPostback, SendResult
 from postback_relay.services.circuit import CircuitBreakers
-from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
+from postback_relay.services.dispatch import Dispatcher, DispatchOutcome
 from postback_relay.services.lookup import DeliveryLookup, replay_failed
 
 

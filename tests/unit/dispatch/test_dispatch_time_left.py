@@ -8,9 +8,9 @@ from typing import Any
 from fakes import FakeDeliveryLog, FakeEndpointStore, FakeRetryControl, ScriptedSender
 from fakes.clocks import Clock
 
-from postback_relay.domain.records import SendResult
+from postback_relay.domain.records import ReceivedPostback, SendResult
 from postback_relay.services.circuit import CircuitBreakers
-from postback_relay.services.dispatch import Dispatcher, DispatchOutcome, ReceivedPostback
+from postback_relay.services.dispatch import Dispatcher, DispatchOutcome
 
 SEND_S, RECORD_S = 13.0, 12.0
 

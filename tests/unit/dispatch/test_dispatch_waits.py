@@ -18,13 +18,8 @@ from postback_relay.domain.delivery import (
     hop_delay,
     visibility_within_receipt,
 )
-from postback_relay.domain.records import SendResult
-from postback_relay.services.dispatch import (
-    MAX_DEFERRED_RECEIVES,
-    Dispatcher,
-    DispatchOutcome,
-    ReceivedPostback,
-)
+from postback_relay.domain.records import ReceivedPostback, SendResult
+from postback_relay.services.dispatch import MAX_DEFERRED_RECEIVES, Dispatcher, DispatchOutcome
 
 HOUR = 3600
 

@@ -1,6 +1,7 @@
 """The records the ports carry: what the adapters read and write and the services (and the
-domain, for `health`) read. Declared here, in the domain, so that ports.py holds Protocols only
-and no domain module imports the ports."""
+domain, for `health`) read; and a received postback message, as the dispatcher takes it.
+Declared here, in the domain, so that ports.py holds Protocols only and no domain module
+imports the ports."""
 
 from __future__ import annotations
 
@@ -86,3 +87,18 @@ class SendResult:
     retry_after_s: float | None = None
     error_kind: str | None = None  # timeout, connection_error, unsafe_url
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedPostback:
+    """One message of the postback queue as received (an SQS record): what the dispatcher reads
+    and what its waits count from."""
+
+    message_id: str
+    receipt_handle: str
+    receive_count: int
+    body: str
+    # A lower bound of this receipt (epoch seconds): the invocation's start less the batching
+    # window (never the message's SentTimestamp: a message sent long ago may be received now).
+    # SQS refuses a visibility past 12 hours from the receipt; None counts the receipt as now.
+    received_by: float | None = None

@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import math
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -32,19 +31,17 @@ from postback_relay.domain.delivery import (
     AttemptVerdict,
     DeliveryState,
     PostbackMessage,
-    WaitSchedule,
     classify,
     endpoint_of,
     failure_reason,
-    hop_delay,
     retry_delay,
-    visibility_within_receipt,
 )
-from postback_relay.domain.errors import ConflictError, DomainError
-from postback_relay.domain.records import DeliveryRecord, SendResult
+from postback_relay.domain.errors import ConflictError
+from postback_relay.domain.records import DeliveryRecord, ReceivedPostback, SendResult
 from postback_relay.domain.signing import webhook_headers
 from postback_relay.ports import AffiliateStore, DispatchDeliveryLog, PostbackSender, RetryControl
 from postback_relay.services.circuit import CircuitBreakers
+from postback_relay.services.waits import Waits
 
 logger = logging.getLogger(__name__)
 
@@ -53,25 +50,6 @@ logger = logging.getLogger(__name__)
 # ever, and one message never reaches the queue's maxReceiveCount (50, template.yaml) by
 # deferrals alone.
 MAX_DEFERRED_RECEIVES = 30
-# A copy received this little before its due time is due: SQS delays count whole seconds.
-EARLY_TOLERANCE_S = 1.0
-# How long a first receive of a `failed` delivery is held: time for `postback replay` to
-# mark the deliveries it queued (one write each, after the whole queue send).
-REPLAY_SETTLE_S = 60
-
-
-@dataclass(frozen=True)
-class ReceivedPostback:
-    """One SQS record as the dispatcher needs it."""
-
-    message_id: str
-    receipt_handle: str
-    receive_count: int
-    body: str
-    # A lower bound of this receipt (epoch seconds): the invocation's start less the batching
-    # window (never the message's SentTimestamp: a message sent long ago may be received now).
-    # SQS refuses a visibility past 12 hours from the receipt; None counts the receipt as now.
-    received_by: float | None = None
 
 
 class DispatchOutcome(StrEnum):
@@ -150,11 +128,13 @@ class Dispatcher:
         record_budget_s: float = 0.0,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        waits: Waits | None = None,
     ) -> None:
         """`send_budget_s`: the longest one send takes (its connect and read timeouts);
         `record_budget_s`: the longest its record write takes (one AWS call, retries
         included). A batch given the invocation's time left starts no send with less left
-        than the two together."""
+        than the two together. `waits`: how a postback waits (`wiring.dispatcher` builds
+        them on the same queue, scale and clock); when not given, they are built so here."""
         self._deliveries = deliveries
         self._sender = sender
         self._retries = retries
@@ -165,6 +145,7 @@ class Dispatcher:
         self._time_needed_s = send_budget_s + record_budget_s
         self._rand = rand
         self._clock = clock
+        self._waits = waits or Waits(retries=retries, delay_scale=delay_scale, clock=clock)
 
     @property
     def breakers(self) -> CircuitBreakers:
@@ -283,9 +264,15 @@ class Dispatcher:
             return DispatchResult(DispatchOutcome.FAILED, reason=problem)
         if message.schedule is not None:
             record = replace(record, receive_count=message.schedule.receives + record.receive_count)
-            early = self._wait_on(record, message, message.schedule)
+            early = self._waits.until_due(record, message, message.schedule)
             if early is not None:
-                return early
+                return DispatchResult(
+                    DispatchOutcome.WAITING,
+                    message.delivery_id,
+                    delay_s=early.delay_s,
+                    reason="not due yet",
+                    requeued=early.requeued,
+                )
         attempt = self._next_attempt_in_log(record, message)
         if isinstance(attempt, DispatchResult):
             return attempt
@@ -321,7 +308,14 @@ class Dispatcher:
         ):
             return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason=existing.state.value)
         if existing.state is DeliveryState.FAILED:
-            return self._hold_failed(record, message)
+            held = self._waits.hold_failed(record, message)
+            return DispatchResult(
+                DispatchOutcome.DEFERRED,
+                message.delivery_id,
+                delay_s=held.delay_s,
+                reason="failed for good; held once",
+                requeued=held.requeued,
+            )
         return _next_attempt(existing)
 
     # --- step 2: the deferral -----------------------------------------------------------------
@@ -343,7 +337,7 @@ class Dispatcher:
             self._deliveries.mark_deferred(message.scheduled(None), reason=deferral)
         except ConflictError:
             return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
-        requeued = self._wait(due.record, message, delay)
+        requeued = self._waits.wait(due.record, message, delay)
         return DispatchResult(
             DispatchOutcome.DEFERRED, message.delivery_id, delay_s=delay, reason=deferral, requeued=requeued
         )
@@ -424,7 +418,7 @@ class Dispatcher:
         reason = decision.verdict.reason
         if not self._write_attempt(message, attempt, DeliveryState.RETRYING, reason):
             return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason="delivered meanwhile")
-        requeued = self._wait(due.record, message, decision.delay_s)
+        requeued = self._waits.wait(due.record, message, decision.delay_s)
         logger.info("postback retried", extra=log_fields | {"delay_s": decision.delay_s, "reason": reason})
         return DispatchResult(
             DispatchOutcome.RETRIED,
@@ -454,26 +448,6 @@ class Dispatcher:
             DispatchOutcome.FAILED, message.delivery_id, due.attempt, result.status, result.latency_ms, None, reason
         )
 
-    def _hold_failed(self, record: ReceivedPostback, message: PostbackMessage) -> DispatchResult:
-        """A first receive of a delivery failed for good: no call, but not deleted yet.
-
-        It is either a second copy of the postback, or a replay: `postback replay` queues the
-        message first and marks the delivery `pending` after, so its message can arrive
-        while the log still says `failed`. Deleting it then would leave the delivery
-        `pending` with no message. Held once, it comes back as a redelivery: sent if it was
-        a replay (marked meanwhile), skipped if still failed.
-        """
-        delay = max(1, int(REPLAY_SETTLE_S * self._scale))
-        # The copy that comes back counts this receive: it is skipped then if still failed.
-        requeued = self._wait(record, message, delay)
-        return DispatchResult(
-            DispatchOutcome.DEFERRED,
-            message.delivery_id,
-            delay_s=delay,
-            reason="failed for good; held once",
-            requeued=requeued,
-        )
-
     def _write_attempt(
         self, message: PostbackMessage, attempt: Attempt, state: DeliveryState, reason: str | None
     ) -> bool:
@@ -483,63 +457,6 @@ class Dispatcher:
         except ConflictError:
             return False
         return True
-
-    # --- waits ----------------------------------------------------------------------------
-
-    def _wait(self, record: ReceivedPostback, message: PostbackMessage, seconds: int) -> bool:
-        """Have the postback come back in `seconds` without holding one of the queue's
-        in-flight slots. True: a delayed copy is queued and the received message may be
-        deleted; False: the received message stays, hidden (the caller reports it as a batch
-        item failure).
-
-        The copy carries when it is due and the receives so far (this one included); a wait
-        past SQS's 15-minute delay is a chain of hops (`_wait_on`).
-        """
-        schedule = WaitSchedule(not_before=self._clock() + timedelta(seconds=seconds), receives=record.receive_count)
-        return self._requeue(record, message.scheduled(schedule), seconds)
-
-    def _wait_on(
-        self, record: ReceivedPostback, message: PostbackMessage, schedule: WaitSchedule
-    ) -> DispatchResult | None:
-        """A copy received before its due time is queued again for the rest of its wait (at
-        most 15 minutes a hop), with no read of the log and no call; None when it is due.
-        A hop is not a receive of the postback: the copy keeps the count it came with."""
-        remaining = (schedule.not_before - self._clock()).total_seconds()
-        if remaining <= EARLY_TOLERANCE_S:
-            return None
-        carried = message.scheduled(schedule.model_copy(update={"receives": record.receive_count - 1}))
-        requeued = self._requeue(record, carried, math.ceil(remaining))
-        return DispatchResult(
-            DispatchOutcome.WAITING,
-            message.delivery_id,
-            delay_s=math.ceil(remaining),
-            reason="not due yet",
-            requeued=requeued,
-        )
-
-    def _requeue(self, record: ReceivedPostback, copy: PostbackMessage, seconds: int) -> bool:
-        """The new copy first: only once SQS took it may the received one be deleted. If the
-        send fails, the received message stays and is hidden instead (in flight, as far as
-        SQS's 12 hours from its receipt allow); a crash before its delete leaves two copies,
-        and the log's delivered-once guard sends the postback once."""
-        try:
-            self._retries.requeue(copy.model_dump_json(), delay_s=hop_delay(seconds))
-        except DomainError as exc:
-            logger.warning("could not queue the postback's next copy; hiding it", extra={"error": exc.message})
-        else:
-            return True
-        now = self._clock().timestamp()
-        visibility = visibility_within_receipt(seconds, received_by=record.received_by, now=now)
-        if visibility < 1:
-            # SQS would refuse any longer visibility: the queue's visibility timeout applies.
-            return False
-        try:
-            self._retries.delay(record.receipt_handle, visibility)
-        except DomainError as exc:
-            # The attempt is logged; without the delay the message still comes back, only
-            # sooner (after the queue's visibility timeout).
-            logger.warning("could not delay the message", extra={"error": exc.message})
-        return False
 
     def _signature(self, message: PostbackMessage, now: datetime) -> dict[str, str] | None:
         if not message.signed:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         PostbackSender,
         RetryControl,
         TestRunStore,
+        TestWorkflow,
     )
     from postback_relay.services.dispatch import Dispatcher
     from postback_relay.services.ingest import IngestService
@@ -298,19 +299,17 @@ def link_test_service(
     settings: TestLinkSettings, *, dynamodb: DynamoDBClient | None = None, sqs: SQSClient | None = None
 ) -> TestLinkService:
     """The test-link function's service."""
-    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
     from postback_relay.adapters.http_sender import SafeHttpClient
     from postback_relay.services.testlink import TestLinkService
 
     dynamodb = dynamodb or aws_client("dynamodb")
     return TestLinkService(
-        runs=DynamoTestRunStore(settings.test_runs_table, client=dynamodb),
+        runs=run_records(settings.test_runs_table, dynamodb=dynamodb),
         affiliates=affiliate_store(
             settings.affiliates_table, dynamodb=dynamodb, allow_loopback=settings.allow_loopback, consistent_read=True
         ),
         queue=postback_queue(settings.postback_queue_url, sqs=sqs),
-        deliveries=DynamoDeliveryLog(settings.deliveries_table, client=dynamodb),
+        deliveries=delivery_log(settings.deliveries_table, dynamodb=dynamodb),
         http=SafeHttpClient(settings.connect_timeout_s, settings.read_timeout_s, settings.allow_loopback),
         network_hosts=settings.network_link_hosts,
         allow_loopback=settings.allow_loopback,
@@ -354,20 +353,18 @@ def portal_service(
     clock: Callable[[], float] = time.time,
 ) -> PortalService:
     """The portal function's service; `secret` gives the portal secret (cached by the caller)."""
-    from postback_relay.adapters.dynamodb_deliveries import DynamoDeliveryLog
-    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
     from postback_relay.services.portal import PortalService
 
     dynamodb = dynamodb or aws_client("dynamodb")
     portal = portal_store(settings.portal_table, dynamodb=dynamodb)
-    runs = DynamoTestRunStore(settings.test_runs_table, client=dynamodb)
+    runs = run_records(settings.test_runs_table, dynamodb=dynamodb)
     return PortalService(
         affiliates=affiliate_store(
             settings.affiliates_table, dynamodb=dynamodb, allow_loopback=settings.allow_loopback, consistent_read=True
         ),
         access=portal,
         changes=portal,
-        deliveries=DynamoDeliveryLog(settings.deliveries_table, client=dynamodb),
+        deliveries=delivery_log(settings.deliveries_table, dynamodb=dynamodb),
         queue=postback_queue(settings.postback_queue_url, sqs=sqs),
         runs=runs,
         launcher=run_launcher(
@@ -462,6 +459,13 @@ def delivery_lookup(
     )
 
 
+def link_workflow(state_machine_arn: str, *, sfn: SFNClient | None = None) -> TestWorkflow:
+    """The test-link workflow (Step Functions): one execution per run."""
+    from postback_relay.adapters.sfn_runner import SfnTestWorkflow
+
+    return SfnTestWorkflow(state_machine_arn, client=sfn or aws_client("stepfunctions"))
+
+
 def run_launcher(
     test_runs_table: str,
     state_machine_arn: str,
@@ -470,12 +474,9 @@ def run_launcher(
     sfn: SFNClient | None = None,
 ) -> TestRunStarter:
     """Starts test-link runs on the state machine, each recorded in its table first (the portal)."""
-    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-    from postback_relay.adapters.sfn_runner import SfnTestWorkflow
     from postback_relay.services.testlink.runs import TestRunStarter
 
-    runs = DynamoTestRunStore(test_runs_table, client=dynamodb or aws_client("dynamodb"))
-    return TestRunStarter(SfnTestWorkflow(state_machine_arn, client=sfn or aws_client("stepfunctions")), runs)
+    return TestRunStarter(link_workflow(state_machine_arn, sfn=sfn), run_records(test_runs_table, dynamodb=dynamodb))
 
 
 def run_starter(
@@ -486,12 +487,9 @@ def run_starter(
     sfn: SFNClient | None = None,
 ) -> TestRunTracker:
     """Starts test-link runs and reads them back, reconciled with their executions (the CLI)."""
-    from postback_relay.adapters.dynamodb_testruns import DynamoTestRunStore
-    from postback_relay.adapters.sfn_runner import SfnTestWorkflow
     from postback_relay.services.testlink.tracker import TestRunTracker
 
-    runs = DynamoTestRunStore(test_runs_table, client=dynamodb or aws_client("dynamodb"))
-    return TestRunTracker(SfnTestWorkflow(state_machine_arn, client=sfn or aws_client("stepfunctions")), runs)
+    return TestRunTracker(link_workflow(state_machine_arn, sfn=sfn), run_records(test_runs_table, dynamodb=dynamodb))
 
 
 def endpoint_directory(table: str, *, dynamodb: DynamoDBClient | None = None) -> DynamoEndpointStore:

@@ -99,7 +99,7 @@ class DeliveryLogFake:
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return []
 
-    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+    def created_since(self, affiliate_id: str, since: datetime, *, at_least: int = 0) -> list[DeliveryRecord]:
         return []
 
     def at(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
@@ -163,8 +163,10 @@ class PortalDeliveriesFake(DeliveryLogFake):
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
         return [r for r in self._records if r.message.affiliate_id == affiliate_id][:limit]
 
-    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
-        return [r for r in self.by_affiliate(affiliate_id, limit=10**6) if r.message.created_at >= since]
+    def created_since(self, affiliate_id: str, since: datetime, *, at_least: int = 0) -> list[DeliveryRecord]:
+        newest = self.by_affiliate(affiliate_id, limit=10**6)
+        recent = [r for r in newest if r.message.created_at >= since]
+        return recent if len(recent) >= at_least else newest[:at_least]
 
 
 class PortalStoreFake:

@@ -90,7 +90,8 @@ def health_rows(backends: Backends, *, affiliate: str | None, since: datetime, n
     circuits = {circuit.endpoint: circuit for circuit in backends.endpoints.list()}
 
     def row_of(stored: StoredAffiliate) -> AffiliateHealth:
-        return health_row(stored.config, backends.deliveries, circuits.get, since=since, now=now)
+        records = backends.deliveries.created_since(stored.config.affiliate_id, since)
+        return health_row(stored.config, records, circuits.get, since=since, now=now)
 
     with ThreadPoolExecutor(max_workers=max(1, min(READ_WORKERS, len(affiliates)))) as pool:
         rows = list(pool.map(row_of, affiliates))

@@ -78,12 +78,14 @@ class FakeDeliveryLog(DispatchDeliveryLog):
     """The delivery log, keyed by delivery ID, with the DynamoDB log's conditions: a delivered
     one is never touched, only a failed one is replayed, a read needs the whole key. It reads
     newest first, as the table's sort key does. `reads` counts `get`s, `reads_since` the
-    per-affiliate reads of `created_since`."""
+    per-affiliate reads of `created_since`, `listings` every read of an affiliate's postbacks
+    (`by_affiliate` and `created_since`: each one a Query of every partition on DynamoDB)."""
 
     def __init__(self, records: Sequence[DeliveryRecord] = ()) -> None:
         self.records: dict[str, DeliveryRecord] = {r.delivery_id: r for r in records}
         self.reads = 0
         self.reads_since: list[tuple[str, datetime]] = []
+        self.listings: list[str] = []
         self._lock = threading.Lock()
 
     def set(self, postback: PostbackMessage, state: DeliveryState, statuses: Sequence[int | None]) -> None:
@@ -137,15 +139,15 @@ class FakeDeliveryLog(DispatchDeliveryLog):
         return [r for r in found if r is not None]
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]:
+        self.listings.append(affiliate_id)
         return [r for r in self._newest_first() if r.message.affiliate_id == affiliate_id][:limit]
 
-    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+    def created_since(self, affiliate_id: str, since: datetime, *, at_least: int = 0) -> list[DeliveryRecord]:
         self.reads_since.append((affiliate_id, since))
-        return [
-            r
-            for r in self._newest_first()
-            if r.message.affiliate_id == affiliate_id and datetime.fromisoformat(r.created_at) >= since
-        ]
+        self.listings.append(affiliate_id)
+        newest = [r for r in self._newest_first() if r.message.affiliate_id == affiliate_id]
+        recent = [r for r in newest if datetime.fromisoformat(r.created_at) >= since]
+        return recent if len(recent) >= at_least else newest[:at_least]
 
     def _newest_first(self) -> list[DeliveryRecord]:
         return sorted(self.records.values(), key=lambda r: datetime.fromisoformat(r.created_at), reverse=True)

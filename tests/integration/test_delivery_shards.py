@@ -183,3 +183,24 @@ def test_a_transactions_postbacks_are_found_in_their_shard_or_before_the_shards(
     assert [r.delivery_id for r in lookup.by_transaction(first.transaction_id)] == [first.delivery_id]
     assert [r.delivery_id for r in lookup.by_transaction(second.transaction_id)] == [second.delivery_id]
     assert json.loads(json.dumps(lookup.by_transaction(second.transaction_id)[0].message.model_dump(mode="json")))
+
+
+def test_the_portals_one_read_gives_the_window_and_at_least_the_newest_asked_for(
+    aws: dict[str, str], client: Any, log: DynamoDeliveryLog
+) -> None:
+    # GIVEN 40 postbacks of one affiliate, a minute apart, 15 of them in the last window
+    postbacks = [message(300 + n, minutes=n) for n in range(40)]
+    for postback in postbacks:
+        log_delivered(log, postback)
+    newest_first = [p.delivery_id for p in reversed(postbacks)]
+    since = AT + timedelta(minutes=25)
+    queries: list[str] = []
+    client.meta.events.register("before-call.dynamodb.Query", lambda params, **_: queries.append(params["body"]))
+    # WHEN the window is read with at least 10, 20 and 200 of the newest
+    # THEN each gives every one of the window, then older ones up to the number asked for
+    assert [r.delivery_id for r in log.created_since(AFFILIATE, since, at_least=10)] == newest_first[:15]
+    assert [r.delivery_id for r in log.created_since(AFFILIATE, since, at_least=20)] == newest_first[:20]
+    queries.clear()
+    assert [r.delivery_id for r in log.created_since(AFFILIATE, since, at_least=200)] == newest_first
+    # AND 200 of 40 took one Query of each partition: its shards and the one before the shards
+    assert len(queries) == DELIVERY_SHARDS + 1

@@ -94,9 +94,11 @@ class DeliveryLog(Protocol):
 
     def by_affiliate(self, affiliate_id: str, *, limit: int = 100) -> list[DeliveryRecord]: ...
 
-    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
+    def created_since(self, affiliate_id: str, since: datetime, *, at_least: int = 0) -> list[DeliveryRecord]:
         """The affiliate's postbacks first logged at or after `since`, newest first (for
-        `postback health`: the per-affiliate access path, read in one place)."""
+        `postback health`: the per-affiliate access path, read in one place), followed by
+        older ones when fewer than `at_least` were, up to `at_least` in all (the portal's
+        home: its list and its health row from one read)."""
         ...
 
     def at(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:

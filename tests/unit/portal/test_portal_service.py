@@ -7,10 +7,12 @@ from datetime import timedelta
 
 import pytest
 from fakes.cli import RUN_ID
-from unit.portal.portal_support import A, B, Portal, build_portal
+from fakes.deliveries import message
+from unit.portal.portal_support import NOW, A, B, Portal, build_portal
 
 from postback_relay.domain.changes import ChangeState
 from postback_relay.domain.config import SelfService
+from postback_relay.domain.delivery import DeliveryState
 from postback_relay.domain.errors import NotFoundError, PortalAccessError
 from postback_relay.domain.testrun import TestRun
 from postback_relay.services.portal import PostbackEdit
@@ -181,3 +183,16 @@ def test_a_test_run_is_started_for_the_session_and_another_affiliates_run_is_not
 def test_health_is_the_affiliates_own_row(portal: Portal) -> None:
     health = portal.service.overview(portal.session(A)).health
     assert (health.affiliate_id, health.failed, health.delivered) == (A, 1, 1)
+
+
+def test_the_home_page_reads_the_delivery_log_once_for_its_list_and_its_health_row(portal: Portal) -> None:
+    # GIVEN affiliate A's two postbacks of the last hour, and one of two days ago
+    old = message(4, affiliate_id=A, created_at=NOW - timedelta(days=2))
+    portal.deliveries.set(old, DeliveryState.FAILED, [500])
+    # WHEN A's home page is built
+    home = portal.service.overview(portal.session(A))
+    # THEN the log was read once, for A alone (on DynamoDB a Query of each of its partitions)
+    assert portal.deliveries.listings == [A]
+    # AND the list shows the old postback too, while the health row counts the last 24 hours
+    assert [r.delivery_id for r in home.deliveries] == ["d2", "d1", "d4"]
+    assert (home.health.failed, home.health.delivered) == (1, 1)

@@ -87,9 +87,12 @@ def conditional_write(failure: str, write: Callable[[], object]) -> ClientError 
     return None
 
 
-def items_of(call: Callable[..., Any], request: dict[str, Any], *, failure: str) -> Iterator[dict[str, Any]]:
-    """Every item a Query or a Scan (`call`) returns, page after page (`LastEvaluatedKey`);
-    a failure as InfrastructureError(`<failure>: ...`). `request` is left as it was."""
+def items_of(
+    call: Callable[..., Any], request: dict[str, Any], *, failure: str, next_limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every item a Query or a Scan (`call`) returns, page after page (`LastEvaluatedKey`; the
+    pages after the first of `next_limit` items, when given); a failure as
+    InfrastructureError(`<failure>: ...`). `request` is left as it was."""
     request = dict(request)
     with failures_as(failure):
         while True:
@@ -98,6 +101,8 @@ def items_of(call: Callable[..., Any], request: dict[str, Any], *, failure: str)
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            if next_limit is not None:
+                request["Limit"] = next_limit
 
 
 def text_of(item: Mapping[str, Any], name: str) -> str | None:

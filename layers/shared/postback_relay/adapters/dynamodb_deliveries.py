@@ -332,12 +332,22 @@ class DynamoDeliveryLog:
                 break
         return records
 
-    def created_since(self, affiliate_id: str, since: datetime) -> list[DeliveryRecord]:
-        """The affiliate's postbacks created from `since` on, newest first: one Query of its
+    def created_since(self, affiliate_id: str, since: datetime, *, at_least: int = 0) -> list[DeliveryRecord]:
+        """The affiliate's postbacks created from `since` on, newest first: one Query of each
         partition by the sort key's time prefix (the only place `postback health` reads the
-        log through)."""
-        items = self._affiliate_items(affiliate_id, page_size=BATCH_GET_LIMIT * 10, since=since)
-        return [record_of(item) for item in items]
+        log through). With `at_least`, the partitions are read without the time prefix, a page
+        of a share of `at_least` first, and the merge goes on past `since` until it has
+        `at_least` (one read for the portal's list and its health row)."""
+        if not at_least:
+            items = self._affiliate_items(affiliate_id, page_size=BATCH_GET_LIMIT * 10, since=since)
+            return [record_of(item) for item in items]
+        since_key = utc_millis(since)  # the sort key starts with the creation time
+        records: list[DeliveryRecord] = []
+        for item in self._affiliate_items(affiliate_id, page_size=at_least, next_page_size=BATCH_GET_LIMIT * 10):
+            if len(records) >= at_least and str(item[SORT_KEY]["S"]) < since_key:
+                break
+            records.append(record_of(item))
+        return records
 
     def at(self, refs: Sequence[DeliveryRef]) -> list[DeliveryRecord]:
         """The deliveries at these keys, in this order; those gone (TTL) are left out. Each is
@@ -375,22 +385,32 @@ class DynamoDeliveryLog:
         return [record_of(item) for item in by_key.values()]
 
     def _affiliate_items(
-        self, affiliate_id: str, *, page_size: int, only_failed: bool = False, since: datetime | None = None
+        self,
+        affiliate_id: str,
+        *,
+        page_size: int,
+        next_page_size: int | None = None,
+        only_failed: bool = False,
+        since: datetime | None = None,
     ) -> Iterator[Any]:
         """The affiliate's deliveries, newest first: each of its partitions read backwards
         (from the postbacks created at `since` on: the sort key starts with the creation
         time), page by page as the merge needs them, and merged."""
         partitions = partitions_of(affiliate_id)
         # The hash spreads an affiliate's postbacks evenly: a page per partition of a share of
-        # the whole, and the next page of a partition only when the merge reaches its end.
+        # the whole, and the next page of a partition (a share of `next_page_size`, when given)
+        # only when the merge reaches its end.
         share = math.ceil(page_size / DELIVERY_SHARDS) + 1
+        next_share = math.ceil(next_page_size / DELIVERY_SHARDS) + 1 if next_page_size else share
         return newest_first(
-            self._partition_items(partition, page_size=share, only_failed=only_failed, since=since)
+            self._partition_items(
+                partition, page_size=share, next_page_size=next_share, only_failed=only_failed, since=since
+            )
             for partition in partitions
         )
 
     def _partition_items(
-        self, partition: str, *, page_size: int, only_failed: bool, since: datetime | None
+        self, partition: str, *, page_size: int, next_page_size: int, only_failed: bool, since: datetime | None
     ) -> Iterator[Any]:
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -408,8 +428,8 @@ class DynamoDeliveryLog:
             request["FilterExpression"] = "#state = :failed"
             request["ExpressionAttributeNames"]["#state"] = "state"
             request["ExpressionAttributeValues"][":failed"] = {"S": DeliveryState.FAILED.value}
-        yield from self._pages("query", request)
+        yield from self._pages("query", request, next_limit=next_page_size)
 
-    def _pages(self, operation: str, request: dict[str, Any]) -> Iterator[Any]:
+    def _pages(self, operation: str, request: dict[str, Any], *, next_limit: int | None = None) -> Iterator[Any]:
         call = self._client.query if operation == "query" else self._client.scan
-        return items_of(call, request, failure="Reading the delivery log failed")
+        return items_of(call, request, failure="Reading the delivery log failed", next_limit=next_limit)

@@ -61,6 +61,7 @@ HEALTH_WINDOW = timedelta(hours=24)
 # check may take up to 3 minutes a try, 4 tries (statemachine/testlink.asl.json).
 STOPPED_AFTER_DEADLINE = timedelta(minutes=30)
 DELIVERIES_SHOWN = 50
+DELIVERIES_READ = 200  # the newest, of which those of the state and event asked for are shown
 SAMPLE_OFFER = "89"
 
 
@@ -200,23 +201,23 @@ class PortalService:
         return stored
 
     def overview(self, session: PortalPass, *, state: str | None = None, event: str | None = None) -> Overview:
+        """The home page: one read of the delivery log (the newest DELIVERIES_READ, and every
+        one of the health row's window) serves the list and the health row."""
         stored = self.stored(session)
         now = self._clock()
+        since = now - HEALTH_WINDOW
+        records = self._deliveries.created_since(session.affiliate_id, since, at_least=DELIVERIES_READ)
         return Overview(
             stored=stored,
             latest_change=self._changes.latest(session.affiliate_id),
-            deliveries=self.deliveries(session, state=state, event=event),
-            health=health_row(stored.config, self._deliveries, self._endpoints.get, since=now - HEALTH_WINDOW, now=now),
+            deliveries=_shown(records[:DELIVERIES_READ], state=state, event=event),
+            health=health_row(stored.config, records, self._endpoints.get, since=since, now=now),
         )
 
     def deliveries(self, session: PortalPass, *, state: str | None, event: str | None) -> list[DeliveryRecord]:
         """The affiliate's postbacks, newest first, of this state and event when given."""
-        records = self._deliveries.by_affiliate(session.affiliate_id, limit=200)
-        return [
-            r
-            for r in records
-            if (not state or r.state.value == state) and (not event or r.message.event.value == event)
-        ][:DELIVERIES_SHOWN]
+        records = self._deliveries.by_affiliate(session.affiliate_id, limit=DELIVERIES_READ)
+        return _shown(records, state=state, event=event)
 
     # --- changes -------------------------------------------------------------------------------
 
@@ -321,6 +322,14 @@ class PortalService:
         if record is None or record.state is not DeliveryState.FAILED:
             return False
         return bool(replay_records(self._deliveries, self._queue, [record]))
+
+
+def _shown(records: Sequence[DeliveryRecord], *, state: str | None, event: str | None) -> list[DeliveryRecord]:
+    """Of these postbacks (newest first), those of this state and event when given, as many as
+    the page shows."""
+    return [
+        r for r in records if (not state or r.state.value == state) and (not event or r.message.event.value == event)
+    ][:DELIVERIES_SHOWN]
 
 
 def _with_postbacks(

@@ -41,7 +41,7 @@ from postback_relay.domain.records import DeliveryRecord, ReceivedPostback, Send
 from postback_relay.domain.signing import webhook_headers
 from postback_relay.ports import AffiliateStore, DispatchDeliveryLog, PostbackSender, RetryControl
 from postback_relay.services.circuit import CircuitBreakers
-from postback_relay.services.waits import Waits
+from postback_relay.services.waits import Wait, Waits
 
 logger = logging.getLogger(__name__)
 
@@ -266,13 +266,7 @@ class Dispatcher:
             record = replace(record, receive_count=message.schedule.receives + record.receive_count)
             early = self._waits.until_due(record, message, message.schedule)
             if early is not None:
-                return DispatchResult(
-                    DispatchOutcome.WAITING,
-                    message.delivery_id,
-                    delay_s=early.delay_s,
-                    reason="not due yet",
-                    requeued=early.requeued,
-                )
+                return _waiting(DispatchOutcome.WAITING, message, early, "not due yet")
         attempt = self._next_attempt_in_log(record, message)
         if isinstance(attempt, DispatchResult):
             return attempt
@@ -309,13 +303,7 @@ class Dispatcher:
             return DispatchResult(DispatchOutcome.SKIPPED, message.delivery_id, reason=existing.state.value)
         if existing.state is DeliveryState.FAILED:
             held = self._waits.hold_failed(record, message)
-            return DispatchResult(
-                DispatchOutcome.DEFERRED,
-                message.delivery_id,
-                delay_s=held.delay_s,
-                reason="failed for good; held once",
-                requeued=held.requeued,
-            )
+            return _waiting(DispatchOutcome.DEFERRED, message, held, "failed for good; held once")
         return _next_attempt(existing)
 
     # --- step 2: the deferral -----------------------------------------------------------------
@@ -476,6 +464,11 @@ _POSTPONED = DispatchOutcome.POSTPONED
 def _postponed(message: PostbackMessage | ValidationError) -> DispatchResult:
     delivery_id = message.delivery_id if isinstance(message, PostbackMessage) else None
     return DispatchResult(_POSTPONED, delivery_id, reason="too little time left in this invocation")
+
+
+def _waiting(outcome: DispatchOutcome, message: PostbackMessage, wait: Wait, reason: str) -> DispatchResult:
+    """A postback that waits, no call made: how long, and whether a delayed copy carries it."""
+    return DispatchResult(outcome, message.delivery_id, delay_s=wait.delay_s, reason=reason, requeued=wait.requeued)
 
 
 def _next_attempt(existing: DeliveryRecord) -> int:

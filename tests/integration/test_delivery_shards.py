@@ -204,3 +204,10 @@ def test_the_portals_one_read_gives_the_window_and_at_least_the_newest_asked_for
     assert [r.delivery_id for r in log.created_since(AFFILIATE, since, at_least=200)] == newest_first
     # AND 200 of 40 took one Query of each partition: its shards and the one before the shards
     assert len(queries) == DELIVERY_SHARDS + 1
+    # AND a busy window (all 40 in it, at least 16 asked for) reads a small first page of each
+    # partition (a 16th of 16, plus one), then the window's larger pages where more is left
+    queries.clear()
+    assert len(log.created_since(AFFILIATE, AT, at_least=16)) == 40
+    limits = [json.loads(body)["Limit"] for body in queries]
+    assert limits.count(2) == DELIVERY_SHARDS + 1
+    assert set(limits) == {2, 64}

@@ -145,6 +145,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
         yield server
 
 
+@pytest.mark.quiet  # its bound is wall-clock time: `make test` runs it alone
 def test_ten_slow_postbacks_are_sent_concurrently(stack: Stack, receiver: Receiver) -> None:
     # GIVEN 10 postbacks to endpoints that each take 300 ms
     receiver.respond("/slow", [Answer(delay_s=0.3)])
@@ -161,6 +162,7 @@ def test_ten_slow_postbacks_are_sent_concurrently(stack: Stack, receiver: Receiv
     assert all(stack.deliveries.get(m.ref).state is DeliveryState.DELIVERED for m in messages)  # type: ignore[union-attr]
 
 
+@pytest.mark.quiet  # its bound is wall-clock time: `make test` runs it alone
 def test_a_hanging_endpoint_does_not_hold_up_the_others(
     stack: Stack, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

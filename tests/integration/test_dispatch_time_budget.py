@@ -32,6 +32,9 @@ RECORD_BUDGET_S = 1.0  # what the dispatcher counts for one AWS call (above the 
 POSTBACKS = 24
 WORKERS = 4  # six rounds of a read, a send and a write: about 5 s, past the timeout
 
+# The played timeout is wall-clock time: `make test` runs this module alone (pyproject's `quiet`).
+pytestmark = pytest.mark.quiet
+
 
 @dataclass
 class Invocation:

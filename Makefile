@@ -75,14 +75,15 @@ demo: $(STAMP)
 	$(PY) -m postback_ops.local.demo
 
 # Four phases: reset the call log and the coverage data; every independent stage, JOBS at a
-# time (the longest first; a stage's output is printed whole when it ends), the `quiet` tests
-# left out; the `quiet` tests, alone; then what reads the suites' records: the IAM check of
-# the recorded calls, and the coverage report.
+# time (the longest first, so that a short one ends the phase; chromium's check first, or the
+# browser suite waits for it and starts last; a stage's output is printed whole when it
+# ends), the `quiet` tests left out; the `quiet` tests, alone; then what reads the suites'
+# records: the IAM check of the recorded calls, and the coverage report.
 TEST_COV := COV="--cov --cov-report= --cov-fail-under=0"
 test: $(STAMP)
 	@$(MAKE) --no-print-directory calls-reset coverage-reset
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target \
-		reliability e2e browser integration unit checkov build-size cfn-lint template iam-static types lint \
+		chromium reliability e2e browser integration unit types build-size checkov template cfn-lint iam-static lint \
 		$(TEST_COV) WORKERS=$(TEST_WORKERS) SKIP_QUIET=1
 	@$(MAKE) --no-print-directory quiet $(TEST_COV)
 	@$(MAKE) --no-print-directory iam coverage

@@ -22,9 +22,10 @@ CALL_LOG := $(CURDIR)/build/awsrules/calls.jsonl
 TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 # pytest-xdist workers for the unit and integration suites (0: one process). Measured on this
-# 2-core machine under the load of other work (unit/domain + unit/cli, same run, twice each):
-# one process 69-75 s wall, 19-21 s CPU; two workers 120-121 s wall, 36 s CPU (each worker
-# collects the suite again). So one process by default; WORKERS=2 where the cores are idle.
+# 2-core machine at load 10-16 (unit/domain + unit/cli, same run, twice each): one process
+# 69-75 s wall, 19-21 s CPU; two workers 120-121 s wall, 36 s CPU (each worker collects the
+# suite again). So one process by default; WORKERS=2 where the cores are idle (`make check`
+# does: see CHECK_WORKERS).
 # `make test` runs its stages two at a time (JOBS), one process each (TEST_WORKERS): the
 # suites time deadlines and waits, and a starved process misses them. The tests whose own
 # work is bounded by the wall clock are marked `quiet` and run alone after the stages that run
@@ -88,10 +89,13 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory quiet $(TEST_COV)
 	@$(MAKE) --no-print-directory iam coverage
 
-# The inner loop: lint, types and the unit suite, side by side (mypy and the unit suite are
-# one process each: on two cores the loop takes as long as the unit suite).
+# The inner loop: lint, types and the unit suite, side by side, the unit suite on CHECK_WORKERS
+# pytest-xdist workers. Fresh clone, same hour, load 1.6-2.4: one process 88.5 s and 76.5 s
+# wall (93 s CPU); two workers 67 s and 65 s wall (108 s CPU). Where the cores are busy with
+# other work, CHECK_WORKERS=0 (each worker collects the suite again).
+CHECK_WORKERS ?= 2
 check: $(STAMP)
-	@$(MAKE) --no-print-directory -j2 --output-sync=target lint types unit
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint types unit WORKERS=$(CHECK_WORKERS)
 
 lint: complex
 	$(VENV)/bin/ruff check .

@@ -18,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from postback_ops.awsrules import recorder
+from postback_ops.local.moto_patches import patch_moto_streams
 from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalStack, create_resources, function_environment
 from postback_ops.template import load_template, resources_of_type
 
@@ -90,6 +91,10 @@ def _shared_loader(search_path_string: str | None = None) -> botocore.loaders.Lo
 
 botocore.session.create_loader = _shared_loader
 moto.kms.models.generate_private_key = functools.cache(moto.kms.models.generate_private_key)  # type: ignore[attr-defined]
+# Behaviour: moto numbers stream records without a lock, and ingest writes a request's
+# conversions from several threads; two records could share a sequence number and a stream
+# reader loop on it for ever (postback_ops.local.moto_patches). The local stack applies it too.
+patch_moto_streams()
 
 # `make integration|reliability|e2e` set POSTBACK_AWS_CALL_LOG: every AWS call a function, the
 # state machine or the CLI makes is recorded for `make iam`, here and in the subprocesses the

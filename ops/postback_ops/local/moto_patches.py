@@ -1,5 +1,5 @@
-"""Two fixes to moto's SQS for a queue served to several pollers at once (the local stack's
-event source mapping, the reliability suite), where thousands of postbacks may wait.
+"""Fixes to moto for a stack served by several threads at once (the local stack, the
+reliability suite): its SQS, where thousands of postbacks may wait, and its table streams.
 
 - `Queue.delete_message` rebuilds the queue's message list without the lock that
   `add_message` takes: a message sent while another poller deletes one can vanish, or the
@@ -14,11 +14,18 @@ event source mapping, the reliability suite), where thousands of postbacks may w
   messages waiting, one receive of 10 made some 90 passes over the queue. The patched
   GetQueueAttributes computes them once; the retention check reads the one attribute. Same
   answers.
+- `StreamShard.add` numbers a stream record `len(items) + start` and appends it later, after
+  building the record, with no lock: two threads writing the same table (ingest writes a
+  request's conversions from a pool of threads) can get one sequence number for two records.
+  A GetRecords iterator "after" that number then serves the last record again and again, and
+  the stream poller never sees the end of the shard: a mixed-fault run hung 25 minutes on it.
+  DynamoDB Streams numbers each record once, increasing; the patched `add` takes a lock.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -83,3 +90,27 @@ def _is_message_valid_based_on_retention_period(backend: Any, queue_name: str, m
 
     retention_period = int(backend.get_queue(queue_name).message_retention_period)
     return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
+
+
+_STREAM_LOCK = threading.Lock()
+
+
+def patch_moto_streams(*, apply: bool = True) -> list[tuple[Any, str, Any]]:
+    """The stream fix as (target, attribute, value); applied unless `apply` is False."""
+    from moto.dynamodb.models import table as table_models
+
+    real_add: Callable[..., None] = table_models.StreamShard.add
+    if getattr(real_add, "_locked", False):
+        return []
+
+    @functools.wraps(real_add)
+    def add(self: Any, old: Any, new: Any) -> None:
+        with _STREAM_LOCK:
+            real_add(self, old, new)
+
+    add._locked = True  # type: ignore[attr-defined]
+    patches: list[tuple[Any, str, Any]] = [(table_models.StreamShard, "add", add)]
+    if apply:
+        for target, name, value in patches:
+            setattr(target, name, value)
+    return patches

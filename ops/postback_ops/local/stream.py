@@ -165,6 +165,20 @@ class _Shard:
     retries: int = 0  # failed tries of the batch at the head of `pending`
     invokes: int = 0
     limit: int = 0  # the batch size now (bisect halves it)
+    last_read: int = -1  # the sequence number of the last record read
+
+
+def _after(last: int, record: Mapping[str, Any]) -> int:
+    """The record's sequence number, which must follow `last`: DynamoDB Streams numbers each
+    record of a shard once, increasing. A record served again would be read for ever (moto's
+    unpatched stream can do it: `postback_ops.local.moto_patches`), so it stops the reader."""
+    number = int(record["dynamodb"]["SequenceNumber"])
+    if number <= last:
+        raise RuntimeError(
+            f"the stream served sequence number {number} after {last}; a shard numbers each record"
+            " once, increasing (is moto's stream patched? see postback_ops.local.moto_patches)"
+        )
+    return number
 
 
 class StreamPoller:
@@ -237,6 +251,7 @@ class StreamPoller:
             shard.iterator = answer.get("NextShardIterator")
             records = answer.get("Records", [])
             for record in records:
+                shard.last_read = _after(shard.last_read, record)
                 lambda_record = to_lambda_record(dict(record), stream_arn=self.mapping.stream_arn, region=self._region)
                 if not self.mapping.filter_patterns or any(
                     matches(pattern, lambda_record) for pattern in self.mapping.filter_patterns

@@ -260,6 +260,9 @@ def test_a_record_sqs_refuses_is_retried_until_its_age_not_a_count(
     (failure,) = outbox.drain("OutboxFailureQueueUrl")
     assert failure["requestContext"]["condition"] == RECORD_AGE_EXCEEDED
     monkeypatch.undo()
+    # AND a conversion written now: young, by the clock back at now (left an age ahead, it
+    # was itself past its age whenever the 150 polls above took less than a second)
+    clock[0] = datetime.now(UTC).timestamp()
     outbox.convert("T-2")
     run_outbox(poller)
     assert [body["transaction_id"] for body in outbox.drain()] == ["T-2"]

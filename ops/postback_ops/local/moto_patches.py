@@ -4,6 +4,9 @@ reliability suite): its SQS, where thousands of postbacks may wait, and its tabl
 - `Queue.delete_message` rebuilds the queue's message list without the lock that
   `add_message` takes: a message sent while another poller deletes one can vanish, or the
   deleted one come back. SQS does neither; the patched delete takes the same lock.
+- `SQSBackend.receive_message` looks for a visible message and marks it received without a
+  lock: two pollers can both take it (seen: a message handled twice by the local poller's two
+  threads). The patched receive holds the queue's lock; a long poll's wait releases it.
 - moto reads the clock through datetime arithmetic for every message of the queue on most
   calls (SendMessage computes the queue's counters, each a pass over all its messages): with
   thousands of delayed copies waiting that is tens of milliseconds per message sent. The same
@@ -48,11 +51,21 @@ def patch_moto_sqs(*, apply: bool = True) -> list[tuple[Any, str, Any]]:
 
     delete_message._locked = True  # type: ignore[attr-defined]
 
+    real_receive: Callable[..., list[Any]] = sqs_models.SQSBackend.receive_message
+
+    @functools.wraps(real_receive)
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> list[Any]:
+        # The queue's own lock (a Condition over an RLock): the scan and its marks are one step,
+        # and a long poll's wait (wait_for_messages, the same lock) still lets others in.
+        with self.get_queue(queue_name)._messages_lock:
+            return real_receive(self, queue_name, *args, **kwargs)
+
     def unix_time_millis(dt: Any = None) -> float:
         return real_clock(dt) if dt is not None else time.time() * 1000.0
 
     patches: list[tuple[Any, str, Any]] = [
         (sqs_models.Queue, "delete_message", delete_message),
+        (sqs_models.SQSBackend, "receive_message", receive_message),
         (sqs_models, "unix_time_millis", unix_time_millis),
         (sqs_models.SQSBackend, "get_queue_attributes", _get_queue_attributes),
         (

@@ -8,14 +8,13 @@ plain error on a record served out of order rather than read it for ever."""
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from race_support import all_at_once
 
 from postback_ops.local.stream import StreamMapping, StreamPoller
 
@@ -45,16 +44,7 @@ def test_records_written_from_many_threads_get_one_sequence_number_each(streamed
         for n in range(WRITES):
             dynamodb.put_item(TableName="streamed", Item={"pk": {"S": f"{writer}-{n}"}, "body": {"S": "x" * 200}})
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    all_at_once(write, WRITERS)
 
     # WHEN the stream is read from its start, page after page (at most a page per record)
     streams = boto3.client("dynamodbstreams", region_name="eu-west-1")

@@ -5,7 +5,6 @@ holds the queue's lock over a receive (tests/conftest.py and the local stack app
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from race_support import all_at_once
 
 MESSAGES = 400
 RECEIVERS = 4
@@ -35,7 +35,7 @@ def test_receivers_at_once_never_take_the_same_message(sqs: Any) -> None:
     taken: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def receive() -> None:
+    def receive(_: int) -> None:
         while True:
             messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
             if not messages:
@@ -43,16 +43,7 @@ def test_receivers_at_once_never_take_the_same_message(sqs: Any) -> None:
             with lock:
                 taken.update(m["Body"] for m in messages)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=receive) for _ in range(RECEIVERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    all_at_once(receive, RECEIVERS)
 
     # THEN every message was taken, and once (each is invisible for 300 s after its receive)
     assert sorted(taken) == sorted(f"m{n}" for n in range(MESSAGES))

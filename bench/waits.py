@@ -113,7 +113,7 @@ def in_flight_peak(postbacks: int = 500, *, batch: int = BATCH, concurrency: int
     from moto import mock_aws
 
     from bench.fakes import DeliveryLogFake, EndpointStoreFake
-    from postback_ops.local.moto_patches import patch_moto_sqs
+    from postback_ops.local.moto_patches import patch_moto
     from postback_relay.adapters.sqs_retry import SqsRetryControl
     from postback_relay.domain.delivery import PostbackMessage, delivery_id_for
     from postback_relay.domain.errors import InfrastructureError
@@ -130,7 +130,7 @@ def in_flight_peak(postbacks: int = 500, *, batch: int = BATCH, concurrency: int
         def requeue(self, body: str, *, delay_s: int) -> None:
             raise InfrastructureError("refused")
 
-    patch_moto_sqs()
+    patch_moto()
     out: dict[str, Any] = {"postbacks": postbacks, "bound": batch * concurrency}
     for label, control_type in (("built", SqsRetryControl), ("copies_refused", Refusing)):
         with mock_aws():

@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from postback_ops.awsrules import recorder
-from postback_ops.local.moto_patches import patch_moto_sqs, patch_moto_streams
+from postback_ops.local.moto_patches import patch_moto
 from postback_ops.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalStack, create_resources, function_environment
 from postback_ops.template import load_template, resources_of_type
 
@@ -95,8 +95,7 @@ moto.kms.models.generate_private_key = functools.cache(moto.kms.models.generate_
 # writes from several threads and the local pollers receive from several: two records could
 # share a sequence number (a stream reader looped on it), two pollers take one message
 # (postback_ops.local.moto_patches). The local stack applies the same patches.
-patch_moto_streams()
-patch_moto_sqs()
+patch_moto()
 
 # `make integration|reliability|e2e` set POSTBACK_AWS_CALL_LOG: every AWS call a function, the
 # state machine or the CLI makes is recorded for `make iam`, here and in the subprocesses the

@@ -15,7 +15,6 @@ from reliability.relay_harness import (
     READ_TIMEOUT_S,
     AwsFaults,
     Relay,
-    moto_sqs_for_threads,
     patch_boto3_clients,
 )
 
@@ -63,9 +62,8 @@ def aws_faults(monkeypatch: pytest.MonkeyPatch) -> AwsFaults:
 def relay(aws: dict[str, str], aws_faults: AwsFaults, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relay]:
     """GIVEN both functions cold inside moto: ingest signed at a fixed clock, dispatch with the
     suite's delay scale and short timeouts, and the queue's visibility timeout scaled down.
-    moto's SQS gets the local stack's two fixes (a delete that cannot lose a message sent
-    meanwhile, a cheap clock read): waits re-send messages while a poller deletes others."""
-    moto_sqs_for_threads(monkeypatch)
+    moto's SQS and streams carry the local stack's fixes (tests/conftest.py applies them): waits
+    re-send messages while a poller deletes others."""
     wiring.reset()
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     fast = dispatch_handler.settings.model_copy(

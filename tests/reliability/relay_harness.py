@@ -772,16 +772,6 @@ class Relay:
         return found
 
 
-def moto_sqs_for_threads(monkeypatch: Any) -> None:
-    """moto's SQS as several pollers need it (`postback_ops.local.moto_patches`, which the
-    local stack applies too): a delete that cannot lose a message sent meanwhile, and a fast
-    clock read."""
-    from postback_ops.local.moto_patches import patch_moto_sqs
-
-    for target, name, value in patch_moto_sqs(apply=False):
-        monkeypatch.setattr(target, name, value)
-
-
 class QueueWatch:
     """Polls the postback queue's counters while a run goes on, as CloudWatch would, and keeps
     their peaks: in flight (ApproximateNumberOfMessagesNotVisible: received and not deleted;

@@ -34,14 +34,18 @@ from collections.abc import Callable
 from typing import Any
 
 
-def patch_moto_sqs(*, apply: bool = True) -> list[tuple[Any, str, Any]]:
-    """The patches as (target, attribute, value); applied unless `apply` is False (a test
-    applies them with its monkeypatch, to undo them after)."""
+def patch_moto() -> None:
+    """Apply the fixes above to this process's moto, once (a second call changes nothing)."""
+    _patch_sqs()
+    _patch_streams()
+
+
+def _patch_sqs() -> None:
     import moto.sqs.models as sqs_models
 
     real_delete: Callable[..., None] = sqs_models.Queue.delete_message
     if getattr(real_delete, "_locked", False):
-        return []
+        return
     real_clock = sqs_models.unix_time_millis  # type: ignore[attr-defined]
 
     @functools.wraps(real_delete)
@@ -63,7 +67,7 @@ def patch_moto_sqs(*, apply: bool = True) -> list[tuple[Any, str, Any]]:
     def unix_time_millis(dt: Any = None) -> float:
         return real_clock(dt) if dt is not None else time.time() * 1000.0
 
-    patches: list[tuple[Any, str, Any]] = [
+    for target, name, value in (
         (sqs_models.Queue, "delete_message", delete_message),
         (sqs_models.SQSBackend, "receive_message", receive_message),
         (sqs_models, "unix_time_millis", unix_time_millis),
@@ -73,11 +77,8 @@ def patch_moto_sqs(*, apply: bool = True) -> list[tuple[Any, str, Any]]:
             "is_message_valid_based_on_retention_period",
             _is_message_valid_based_on_retention_period,
         ),
-    ]
-    if apply:
-        for target, name, value in patches:
-            setattr(target, name, value)
-    return patches
+    ):
+        setattr(target, name, value)
 
 
 def _get_queue_attributes(backend: Any, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
@@ -108,13 +109,12 @@ def _is_message_valid_based_on_retention_period(backend: Any, queue_name: str, m
 _STREAM_LOCK = threading.Lock()
 
 
-def patch_moto_streams(*, apply: bool = True) -> list[tuple[Any, str, Any]]:
-    """The stream fix as (target, attribute, value); applied unless `apply` is False."""
+def _patch_streams() -> None:
     from moto.dynamodb.models import table as table_models
 
     real_add: Callable[..., None] = table_models.StreamShard.add
     if getattr(real_add, "_locked", False):
-        return []
+        return
 
     @functools.wraps(real_add)
     def add(self: Any, old: Any, new: Any) -> None:
@@ -122,8 +122,4 @@ def patch_moto_streams(*, apply: bool = True) -> list[tuple[Any, str, Any]]:
             real_add(self, old, new)
 
     add._locked = True  # type: ignore[attr-defined]
-    patches: list[tuple[Any, str, Any]] = [(table_models.StreamShard, "add", add)]
-    if apply:
-        for target, name, value in patches:
-            setattr(target, name, value)
-    return patches
+    table_models.StreamShard.add = add  # type: ignore[method-assign]

@@ -34,7 +34,7 @@ from postback_ops.local import lambda_router, resources, statemachine
 from postback_ops.local.alarms import AlarmLog
 from postback_ops.local.apigw import HttpRequest, HttpResponse, LocalHttpApi, Route, api_routes
 from postback_ops.local.dynamo_locks import TableLockedDynamoDB
-from postback_ops.local.moto_patches import patch_moto_sqs, patch_moto_streams
+from postback_ops.local.moto_patches import patch_moto
 from postback_ops.local.poller import BatchOutcome, SqsPoller, mapping_for
 from postback_ops.local.receiver import Answer, Hit, Receiver, describe
 from postback_ops.local.runtime import LocalFunction, function_specs, json_logs_wanted, load_functions
@@ -243,8 +243,7 @@ class LocalRelay:
         # moto's server logs every AWS call on stderr; the stack logs what matters, one line each.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # Its pollers delete while the dispatcher queues waiting postbacks' delayed copies.
-        patch_moto_sqs()
-        patch_moto_streams()
+        patch_moto()
         moto = MotoServer(ip_address=HOST, port=self.settings.aws_port, verbose=False)
         with _binding(self.settings.aws_port, "POSTBACK_LOCAL_AWS_PORT"):
             moto.start()
